@@ -1,0 +1,531 @@
+//! Durable storage of one chain: blocks, transactions, receipts,
+//! certificates, and the authenticated state, on the embedded `redb`
+//! database (ACID, copy-on-write B-trees, fsync on commit).
+//!
+//! Everything a block changes is written in **one** redb write transaction
+//! ([`ChainStore::commit_block`]), so a process killed at any instant finds
+//! either the whole block or none of it on restart.
+//!
+//! State is kept twice, in the same transaction: a flat table of the latest
+//! values for fast reads, and a [`smt`] sparse Merkle tree whose root goes
+//! into each block header and whose nodes prove any key at any version.
+
+pub mod smt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use redb::{Database, ReadableTable, TableDefinition};
+use smt::{Node, NodeReader, StateProof, TreeUpdate, EMPTY};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tongtian_crypto::{suite, CryptoSuite, Hash32, SuiteId};
+use tongtian_types::codec::{decode, encode};
+use tongtian_types::{Block, BlockHeader, Certificate, Receipt, SignedTransaction, H256};
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The embedded database failed.
+    #[error("database: {0}")]
+    Db(String),
+    /// Stored bytes are not what we wrote: corruption or a bug.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// A block does not extend the stored chain.
+    #[error("block {height} does not extend the chain (expected height {expected})")]
+    NotNext {
+        /// Offered height.
+        height: u64,
+        /// The next height the store expects.
+        expected: u64,
+    },
+    /// State was staged against a root that is no longer the latest.
+    #[error("staged state is stale: staged on {staged}, latest is {latest}")]
+    StaleStage {
+        /// Root the stage started from.
+        staged: H256,
+        /// Current root.
+        latest: H256,
+    },
+    /// No state root stored for that version.
+    #[error("no state at version {0}")]
+    UnknownVersion(u64),
+}
+
+fn db_err<E: std::fmt::Display>(e: E) -> StorageError {
+    StorageError::Db(e.to_string())
+}
+
+fn corrupt(e: tongtian_types::TypesError) -> StorageError {
+    StorageError::Corrupt(e.to_string())
+}
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
+const BLOCK_TXS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_txs");
+const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
+const HASH_HEIGHT: TableDefinition<&[u8], u64> = TableDefinition::new("hash_to_height");
+const TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("txs");
+const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const SMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_nodes");
+const SMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_values");
+const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_roots");
+
+const LATEST: &str = "latest_height";
+
+/// Pending state writes: key to new value, `None` deletes.
+pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Where a transaction sits in the chain.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxRecord {
+    /// Block height.
+    pub height: u64,
+    /// Index within the block.
+    pub index: u32,
+    /// The transaction.
+    pub tx: SignedTransaction,
+}
+
+/// State changes with their new root computed but not yet written.
+#[derive(Debug, Clone)]
+pub struct StagedState {
+    /// Root the changes were applied to.
+    pub base_root: H256,
+    /// Root after the changes.
+    pub root: H256,
+    changes: StateChanges,
+    nodes: HashMap<Hash32, Node>,
+}
+
+/// The authenticated state seam: reads of the latest committed state,
+/// staging of changes into a new root, and proofs at any version. The
+/// executor sees only this trait, never the database.
+pub trait StateStore: Send + Sync {
+    /// Latest committed value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Latest committed values of several keys, read in one snapshot.
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StorageError>;
+    /// Compute the root that `changes` would give on top of the latest state.
+    fn stage(&self, changes: StateChanges) -> Result<StagedState, StorageError>;
+    /// State root at `version` (block height).
+    fn root(&self, version: u64) -> Result<Option<H256>, StorageError>;
+    /// Prove `key` (value or absence) at `version`.
+    fn prove(&self, key: &[u8], version: u64) -> Result<StateProof, StorageError>;
+}
+
+/// Everything one block writes.
+pub struct BlockCommit<'a> {
+    /// The block.
+    pub block: &'a Block,
+    /// Its transactions' hashes, in order.
+    pub tx_hashes: &'a [H256],
+    /// Its receipts, in order.
+    pub receipts: &'a [Receipt],
+    /// Its commit certificate.
+    pub certificate: &'a Certificate,
+    /// Its state changes, staged against the parent's state.
+    pub state: StagedState,
+}
+
+/// A chain's store on disk.
+pub struct ChainStore {
+    db: Database,
+    suite: SuiteId,
+}
+
+struct TxnReader<'t, T: ReadableTable<&'static [u8], &'static [u8]>>(&'t T);
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> NodeReader for TxnReader<'_, T> {
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StorageError> {
+        match self.0.get(hash.as_slice()).map_err(db_err)? {
+            None => Ok(None),
+            Some(g) => Ok(Some(decode("tree node", g.value()).map_err(corrupt)?)),
+        }
+    }
+}
+
+impl ChainStore {
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path, suite: SuiteId) -> Result<Self, StorageError> {
+        let db = Database::create(path).map_err(db_err)?;
+        let w = db.begin_write().map_err(db_err)?;
+        {
+            w.open_table(META).map_err(db_err)?;
+            w.open_table(HEADERS).map_err(db_err)?;
+            w.open_table(BLOCK_TXS).map_err(db_err)?;
+            w.open_table(CERTS).map_err(db_err)?;
+            w.open_table(HASH_HEIGHT).map_err(db_err)?;
+            w.open_table(TXS).map_err(db_err)?;
+            w.open_table(RECEIPTS).map_err(db_err)?;
+            w.open_table(STATE).map_err(db_err)?;
+            w.open_table(SMT_NODES).map_err(db_err)?;
+            w.open_table(SMT_VALUES).map_err(db_err)?;
+            w.open_table(ROOTS).map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)?;
+        Ok(ChainStore { db, suite })
+    }
+
+    /// The suite hashes are computed with.
+    pub fn suite(&self) -> &'static dyn CryptoSuite {
+        suite(self.suite)
+    }
+
+    /// Read a small metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(META).map_err(db_err)?;
+        Ok(t.get(key).map_err(db_err)?.map(|g| g.value().to_vec()))
+    }
+
+    /// Write a small metadata value (its own transaction).
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        let w = self.db.begin_write().map_err(db_err)?;
+        w.open_table(META).map_err(db_err)?.insert(key, value).map_err(db_err)?;
+        w.commit().map_err(db_err)
+    }
+
+    /// Height of the latest committed block, if any.
+    pub fn latest_height(&self) -> Result<Option<u64>, StorageError> {
+        Ok(self.meta(LATEST)?.map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[..8]);
+            u64::from_le_bytes(a)
+        }))
+    }
+
+    /// Header at a height.
+    pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(HEADERS).map_err(db_err)?;
+        t.get(height)
+            .map_err(db_err)?
+            .map(|g| decode("header", g.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    /// Commit certificate of the block at a height.
+    pub fn certificate(&self, height: u64) -> Result<Option<Certificate>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(CERTS).map_err(db_err)?;
+        t.get(height)
+            .map_err(db_err)?
+            .map(|g| decode("certificate", g.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    /// Transaction hashes of the block at a height.
+    pub fn block_tx_hashes(&self, height: u64) -> Result<Option<Vec<H256>>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(BLOCK_TXS).map_err(db_err)?;
+        t.get(height)
+            .map_err(db_err)?
+            .map(|g| decode("block tx list", g.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    /// The full block at a height.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        let Some(header) = self.header(height)? else {
+            return Ok(None);
+        };
+        let hashes = self.block_tx_hashes(height)?.unwrap_or_default();
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(TXS).map_err(db_err)?;
+        let mut txs = Vec::with_capacity(hashes.len());
+        for h in &hashes {
+            let g = t
+                .get(h.as_bytes())
+                .map_err(db_err)?
+                .ok_or_else(|| StorageError::Corrupt(format!("block {height} lists missing tx {h}")))?;
+            let rec: TxRecord = decode("tx record", g.value()).map_err(corrupt)?;
+            txs.push(rec.tx);
+        }
+        Ok(Some(Block { header, txs }))
+    }
+
+    /// Height of the block with this header hash.
+    pub fn height_of(&self, hash: &H256) -> Result<Option<u64>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(HASH_HEIGHT).map_err(db_err)?;
+        Ok(t.get(hash.as_bytes()).map_err(db_err)?.map(|g| g.value()))
+    }
+
+    /// A committed transaction by hash.
+    pub fn tx(&self, hash: &H256) -> Result<Option<TxRecord>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(TXS).map_err(db_err)?;
+        t.get(hash.as_bytes())
+            .map_err(db_err)?
+            .map(|g| decode("tx record", g.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    /// Whether a transaction is committed.
+    pub fn has_tx(&self, hash: &H256) -> Result<bool, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(TXS).map_err(db_err)?;
+        Ok(t.get(hash.as_bytes()).map_err(db_err)?.is_some())
+    }
+
+    /// A receipt by transaction hash.
+    pub fn receipt(&self, hash: &H256) -> Result<Option<Receipt>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(RECEIPTS).map_err(db_err)?;
+        t.get(hash.as_bytes())
+            .map_err(db_err)?
+            .map(|g| decode("receipt", g.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    fn latest_root(&self) -> Result<H256, StorageError> {
+        match self.latest_height()? {
+            None => Ok(H256(EMPTY)),
+            Some(h) => self.root(h)?.ok_or(StorageError::UnknownVersion(h)),
+        }
+    }
+
+    /// Write a block with everything it changed, atomically. The block must
+    /// be the next height and its state must be staged on the latest root.
+    pub fn commit_block(&self, c: BlockCommit<'_>) -> Result<(), StorageError> {
+        let height = c.block.header.height;
+        let expected = self.latest_height()?.map_or(0, |h| h + 1);
+        if height != expected {
+            return Err(StorageError::NotNext { height, expected });
+        }
+        let latest = self.latest_root()?;
+        if c.state.base_root != latest {
+            return Err(StorageError::StaleStage {
+                staged: c.state.base_root,
+                latest,
+            });
+        }
+        let s = self.suite();
+        let hash = c.block.header.hash(self.suite);
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            w.open_table(HEADERS)
+                .map_err(db_err)?
+                .insert(height, encode(&c.block.header).as_slice())
+                .map_err(db_err)?;
+            w.open_table(BLOCK_TXS)
+                .map_err(db_err)?
+                .insert(height, encode(&c.tx_hashes.to_vec()).as_slice())
+                .map_err(db_err)?;
+            w.open_table(CERTS)
+                .map_err(db_err)?
+                .insert(height, encode(c.certificate).as_slice())
+                .map_err(db_err)?;
+            w.open_table(HASH_HEIGHT)
+                .map_err(db_err)?
+                .insert(hash.as_bytes(), height)
+                .map_err(db_err)?;
+            let mut txs = w.open_table(TXS).map_err(db_err)?;
+            let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
+            for (i, (tx, h)) in c.block.txs.iter().zip(c.tx_hashes).enumerate() {
+                let rec = TxRecord {
+                    height,
+                    index: i as u32,
+                    tx: tx.clone(),
+                };
+                txs.insert(h.as_bytes(), encode(&rec).as_slice()).map_err(db_err)?;
+            }
+            for r in c.receipts {
+                receipts
+                    .insert(r.tx_hash.as_bytes(), encode(r).as_slice())
+                    .map_err(db_err)?;
+            }
+            let mut state = w.open_table(STATE).map_err(db_err)?;
+            let mut values = w.open_table(SMT_VALUES).map_err(db_err)?;
+            for (k, v) in &c.state.changes {
+                match v {
+                    Some(v) => {
+                        state.insert(k.as_slice(), v.as_slice()).map_err(db_err)?;
+                        values.insert(s.hash(v).as_slice(), v.as_slice()).map_err(db_err)?;
+                    }
+                    None => {
+                        state.remove(k.as_slice()).map_err(db_err)?;
+                    }
+                }
+            }
+            let mut nodes = w.open_table(SMT_NODES).map_err(db_err)?;
+            for (h, n) in &c.state.nodes {
+                nodes.insert(h.as_slice(), encode(n).as_slice()).map_err(db_err)?;
+            }
+            w.open_table(ROOTS)
+                .map_err(db_err)?
+                .insert(height, c.state.root.as_bytes())
+                .map_err(db_err)?;
+            w.open_table(META)
+                .map_err(db_err)?
+                .insert(LATEST, height.to_le_bytes().as_slice())
+                .map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)?;
+        tracing::debug!(height, txs = c.block.txs.len(), root = %c.state.root, "block committed");
+        Ok(())
+    }
+}
+
+impl StateStore for ChainStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(STATE).map_err(db_err)?;
+        Ok(t.get(key).map_err(db_err)?.map(|g| g.value().to_vec()))
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(STATE).map_err(db_err)?;
+        keys.iter()
+            .map(|k| Ok(t.get(*k).map_err(db_err)?.map(|g| g.value().to_vec())))
+            .collect()
+    }
+
+    fn stage(&self, changes: StateChanges) -> Result<StagedState, StorageError> {
+        let s = self.suite();
+        let base_root = self.latest_root()?;
+        let mut ups: Vec<(Hash32, Option<Hash32>)> = changes
+            .iter()
+            .map(|(k, v)| (s.hash(k), v.as_ref().map(|v| s.hash(v))))
+            .collect();
+        ups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(SMT_NODES).map_err(db_err)?;
+        let reader = TxnReader(&t);
+        let mut upd = TreeUpdate::new(s, &reader);
+        let root = upd.apply(base_root.0, &ups)?;
+        Ok(StagedState {
+            base_root,
+            root: H256(root),
+            changes,
+            nodes: upd.created,
+        })
+    }
+
+    fn root(&self, version: u64) -> Result<Option<H256>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(ROOTS).map_err(db_err)?;
+        t.get(version)
+            .map_err(db_err)?
+            .map(|g| H256::from_slice(g.value()).map_err(corrupt))
+            .transpose()
+    }
+
+    fn prove(&self, key: &[u8], version: u64) -> Result<StateProof, StorageError> {
+        let root = self.root(version)?.ok_or(StorageError::UnknownVersion(version))?;
+        let s = self.suite();
+        let r = self.db.begin_read().map_err(db_err)?;
+        let nodes = r.open_table(SMT_NODES).map_err(db_err)?;
+        let (siblings, leaf) = smt::prove_path(s, &TxnReader(&nodes), root.0, key)?;
+        let path = s.hash(key);
+        let value = match &leaf {
+            Some((p, vh)) if p.0 == path => {
+                let values = r.open_table(SMT_VALUES).map_err(db_err)?;
+                let g = values
+                    .get(vh.as_bytes())
+                    .map_err(db_err)?
+                    .ok_or_else(|| StorageError::Corrupt(format!("missing state value {vh}")))?;
+                Some(g.value().to_vec())
+            }
+            _ => None,
+        };
+        Ok(StateProof {
+            key: key.to_vec(),
+            value,
+            siblings,
+            leaf,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongtian_types::{Address, BlockHeader};
+
+    fn header(height: u64, root: H256) -> BlockHeader {
+        BlockHeader {
+            chain_id: 1,
+            height,
+            timestamp_ms: 0,
+            parent_hash: H256::ZERO,
+            tx_root: H256::ZERO,
+            receipts_root: H256::ZERO,
+            state_root: root,
+            tx_count: 0,
+            proposer: Address::ZERO,
+        }
+    }
+
+    fn commit(store: &ChainStore, height: u64, changes: StateChanges) -> H256 {
+        let staged = store.stage(changes).unwrap();
+        let root = staged.root;
+        let block = Block { header: header(height, root), txs: vec![] };
+        store
+            .commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate::default(),
+                state: staged,
+            })
+            .unwrap();
+        root
+    }
+
+    #[test]
+    fn versions_prove_independently_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let (r0, r1);
+        {
+            let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+            let mut c = StateChanges::new();
+            c.insert(b"k".to_vec(), Some(b"v0".to_vec()));
+            r0 = commit(&store, 0, c);
+            let mut c = StateChanges::new();
+            c.insert(b"k".to_vec(), Some(b"v1".to_vec()));
+            c.insert(b"other".to_vec(), Some(b"x".to_vec()));
+            r1 = commit(&store, 1, c);
+            // wrong height refused
+            let staged = store.stage(StateChanges::new()).unwrap();
+            let block = Block { header: header(5, staged.root), txs: vec![] };
+            assert!(matches!(
+                store.commit_block(BlockCommit { block: &block, tx_hashes: &[], receipts: &[], certificate: &Certificate::default(), state: staged }),
+                Err(StorageError::NotNext { height: 5, expected: 2 })
+            ));
+        }
+        let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+        assert_eq!(store.latest_height().unwrap(), Some(1));
+        assert_eq!(store.get(b"k").unwrap(), Some(b"v1".to_vec()));
+        let s = store.suite();
+        let p0 = store.prove(b"k", 0).unwrap();
+        assert_eq!(p0.value.as_deref(), Some(&b"v0"[..]));
+        p0.verify(s, &r0).unwrap();
+        assert!(p0.verify(s, &r1).is_err());
+        let p1 = store.prove(b"k", 1).unwrap();
+        assert_eq!(p1.value.as_deref(), Some(&b"v1"[..]));
+        p1.verify(s, &r1).unwrap();
+        let absent = store.prove(b"other", 0).unwrap();
+        assert_eq!(absent.value, None);
+        absent.verify(s, &r0).unwrap();
+        assert!(matches!(store.prove(b"k", 9), Err(StorageError::UnknownVersion(9))));
+    }
+
+    #[test]
+    fn stale_stage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Sm).unwrap();
+        let mut c = StateChanges::new();
+        c.insert(b"a".to_vec(), Some(b"1".to_vec()));
+        let stale = store.stage(c.clone()).unwrap();
+        commit(&store, 0, c);
+        let block = Block { header: header(1, stale.root), txs: vec![] };
+        assert!(matches!(
+            store.commit_block(BlockCommit { block: &block, tx_hashes: &[], receipts: &[], certificate: &Certificate::default(), state: stale }),
+            Err(StorageError::StaleStage { .. })
+        ));
+    }
+}

@@ -1,0 +1,167 @@
+//! Chain spec (genesis and parameters) and the account record.
+
+use crate::primitives::{serde_hex, serde_u128};
+use crate::{Address, TypesError, H256};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use tongtian_crypto::{suite, SuiteId};
+
+/// An account as stored in state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Account {
+    /// Spendable balance.
+    #[serde(with = "serde_u128")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub balance: u128,
+    /// Next nonce the account must use.
+    pub nonce: u64,
+}
+
+/// A prefunded account in genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct GenesisAccount {
+    /// Address.
+    pub address: Address,
+    /// Initial balance.
+    #[serde(with = "serde_u128")]
+    pub balance: u128,
+}
+
+/// A validator named in genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct ValidatorSpec {
+    /// Human name (node id).
+    pub name: String,
+    /// Encoded public key under the chain's suite.
+    #[serde(with = "serde_hex")]
+    pub public_key: Vec<u8>,
+}
+
+/// Consensus parameters. `engine` is opaque outside the consensus crate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct ConsensusSpec {
+    /// Engine name, e.g. `solo`.
+    pub engine: String,
+    /// Target time between blocks.
+    #[serde(default = "default_interval")]
+    pub block_interval_ms: u64,
+    /// Most transactions in one block.
+    #[serde(default = "default_max_block_txs")]
+    pub max_block_txs: u32,
+}
+
+fn default_interval() -> u64 {
+    200
+}
+fn default_max_block_txs() -> u32 {
+    10_000
+}
+
+/// Gas prices of native operations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct GasSchedule {
+    /// Base gas of any transaction.
+    pub tx_base: u64,
+    /// Extra gas per byte of encoded transaction.
+    pub per_byte: u64,
+    /// Smallest gas price the mempool admits.
+    pub min_gas_price: u64,
+}
+
+impl Default for GasSchedule {
+    fn default() -> Self {
+        GasSchedule {
+            tx_base: 21_000,
+            per_byte: 16,
+            min_gas_price: 1,
+        }
+    }
+}
+
+/// Size limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct Limits {
+    /// Largest encoded transaction accepted, in bytes.
+    pub max_tx_bytes: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_tx_bytes: 32 * 1024 }
+    }
+}
+
+/// A chain's genesis: identity, crypto suite, consensus, validators and
+/// initial balances. Nodes of one chain must hold byte-identical specs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+pub struct ChainSpec {
+    /// Human-readable chain name.
+    pub name: String,
+    /// Numeric chain id; bound into every transaction.
+    pub chain_id: u64,
+    /// Crypto suite for hashes, signatures and addresses.
+    pub suite: SuiteId,
+    /// Consensus engine and parameters.
+    pub consensus: ConsensusSpec,
+    /// Initial validators.
+    pub validators: Vec<ValidatorSpec>,
+    /// Prefunded accounts.
+    pub accounts: Vec<GenesisAccount>,
+    /// Gas schedule.
+    #[serde(default)]
+    pub gas: GasSchedule,
+    /// Limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Genesis time, milliseconds since the Unix epoch.
+    pub genesis_time_ms: u64,
+}
+
+impl ChainSpec {
+    /// Check internal consistency.
+    pub fn validate(&self) -> Result<(), TypesError> {
+        if self.validators.is_empty() {
+            return Err(TypesError::Spec("at least one validator is required".into()));
+        }
+        let s = suite(self.suite);
+        for v in &self.validators {
+            // A key the suite cannot use for verification is useless as a validator key.
+            if s.verify(&v.public_key, b"", &vec![0u8; s.signature_len()])
+                .is_err_and(|e| matches!(e, tongtian_crypto::CryptoError::InvalidPublicKey { .. }))
+            {
+                return Err(TypesError::Spec(format!("validator {} has an invalid {} key", v.name, self.suite)));
+            }
+        }
+        let mut addrs: Vec<_> = self.accounts.iter().map(|a| a.address).collect();
+        addrs.sort();
+        addrs.dedup();
+        if addrs.len() != self.accounts.len() {
+            return Err(TypesError::Spec("duplicate genesis account".into()));
+        }
+        if self.consensus.max_block_txs == 0 {
+            return Err(TypesError::Spec("max_block_txs must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Identity of the spec: the suite hash of its canonical encoding. The
+    /// genesis header's parent hash.
+    pub fn hash(&self) -> H256 {
+        H256(suite(self.suite).hash(&crate::codec::encode(self)))
+    }
+
+    /// The address validators' fees go to: validator 0's account.
+    pub fn validator_address(&self, index: usize) -> Option<Address> {
+        self.validators
+            .get(index)
+            .map(|v| Address::from_public_key(self.suite, &v.public_key))
+    }
+
+    /// Parse from JSON.
+    pub fn from_json(text: &str) -> Result<Self, TypesError> {
+        let spec: ChainSpec = serde_json::from_str(text).map_err(|e| TypesError::Spec(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+}

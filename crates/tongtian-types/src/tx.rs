@@ -1,0 +1,389 @@
+//! Transactions, blocks, certificates and receipts.
+
+use crate::codec::encode;
+use crate::primitives::{serde_hex, serde_u128};
+use crate::{Address, H256};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use tongtian_crypto::{suite, CryptoSuite, Keypair, SuiteId};
+
+/// Domain tag prepended to a transaction's encoding before signing, so a
+/// transaction signature can never be replayed as another kind of message.
+pub const TX_SIGNING_DOMAIN: &[u8] = b"tongtian/tx/v1";
+/// Domain tag for commit certificates over block hashes.
+pub const BLOCK_SIGNING_DOMAIN: &[u8] = b"tongtian/block/v1";
+
+/// What a transaction does.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Action {
+    /// Move native tokens to another account.
+    Transfer {
+        /// Recipient.
+        to: Address,
+        /// Amount in the smallest unit.
+        #[serde(with = "serde_u128")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        amount: u128,
+        /// Free-form memo (counted against the size limit and gas).
+        #[serde(with = "serde_hex", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        memo: Vec<u8>,
+    },
+}
+
+/// The signed body of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Transaction {
+    /// The chain this transaction is for; other chains reject it.
+    pub chain_id: u64,
+    /// The sender's next nonce; each nonce is used exactly once.
+    pub nonce: u64,
+    /// Most gas the sender will pay for.
+    pub gas_limit: u64,
+    /// Price per gas unit.
+    pub gas_price: u64,
+    /// What to do.
+    pub action: Action,
+}
+
+impl Transaction {
+    /// The bytes a sender signs.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = TX_SIGNING_DOMAIN.to_vec();
+        out.extend(encode(self));
+        out
+    }
+
+    /// Sign with a key pair.
+    pub fn sign(self, key: &Keypair) -> SignedTransaction {
+        let signature = key.sign(&self.signing_bytes());
+        SignedTransaction {
+            tx: self,
+            public_key: key.public_key().to_vec(),
+            signature,
+        }
+    }
+}
+
+/// A transaction with its signer's public key and signature.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedTransaction {
+    /// The body.
+    pub tx: Transaction,
+    /// Signer's encoded public key (its address is derived from it).
+    #[serde(with = "serde_hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub public_key: Vec<u8>,
+    /// Signature over [`Transaction::signing_bytes`].
+    #[serde(with = "serde_hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub signature: Vec<u8>,
+}
+
+impl SignedTransaction {
+    /// The transaction hash under the chain's suite (hash of the full encoding).
+    pub fn hash(&self, suite_id: SuiteId) -> H256 {
+        H256(suite(suite_id).hash(&encode(self)))
+    }
+
+    /// The sender's address.
+    pub fn sender(&self, suite_id: SuiteId) -> Address {
+        Address::from_public_key(suite_id, &self.public_key)
+    }
+
+    /// Check the signature with the chain's suite.
+    pub fn verify(&self, s: &dyn CryptoSuite) -> Result<(), tongtian_crypto::CryptoError> {
+        s.verify(&self.public_key, &self.tx.signing_bytes(), &self.signature)
+    }
+}
+
+/// A block header. Its hash is what consensus signs.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlockHeader {
+    /// Chain id.
+    pub chain_id: u64,
+    /// Height; genesis is 0.
+    pub height: u64,
+    /// Proposal time, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Hash of the parent header (genesis: hash of the chain spec).
+    pub parent_hash: H256,
+    /// Merkle root of the transaction hashes.
+    pub tx_root: H256,
+    /// Merkle root of the receipt hashes.
+    pub receipts_root: H256,
+    /// Root of the authenticated state after this block.
+    pub state_root: H256,
+    /// Number of transactions.
+    pub tx_count: u32,
+    /// The proposer's address (receives the fees).
+    pub proposer: Address,
+}
+
+impl BlockHeader {
+    /// The header hash.
+    pub fn hash(&self, suite_id: SuiteId) -> H256 {
+        H256(suite(suite_id).hash(&encode(self)))
+    }
+
+    /// The bytes a validator signs to commit this header.
+    pub fn commit_bytes(hash: &H256) -> Vec<u8> {
+        let mut out = BLOCK_SIGNING_DOMAIN.to_vec();
+        out.extend_from_slice(&hash.0);
+        out
+    }
+}
+
+/// A block: header and ordered transactions.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Block {
+    /// Header.
+    pub header: BlockHeader,
+    /// Transactions, in execution order.
+    pub txs: Vec<SignedTransaction>,
+}
+
+/// One validator's signature in a commit certificate.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CertificateSignature {
+    /// Validator's encoded public key.
+    #[serde(with = "serde_hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub public_key: Vec<u8>,
+    /// Signature over [`BlockHeader::commit_bytes`].
+    #[serde(with = "serde_hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub signature: Vec<u8>,
+}
+
+/// Proof that a header was committed: signatures of validators over its hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Certificate {
+    /// Engine that produced it (`solo`, ...).
+    pub engine: String,
+    /// Signed header's hash.
+    pub block_hash: H256,
+    /// The signatures.
+    pub signatures: Vec<CertificateSignature>,
+}
+
+impl Certificate {
+    /// Check that at least `quorum` distinct validators of `validators` signed
+    /// `block_hash`. This is what a light client runs.
+    pub fn verify(
+        &self,
+        s: &dyn CryptoSuite,
+        validators: &[Vec<u8>],
+        quorum: usize,
+        block_hash: &H256,
+    ) -> bool {
+        if &self.block_hash != block_hash {
+            return false;
+        }
+        let msg = BlockHeader::commit_bytes(block_hash);
+        let mut seen: Vec<&[u8]> = Vec::new();
+        for sig in &self.signatures {
+            if !validators.iter().any(|v| v == &sig.public_key) || seen.contains(&sig.public_key.as_slice()) {
+                continue;
+            }
+            if s.verify(&sig.public_key, &msg, &sig.signature).is_ok() {
+                seen.push(&sig.public_key);
+            }
+        }
+        seen.len() >= quorum
+    }
+}
+
+/// A structured event emitted during execution.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    /// Emitting module or contract address (zero for native modules).
+    pub emitter: Address,
+    /// Event name, e.g. `transfer`.
+    pub name: String,
+    /// Ordered key/value attributes.
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Outcome of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum TxStatus {
+    /// Applied.
+    Success,
+    /// Fee charged and nonce used, but the action's effects were rolled back.
+    Failed {
+        /// Stable machine-readable code.
+        code: String,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// What executing one transaction produced.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Receipt {
+    /// Transaction hash.
+    pub tx_hash: H256,
+    /// Block height.
+    pub height: u64,
+    /// Index within the block.
+    pub index: u32,
+    /// Sender.
+    pub sender: Address,
+    /// Outcome.
+    pub status: TxStatus,
+    /// Gas consumed.
+    pub gas_used: u64,
+    /// Fee paid (gas_used * gas_price).
+    #[serde(with = "serde_u128")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub fee: u128,
+    /// Events, empty when failed.
+    pub events: Vec<Event>,
+}
+
+impl Receipt {
+    /// Whether the action succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self.status, TxStatus::Success)
+    }
+
+    /// Receipt digest for the receipts root.
+    pub fn hash(&self, suite_id: SuiteId) -> H256 {
+        H256(suite(suite_id).hash(&encode(self)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::decode;
+    use proptest::prelude::*;
+
+    fn arb_tx() -> impl Strategy<Value = SignedTransaction> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<[u8; 20]>(),
+            any::<u128>(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(any::<u8>(), 0..70),
+        )
+            .prop_map(|(c, n, gl, gp, to, amount, memo, pk, sig)| SignedTransaction {
+                tx: Transaction {
+                    chain_id: c,
+                    nonce: n,
+                    gas_limit: gl,
+                    gas_price: gp,
+                    action: Action::Transfer {
+                        to: Address(to),
+                        amount,
+                        memo,
+                    },
+                },
+                public_key: pk,
+                signature: sig,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn tx_encoding_roundtrips(tx in arb_tx()) {
+            let bytes = encode(&tx);
+            let back: SignedTransaction = decode("tx", &bytes).unwrap();
+            prop_assert_eq!(&back, &tx);
+            // canonical: re-encoding gives the same bytes
+            prop_assert_eq!(encode(&back), bytes.clone());
+            // trailing garbage is refused
+            let mut longer = bytes.clone();
+            longer.push(0);
+            prop_assert!(decode::<SignedTransaction>("tx", &longer).is_err());
+            // every strict prefix is refused
+            if !bytes.is_empty() {
+                prop_assert!(decode::<SignedTransaction>("tx", &bytes[..bytes.len() - 1]).is_err());
+            }
+            // JSON round trip
+            let j = serde_json::to_string(&tx).unwrap();
+            prop_assert_eq!(serde_json::from_str::<SignedTransaction>(&j).unwrap(), tx);
+        }
+
+        #[test]
+        fn block_encoding_roundtrips(txs in proptest::collection::vec(arb_tx(), 0..5), h in any::<u64>()) {
+            let block = Block {
+                header: BlockHeader {
+                    chain_id: 1, height: h, timestamp_ms: 5, parent_hash: H256([1; 32]),
+                    tx_root: H256([2; 32]), receipts_root: H256([3; 32]), state_root: H256([4; 32]),
+                    tx_count: txs.len() as u32, proposer: Address([9; 20]),
+                },
+                txs,
+            };
+            let back: Block = decode("block", &encode(&block)).unwrap();
+            prop_assert_eq!(back, block);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode::<SignedTransaction>("tx", &bytes);
+            let _ = decode::<Block>("block", &bytes);
+        }
+    }
+
+    #[test]
+    fn signature_binds_chain_id_and_nonce() {
+        for id in [SuiteId::Standard, SuiteId::Sm] {
+            let key = Keypair::generate(id);
+            let tx = Transaction {
+                chain_id: 7,
+                nonce: 0,
+                gas_limit: 100,
+                gas_price: 1,
+                action: Action::Transfer { to: Address([1; 20]), amount: 5, memo: vec![] },
+            };
+            let signed = tx.sign(&key);
+            signed.verify(suite(id)).unwrap();
+            let mut other_chain = signed.clone();
+            other_chain.tx.chain_id = 8;
+            assert!(other_chain.verify(suite(id)).is_err());
+            let mut other_nonce = signed.clone();
+            other_nonce.tx.nonce = 1;
+            assert!(other_nonce.verify(suite(id)).is_err());
+            assert_ne!(other_nonce.hash(id), signed.hash(id));
+        }
+    }
+
+    #[test]
+    fn certificate_needs_quorum_of_known_validators() {
+        let s = suite(SuiteId::Standard);
+        let vals: Vec<Keypair> = (0..4).map(|_| Keypair::generate(SuiteId::Standard)).collect();
+        let pks: Vec<Vec<u8>> = vals.iter().map(|k| k.public_key().to_vec()).collect();
+        let h = H256([5; 32]);
+        let sign = |k: &Keypair| CertificateSignature {
+            public_key: k.public_key().to_vec(),
+            signature: k.sign(&BlockHeader::commit_bytes(&h)),
+        };
+        let mut cert = Certificate { engine: "t".into(), block_hash: h, signatures: vals[..3].iter().map(sign).collect() };
+        assert!(cert.verify(s, &pks, 3, &h));
+        assert!(!cert.verify(s, &pks, 3, &H256([6; 32])));
+        // duplicates do not count twice
+        cert.signatures[2] = cert.signatures[1].clone();
+        assert!(!cert.verify(s, &pks, 3, &h));
+        // outsiders do not count
+        let outsider = Keypair::generate(SuiteId::Standard);
+        cert.signatures[2] = sign(&outsider);
+        assert!(!cert.verify(s, &pks, 3, &h));
+    }
+}
