@@ -1,1 +1,83 @@
-//! placeholder
+//! The consensus seam.
+//!
+//! An engine orders blocks and decides when they are final; the node's
+//! [`Application`] builds, checks and commits them. The node asks
+//! [`engine_for`] for the engine its chain spec names and runs it through
+//! the [`ConsensusEngine`] trait, so nothing outside this crate knows which
+//! engine runs.
+//!
+//! Engines today: `solo` (one validator, for development and single-party
+//! chains). Its certificates have the same shape every engine's will: the
+//! block hash signed by validators, checkable by a light client with
+//! [`tongtian_types::Certificate::verify`].
+
+mod solo;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tongtian_crypto::Keypair;
+use tongtian_types::{Block, Certificate, ChainSpec, H256};
+
+pub use solo::SoloEngine;
+
+/// Errors from an engine or its application.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsensusError {
+    /// The spec names an engine this build does not have.
+    #[error("unknown consensus engine {0:?} (available: solo)")]
+    UnknownEngine(String),
+    /// The engine's configuration does not fit the spec.
+    #[error("consensus configuration: {0}")]
+    Config(String),
+    /// The application failed to build, check or commit a block.
+    #[error("application: {0}")]
+    App(String),
+}
+
+/// What the node offers an engine.
+#[async_trait]
+pub trait Application: Send + Sync + 'static {
+    /// Height and header hash of the latest committed block.
+    fn last_committed(&self) -> (u64, H256);
+
+    /// Build (and execute) a proposal for `height` on top of the latest
+    /// committed block; `None` when there is nothing to propose.
+    async fn propose(&self, height: u64) -> Result<Option<Block>, ConsensusError>;
+
+    /// Check a block proposed by someone else: it must extend the latest
+    /// committed block and re-execute to the header's roots.
+    async fn verify(&self, block: &Block) -> Result<(), ConsensusError>;
+
+    /// Persist a finalized block with its certificate.
+    async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError>;
+}
+
+/// A consensus engine: runs until `shutdown` turns true.
+#[async_trait]
+pub trait ConsensusEngine: Send {
+    /// Engine name, as written in chain specs.
+    fn name(&self) -> &'static str;
+
+    /// Drive the chain.
+    async fn run(self: Box<Self>, app: Arc<dyn Application>, shutdown: watch::Receiver<bool>)
+        -> Result<(), ConsensusError>;
+}
+
+/// Build the engine a chain spec asks for, with this node's validator key.
+pub fn engine_for(spec: &ChainSpec, key: Keypair) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
+    match spec.consensus.engine.as_str() {
+        "solo" => Ok(Box::new(SoloEngine::new(spec, key)?)),
+        other => Err(ConsensusError::UnknownEngine(other.to_string())),
+    }
+}
+
+/// How many validator signatures finalize a block for an engine named in a
+/// spec (what a light client needs to check a certificate).
+pub fn quorum(spec: &ChainSpec) -> usize {
+    match spec.consensus.engine.as_str() {
+        "solo" => 1,
+        // BFT engines: more than two thirds.
+        _ => spec.validators.len() * 2 / 3 + 1,
+    }
+}

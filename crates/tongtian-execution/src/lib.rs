@@ -1,1 +1,488 @@
-//! placeholder
+//! Deterministic execution of ordered transactions over the state.
+//!
+//! The [`Executor`] applies a block's transactions, in order, to a
+//! [`StateOverlay`] on top of a [`StateStore`], producing receipts and the
+//! set of state changes; the caller stages those changes for a new state
+//! root and commits them with the block. The executor never touches the
+//! database directly.
+//!
+//! Native modules today: accounts and transfers with gas fees. Every state
+//! key is namespaced (`acct/` + address) so later modules and VMs share the
+//! one 20-byte address space.
+
+use std::collections::{BTreeMap, HashMap};
+use tongtian_crypto::{suite, verify_many, VerifyItem};
+use tongtian_storage::{StateChanges, StateStore, StorageError};
+use tongtian_types::codec::{decode, encode};
+use tongtian_types::{Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt, TxStatus, H256};
+
+/// Errors that stop execution of a whole block.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutionError {
+    /// Reading state failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Stored account bytes do not decode.
+    #[error("corrupt account record for {0}")]
+    CorruptAccount(Address),
+    /// A block from elsewhere contains a transaction that cannot be included.
+    #[error("transaction {hash} is not includable: {reason}")]
+    InvalidTx {
+        /// The transaction.
+        hash: H256,
+        /// Why.
+        reason: InclusionError,
+    },
+}
+
+/// Why a transaction cannot be included in a block at all (as opposed to
+/// being included with a failed receipt).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InclusionError {
+    /// Signed for another chain.
+    #[error("chain id {got} does not match {expected}")]
+    WrongChain {
+        /// This chain.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Nonce is not the account's next one.
+    #[error("nonce {got} is not the expected {expected}")]
+    BadNonce {
+        /// The account's next nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// The gas limit does not cover the intrinsic gas.
+    #[error("gas limit {limit} below intrinsic gas {intrinsic}")]
+    GasLimitTooLow {
+        /// The transaction's limit.
+        limit: u64,
+        /// What it needs.
+        intrinsic: u64,
+    },
+    /// The sender cannot pay the fee.
+    #[error("balance {balance} cannot pay fee {fee}")]
+    CannotPayFee {
+        /// Balance.
+        balance: u128,
+        /// Fee due.
+        fee: u128,
+    },
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+}
+
+/// How strictly to treat transactions that cannot be included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Building our own proposal: skip such transactions and report them.
+    Propose,
+    /// Checking someone else's block: any such transaction invalidates it.
+    Verify,
+}
+
+/// What executing a block's transactions produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Transactions that were included, in order.
+    pub included: Vec<CheckedTx>,
+    /// One receipt per included transaction.
+    pub receipts: Vec<Receipt>,
+    /// Transactions skipped (propose mode only) and why.
+    pub dropped: Vec<(H256, Address, InclusionError)>,
+    /// State writes.
+    pub changes: StateChanges,
+    /// Accounts whose records changed, with their new values.
+    pub touched: Vec<(Address, Account)>,
+}
+
+/// State key of an account.
+pub fn account_key(a: &Address) -> Vec<u8> {
+    let mut k = b"acct/".to_vec();
+    k.extend_from_slice(&a.0);
+    k
+}
+
+/// Decode an account record.
+pub fn decode_account(bytes: &[u8]) -> Option<Account> {
+    decode("account", bytes).ok()
+}
+
+/// Reads through to the store, buffers writes; the unit of rollback.
+pub struct StateOverlay<'s> {
+    store: &'s dyn StateStore,
+    accounts: HashMap<Address, Account>,
+    dirty: BTreeMap<Address, ()>,
+}
+
+impl<'s> StateOverlay<'s> {
+    /// An empty overlay over `store`.
+    pub fn new(store: &'s dyn StateStore) -> Self {
+        StateOverlay {
+            store,
+            accounts: HashMap::new(),
+            dirty: BTreeMap::new(),
+        }
+    }
+
+    /// Preload many accounts in one read snapshot.
+    pub fn prefetch(&mut self, addrs: impl IntoIterator<Item = Address>) -> Result<(), ExecutionError> {
+        let mut wanted: Vec<Address> = addrs.into_iter().filter(|a| !self.accounts.contains_key(a)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(account_key).collect();
+        let refs: Vec<&[u8]> = keys.iter().map(|k| k.as_slice()).collect();
+        for (a, v) in wanted.iter().zip(self.store.get_many(&refs)?) {
+            let acct = match v {
+                Some(b) => decode_account(&b).ok_or(ExecutionError::CorruptAccount(*a))?,
+                None => Account::default(),
+            };
+            self.accounts.insert(*a, acct);
+        }
+        Ok(())
+    }
+
+    /// Current view of an account.
+    pub fn account(&mut self, a: &Address) -> Result<Account, ExecutionError> {
+        if let Some(acct) = self.accounts.get(a) {
+            return Ok(acct.clone());
+        }
+        let acct = match self.store.get(&account_key(a))? {
+            Some(b) => decode_account(&b).ok_or(ExecutionError::CorruptAccount(*a))?,
+            None => Account::default(),
+        };
+        self.accounts.insert(*a, acct.clone());
+        Ok(acct)
+    }
+
+    /// Replace an account.
+    pub fn set_account(&mut self, a: Address, acct: Account) {
+        self.accounts.insert(a, acct);
+        self.dirty.insert(a, ());
+    }
+
+    /// The buffered writes as state changes, and the touched accounts.
+    pub fn into_changes(self) -> (StateChanges, Vec<(Address, Account)>) {
+        let mut changes = StateChanges::new();
+        let mut touched = Vec::with_capacity(self.dirty.len());
+        for a in self.dirty.keys() {
+            let acct = self.accounts[a].clone();
+            changes.insert(account_key(a), Some(encode(&acct)));
+            touched.push((*a, acct));
+        }
+        (changes, touched)
+    }
+}
+
+/// Applies transactions to state under one chain's rules.
+#[derive(Clone, Debug)]
+pub struct Executor {
+    spec: ChainSpec,
+}
+
+impl Executor {
+    /// An executor for a chain.
+    pub fn new(spec: ChainSpec) -> Self {
+        Executor { spec }
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    /// Gas a transaction uses before doing anything: base plus size.
+    pub fn intrinsic_gas(&self, encoded_len: usize) -> u64 {
+        self.spec.gas.tx_base + self.spec.gas.per_byte * encoded_len as u64
+    }
+
+    /// The genesis state: prefunded accounts.
+    pub fn genesis_changes(&self) -> StateChanges {
+        self.spec
+            .accounts
+            .iter()
+            .map(|g| {
+                (
+                    account_key(&g.address),
+                    Some(encode(&Account {
+                        balance: g.balance,
+                        nonce: 0,
+                    })),
+                )
+            })
+            .collect()
+    }
+
+    /// Execute `txs` in order at `height`, fees to `proposer`.
+    ///
+    /// In [`Mode::Verify`] signatures are checked here (batch, all cores);
+    /// in [`Mode::Propose`] they were checked at admission.
+    pub fn execute(
+        &self,
+        store: &dyn StateStore,
+        height: u64,
+        proposer: Address,
+        txs: Vec<CheckedTx>,
+        mode: Mode,
+    ) -> Result<Outcome, ExecutionError> {
+        let s = suite(self.spec.suite);
+        if mode == Mode::Verify {
+            let msgs: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.tx.signing_bytes()).collect();
+            let items: Vec<VerifyItem> = txs
+                .iter()
+                .zip(&msgs)
+                .map(|(t, m)| VerifyItem {
+                    public_key: &t.tx.public_key,
+                    message: m,
+                    signature: &t.tx.signature,
+                })
+                .collect();
+            if let Some(i) = verify_many(s, &items).iter().position(|ok| !ok) {
+                return Err(ExecutionError::InvalidTx {
+                    hash: txs[i].hash,
+                    reason: InclusionError::BadSignature,
+                });
+            }
+        }
+        let mut overlay = StateOverlay::new(store);
+        overlay.prefetch(
+            txs.iter()
+                .flat_map(|t| {
+                    let Action::Transfer { to, .. } = &t.tx.tx.action;
+                    [t.sender, *to]
+                })
+                .chain(std::iter::once(proposer)),
+        )?;
+        let mut out = Outcome::default();
+        for t in txs {
+            match self.apply(&mut overlay, height, out.receipts.len() as u32, proposer, &t)? {
+                Ok(receipt) => {
+                    out.receipts.push(receipt);
+                    out.included.push(t);
+                }
+                Err(reason) => match mode {
+                    Mode::Propose => {
+                        tracing::debug!(tx = %t.hash, %reason, "dropped from proposal");
+                        out.dropped.push((t.hash, t.sender, reason));
+                    }
+                    Mode::Verify => {
+                        return Err(ExecutionError::InvalidTx { hash: t.hash, reason });
+                    }
+                },
+            }
+        }
+        (out.changes, out.touched) = overlay.into_changes();
+        Ok(out)
+    }
+
+    /// Apply one transaction: `Err(InclusionError)` leaves state untouched.
+    fn apply(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        height: u64,
+        index: u32,
+        proposer: Address,
+        t: &CheckedTx,
+    ) -> Result<Result<Receipt, InclusionError>, ExecutionError> {
+        let tx = &t.tx.tx;
+        if tx.chain_id != self.spec.chain_id {
+            return Ok(Err(InclusionError::WrongChain {
+                expected: self.spec.chain_id,
+                got: tx.chain_id,
+            }));
+        }
+        let intrinsic = self.intrinsic_gas(t.encoded_len);
+        if tx.gas_limit < intrinsic {
+            return Ok(Err(InclusionError::GasLimitTooLow {
+                limit: tx.gas_limit,
+                intrinsic,
+            }));
+        }
+        let mut sender = overlay.account(&t.sender)?;
+        if sender.nonce != tx.nonce {
+            return Ok(Err(InclusionError::BadNonce {
+                expected: sender.nonce,
+                got: tx.nonce,
+            }));
+        }
+        let gas_used = intrinsic;
+        let fee = gas_used as u128 * tx.gas_price as u128;
+        if sender.balance < fee {
+            return Ok(Err(InclusionError::CannotPayFee {
+                balance: sender.balance,
+                fee,
+            }));
+        }
+        // From here the transaction is included: fee and nonce always apply,
+        // and the action's effects apply only if it succeeds.
+        sender.balance -= fee;
+        sender.nonce += 1;
+        overlay.set_account(t.sender, sender);
+        let (status, events) = match &tx.action {
+            Action::Transfer { to, amount, .. } => {
+                let mut from = overlay.account(&t.sender)?;
+                if from.balance < *amount {
+                    let message = format!("balance {} below amount {}", from.balance, amount);
+                    (TxStatus::Failed { code: "insufficient_funds".into(), message }, vec![])
+                } else {
+                    from.balance -= amount;
+                    overlay.set_account(t.sender, from);
+                    let mut recipient = overlay.account(to)?;
+                    // Total supply is fixed at genesis and fits u128, so a
+                    // balance cannot overflow; saturate rather than trust that.
+                    recipient.balance = recipient.balance.saturating_add(*amount);
+                    overlay.set_account(*to, recipient);
+                    let event = Event {
+                        emitter: Address::ZERO,
+                        name: "transfer".into(),
+                        attributes: vec![
+                            ("from".into(), t.sender.to_string()),
+                            ("to".into(), to.to_string()),
+                            ("amount".into(), amount.to_string()),
+                        ],
+                    };
+                    (TxStatus::Success, vec![event])
+                }
+            }
+        };
+        let mut p = overlay.account(&proposer)?;
+        p.balance = p.balance.saturating_add(fee);
+        overlay.set_account(proposer, p);
+        Ok(Ok(Receipt {
+            tx_hash: t.hash,
+            height,
+            index,
+            sender: t.sender,
+            status,
+            gas_used,
+            fee,
+            events,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongtian_crypto::{Keypair, SuiteId};
+    use tongtian_storage::{BlockCommit, ChainStore};
+    use tongtian_types::{
+        Block, BlockHeader, Certificate, ConsensusSpec, GasSchedule, GenesisAccount, Limits, SignedTransaction,
+        Transaction, ValidatorSpec,
+    };
+
+    fn spec(keys: &[Keypair], validator: &Keypair) -> ChainSpec {
+        ChainSpec {
+            name: "t".into(),
+            chain_id: 9,
+            suite: SuiteId::Standard,
+            consensus: ConsensusSpec { engine: "solo".into(), block_interval_ms: 10, max_block_txs: 100 },
+            validators: vec![ValidatorSpec { name: "v".into(), public_key: validator.public_key().to_vec() }],
+            accounts: keys
+                .iter()
+                .map(|k| GenesisAccount { address: Address::from_public_key(SuiteId::Standard, k.public_key()), balance: 1_000_000_000 })
+                .collect(),
+            gas: GasSchedule::default(),
+            limits: Limits::default(),
+            genesis_time_ms: 0,
+        }
+    }
+
+    fn transfer(k: &Keypair, nonce: u64, to: Address, amount: u128) -> CheckedTx {
+        let tx: SignedTransaction = Transaction {
+            chain_id: 9,
+            nonce,
+            gas_limit: 100_000,
+            gas_price: 1,
+            action: Action::Transfer { to, amount, memo: vec![] },
+        }
+        .sign(k);
+        CheckedTx::new(tx, SuiteId::Standard)
+    }
+
+    fn setup() -> (tempfile::TempDir, ChainStore, Executor, Vec<Keypair>, Address) {
+        let keys: Vec<Keypair> = (0..3).map(|i| Keypair::from_seed(SuiteId::Standard, &[i])).collect();
+        let v = Keypair::from_seed(SuiteId::Standard, b"v");
+        let spec = spec(&keys, &v);
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
+        let ex = Executor::new(spec.clone());
+        let staged = store.stage(ex.genesis_changes()).unwrap();
+        let header = BlockHeader {
+            chain_id: 9, height: 0, timestamp_ms: 0, parent_hash: spec.hash(), tx_root: H256::ZERO,
+            receipts_root: H256::ZERO, state_root: staged.root, tx_count: 0, proposer: Address::ZERO,
+        };
+        store
+            .commit_block(BlockCommit { block: &Block { header, txs: vec![] }, tx_hashes: &[], receipts: &[], certificate: &Certificate::default(), state: staged })
+            .unwrap();
+        let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
+        (dir, store, ex, keys, proposer)
+    }
+
+    fn total(store: &ChainStore, addrs: &[Address]) -> u128 {
+        addrs.iter().map(|a| store.get(&account_key(a)).unwrap().and_then(|b| decode_account(&b)).unwrap_or_default().balance).sum()
+    }
+
+    #[test]
+    fn transfers_conserve_supply_and_charge_fees() {
+        let (_d, store, ex, keys, proposer) = setup();
+        let a: Vec<Address> = keys.iter().map(|k| Address::from_public_key(SuiteId::Standard, k.public_key())).collect();
+        let fresh = Address([0xee; 20]);
+        let txs = vec![
+            transfer(&keys[0], 0, a[1], 500),
+            transfer(&keys[0], 1, fresh, 7),
+            transfer(&keys[1], 0, a[1], 3), // self-transfer
+            transfer(&keys[2], 0, a[0], 10_000_000_000), // more than it has: included, failed
+            transfer(&keys[0], 5, a[1], 1),  // bad nonce: dropped
+        ];
+        let out = ex.execute(&store, 1, proposer, txs, Mode::Propose).unwrap();
+        assert_eq!(out.included.len(), 4);
+        assert_eq!(out.dropped.len(), 1);
+        assert!(matches!(out.dropped[0].2, InclusionError::BadNonce { expected: 2, got: 5 }));
+        assert!(out.receipts[0].is_success());
+        assert!(matches!(&out.receipts[3].status, TxStatus::Failed { code, .. } if code == "insufficient_funds"));
+        let fees: u128 = out.receipts.iter().map(|r| r.fee).sum();
+        assert!(fees > 0);
+        let staged = store.stage(out.changes).unwrap();
+        let header = BlockHeader {
+            chain_id: 9, height: 1, timestamp_ms: 0, parent_hash: H256::ZERO, tx_root: H256::ZERO,
+            receipts_root: H256::ZERO, state_root: staged.root, tx_count: 4, proposer,
+        };
+        let hashes: Vec<H256> = out.included.iter().map(|t| t.hash).collect();
+        let block = Block { header, txs: out.included.iter().map(|t| t.tx.clone()).collect() };
+        store.commit_block(BlockCommit { block: &block, tx_hashes: &hashes, receipts: &out.receipts, certificate: &Certificate::default(), state: staged }).unwrap();
+        let mut everyone = a.clone();
+        everyone.push(fresh);
+        everyone.push(proposer);
+        assert_eq!(total(&store, &everyone), 3_000_000_000);
+        assert_eq!(total(&store, &[proposer]), fees);
+        let acct0 = decode_account(&store.get(&account_key(&a[0])).unwrap().unwrap()).unwrap();
+        assert_eq!(acct0.nonce, 2);
+        assert_eq!(acct0.balance, 1_000_000_000 - 507 - out.receipts[0].fee - out.receipts[1].fee);
+        let acct2 = decode_account(&store.get(&account_key(&a[2])).unwrap().unwrap()).unwrap();
+        assert_eq!(acct2.nonce, 1);
+        assert_eq!(acct2.balance, 1_000_000_000 - out.receipts[3].fee);
+    }
+
+    #[test]
+    fn verify_mode_rejects_bad_blocks() {
+        let (_d, store, ex, keys, proposer) = setup();
+        let bad_nonce = vec![transfer(&keys[0], 3, proposer, 1)];
+        assert!(matches!(
+            ex.execute(&store, 1, proposer, bad_nonce, Mode::Verify),
+            Err(ExecutionError::InvalidTx { reason: InclusionError::BadNonce { .. }, .. })
+        ));
+        let mut forged = transfer(&keys[0], 0, proposer, 1);
+        forged.tx.signature[0] ^= 1;
+        assert!(matches!(
+            ex.execute(&store, 1, proposer, vec![forged], Mode::Verify),
+            Err(ExecutionError::InvalidTx { reason: InclusionError::BadSignature, .. })
+        ));
+        let ok = ex.execute(&store, 1, proposer, vec![transfer(&keys[0], 0, proposer, 1)], Mode::Verify).unwrap();
+        assert_eq!(ok.receipts.len(), 1);
+    }
+}

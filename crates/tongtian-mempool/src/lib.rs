@@ -1,1 +1,554 @@
-//! placeholder
+//! Transaction admission and the pending-transaction pool.
+//!
+//! Admission runs the cheap checks first and the expensive one once:
+//! size, decoding, chain id, gas, then the signature (batched across cores
+//! for a batch of submissions), then, under the pool lock, duplicate,
+//! nonce and balance checks against the committed account plus what that
+//! account already has pending. Every rejection is a specific
+//! [`AdmissionError`] with a stable [`AdmissionError::code`].
+//!
+//! The pool is bounded. Transactions stay in it until a block including
+//! them is committed ([`Mempool::on_commit`]); the proposer reads them with
+//! [`Mempool::pending`].
+
+use parking_lot::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use tongtian_crypto::{suite, verify_many, CryptoSuite, VerifyItem};
+use tongtian_types::codec::decode;
+use tongtian_types::{Account, Action, Address, ChainSpec, CheckedTx, SignedTransaction, H256};
+
+/// Why a transaction was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmissionError {
+    /// Larger than the chain's limit.
+    #[error("transaction is {size} bytes, the limit is {limit}")]
+    Oversized {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Bytes do not decode as a signed transaction.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
+    /// Signed for another chain.
+    #[error("wrong chain id {got}, this chain is {expected}")]
+    WrongChain {
+        /// This chain.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Signature or public key invalid.
+    #[error("signature does not verify for the given public key")]
+    BadSignature,
+    /// Nonce already used.
+    #[error("nonce {got} already used; next nonce is {expected}")]
+    NonceTooLow {
+        /// Next usable nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Nonce leaves a gap.
+    #[error("nonce {got} is in the future; next nonce is {expected}")]
+    NonceTooHigh {
+        /// Next usable nonce.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Another pending transaction has this nonce.
+    #[error("another pending transaction uses nonce {nonce}")]
+    NonceTaken {
+        /// The nonce.
+        nonce: u64,
+    },
+    /// Cannot pay the maximum fee plus the amount.
+    #[error("insufficient funds: available {available}, needed {needed}")]
+    InsufficientFunds {
+        /// Balance minus pending spends.
+        available: u128,
+        /// Max fee plus amount.
+        needed: u128,
+    },
+    /// Gas price under the chain's minimum.
+    #[error("gas price {got} below minimum {min}")]
+    GasPriceTooLow {
+        /// Minimum.
+        min: u64,
+        /// Given.
+        got: u64,
+    },
+    /// Gas limit under the transaction's intrinsic gas.
+    #[error("gas limit {limit} below intrinsic gas {intrinsic}")]
+    IntrinsicGasTooLow {
+        /// Given.
+        limit: u64,
+        /// Needed.
+        intrinsic: u64,
+    },
+    /// Already pending or committed.
+    #[error("transaction {0} is already known")]
+    AlreadyKnown(H256),
+    /// No room.
+    #[error("mempool is full ({0} transactions)")]
+    Full(usize),
+    /// The committed state could not be read.
+    #[error("state unavailable: {0}")]
+    State(String),
+}
+
+impl AdmissionError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdmissionError::Oversized { .. } => "oversized_tx",
+            AdmissionError::Malformed(_) => "malformed_tx",
+            AdmissionError::WrongChain { .. } => "wrong_chain_id",
+            AdmissionError::BadSignature => "bad_signature",
+            AdmissionError::NonceTooLow { .. } => "nonce_too_low",
+            AdmissionError::NonceTooHigh { .. } => "nonce_too_high",
+            AdmissionError::NonceTaken { .. } => "nonce_taken",
+            AdmissionError::InsufficientFunds { .. } => "insufficient_funds",
+            AdmissionError::GasPriceTooLow { .. } => "gas_price_too_low",
+            AdmissionError::IntrinsicGasTooLow { .. } => "intrinsic_gas_too_low",
+            AdmissionError::AlreadyKnown(_) => "already_known",
+            AdmissionError::Full(_) => "mempool_full",
+            AdmissionError::State(_) => "state_unavailable",
+        }
+    }
+}
+
+/// What admission needs to know about committed state.
+pub trait AccountSource: Send + Sync {
+    /// The committed account (default if absent).
+    fn account(&self, address: &Address) -> Result<Account, String>;
+    /// Whether a transaction is already committed.
+    fn is_committed(&self, hash: &H256) -> Result<bool, String>;
+}
+
+/// Pool configuration.
+#[derive(Clone, Debug)]
+pub struct MempoolConfig {
+    /// Most pending transactions in all.
+    pub max_txs: usize,
+    /// Most pending transactions of one sender.
+    pub max_per_sender: usize,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_txs: 200_000,
+            max_per_sender: 50_000,
+        }
+    }
+}
+
+struct SenderQueue {
+    /// Committed account as last seen.
+    committed: Account,
+    /// Pending transactions, consecutive nonces from `committed.nonce`.
+    txs: VecDeque<CheckedTx>,
+    /// Sum of the maximum cost of `txs`.
+    spend: u128,
+}
+
+#[derive(Default)]
+struct Inner {
+    known: HashSet<H256>,
+    senders: HashMap<Address, SenderQueue>,
+    /// Senders with pending transactions, in order of first arrival.
+    order: VecDeque<Address>,
+    count: usize,
+}
+
+/// The pending-transaction pool of one chain.
+pub struct Mempool {
+    config: MempoolConfig,
+    spec: ChainSpec,
+    inner: Mutex<Inner>,
+}
+
+fn max_cost(t: &CheckedTx) -> u128 {
+    let tx = &t.tx.tx;
+    let fee = tx.gas_limit as u128 * tx.gas_price as u128;
+    match &tx.action {
+        Action::Transfer { amount, .. } => fee.saturating_add(*amount),
+    }
+}
+
+impl Mempool {
+    /// An empty pool for a chain.
+    pub fn new(spec: ChainSpec, config: MempoolConfig) -> Self {
+        Mempool {
+            config,
+            spec,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn suite(&self) -> &'static dyn CryptoSuite {
+        suite(self.spec.suite)
+    }
+
+    /// Number of pending transactions.
+    pub fn len(&self) -> usize {
+        self.inner.lock().count
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a transaction is pending.
+    pub fn contains(&self, hash: &H256) -> bool {
+        self.inner.lock().known.contains(hash)
+    }
+
+    /// Stateless checks of raw bytes: size, decoding, chain id, gas.
+    pub fn precheck(&self, raw: &[u8]) -> Result<CheckedTx, AdmissionError> {
+        let limit = self.spec.limits.max_tx_bytes as usize;
+        if raw.len() > limit {
+            return Err(AdmissionError::Oversized { size: raw.len(), limit });
+        }
+        let tx: SignedTransaction =
+            decode("transaction", raw).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
+        let checked = CheckedTx::new(tx, self.spec.suite);
+        let tx = &checked.tx.tx;
+        if tx.chain_id != self.spec.chain_id {
+            return Err(AdmissionError::WrongChain {
+                expected: self.spec.chain_id,
+                got: tx.chain_id,
+            });
+        }
+        if tx.gas_price < self.spec.gas.min_gas_price {
+            return Err(AdmissionError::GasPriceTooLow {
+                min: self.spec.gas.min_gas_price,
+                got: tx.gas_price,
+            });
+        }
+        let intrinsic = self.spec.gas.tx_base + self.spec.gas.per_byte * checked.encoded_len as u64;
+        if tx.gas_limit < intrinsic {
+            return Err(AdmissionError::IntrinsicGasTooLow {
+                limit: tx.gas_limit,
+                intrinsic,
+            });
+        }
+        Ok(checked)
+    }
+
+    /// Admit one raw transaction.
+    pub fn submit(&self, raw: &[u8], state: &dyn AccountSource) -> Result<H256, AdmissionError> {
+        // Invariant: submit_batch returns one result per input.
+        self.submit_batch(&[raw], state).pop().expect("one result per input")
+    }
+
+    /// Admit many raw transactions; one result per input, in order.
+    /// Transactions of one sender must come in nonce order.
+    pub fn submit_batch(&self, raws: &[&[u8]], state: &dyn AccountSource) -> Vec<Result<H256, AdmissionError>> {
+        let mut results: Vec<Result<CheckedTx, AdmissionError>> = raws.iter().map(|r| self.precheck(r)).collect();
+        // Signatures: one parallel batch for everything that passed so far.
+        let ok_idx: Vec<usize> = (0..results.len()).filter(|i| results[*i].is_ok()).collect();
+        let msgs: Vec<Vec<u8>> = ok_idx
+            .iter()
+            .map(|i| match &results[*i] {
+                Ok(t) => t.tx.tx.signing_bytes(),
+                Err(_) => unreachable!("filtered to Ok"),
+            })
+            .collect();
+        let items: Vec<VerifyItem> = ok_idx
+            .iter()
+            .zip(&msgs)
+            .map(|(i, m)| match &results[*i] {
+                Ok(t) => VerifyItem {
+                    public_key: &t.tx.public_key,
+                    message: m,
+                    signature: &t.tx.signature,
+                },
+                Err(_) => unreachable!("filtered to Ok"),
+            })
+            .collect();
+        let flags = verify_many(self.suite(), &items);
+        drop(items);
+        for (i, ok) in ok_idx.iter().zip(flags) {
+            if !ok {
+                results[*i] = Err(AdmissionError::BadSignature);
+            }
+        }
+        // Committed accounts of senders not yet in the pool, read before locking.
+        let mut fresh: HashMap<Address, Result<Account, String>> = HashMap::new();
+        {
+            let inner = self.inner.lock();
+            for t in results.iter().flatten() {
+                if !inner.senders.contains_key(&t.sender) {
+                    fresh.entry(t.sender).or_insert(Ok(Account::default()));
+                }
+            }
+        }
+        for (a, v) in fresh.iter_mut() {
+            *v = state.account(a);
+        }
+        let committed_dupes: HashSet<H256> = results
+            .iter()
+            .flatten()
+            .filter(|t| state.is_committed(&t.hash).unwrap_or(false))
+            .map(|t| t.hash)
+            .collect();
+        let mut inner = self.inner.lock();
+        results
+            .into_iter()
+            .map(|r| {
+                let t = r?;
+                if committed_dupes.contains(&t.hash) {
+                    return Err(AdmissionError::AlreadyKnown(t.hash));
+                }
+                self.insert(&mut inner, t, &fresh)
+            })
+            .collect()
+    }
+
+    fn insert(
+        &self,
+        inner: &mut Inner,
+        t: CheckedTx,
+        fresh: &HashMap<Address, Result<Account, String>>,
+    ) -> Result<H256, AdmissionError> {
+        if inner.known.contains(&t.hash) {
+            return Err(AdmissionError::AlreadyKnown(t.hash));
+        }
+        if inner.count >= self.config.max_txs {
+            return Err(AdmissionError::Full(inner.count));
+        }
+        let committed = match inner.senders.get(&t.sender) {
+            Some(q) => q.committed.clone(),
+            None => match fresh.get(&t.sender) {
+                Some(Ok(a)) => a.clone(),
+                Some(Err(e)) => return Err(AdmissionError::State(e.clone())),
+                None => return Err(AdmissionError::State("sender not read".into())),
+            },
+        };
+        let (pending, spend) = inner
+            .senders
+            .get(&t.sender)
+            .map_or((0, 0), |q| (q.txs.len() as u64, q.spend));
+        let nonce = t.tx.tx.nonce;
+        let expected = committed.nonce + pending;
+        if nonce < committed.nonce {
+            return Err(AdmissionError::NonceTooLow { expected, got: nonce });
+        }
+        if nonce < expected {
+            return Err(AdmissionError::NonceTaken { nonce });
+        }
+        if nonce > expected {
+            return Err(AdmissionError::NonceTooHigh { expected, got: nonce });
+        }
+        if pending as usize >= self.config.max_per_sender {
+            return Err(AdmissionError::Full(pending as usize));
+        }
+        let needed = max_cost(&t);
+        let available = committed.balance.saturating_sub(spend);
+        if available < needed {
+            return Err(AdmissionError::InsufficientFunds { available, needed });
+        }
+        let hash = t.hash;
+        let sender = t.sender;
+        let q = inner.senders.entry(sender).or_insert_with(|| SenderQueue {
+            committed,
+            txs: VecDeque::new(),
+            spend: 0,
+        });
+        let was_empty = q.txs.is_empty();
+        q.spend += needed;
+        q.txs.push_back(t);
+        if was_empty {
+            inner.order.push_back(sender);
+        }
+        inner.known.insert(hash);
+        inner.count += 1;
+        Ok(hash)
+    }
+
+    /// Up to `max` pending transactions in proposal order: senders by
+    /// arrival, each sender's in nonce order. They stay pending until
+    /// committed.
+    pub fn pending(&self, max: usize) -> Vec<CheckedTx> {
+        let inner = self.inner.lock();
+        let mut out = Vec::with_capacity(max.min(inner.count));
+        for a in &inner.order {
+            if let Some(q) = inner.senders.get(a) {
+                for t in &q.txs {
+                    if out.len() == max {
+                        return out;
+                    }
+                    out.push(t.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A block was committed: forget its transactions, drop the ones the
+    /// proposer could not include (and their successors, whose nonces can
+    /// no longer follow), and refresh the committed view of `touched`.
+    pub fn on_commit(&self, included: &[H256], dropped: &[(H256, Address)], touched: &[(Address, Account)]) {
+        let mut inner = self.inner.lock();
+        let inner = &mut *inner;
+        for h in included {
+            inner.known.remove(h);
+        }
+        let mut cut: HashMap<Address, H256> = HashMap::new();
+        for (h, a) in dropped {
+            cut.entry(*a).or_insert(*h);
+        }
+        for (a, acct) in touched {
+            let Some(q) = inner.senders.get_mut(a) else { continue };
+            q.committed = acct.clone();
+        }
+        let affected: Vec<Address> = touched.iter().map(|(a, _)| *a).chain(cut.keys().copied()).collect();
+        let mut removed = 0;
+        for a in affected {
+            let Some(q) = inner.senders.get_mut(&a) else { continue };
+            // Drop what the new nonce has consumed.
+            while q.txs.front().is_some_and(|t| t.tx.tx.nonce < q.committed.nonce) {
+                let t = q.txs.pop_front().expect("front checked");
+                inner.known.remove(&t.hash);
+                removed += 1;
+            }
+            // Drop from the first unincludable transaction on, or everything
+            // if the queue no longer starts at the committed nonce.
+            let gap = q.txs.front().is_some_and(|t| t.tx.tx.nonce != q.committed.nonce);
+            let cut_at = if gap {
+                Some(0)
+            } else {
+                cut.get(&a).and_then(|h| q.txs.iter().position(|t| &t.hash == h))
+            };
+            if let Some(i) = cut_at {
+                for t in q.txs.drain(i..) {
+                    tracing::debug!(tx = %t.hash, "evicted: can no longer be included");
+                    inner.known.remove(&t.hash);
+                    removed += 1;
+                }
+            }
+            q.spend = q.txs.iter().map(max_cost).sum();
+        }
+        inner.count -= removed;
+        inner.senders.retain(|_, q| !q.txs.is_empty());
+        let senders = &inner.senders;
+        inner.order.retain(|a| senders.contains_key(a));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongtian_crypto::{Keypair, SuiteId};
+    use tongtian_types::codec::encode;
+    use tongtian_types::{ConsensusSpec, GasSchedule, Limits, Transaction, ValidatorSpec};
+
+    struct State(HashMap<Address, Account>);
+    impl AccountSource for State {
+        fn account(&self, a: &Address) -> Result<Account, String> {
+            Ok(self.0.get(a).cloned().unwrap_or_default())
+        }
+        fn is_committed(&self, _: &H256) -> Result<bool, String> {
+            Ok(false)
+        }
+    }
+
+    fn spec() -> ChainSpec {
+        ChainSpec {
+            name: "t".into(),
+            chain_id: 5,
+            suite: SuiteId::Standard,
+            consensus: ConsensusSpec { engine: "solo".into(), block_interval_ms: 10, max_block_txs: 10 },
+            validators: vec![ValidatorSpec { name: "v".into(), public_key: vec![0; 32] }],
+            accounts: vec![],
+            gas: GasSchedule::default(),
+            limits: Limits { max_tx_bytes: 400 },
+            genesis_time_ms: 0,
+        }
+    }
+
+    fn tx(k: &Keypair, chain: u64, nonce: u64, amount: u128, memo: usize) -> Vec<u8> {
+        encode(
+            &Transaction {
+                chain_id: chain,
+                nonce,
+                gas_limit: 30_000,
+                gas_price: 1,
+                action: Action::Transfer { to: Address([1; 20]), amount, memo: vec![7; memo] },
+            }
+            .sign(k),
+        )
+    }
+
+    fn setup() -> (Mempool, Keypair, State) {
+        let k = Keypair::from_seed(SuiteId::Standard, b"a");
+        let a = Address::from_public_key(SuiteId::Standard, k.public_key());
+        let mut m = HashMap::new();
+        m.insert(a, Account { balance: 100_000, nonce: 3 });
+        (Mempool::new(spec(), MempoolConfig { max_txs: 4, max_per_sender: 10 }), k, State(m))
+    }
+
+    #[test]
+    fn every_rejection_is_specific() {
+        let (pool, k, st) = setup();
+        let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code();
+        assert_eq!(code(pool.submit(&[1, 2, 3], &st)), "malformed_tx");
+        assert_eq!(code(pool.submit(&tx(&k, 6, 3, 1, 0), &st)), "wrong_chain_id");
+        assert_eq!(code(pool.submit(&tx(&k, 5, 3, 1, 500), &st)), "oversized_tx");
+        let mut forged = tx(&k, 5, 3, 1, 0);
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        assert_eq!(code(pool.submit(&forged, &st)), "bad_signature");
+        assert_eq!(code(pool.submit(&tx(&k, 5, 2, 1, 0), &st)), "nonce_too_low");
+        assert_eq!(code(pool.submit(&tx(&k, 5, 4, 1, 0), &st)), "nonce_too_high");
+        assert_eq!(code(pool.submit(&tx(&k, 5, 3, 100_000, 0), &st)), "insufficient_funds");
+        let good = tx(&k, 5, 3, 1, 0);
+        let h = pool.submit(&good, &st).unwrap();
+        assert!(pool.contains(&h));
+        assert_eq!(code(pool.submit(&good, &st)), "already_known");
+        assert_eq!(code(pool.submit(&tx(&k, 5, 3, 2, 0), &st)), "nonce_taken");
+        // pending spend counts against the balance: 30_000 max fee + amount each
+        pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
+        pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap();
+        assert_eq!(code(pool.submit(&tx(&k, 5, 6, 1, 0), &st)), "insufficient_funds");
+        assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn pool_is_bounded_and_commit_frees_it() {
+        let (pool, _, _) = setup();
+        let keys: Vec<Keypair> = (0..5u8).map(|i| Keypair::from_seed(SuiteId::Standard, &[i])).collect();
+        let st = State(keys.iter().map(|k| (Address::from_public_key(SuiteId::Standard, k.public_key()), Account { balance: 1 << 40, nonce: 0 })).collect());
+        let raws: Vec<Vec<u8>> = keys.iter().map(|k| tx(k, 5, 0, 1, 0)).collect();
+        let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
+        let res = pool.submit_batch(&refs, &st);
+        assert!(res[..4].iter().all(|r| r.is_ok()));
+        assert_eq!(res[4].as_ref().unwrap_err().code(), "mempool_full");
+        let pending = pool.pending(10);
+        assert_eq!(pending.len(), 4);
+        let first = &pending[0];
+        pool.on_commit(&[first.hash], &[], &[(first.sender, Account { balance: 1 << 39, nonce: 1 })]);
+        assert_eq!(pool.len(), 3);
+        assert!(!pool.contains(&first.hash));
+        pool.submit(&raws[4], &st).unwrap();
+    }
+
+    #[test]
+    fn dropped_tx_evicts_its_successors() {
+        let (pool, k, st) = setup();
+        let hs: Vec<H256> = (3..6).map(|n| pool.submit(&tx(&k, 5, n, 1, 0), &st).unwrap()).collect();
+        let a = Address::from_public_key(SuiteId::Standard, k.public_key());
+        // nonce 3 committed, nonce 4 dropped by the proposer
+        pool.on_commit(&[hs[0]], &[(hs[1], a)], &[(a, Account { balance: 50_000, nonce: 4 })]);
+        assert!(pool.is_empty());
+        // the sender continues from the committed nonce
+        let after = State([(a, Account { balance: 50_000, nonce: 4 })].into_iter().collect());
+        pool.submit(&tx(&k, 5, 4, 1, 0), &after).unwrap();
+        assert_eq!(pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap_err().code(), "nonce_too_low");
+    }
+}

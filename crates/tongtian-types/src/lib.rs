@@ -22,7 +22,7 @@ pub use spec::{
     Account, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ValidatorSpec,
 };
 pub use tx::{
-    Action, Block, BlockHeader, Certificate, CertificateSignature, Event, Receipt,
+    Action, Block, BlockHeader, Certificate, CheckedTx, CertificateSignature, Event, Receipt,
     SignedTransaction, Transaction, TxStatus,
 };
 

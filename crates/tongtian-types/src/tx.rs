@@ -101,6 +101,33 @@ impl SignedTransaction {
     }
 }
 
+/// A transaction that passed admission checks, with the values those
+/// checks computed (so later stages do not recompute them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedTx {
+    /// The transaction.
+    pub tx: SignedTransaction,
+    /// Its hash under the chain's suite.
+    pub hash: H256,
+    /// Its sender.
+    pub sender: Address,
+    /// Length of its canonical encoding.
+    pub encoded_len: usize,
+}
+
+impl CheckedTx {
+    /// Compute hash, sender and size (does not verify the signature).
+    pub fn new(tx: SignedTransaction, suite_id: SuiteId) -> Self {
+        let bytes = encode(&tx);
+        CheckedTx {
+            hash: H256(suite(suite_id).hash(&bytes)),
+            sender: tx.sender(suite_id),
+            encoded_len: bytes.len(),
+            tx,
+        }
+    }
+}
+
 /// A block header. Its hash is what consensus signs.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
