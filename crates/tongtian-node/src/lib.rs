@@ -1,1 +1,380 @@
-//! placeholder
+//! A Tongtian node: hosts chain runtimes and runs them.
+//!
+//! A [`ChainRuntime`] is one chain on this node: its store, mempool,
+//! executor and consensus engine. It implements the consensus
+//! [`Application`]: proposals are built from the mempool and executed on a
+//! blocking thread; finalized blocks are committed atomically, then the
+//! mempool and subscribers are told. The engine is chosen from the chain
+//! spec by `tongtian-consensus`; the runtime only knows it by name.
+//!
+//! [`dev`] creates and reopens the single-node development chain.
+
+pub mod dev;
+
+use async_trait::async_trait;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tongtian_consensus::{engine_for, Application, ConsensusError};
+use tongtian_crypto::{CryptoSuite, Keypair};
+use tongtian_execution::{account_key, decode_account, Executor, Mode, Outcome};
+use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
+use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, StorageError};
+use tongtian_types::api::BlockEvent;
+use tongtian_types::{
+    merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus, H256,
+};
+
+/// Errors from running a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Consensus failed.
+    #[error(transparent)]
+    Consensus(#[from] ConsensusError),
+    /// Execution failed.
+    #[error("execution: {0}")]
+    Execution(#[from] tongtian_execution::ExecutionError),
+    /// The on-disk chain belongs to another spec.
+    #[error("the data directory holds chain {found}, not {expected}: refusing to mix chains")]
+    SpecMismatch {
+        /// Spec hash on disk.
+        found: H256,
+        /// Spec hash given.
+        expected: H256,
+    },
+    /// Invalid configuration or files.
+    #[error("{0}")]
+    Config(String),
+    /// I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// A proposal that was executed, kept until it is committed.
+struct Executed {
+    outcome: Outcome,
+    staged: StagedState,
+}
+
+/// One chain hosted by this node.
+pub struct ChainRuntime {
+    spec: ChainSpec,
+    store: Arc<ChainStore>,
+    mempool: Arc<Mempool>,
+    executor: Executor,
+    key: Keypair,
+    engine_name: RwLock<&'static str>,
+    last: RwLock<(u64, H256)>,
+    executed: Mutex<HashMap<H256, Executed>>,
+    events: broadcast::Sender<Arc<BlockEvent>>,
+    me: Weak<ChainRuntime>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Committed-state view for mempool admission.
+struct StoreAccounts<'a>(&'a ChainStore);
+
+impl AccountSource for StoreAccounts<'_> {
+    fn account(&self, a: &Address) -> Result<Account, String> {
+        match self.0.get(&account_key(a)).map_err(|e| e.to_string())? {
+            None => Ok(Account::default()),
+            Some(b) => decode_account(&b).ok_or_else(|| format!("corrupt account {a}")),
+        }
+    }
+    fn is_committed(&self, hash: &H256) -> Result<bool, String> {
+        self.0.has_tx(hash).map_err(|e| e.to_string())
+    }
+}
+
+impl ChainRuntime {
+    /// Open the chain stored in `dir` (creating its genesis block on first
+    /// use). `key` is this node's validator key.
+    pub fn open(dir: &Path, spec: ChainSpec, key: Keypair) -> Result<Arc<Self>, NodeError> {
+        spec.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let store = Arc::new(ChainStore::open(&dir.join("chain.redb"), spec.suite)?);
+        let executor = Executor::new(spec.clone());
+        let spec_hash = spec.hash();
+        match store.meta("spec_hash")? {
+            Some(found) => {
+                let found = H256::from_slice(&found).map_err(|e| NodeError::Config(e.to_string()))?;
+                if found != spec_hash {
+                    return Err(NodeError::SpecMismatch { found, expected: spec_hash });
+                }
+            }
+            None => store.set_meta("spec_hash", spec_hash.as_bytes())?,
+        }
+        if store.latest_height()?.is_none() {
+            let staged = store.stage(executor.genesis_changes())?;
+            let header = BlockHeader {
+                chain_id: spec.chain_id,
+                height: 0,
+                timestamp_ms: spec.genesis_time_ms,
+                parent_hash: spec_hash,
+                tx_root: H256::ZERO,
+                receipts_root: H256::ZERO,
+                state_root: staged.root,
+                tx_count: 0,
+                proposer: Address::ZERO,
+            };
+            let block = Block { header, txs: vec![] };
+            store.commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate {
+                    engine: "genesis".into(),
+                    block_hash: block.header.hash(spec.suite),
+                    signatures: vec![],
+                },
+                state: staged,
+            })?;
+            tracing::info!(chain = %spec.name, root = %block.header.state_root, "genesis committed");
+        }
+        let height = store.latest_height()?.unwrap_or(0);
+        let header = store
+            .header(height)?
+            .ok_or_else(|| StorageError::Corrupt(format!("missing header {height}")))?;
+        let last = (height, header.hash(spec.suite));
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new_cyclic(|me| ChainRuntime {
+            me: me.clone(),
+            mempool: Arc::new(Mempool::new(spec.clone(), MempoolConfig::default())),
+            executor,
+            store,
+            key,
+            engine_name: RwLock::new("none"),
+            last: RwLock::new(last),
+            executed: Mutex::new(HashMap::new()),
+            events,
+            spec,
+        }))
+    }
+
+    /// Start the chain's consensus engine. Stop it by sending `true` on the
+    /// returned sender; the handle ends when the engine has stopped.
+    pub fn start(self: &Arc<Self>) -> Result<(watch::Sender<bool>, JoinHandle<Result<(), NodeError>>), NodeError> {
+        let engine = engine_for(&self.spec, self.key.clone())?;
+        *self.engine_name.write() = engine.name();
+        let (stop, stopped) = watch::channel(false);
+        let app: Arc<dyn Application> = self.clone();
+        let span = tracing::info_span!("chain", id = self.spec.chain_id);
+        let handle = tokio::spawn(tracing::Instrument::instrument(
+            async move { engine.run(app, stopped).await.map_err(NodeError::from) },
+            span,
+        ));
+        Ok((stop, handle))
+    }
+
+    fn self_arc(&self) -> Arc<Self> {
+        // Invariant: a runtime only exists inside the Arc built by `open`.
+        self.me.upgrade().expect("runtime is alive while its methods run")
+    }
+
+    /// The chain spec.
+    pub fn spec(&self) -> &ChainSpec {
+        &self.spec
+    }
+
+    /// The chain's crypto suite.
+    pub fn suite(&self) -> &'static dyn CryptoSuite {
+        tongtian_crypto::suite(self.spec.suite)
+    }
+
+    /// The store (read access for the API).
+    pub fn store(&self) -> &ChainStore {
+        &self.store
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Name of the running consensus engine (`none` before start).
+    pub fn engine_name(&self) -> &'static str {
+        *self.engine_name.read()
+    }
+
+    /// Latest committed height and hash.
+    pub fn latest(&self) -> (u64, H256) {
+        *self.last.read()
+    }
+
+    /// Committed account.
+    pub fn account(&self, a: &Address) -> Result<Account, NodeError> {
+        StoreAccounts(&self.store).account(a).map_err(|e| NodeError::Storage(StorageError::Corrupt(e)))
+    }
+
+    /// Subscribe to committed blocks.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<BlockEvent>> {
+        self.events.subscribe()
+    }
+
+    /// Admit raw transactions (CPU-bound: call from a blocking thread).
+    pub fn submit_batch(&self, raws: &[&[u8]]) -> Vec<Result<H256, AdmissionError>> {
+        self.mempool.submit_batch(raws, &StoreAccounts(&self.store))
+    }
+
+    fn build_header(&self, height: u64, parent_hash: H256, outcome: &Outcome, state_root: H256) -> BlockHeader {
+        let s = self.suite();
+        let tx_hashes: Vec<H256> = outcome.included.iter().map(|t| t.hash).collect();
+        let receipt_hashes: Vec<H256> = outcome.receipts.iter().map(|r| r.hash(self.spec.suite)).collect();
+        BlockHeader {
+            chain_id: self.spec.chain_id,
+            height,
+            timestamp_ms: now_ms(),
+            parent_hash,
+            tx_root: merkle_root(s, &tx_hashes),
+            receipts_root: merkle_root(s, &receipt_hashes),
+            state_root,
+            tx_count: tx_hashes.len() as u32,
+            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
+        }
+    }
+
+    fn propose_blocking(&self, height: u64) -> Result<Option<Block>, NodeError> {
+        let (last_height, parent_hash) = self.latest();
+        if height != last_height + 1 {
+            return Err(NodeError::Config(format!("asked to propose {height} on top of {last_height}")));
+        }
+        let txs = self.mempool.pending(self.spec.consensus.max_block_txs as usize);
+        if txs.is_empty() {
+            return Ok(None);
+        }
+        let proposer = Address::from_public_key(self.spec.suite, self.key.public_key());
+        let outcome = self.executor.execute(&*self.store, height, proposer, txs, Mode::Propose)?;
+        if outcome.included.is_empty() {
+            let dropped: Vec<(H256, Address)> = outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
+            self.mempool.on_commit(&[], &dropped, &[]);
+            return Ok(None);
+        }
+        let staged = self.store.stage(outcome.changes.clone())?;
+        let header = self.build_header(height, parent_hash, &outcome, staged.root);
+        let block = Block {
+            txs: outcome.included.iter().map(|t| t.tx.clone()).collect(),
+            header,
+        };
+        self.executed
+            .lock()
+            .insert(block.header.hash(self.spec.suite), Executed { outcome, staged });
+        Ok(Some(block))
+    }
+
+    fn verify_blocking(&self, block: &Block) -> Result<H256, NodeError> {
+        let (last_height, parent_hash) = self.latest();
+        let h = &block.header;
+        let bad = |why: String| NodeError::Config(format!("invalid block {}: {why}", h.height));
+        if h.height != last_height + 1 || h.parent_hash != parent_hash || h.chain_id != self.spec.chain_id {
+            return Err(bad("does not extend the latest block".into()));
+        }
+        let txs: Vec<CheckedTx> = block.txs.iter().map(|t| CheckedTx::new(t.clone(), self.spec.suite)).collect();
+        let outcome = self.executor.execute(&*self.store, h.height, h.proposer, txs, Mode::Verify)?;
+        let staged = self.store.stage(outcome.changes.clone())?;
+        let mut expect = self.build_header(h.height, parent_hash, &outcome, staged.root);
+        expect.timestamp_ms = h.timestamp_ms;
+        expect.proposer = h.proposer;
+        if &expect != h {
+            return Err(bad("roots do not match re-execution".into()));
+        }
+        let hash = h.hash(self.spec.suite);
+        self.executed.lock().insert(hash, Executed { outcome, staged });
+        Ok(hash)
+    }
+
+    fn commit_blocking(&self, block: Block, cert: Certificate) -> Result<(), NodeError> {
+        let hash = block.header.hash(self.spec.suite);
+        let cached = self.executed.lock().remove(&hash);
+        let Executed { outcome, staged } = match cached {
+            Some(e) => e,
+            None => {
+                self.verify_blocking(&block)?;
+                self.executed
+                    .lock()
+                    .remove(&hash)
+                    .ok_or_else(|| NodeError::Config("verified block vanished".into()))?
+            }
+        };
+        let tx_hashes: Vec<H256> = outcome.included.iter().map(|t| t.hash).collect();
+        self.store.commit_block(BlockCommit {
+            block: &block,
+            tx_hashes: &tx_hashes,
+            receipts: &outcome.receipts,
+            certificate: &cert,
+            state: staged,
+        })?;
+        *self.last.write() = (block.header.height, hash);
+        // Proposals built on the old tip are stale now.
+        self.executed.lock().clear();
+        let dropped: Vec<(H256, Address)> = outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
+        self.mempool.on_commit(&tx_hashes, &dropped, &outcome.touched);
+        let failed = outcome
+            .receipts
+            .iter()
+            .filter(|r| !matches!(r.status, TxStatus::Success))
+            .map(|r| r.tx_hash)
+            .collect();
+        tracing::info!(height = block.header.height, txs = tx_hashes.len(), hash = %hash, "committed");
+        // No subscribers is fine.
+        let _ = self.events.send(Arc::new(BlockEvent {
+            height: block.header.height,
+            hash,
+            timestamp_ms: block.header.timestamp_ms,
+            txs: tx_hashes,
+            failed,
+        }));
+        Ok(())
+    }
+}
+
+fn app_err(e: NodeError) -> ConsensusError {
+    ConsensusError::App(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, NodeError> + Send + 'static) -> Result<T, ConsensusError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConsensusError::App(format!("worker panicked: {e}")))?
+        .map_err(app_err)
+}
+
+#[async_trait]
+impl Application for ChainRuntime {
+    fn last_committed(&self) -> (u64, H256) {
+        self.latest()
+    }
+
+    async fn propose(&self, height: u64) -> Result<Option<Block>, ConsensusError> {
+        let me = self.self_arc();
+        blocking(move || me.propose_blocking(height)).await
+    }
+
+    async fn verify(&self, block: &Block) -> Result<(), ConsensusError> {
+        let me = self.self_arc();
+        let block = block.clone();
+        blocking(move || me.verify_blocking(&block).map(|_| ())).await
+    }
+
+    async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError> {
+        let me = self.self_arc();
+        blocking(move || me.commit_blocking(block, certificate)).await
+    }
+}

@@ -16,10 +16,11 @@
 
 use crate::StorageError;
 use borsh::{BorshDeserialize, BorshSerialize};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use tongtian_crypto::{CryptoSuite, Hash32};
+use tongtian_types::proof::{internal_hash, leaf_hash};
 use tongtian_types::H256;
+pub use tongtian_types::proof::{bit, ProofError, StateProof};
 
 /// Hash of the empty subtree.
 pub const EMPTY: Hash32 = [0u8; 32];
@@ -47,8 +48,8 @@ impl Node {
     /// This node's hash.
     pub fn hash(&self, s: &dyn CryptoSuite) -> Hash32 {
         match self {
-            Node::Leaf { path, value_hash } => s.hash_parts(&[&[0u8], path, value_hash]),
-            Node::Internal { left, right } => s.hash_parts(&[&[1u8], left, right]),
+            Node::Leaf { path, value_hash } => leaf_hash(s, path, value_hash),
+            Node::Internal { left, right } => internal_hash(s, left, right),
         }
     }
 }
@@ -57,11 +58,6 @@ impl Node {
 pub trait NodeReader {
     /// The node stored under `hash`, if any.
     fn node(&self, hash: &Hash32) -> Result<Option<Node>, StorageError>;
-}
-
-/// Bit `depth` of a path, most significant first.
-pub fn bit(path: &Hash32, depth: usize) -> bool {
-    (path[depth / 8] >> (7 - depth % 8)) & 1 == 1
 }
 
 /// One batch of updates against a root, producing a new root and the nodes
@@ -170,100 +166,6 @@ impl<'a, R: NodeReader> TreeUpdate<'a, R> {
             }
         }
         Ok(self.put(Node::Internal { left: l, right: r }))
-    }
-}
-
-/// A proof that a key has a value (or none) under a state root.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
-pub struct StateProof {
-    /// The state key.
-    #[serde(with = "tongtian_types::serde_hex")]
-    pub key: Vec<u8>,
-    /// Its value, or `None` to prove absence.
-    #[serde(default, with = "opt_hex")]
-    pub value: Option<Vec<u8>>,
-    /// Sibling hashes from the root down.
-    pub siblings: Vec<H256>,
-    /// The leaf the path ends at: `(path, value_hash)`, or none for an empty subtree.
-    pub leaf: Option<(H256, H256)>,
-}
-
-mod opt_hex {
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(b) => s.serialize_str(&format!("0x{}", hex::encode(b))),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        let o: Option<String> = Option::deserialize(d)?;
-        o.map(|s| hex::decode(s.strip_prefix("0x").unwrap_or(&s)).map_err(serde::de::Error::custom))
-            .transpose()
-    }
-}
-
-/// Why a proof was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProofError {
-    /// The recomputed root differs from the trusted one.
-    #[error("proof does not lead to the trusted root")]
-    RootMismatch,
-    /// The proof claims a value but its leaf is for another key or value.
-    #[error("proof leaf does not match the claimed key and value")]
-    LeafMismatch,
-    /// An absence proof ends at a leaf not on the key's path.
-    #[error("absence proof ends at a leaf off the key's path")]
-    NotOnPath,
-    /// More than 256 siblings.
-    #[error("proof is deeper than the tree can be")]
-    TooDeep,
-}
-
-impl StateProof {
-    /// Check the proof against a trusted root.
-    pub fn verify(&self, s: &dyn CryptoSuite, root: &H256) -> Result<(), ProofError> {
-        if self.siblings.len() > 256 {
-            return Err(ProofError::TooDeep);
-        }
-        let path = s.hash(&self.key);
-        match (&self.value, &self.leaf) {
-            (Some(v), Some((p, vh))) => {
-                if p.0 != path || vh.0 != s.hash(v) {
-                    return Err(ProofError::LeafMismatch);
-                }
-            }
-            (Some(_), None) => return Err(ProofError::LeafMismatch),
-            (None, Some((p, _))) => {
-                if p.0 == path {
-                    return Err(ProofError::LeafMismatch);
-                }
-                if (0..self.siblings.len()).any(|d| bit(&p.0, d) != bit(&path, d)) {
-                    return Err(ProofError::NotOnPath);
-                }
-            }
-            (None, None) => {}
-        }
-        let mut cur = match &self.leaf {
-            Some((p, vh)) => Node::Leaf {
-                path: p.0,
-                value_hash: vh.0,
-            }
-            .hash(s),
-            None => EMPTY,
-        };
-        for (depth, sib) in self.siblings.iter().enumerate().rev() {
-            cur = if bit(&path, depth) {
-                Node::Internal { left: sib.0, right: cur }.hash(s)
-            } else {
-                Node::Internal { left: cur, right: sib.0 }.hash(s)
-            };
-        }
-        if cur == root.0 {
-            Ok(())
-        } else {
-            Err(ProofError::RootMismatch)
-        }
     }
 }
 

@@ -10,7 +10,9 @@
 //! * [`ChainSpec`]: a chain's genesis and parameters.
 //! * [`codec`]: the one canonical binary encoding (Borsh, no trailing bytes).
 
+pub mod api;
 pub mod codec;
+pub mod proof;
 mod merkle;
 mod primitives;
 mod spec;

@@ -1,0 +1,197 @@
+//! The single-node development chain.
+//!
+//! On first start in a data directory this writes a validator key
+//! (`node.key`), ten prefunded account keys (`dev-keys/dev-0.key` ..
+//! `dev-9.key`, unencrypted: development only) and the chain spec
+//! (`chain-spec.json`, written last and atomically, so its presence means
+//! initialization finished). Later starts load those files and resume the
+//! chain from disk.
+
+use crate::NodeError;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tongtian_crypto::keyfile::KeyFile;
+use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_types::{
+    Address, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ValidatorSpec,
+};
+
+/// Chain id of development chains.
+pub const DEV_CHAIN_ID: u64 = 8645;
+/// Number of prefunded development accounts.
+pub const DEV_ACCOUNTS: usize = 10;
+/// Balance of each development account: one billion tokens of 10^18 units.
+pub const DEV_BALANCE: u128 = 1_000_000_000 * 1_000_000_000_000_000_000;
+
+/// A development chain's files, loaded.
+#[derive(Debug)]
+pub struct DevChain {
+    /// The spec.
+    pub spec: ChainSpec,
+    /// The node's validator key.
+    pub validator: Keypair,
+    /// Directory holding the chain's store.
+    pub chain_dir: PathBuf,
+    /// Paths of the dev account key files.
+    pub dev_keys: Vec<PathBuf>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn cfg<E: std::fmt::Display>(e: E) -> NodeError {
+    NodeError::Config(e.to_string())
+}
+
+/// Path of the n-th dev key in a data directory.
+pub fn dev_key_path(data_dir: &Path, n: usize) -> PathBuf {
+    data_dir.join("dev-keys").join(format!("dev-{n}.key"))
+}
+
+/// A development chain spec for the given validator and accounts.
+pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> ChainSpec {
+    ChainSpec {
+        name: "tongtian-dev".into(),
+        chain_id: DEV_CHAIN_ID,
+        suite,
+        consensus: ConsensusSpec {
+            engine: "solo".into(),
+            block_interval_ms: 100,
+            max_block_txs: 20_000,
+        },
+        validators: vec![ValidatorSpec {
+            name: "node-0".into(),
+            public_key: validator.public_key().to_vec(),
+        }],
+        accounts: accounts
+            .iter()
+            .map(|a| GenesisAccount {
+                address: *a,
+                balance: DEV_BALANCE,
+            })
+            .collect(),
+        gas: GasSchedule::default(),
+        limits: Limits::default(),
+        genesis_time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+    }
+}
+
+/// Load the dev chain in `data_dir`, creating it on first use. `suite`,
+/// when given, must match an existing chain's.
+pub fn init_or_load(data_dir: &Path, suite: Option<SuiteId>) -> Result<DevChain, NodeError> {
+    let spec_path = data_dir.join("chain-spec.json");
+    let node_key = data_dir.join("node.key");
+    let dev_keys: Vec<PathBuf> = (0..DEV_ACCOUNTS).map(|n| dev_key_path(data_dir, n)).collect();
+    if !spec_path.exists() {
+        // A previous first start may have died half-way: start over.
+        let _ = std::fs::remove_file(&node_key);
+        let _ = std::fs::remove_dir_all(data_dir.join("dev-keys"));
+        let _ = std::fs::remove_dir_all(data_dir.join("chain"));
+        std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let suite = suite.unwrap_or(SuiteId::Standard);
+        let validator = Keypair::generate(suite);
+        KeyFile::seal(&validator, None).map_err(cfg)?.write(&node_key).map_err(cfg)?;
+        let mut addrs = Vec::new();
+        for path in &dev_keys {
+            let k = Keypair::generate(suite);
+            KeyFile::seal(&k, None).map_err(cfg)?.write(path).map_err(cfg)?;
+            addrs.push(Address::from_public_key(suite, k.public_key()));
+        }
+        let spec = dev_spec(suite, &validator, &addrs);
+        let tmp = data_dir.join("chain-spec.json.tmp");
+        // Invariant: ChainSpec holds only serializable plain data.
+        let text = serde_json::to_string_pretty(&spec).expect("spec serializes");
+        std::fs::write(&tmp, text).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &spec_path).map_err(io(&spec_path))?;
+        tracing::info!(dir = %data_dir.display(), %suite, "initialized a new dev chain");
+    }
+    let text = std::fs::read_to_string(&spec_path).map_err(io(&spec_path))?;
+    let spec = ChainSpec::from_json(&text).map_err(cfg)?;
+    if let Some(s) = suite {
+        if s != spec.suite {
+            return Err(NodeError::Config(format!(
+                "{} holds a {} chain; remove it or pass --suite {}",
+                data_dir.display(),
+                spec.suite,
+                spec.suite
+            )));
+        }
+    }
+    let validator = KeyFile::read(&node_key).map_err(cfg)?.open(None).map_err(cfg)?;
+    Ok(DevChain {
+        spec,
+        validator,
+        chain_dir: data_dir.join("chain"),
+        dev_keys,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChainRuntime;
+    use std::time::Duration;
+    use tongtian_types::codec::encode;
+    use tongtian_types::{Action, Transaction};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dev_chain_commits_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = init_or_load(dir.path(), Some(SuiteId::Sm)).unwrap();
+        assert_eq!(chain.spec.accounts.len(), DEV_ACCOUNTS);
+        assert!(chain.dev_keys.iter().all(|p| p.exists()));
+        let key = KeyFile::read(&chain.dev_keys[0]).unwrap().open(None).unwrap();
+        let rt = ChainRuntime::open(&chain.chain_dir, chain.spec.clone(), chain.validator.clone()).unwrap();
+        let (stop, handle) = rt.start().unwrap();
+        assert_eq!(rt.engine_name(), "solo");
+        let mut events = rt.subscribe();
+        let to = Address([3; 20]);
+        let raws: Vec<Vec<u8>> = (0..5)
+            .map(|n| {
+                encode(
+                    &Transaction {
+                        chain_id: DEV_CHAIN_ID,
+                        nonce: n,
+                        gas_limit: 100_000,
+                        gas_price: 1,
+                        action: Action::Transfer { to, amount: 10, memo: vec![] },
+                    }
+                    .sign(&key),
+                )
+            })
+            .collect();
+        let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
+        let hashes: Vec<_> = rt.submit_batch(&refs).into_iter().map(|r| r.unwrap()).collect();
+        let mut seen = 0;
+        while seen < 5 {
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
+            seen += ev.txs.len();
+        }
+        assert!(hashes.iter().all(|h| rt.store().receipt(h).unwrap().unwrap().is_success()));
+        assert_eq!(rt.account(&to).unwrap().balance, 50);
+        stop.send(true).unwrap();
+        handle.await.unwrap().unwrap();
+        let height = rt.latest().0;
+        drop(rt);
+
+        // Resume: same spec and keys, same chain.
+        let again = init_or_load(dir.path(), None).unwrap();
+        assert_eq!(again.spec, chain.spec);
+        assert!(init_or_load(dir.path(), Some(SuiteId::Standard)).is_err());
+        let rt = ChainRuntime::open(&again.chain_dir, again.spec, again.validator).unwrap();
+        assert_eq!(rt.latest().0, height);
+        assert_eq!(rt.account(&to).unwrap().balance, 50);
+        // A different spec on the same store is refused.
+        let mut other = chain.spec.clone();
+        other.chain_id += 1;
+        drop(rt);
+        assert!(matches!(
+            ChainRuntime::open(&again.chain_dir, other, chain.validator),
+            Err(NodeError::SpecMismatch { .. })
+        ));
+    }
+}
