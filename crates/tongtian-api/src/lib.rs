@@ -1,1 +1,340 @@
-//! placeholder
+//! The REST/JSON API of a node, with its OpenAPI document at
+//! `GET /v1/openapi.json` and a server-sent-events stream of blocks.
+//!
+//! Every error answer is JSON `{"code", "message"}` with a stable code and
+//! a 4xx status for the client's mistakes (bad JSON, bad hex, any admission
+//! failure), so callers can branch on `code` without parsing prose.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+use tongtian_execution::{account_key, decode_account};
+use tongtian_mempool::AdmissionError;
+use tongtian_node::ChainRuntime;
+use tongtian_storage::StateStore;
+use tongtian_types::api::{
+    AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest, BatchSubmitResponse, BlockEvent,
+    BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
+};
+use tongtian_types::{Address, H256};
+use utoipa::OpenApi;
+
+/// Most transactions in one batch submission.
+pub const MAX_BATCH: usize = 10_000;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ApiErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ApiErrorBody {
+                code: code.into(),
+                message: message.into(),
+            },
+        }
+    }
+
+    fn not_found(what: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal API error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "bad_json", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("bad_query", r.body_text())
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> Self {
+        let status = match &e {
+            AdmissionError::Oversized { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AdmissionError::AlreadyKnown(_) => StatusCode::CONFLICT,
+            AdmissionError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdmissionError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+#[derive(Clone)]
+struct AppState {
+    chain: Arc<ChainRuntime>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Tongtian node API", description = "REST API of a Tongtian chain node."),
+    paths(status, openapi_json, submit, submit_batch, get_tx, get_receipt, get_block, get_account, get_account_proof, block_stream),
+    components(schemas(ApiErrorBody, StatusInfo, SubmitRequest, SubmitResponse, BatchSubmitRequest, BatchSubmitResponse, BatchItem, BlockView, TxView, AccountView, AccountProofView, BlockEvent, tongtian_types::Receipt))
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of this API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// The API's router for one chain.
+pub fn router(chain: Arc<ChainRuntime>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/v1/txs", post(submit))
+        .route("/v1/txs/batch", post(submit_batch))
+        .route("/v1/txs/{hash}", get(get_tx))
+        .route("/v1/receipts/{hash}", get(get_receipt))
+        .route("/v1/blocks/stream", get(block_stream))
+        .route("/v1/blocks/{id}", get(get_block))
+        .route("/v1/accounts/{address}", get(get_account))
+        .route("/v1/accounts/{address}/proof", get(get_account_proof))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .with_state(AppState { chain })
+}
+
+/// Serve the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    chain: Arc<ChainRuntime>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(chain)).with_graceful_shutdown(shutdown).await
+}
+
+fn parse_hash(s: &str) -> Result<H256, ApiError> {
+    s.parse().map_err(|_| ApiError::bad_request("bad_hash", format!("{s:?} is not a 0x-prefixed 32-byte hex hash")))
+}
+
+fn parse_address(s: &str) -> Result<Address, ApiError> {
+    s.parse().map_err(|_| ApiError::bad_request("bad_address", format!("{s:?} is not a 0x-prefixed 20-byte hex address")))
+}
+
+fn decode_raw(raw: &str) -> Result<Vec<u8>, ApiError> {
+    hex::decode(raw.strip_prefix("0x").unwrap_or(raw))
+        .map_err(|e| ApiError::bad_request("malformed_tx", format!("raw is not hex: {e}")))
+}
+
+/// Node and chain status.
+#[utoipa::path(get, path = "/v1/status", responses((status = 200, body = StatusInfo)))]
+async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
+    let c = &st.chain;
+    let (height, latest_hash) = c.latest();
+    Ok(Json(StatusInfo {
+        chain_id: c.spec().chain_id,
+        chain_name: c.spec().name.clone(),
+        height,
+        latest_hash,
+        suite: c.spec().suite.to_string(),
+        consensus: c.engine_name().to_string(),
+        mempool_size: c.mempool().len(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
+}
+
+async fn admit(chain: Arc<ChainRuntime>, raws: Vec<Vec<u8>>) -> Result<Vec<Result<H256, AdmissionError>>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
+        chain.submit_batch(&refs)
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+/// Submit one signed transaction.
+#[utoipa::path(post, path = "/v1/txs", request_body = SubmitRequest,
+    responses((status = 200, body = SubmitResponse), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 413, body = ApiErrorBody)))]
+async fn submit(State(st): State<AppState>, body: Result<Json<SubmitRequest>, JsonRejection>) -> ApiResult<SubmitResponse> {
+    let Json(req) = body?;
+    let raw = decode_raw(&req.raw)?;
+    let result = admit(st.chain, vec![raw]).await?.pop().ok_or_else(|| ApiError::internal("no admission result"))?;
+    Ok(Json(SubmitResponse { hash: result? }))
+}
+
+/// Submit many signed transactions; one result each.
+#[utoipa::path(post, path = "/v1/txs/batch", request_body = BatchSubmitRequest,
+    responses((status = 200, body = BatchSubmitResponse), (status = 400, body = ApiErrorBody)))]
+async fn submit_batch(
+    State(st): State<AppState>,
+    body: Result<Json<BatchSubmitRequest>, JsonRejection>,
+) -> ApiResult<BatchSubmitResponse> {
+    let Json(req) = body?;
+    if req.raws.len() > MAX_BATCH {
+        return Err(ApiError::bad_request("batch_too_large", format!("{} transactions, at most {MAX_BATCH}", req.raws.len())));
+    }
+    // Hex errors are per item; only decodable items go to admission.
+    let decoded: Vec<Result<Vec<u8>, ApiError>> = req.raws.iter().map(|r| decode_raw(r)).collect();
+    let raws: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
+    let mut admitted = admit(st.chain, raws).await?.into_iter();
+    let results = decoded
+        .into_iter()
+        .map(|d| match d {
+            Err(e) => BatchItem { hash: None, error: Some(e.body) },
+            Ok(_) => match admitted.next() {
+                Some(Ok(h)) => BatchItem { hash: Some(h), error: None },
+                Some(Err(e)) => BatchItem { hash: None, error: Some(ApiError::from(e).body) },
+                None => BatchItem { hash: None, error: Some(ApiErrorBody { code: "internal".into(), message: "missing result".into() }) },
+            },
+        })
+        .collect();
+    Ok(Json(BatchSubmitResponse { results }))
+}
+
+/// A transaction, pending or committed.
+#[utoipa::path(get, path = "/v1/txs/{hash}", params(("hash" = String, Path, description = "0x hash")),
+    responses((status = 200, body = TxView), (status = 404, body = ApiErrorBody)))]
+async fn get_tx(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResult<TxView> {
+    let hash = parse_hash(&hash)?;
+    let c = &st.chain;
+    let suite = c.spec().suite;
+    if let Some(rec) = c.store().tx(&hash).map_err(ApiError::internal)? {
+        return Ok(Json(TxView {
+            hash,
+            status: "committed".into(),
+            height: Some(rec.height),
+            index: Some(rec.index),
+            sender: rec.tx.sender(suite),
+            tx: rec.tx,
+        }));
+    }
+    match c.mempool().get(&hash) {
+        Some(t) => Ok(Json(TxView { hash, status: "pending".into(), height: None, index: None, sender: t.sender, tx: t.tx })),
+        None => Err(ApiError::not_found(format!("transaction {hash} is unknown"))),
+    }
+}
+
+/// The receipt of a committed transaction.
+#[utoipa::path(get, path = "/v1/receipts/{hash}", params(("hash" = String, Path, description = "0x hash")),
+    responses((status = 200, body = tongtian_types::Receipt), (status = 404, body = ApiErrorBody)))]
+async fn get_receipt(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResult<tongtian_types::Receipt> {
+    let hash = parse_hash(&hash)?;
+    st.chain
+        .store()
+        .receipt(&hash)
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no receipt for {hash}")))
+}
+
+/// A block by height, by hash, or `latest`.
+#[utoipa::path(get, path = "/v1/blocks/{id}", params(("id" = String, Path, description = "height, 0x hash, or latest")),
+    responses((status = 200, body = BlockView), (status = 404, body = ApiErrorBody)))]
+async fn get_block(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<BlockView> {
+    let store = st.chain.store();
+    let height = if id == "latest" {
+        st.chain.latest().0
+    } else if id.starts_with("0x") {
+        let h = parse_hash(&id)?;
+        store.height_of(&h).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no block {h}")))?
+    } else {
+        id.parse::<u64>()
+            .map_err(|_| ApiError::bad_request("bad_block_id", format!("{id:?} is not a height, a 0x hash or \"latest\"")))?
+    };
+    let header = store.header(height).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let tx_hashes = store.block_tx_hashes(height).map_err(ApiError::internal)?.unwrap_or_default();
+    let certificate = store.certificate(height).map_err(ApiError::internal)?.unwrap_or_default();
+    Ok(Json(BlockView { hash: header.hash(st.chain.spec().suite), header, tx_hashes, certificate }))
+}
+
+/// An account's balance and nonce.
+#[utoipa::path(get, path = "/v1/accounts/{address}", params(("address" = String, Path, description = "0x address")),
+    responses((status = 200, body = AccountView), (status = 400, body = ApiErrorBody)))]
+async fn get_account(State(st): State<AppState>, Path(address): Path<String>) -> ApiResult<AccountView> {
+    let address = parse_address(&address)?;
+    let height = st.chain.latest().0;
+    let acct = st.chain.account(&address).map_err(ApiError::internal)?;
+    Ok(Json(AccountView { address, balance: acct.balance, nonce: acct.nonce, height }))
+}
+
+#[derive(Deserialize)]
+struct ProofQuery {
+    height: Option<u64>,
+}
+
+/// An account with a Merkle proof against a certified header.
+#[utoipa::path(get, path = "/v1/accounts/{address}/proof",
+    params(("address" = String, Path, description = "0x address"), ("height" = Option<u64>, Query, description = "default: latest")),
+    responses((status = 200, body = AccountProofView), (status = 404, body = ApiErrorBody)))]
+async fn get_account_proof(
+    State(st): State<AppState>,
+    Path(address): Path<String>,
+    q: Result<Query<ProofQuery>, QueryRejection>,
+) -> ApiResult<AccountProofView> {
+    let address = parse_address(&address)?;
+    let Query(q) = q?;
+    let height = q.height.unwrap_or(st.chain.latest().0);
+    let store = st.chain.store();
+    let header = store.header(height).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let certificate = store.certificate(height).map_err(ApiError::internal)?.unwrap_or_default();
+    let proof = store.prove(&account_key(&address), height).map_err(ApiError::internal)?;
+    let account = match &proof.value {
+        Some(v) => Some(decode_account(v).ok_or_else(|| ApiError::internal("corrupt account"))?),
+        None => None,
+    };
+    Ok(Json(AccountProofView { address, height, account, header, certificate, proof }))
+}
+
+/// Committed blocks as server-sent events (`event: block`, JSON data).
+#[utoipa::path(get, path = "/v1/blocks/stream", responses((status = 200, description = "text/event-stream of BlockEvent", body = BlockEvent)))]
+async fn block_stream(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(st.chain.subscribe()).map(|r| {
+        Ok(match r {
+            Ok(ev) => Event::default().event("block").json_data(&*ev).unwrap_or_else(|_| Event::default().event("error")),
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -1,1 +1,254 @@
-//! placeholder
+//! Rust SDK for a Tongtian node's REST API.
+//!
+//! [`Client`] wraps the endpoints with the shared shapes of
+//! [`tongtian_types::api`]; an error answer from the node becomes
+//! [`ClientError::Api`] with the node's stable code. [`Client::blocks`]
+//! follows the server-sent block stream.
+
+use futures_util::{Stream, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+use tongtian_types::api::{
+    AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest, BatchSubmitResponse, BlockEvent,
+    BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
+};
+use tongtian_types::codec::encode;
+use tongtian_types::{Address, Receipt, SignedTransaction, H256};
+
+/// Default node URL.
+pub const DEFAULT_NODE: &str = "http://127.0.0.1:8645";
+
+/// Errors talking to a node.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The node answered with an error.
+    #[error("{code}: {message} (HTTP {status})")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// Could not reach the node or read its answer.
+    #[error("cannot reach node at {url}: {source}")]
+    Transport {
+        /// URL.
+        url: String,
+        /// Cause.
+        source: reqwest::Error,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode {
+        /// URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Waited too long.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    /// The block stream skipped this many blocks because the reader was slow.
+    #[error("block stream lagged: {0} blocks skipped")]
+    Lagged(u64),
+}
+
+impl ClientError {
+    /// The node's error code, if the node answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one node.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the node at `base` (e.g. `http://127.0.0.1:8645`).
+    pub fn new(base: &str) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+        }
+    }
+
+    /// The node's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn answer<T: DeserializeOwned>(url: String, resp: Result<reqwest::Response, reqwest::Error>) -> Result<T, ClientError> {
+        let resp = resp.map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        if !status.is_success() {
+            let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap_or(ApiErrorBody {
+                code: "http_error".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+            return Err(ClientError::Api { status: status.as_u16(), code: body.code, message: body.message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self.http.get(&url).send().await;
+        Self::answer(url, resp).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = self.http.post(&url).json(body).send().await;
+        Self::answer(url, resp).await
+    }
+
+    /// `GET /v1/status`.
+    pub async fn status(&self) -> Result<StatusInfo, ClientError> {
+        self.get("/v1/status").await
+    }
+
+    /// Submit a signed transaction.
+    pub async fn submit(&self, tx: &SignedTransaction) -> Result<H256, ClientError> {
+        self.submit_raw(&encode(tx)).await
+    }
+
+    /// Submit an encoded transaction.
+    pub async fn submit_raw(&self, raw: &[u8]) -> Result<H256, ClientError> {
+        let r: SubmitResponse = self.post("/v1/txs", &SubmitRequest { raw: format!("0x{}", hex::encode(raw)) }).await?;
+        Ok(r.hash)
+    }
+
+    /// Submit many encoded transactions; one result each.
+    pub async fn submit_batch(&self, raws: &[Vec<u8>]) -> Result<Vec<BatchItem>, ClientError> {
+        let req = BatchSubmitRequest { raws: raws.iter().map(|r| format!("0x{}", hex::encode(r))).collect() };
+        let r: BatchSubmitResponse = self.post("/v1/txs/batch", &req).await?;
+        Ok(r.results)
+    }
+
+    /// A transaction.
+    pub async fn tx(&self, hash: &H256) -> Result<TxView, ClientError> {
+        self.get(&format!("/v1/txs/{hash}")).await
+    }
+
+    /// A receipt.
+    pub async fn receipt(&self, hash: &H256) -> Result<Receipt, ClientError> {
+        self.get(&format!("/v1/receipts/{hash}")).await
+    }
+
+    /// Poll for a receipt until it exists or `timeout` passes.
+    pub async fn wait_receipt(&self, hash: &H256, timeout: Duration) -> Result<Receipt, ClientError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.receipt(hash).await {
+                Ok(r) => return Ok(r),
+                Err(ClientError::Api { status: 404, .. }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(ClientError::Api { status: 404, .. }) => return Err(ClientError::Timeout(format!("receipt of {hash}"))),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A block: `latest`, a height, or a 0x hash.
+    pub async fn block(&self, id: &str) -> Result<BlockView, ClientError> {
+        self.get(&format!("/v1/blocks/{id}")).await
+    }
+
+    /// An account.
+    pub async fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
+        self.get(&format!("/v1/accounts/{address}")).await
+    }
+
+    /// An account with its proof.
+    pub async fn account_proof(&self, address: &Address, height: Option<u64>) -> Result<AccountProofView, ClientError> {
+        let q = height.map(|h| format!("?height={h}")).unwrap_or_default();
+        self.get(&format!("/v1/accounts/{address}/proof{q}")).await
+    }
+
+    /// Follow committed blocks (server-sent events). The stream yields
+    /// [`ClientError::Lagged`] if this reader fell behind and blocks were
+    /// skipped, and ends when the connection does.
+    pub async fn blocks(&self) -> Result<impl Stream<Item = Result<BlockEvent, ClientError>> + Send, ClientError> {
+        let url = format!("{}/v1/blocks/stream", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        if !resp.status().is_success() {
+            return Err(ClientError::Decode { url, reason: format!("HTTP {}", resp.status()) });
+        }
+        let state = SseState { bytes: Box::pin(resp.bytes_stream()), buf: Vec::new(), url, done: false };
+        Ok(futures_util::stream::unfold(state, next_block_event))
+    }
+}
+
+type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
+
+struct SseState {
+    bytes: ByteStream,
+    buf: Vec<u8>,
+    url: String,
+    done: bool,
+}
+
+/// Take one complete SSE frame (up to a blank line) off the buffer.
+fn take_frame(buf: &mut Vec<u8>) -> Option<(String, String)> {
+    let end = buf.windows(2).position(|w| w == b"\n\n")?;
+    let frame: Vec<u8> = buf.drain(..end + 2).collect();
+    let text = String::from_utf8_lossy(&frame);
+    let mut event = String::from("message");
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    Some((event, data))
+}
+
+async fn next_block_event(mut st: SseState) -> Option<(Result<BlockEvent, ClientError>, SseState)> {
+    if st.done {
+        return None;
+    }
+    loop {
+        while let Some((event, data)) = take_frame(&mut st.buf) {
+            match event.as_str() {
+                "block" => {
+                    let item = serde_json::from_str(&data)
+                        .map_err(|e| ClientError::Decode { url: st.url.clone(), reason: e.to_string() });
+                    return Some((item, st));
+                }
+                "lagged" => return Some((Err(ClientError::Lagged(data.trim().parse().unwrap_or(0))), st)),
+                _ => {}
+            }
+        }
+        match st.bytes.next().await {
+            Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
+            Some(Err(source)) => {
+                st.done = true;
+                let url = st.url.clone();
+                return Some((Err(ClientError::Transport { url, source }), st));
+            }
+            None => return None,
+        }
+    }
+}

@@ -157,7 +157,8 @@ struct SenderQueue {
 
 #[derive(Default)]
 struct Inner {
-    known: HashSet<H256>,
+    /// Pending hashes and their senders.
+    known: HashMap<H256, Address>,
     senders: HashMap<Address, SenderQueue>,
     /// Senders with pending transactions, in order of first arrival.
     order: VecDeque<Address>,
@@ -205,7 +206,14 @@ impl Mempool {
 
     /// Whether a transaction is pending.
     pub fn contains(&self, hash: &H256) -> bool {
-        self.inner.lock().known.contains(hash)
+        self.inner.lock().known.contains_key(hash)
+    }
+
+    /// A pending transaction by hash.
+    pub fn get(&self, hash: &H256) -> Option<CheckedTx> {
+        let inner = self.inner.lock();
+        let sender = inner.known.get(hash)?;
+        inner.senders.get(sender)?.txs.iter().find(|t| &t.hash == hash).cloned()
     }
 
     /// Stateless checks of raw bytes: size, decoding, chain id, gas.
@@ -316,7 +324,7 @@ impl Mempool {
         t: CheckedTx,
         fresh: &HashMap<Address, Result<Account, String>>,
     ) -> Result<H256, AdmissionError> {
-        if inner.known.contains(&t.hash) {
+        if inner.known.contains_key(&t.hash) {
             return Err(AdmissionError::AlreadyKnown(t.hash));
         }
         if inner.count >= self.config.max_txs {
@@ -366,7 +374,7 @@ impl Mempool {
         if was_empty {
             inner.order.push_back(sender);
         }
-        inner.known.insert(hash);
+        inner.known.insert(hash, sender);
         inner.count += 1;
         Ok(hash)
     }
