@@ -296,7 +296,8 @@ async fn get_account(State(st): State<AppState>, Path(address): Path<String>) ->
     let address = parse_address(&address)?;
     let height = st.chain.latest().0;
     let acct = st.chain.account(&address).map_err(ApiError::internal)?;
-    Ok(Json(AccountView { address, balance: acct.balance, nonce: acct.nonce, height }))
+    let pending_nonce = st.chain.mempool().next_nonce(&address).unwrap_or(acct.nonce).max(acct.nonce);
+    Ok(Json(AccountView { address, balance: acct.balance, nonce: acct.nonce, pending_nonce, height }))
 }
 
 #[derive(Deserialize)]

@@ -183,7 +183,7 @@ impl Client {
     /// Follow committed blocks (server-sent events). The stream yields
     /// [`ClientError::Lagged`] if this reader fell behind and blocks were
     /// skipped, and ends when the connection does.
-    pub async fn blocks(&self) -> Result<impl Stream<Item = Result<BlockEvent, ClientError>> + Send, ClientError> {
+    pub async fn blocks(&self) -> Result<BlockStream, ClientError> {
         let url = format!("{}/v1/blocks/stream", self.base);
         let resp = self
             .http
@@ -195,9 +195,12 @@ impl Client {
             return Err(ClientError::Decode { url, reason: format!("HTTP {}", resp.status()) });
         }
         let state = SseState { bytes: Box::pin(resp.bytes_stream()), buf: Vec::new(), url, done: false };
-        Ok(futures_util::stream::unfold(state, next_block_event))
+        Ok(Box::pin(futures_util::stream::unfold(state, next_block_event)))
     }
 }
+
+/// The committed-block stream of [`Client::blocks`].
+pub type BlockStream = std::pin::Pin<Box<dyn Stream<Item = Result<BlockEvent, ClientError>> + Send>>;
 
 type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
 

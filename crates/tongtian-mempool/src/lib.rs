@@ -209,6 +209,12 @@ impl Mempool {
         self.inner.lock().known.contains_key(hash)
     }
 
+    /// The nonce the sender's next transaction must use, if it has pending ones.
+    pub fn next_nonce(&self, sender: &Address) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner.senders.get(sender).map(|q| q.committed.nonce + q.txs.len() as u64)
+    }
+
     /// A pending transaction by hash.
     pub fn get(&self, hash: &H256) -> Option<CheckedTx> {
         let inner = self.inner.lock();

@@ -124,8 +124,10 @@ pub struct AccountView {
     #[serde(with = "serde_u128")]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub balance: u128,
-    /// Next nonce.
+    /// Next nonce by committed state.
     pub nonce: u64,
+    /// Next nonce counting this node's pending transactions of the account.
+    pub pending_nonce: u64,
     /// Height the values were read at.
     pub height: u64,
 }

@@ -1,0 +1,268 @@
+//! Command bodies.
+
+use crate::{AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, TransferArgs, TxCommand};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use std::time::Duration;
+use tongtian_client::Client;
+use tongtian_crypto::keyfile::KeyFile;
+use tongtian_crypto::{suite, Keypair, SuiteId};
+use tongtian_node::{dev, ChainRuntime};
+use tongtian_types::{Action, Address, ChainSpec, Transaction, H256};
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.node);
+    let json = cli.json;
+    match cli.command {
+        Command::Dev(args) => run_dev(args).await,
+        Command::Key(cmd) => key(cmd, json),
+        Command::Account(AccountCommand::Show { address }) => {
+            let a = parse_address(&address)?;
+            let view = client.account(&a).await?;
+            print(json, &view, || {
+                format!("address  {}\nbalance  {}\nnonce    {}\nheight   {}", view.address, view.balance, view.nonce, view.height)
+            })
+        }
+        Command::Account(AccountCommand::Prove { address, height, spec }) => prove(&client, &address, height, spec.as_deref(), json).await,
+        Command::Transfer(args) => transfer(&client, args, json).await,
+        Command::Block(BlockCommand::Show { id }) => {
+            let b = client.block(&id).await?;
+            print(json, &b, || {
+                let h = &b.header;
+                format!(
+                    "height       {}\nhash         {}\nparent       {}\ntime (ms)    {}\ntxs          {}\ntx root      {}\nstate root   {}\nreceipts     {}\nproposer     {}\ncertificate  {} ({} signatures)",
+                    h.height, b.hash, h.parent_hash, h.timestamp_ms, h.tx_count, h.tx_root, h.state_root, h.receipts_root, h.proposer,
+                    b.certificate.engine, b.certificate.signatures.len()
+                )
+            })
+        }
+        Command::Tx(TxCommand::Show { hash }) => {
+            let h: H256 = hash.parse().with_context(|| format!("{hash:?} is not a 0x transaction hash"))?;
+            let tx = client.tx(&h).await?;
+            let receipt = match client.receipt(&h).await {
+                Ok(r) => Some(r),
+                Err(e) if e.code() == Some("not_found") => None,
+                Err(e) => return Err(e.into()),
+            };
+            let out = serde_json::json!({ "transaction": tx, "receipt": receipt });
+            print(json, &out, || serde_json::to_string_pretty(&out).unwrap_or_default())
+        }
+        Command::Bench(BenchCommand::Transfers(args)) => {
+            let report = crate::bench::transfers(&cli.node, args).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+    }
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        println!("{}", human());
+    }
+    Ok(())
+}
+
+fn parse_address(s: &str) -> Result<Address> {
+    s.parse().with_context(|| format!("{s:?} is not a 0x-prefixed 20-byte address"))
+}
+
+/// Load a key file, asking for the password only if it is encrypted.
+pub fn load_key(path: &Path, password: Option<&str>) -> Result<Keypair> {
+    let kf = KeyFile::read(path)?;
+    if kf.is_encrypted() && password.is_none() {
+        bail!("{} is encrypted: pass --password or set TONGTIAN_KEY_PASSWORD", path.display());
+    }
+    Ok(kf.open(password).with_context(|| format!("opening {}", path.display()))?)
+}
+
+fn key(cmd: KeyCommand, json: bool) -> Result<()> {
+    let (kp, path) = match cmd {
+        KeyCommand::New { out, suite, password } => {
+            let kp = Keypair::generate(suite);
+            KeyFile::seal(&kp, password.as_deref())?.write(&out)?;
+            (kp, out)
+        }
+        KeyCommand::Show { file, password } => (load_key(&file, password.as_deref())?, file),
+    };
+    let out = serde_json::json!({
+        "file": path.display().to_string(),
+        "address": Address::from_public_key(kp.suite(), kp.public_key()),
+        "public_key": format!("0x{}", hex::encode(kp.public_key())),
+        "suite": kp.suite(),
+    });
+    print(json, &out, || {
+        format!(
+            "file        {}\naddress     {}\npublic key  0x{}\nsuite       {}",
+            path.display(),
+            Address::from_public_key(kp.suite(), kp.public_key()),
+            hex::encode(kp.public_key()),
+            kp.suite()
+        )
+    })
+}
+
+async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()> {
+    let key = load_key(&args.key, args.password.as_deref())?;
+    let to = parse_address(&args.to)?;
+    let status = client.status().await?;
+    let chain_suite: SuiteId = status.suite.parse()?;
+    if chain_suite != key.suite() {
+        bail!("the key is a {} key but the chain uses the {} suite", key.suite(), chain_suite);
+    }
+    let from = Address::from_public_key(key.suite(), key.public_key());
+    let nonce = match args.nonce {
+        Some(n) => n,
+        None => client.account(&from).await?.pending_nonce,
+    };
+    let tx = Transaction {
+        chain_id: status.chain_id,
+        nonce,
+        gas_limit: args.gas_limit,
+        gas_price: args.gas_price,
+        action: Action::Transfer { to, amount: args.amount, memo: args.memo.into_bytes() },
+    }
+    .sign(&key);
+    let hash = client.submit(&tx).await?;
+    if !args.wait {
+        return print(json, &serde_json::json!({ "hash": hash }), || hash.to_string());
+    }
+    let receipt = client.wait_receipt(&hash, Duration::from_secs(60)).await?;
+    print(json, &receipt, || {
+        let status = match &receipt.status {
+            tongtian_types::TxStatus::Success => "success".to_string(),
+            tongtian_types::TxStatus::Failed { code, message } => format!("failed ({code}: {message})"),
+        };
+        format!("hash     {}\nstatus   {}\nheight   {}\ngas used {}\nfee      {}", hash, status, receipt.height, receipt.gas_used, receipt.fee)
+    })?;
+    if !receipt.is_success() {
+        bail!("transaction {hash} failed");
+    }
+    Ok(())
+}
+
+async fn prove(client: &Client, address: &str, height: Option<u64>, spec: Option<&Path>, json: bool) -> Result<()> {
+    let a = parse_address(address)?;
+    let status = client.status().await?;
+    let suite_id: SuiteId = status.suite.parse()?;
+    let s = suite(suite_id);
+    let view = client.account_proof(&a, height).await?;
+    // 1. The proof is for this account and leads to the header's state root.
+    if view.proof.key != tongtian_execution::account_key(&a) {
+        bail!("the node returned a proof for another key");
+    }
+    view.proof
+        .verify(s, &view.header.state_root)
+        .with_context(|| format!("proof does not verify against the state root of block {}", view.header.height))?;
+    let proven = match &view.proof.value {
+        Some(v) => Some(tongtian_types::codec::decode::<tongtian_types::Account>("account", v)?),
+        None => None,
+    };
+    if proven != view.account {
+        bail!("the account the node reported differs from the proven one");
+    }
+    // 2. The header is the one the certificate signs.
+    let hash = view.header.hash(suite_id);
+    if view.certificate.block_hash != hash {
+        bail!("the certificate signs another header");
+    }
+    // 3. The certificate: against a trusted spec's validators when given.
+    let (validators, quorum, against) = match spec {
+        Some(p) => {
+            let spec = ChainSpec::from_json(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?;
+            if spec.chain_id != status.chain_id {
+                bail!("the spec is for chain {}, the node serves chain {}", spec.chain_id, status.chain_id);
+            }
+            let vals: Vec<Vec<u8>> = spec.validators.iter().map(|v| v.public_key.clone()).collect();
+            (vals, tongtian_consensus::quorum(&spec), "spec")
+        }
+        None => {
+            let vals: Vec<Vec<u8>> = view.certificate.signatures.iter().map(|s| s.public_key.clone()).collect();
+            (vals, 1, "self-reported signers (pass --spec to check validator membership)")
+        }
+    };
+    let genesis = view.header.height == 0;
+    if !genesis && !view.certificate.verify(s, &validators, quorum, &hash) {
+        bail!("the certificate of block {} does not carry a quorum of valid validator signatures", view.header.height);
+    }
+    let out = serde_json::json!({
+        "address": a,
+        "height": view.height,
+        "account": view.account,
+        "exists": view.account.is_some(),
+        "state_root": view.header.state_root,
+        "block_hash": hash,
+        "proof_depth": view.proof.siblings.len(),
+        "verified": true,
+        "certificate_checked_against": if genesis { "genesis (fixed by the spec)" } else { against },
+    });
+    print(json, &out, || {
+        let acct = view.account.as_ref().map_or("absent (non-inclusion proven)".to_string(), |a| format!("balance {}, nonce {}", a.balance, a.nonce));
+        format!(
+            "address     {a}\nheight      {}\naccount     {acct}\nstate root  {}\nblock       {hash}\nproof       {} siblings, verified\ncertificate verified against {}",
+            view.height, view.header.state_root, view.proof.siblings.len(), if genesis { "genesis" } else { against }
+        )
+    })
+}
+
+async fn run_dev(args: DevArgs) -> Result<()> {
+    let chain = dev::init_or_load(&args.data_dir, args.suite)?;
+    let runtime = ChainRuntime::open(&chain.chain_dir, chain.spec.clone(), chain.validator.clone())?;
+    let listener = tokio::net::TcpListener::bind(args.api)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.api))?;
+    let api_addr = listener.local_addr()?;
+    let (stop, engine) = runtime.start()?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(tongtian_api::serve(listener, runtime.clone(), async {
+        let _ = api_stopped.await;
+    }));
+    println!("Tongtian dev chain");
+    println!("  chain id    {}", chain.spec.chain_id);
+    println!("  suite       {}", chain.spec.suite);
+    println!("  height      {}", runtime.latest().0);
+    println!("  data dir    {}", args.data_dir.display());
+    println!("  api         http://{api_addr}");
+    println!("  dev accounts (keys in {}):", args.data_dir.join("dev-keys").display());
+    for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
+        println!("    {}  {}", acct.address, path.display());
+    }
+    tracing::info!(api = %api_addr, "dev chain running");
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), engine).await {
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "engine stopped with an error"),
+        Err(_) => tracing::warn!("engine did not stop within 10 s"),
+        _ => {}
+    }
+    let _ = stop_api.send(());
+    // Open event streams keep graceful shutdown waiting; do not wait long.
+    let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,182 @@
+//! The `tongtian` command line: argument definitions and command bodies.
+//!
+//! Every command that prints data takes `--json`; `--node` (default
+//! `http://127.0.0.1:8645`) says which node to talk to.
+
+pub mod bench;
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tongtian_crypto::SuiteId;
+
+pub use commands::run;
+
+/// Tongtian: consortium chains, a chain network, and data value without data movement.
+#[derive(Debug, Parser)]
+#[command(name = "tongtian", version, about)]
+pub struct Cli {
+    /// Node API to talk to.
+    #[arg(long, global = true, env = "TONGTIAN_NODE", default_value = tongtian_client::DEFAULT_NODE)]
+    pub node: String,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info,tongtian_node=debug`.
+    #[arg(long, global = true, env = "TONGTIAN_LOG", default_value = "info")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a single-node development chain with prefunded accounts.
+    Dev(DevArgs),
+    /// Create and inspect key files.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Read accounts and prove them.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Send native tokens.
+    Transfer(TransferArgs),
+    /// Read blocks.
+    #[command(subcommand)]
+    Block(BlockCommand),
+    /// Read transactions.
+    #[command(subcommand)]
+    Tx(TxCommand),
+    /// Benchmarks that print JSON.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `tongtian dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Data directory (created on first start, resumed later).
+    #[arg(long, default_value = ".tongtian-dev")]
+    pub data_dir: PathBuf,
+    /// API listen address.
+    #[arg(long, default_value = "127.0.0.1:8645")]
+    pub api: SocketAddr,
+    /// Crypto suite of a new chain (must match an existing one).
+    #[arg(long)]
+    pub suite: Option<SuiteId>,
+}
+
+/// `tongtian key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key file.
+    New {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Crypto suite.
+        #[arg(long, default_value = "standard")]
+        suite: SuiteId,
+        /// Encrypt with this password.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        password: Option<String>,
+    },
+    /// Show a key file's address, public key and suite.
+    Show {
+        /// The key file.
+        file: PathBuf,
+        /// Password of an encrypted key file.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        password: Option<String>,
+    },
+}
+
+/// `tongtian account ...`.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Balance and nonce.
+    Show {
+        /// 0x address.
+        address: String,
+    },
+    /// The account with its Merkle proof, verified against a block header.
+    Prove {
+        /// 0x address.
+        address: String,
+        /// Height to prove at (default latest).
+        #[arg(long)]
+        height: Option<u64>,
+        /// Trusted chain spec: check the header's certificate against its validators.
+        #[arg(long)]
+        spec: Option<PathBuf>,
+    },
+}
+
+/// `tongtian transfer`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Sender's key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Password of an encrypted key file.
+    #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+    pub password: Option<String>,
+    /// Recipient address.
+    #[arg(long)]
+    pub to: String,
+    /// Amount in the smallest unit.
+    #[arg(long)]
+    pub amount: u128,
+    /// Memo text.
+    #[arg(long, default_value = "")]
+    pub memo: String,
+    /// Nonce (default: the account's next, counting pending transactions).
+    #[arg(long)]
+    pub nonce: Option<u64>,
+    /// Gas limit.
+    #[arg(long, default_value_t = 100_000)]
+    pub gas_limit: u64,
+    /// Gas price.
+    #[arg(long, default_value_t = 1)]
+    pub gas_price: u64,
+    /// Wait for the receipt and print it.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `tongtian block ...`.
+#[derive(Debug, Subcommand)]
+pub enum BlockCommand {
+    /// Show a block by height, hash, or `latest`.
+    Show {
+        /// Height, 0x hash, or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+    },
+}
+
+/// `tongtian tx ...`.
+#[derive(Debug, Subcommand)]
+pub enum TxCommand {
+    /// Show a transaction and its receipt.
+    Show {
+        /// 0x hash.
+        hash: String,
+    },
+}
+
+/// `tongtian bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// End-to-end signed transfers through the API.
+    Transfers(bench::TransferBenchArgs),
+}
+
+/// Set up `tracing` output on stderr.
+pub fn init_logging(cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
