@@ -25,8 +25,8 @@ use tongtian_mempool::AdmissionError;
 use tongtian_node::ChainRuntime;
 use tongtian_storage::StateStore;
 use tongtian_types::api::{
-    AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest, BatchSubmitResponse, BlockEvent,
-    BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
+    AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest,
+    BatchSubmitResponse, BlockEvent, BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
 };
 use tongtian_types::{Address, H256};
 use utoipa::OpenApi;
@@ -111,9 +111,37 @@ struct AppState {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Tongtian node API", description = "REST API of a Tongtian chain node."),
-    paths(status, openapi_json, submit, submit_batch, get_tx, get_receipt, get_block, get_account, get_account_proof, block_stream),
-    components(schemas(ApiErrorBody, StatusInfo, SubmitRequest, SubmitResponse, BatchSubmitRequest, BatchSubmitResponse, BatchItem, BlockView, TxView, AccountView, AccountProofView, BlockEvent, tongtian_types::Receipt))
+    info(
+        title = "Tongtian node API",
+        description = "REST API of a Tongtian chain node."
+    ),
+    paths(
+        status,
+        openapi_json,
+        submit,
+        submit_batch,
+        get_tx,
+        get_receipt,
+        get_block,
+        get_account,
+        get_account_proof,
+        block_stream
+    ),
+    components(schemas(
+        ApiErrorBody,
+        StatusInfo,
+        SubmitRequest,
+        SubmitResponse,
+        BatchSubmitRequest,
+        BatchSubmitResponse,
+        BatchItem,
+        BlockView,
+        TxView,
+        AccountView,
+        AccountProofView,
+        BlockEvent,
+        tongtian_types::Receipt
+    ))
 )]
 struct ApiDoc;
 
@@ -146,15 +174,27 @@ pub async fn serve(
     chain: Arc<ChainRuntime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(chain)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(chain))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn parse_hash(s: &str) -> Result<H256, ApiError> {
-    s.parse().map_err(|_| ApiError::bad_request("bad_hash", format!("{s:?} is not a 0x-prefixed 32-byte hex hash")))
+    s.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_hash",
+            format!("{s:?} is not a 0x-prefixed 32-byte hex hash"),
+        )
+    })
 }
 
 fn parse_address(s: &str) -> Result<Address, ApiError> {
-    s.parse().map_err(|_| ApiError::bad_request("bad_address", format!("{s:?} is not a 0x-prefixed 20-byte hex address")))
+    s.parse().map_err(|_| {
+        ApiError::bad_request(
+            "bad_address",
+            format!("{s:?} is not a 0x-prefixed 20-byte hex address"),
+        )
+    })
 }
 
 fn decode_raw(raw: &str) -> Result<Vec<u8>, ApiError> {
@@ -185,7 +225,10 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
 }
 
-async fn admit(chain: Arc<ChainRuntime>, raws: Vec<Vec<u8>>) -> Result<Vec<Result<H256, AdmissionError>>, ApiError> {
+async fn admit(
+    chain: Arc<ChainRuntime>,
+    raws: Vec<Vec<u8>>,
+) -> Result<Vec<Result<H256, AdmissionError>>, ApiError> {
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
         chain.submit_batch(&refs)
@@ -197,10 +240,16 @@ async fn admit(chain: Arc<ChainRuntime>, raws: Vec<Vec<u8>>) -> Result<Vec<Resul
 /// Submit one signed transaction.
 #[utoipa::path(post, path = "/v1/txs", request_body = SubmitRequest,
     responses((status = 200, body = SubmitResponse), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 413, body = ApiErrorBody)))]
-async fn submit(State(st): State<AppState>, body: Result<Json<SubmitRequest>, JsonRejection>) -> ApiResult<SubmitResponse> {
+async fn submit(
+    State(st): State<AppState>,
+    body: Result<Json<SubmitRequest>, JsonRejection>,
+) -> ApiResult<SubmitResponse> {
     let Json(req) = body?;
     let raw = decode_raw(&req.raw)?;
-    let result = admit(st.chain, vec![raw]).await?.pop().ok_or_else(|| ApiError::internal("no admission result"))?;
+    let result = admit(st.chain, vec![raw])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("no admission result"))?;
     Ok(Json(SubmitResponse { hash: result? }))
 }
 
@@ -213,20 +262,41 @@ async fn submit_batch(
 ) -> ApiResult<BatchSubmitResponse> {
     let Json(req) = body?;
     if req.raws.len() > MAX_BATCH {
-        return Err(ApiError::bad_request("batch_too_large", format!("{} transactions, at most {MAX_BATCH}", req.raws.len())));
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!("{} transactions, at most {MAX_BATCH}", req.raws.len()),
+        ));
     }
     // Hex errors are per item; only decodable items go to admission.
     let decoded: Vec<Result<Vec<u8>, ApiError>> = req.raws.iter().map(|r| decode_raw(r)).collect();
-    let raws: Vec<Vec<u8>> = decoded.iter().filter_map(|d| d.as_ref().ok().cloned()).collect();
+    let raws: Vec<Vec<u8>> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().cloned())
+        .collect();
     let mut admitted = admit(st.chain, raws).await?.into_iter();
     let results = decoded
         .into_iter()
         .map(|d| match d {
-            Err(e) => BatchItem { hash: None, error: Some(e.body) },
+            Err(e) => BatchItem {
+                hash: None,
+                error: Some(e.body),
+            },
             Ok(_) => match admitted.next() {
-                Some(Ok(h)) => BatchItem { hash: Some(h), error: None },
-                Some(Err(e)) => BatchItem { hash: None, error: Some(ApiError::from(e).body) },
-                None => BatchItem { hash: None, error: Some(ApiErrorBody { code: "internal".into(), message: "missing result".into() }) },
+                Some(Ok(h)) => BatchItem {
+                    hash: Some(h),
+                    error: None,
+                },
+                Some(Err(e)) => BatchItem {
+                    hash: None,
+                    error: Some(ApiError::from(e).body),
+                },
+                None => BatchItem {
+                    hash: None,
+                    error: Some(ApiErrorBody {
+                        code: "internal".into(),
+                        message: "missing result".into(),
+                    }),
+                },
             },
         })
         .collect();
@@ -251,15 +321,27 @@ async fn get_tx(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResu
         }));
     }
     match c.mempool().get(&hash) {
-        Some(t) => Ok(Json(TxView { hash, status: "pending".into(), height: None, index: None, sender: t.sender, tx: t.tx })),
-        None => Err(ApiError::not_found(format!("transaction {hash} is unknown"))),
+        Some(t) => Ok(Json(TxView {
+            hash,
+            status: "pending".into(),
+            height: None,
+            index: None,
+            sender: t.sender,
+            tx: t.tx,
+        })),
+        None => Err(ApiError::not_found(format!(
+            "transaction {hash} is unknown"
+        ))),
     }
 }
 
 /// The receipt of a committed transaction.
 #[utoipa::path(get, path = "/v1/receipts/{hash}", params(("hash" = String, Path, description = "0x hash")),
     responses((status = 200, body = tongtian_types::Receipt), (status = 404, body = ApiErrorBody)))]
-async fn get_receipt(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResult<tongtian_types::Receipt> {
+async fn get_receipt(
+    State(st): State<AppState>,
+    Path(hash): Path<String>,
+) -> ApiResult<tongtian_types::Receipt> {
     let hash = parse_hash(&hash)?;
     st.chain
         .store()
@@ -278,26 +360,61 @@ async fn get_block(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
         st.chain.latest().0
     } else if id.starts_with("0x") {
         let h = parse_hash(&id)?;
-        store.height_of(&h).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no block {h}")))?
+        store
+            .height_of(&h)
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| ApiError::not_found(format!("no block {h}")))?
     } else {
-        id.parse::<u64>()
-            .map_err(|_| ApiError::bad_request("bad_block_id", format!("{id:?} is not a height, a 0x hash or \"latest\"")))?
+        id.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "bad_block_id",
+                format!("{id:?} is not a height, a 0x hash or \"latest\""),
+            )
+        })?
     };
-    let header = store.header(height).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    let tx_hashes = store.block_tx_hashes(height).map_err(ApiError::internal)?.unwrap_or_default();
-    let certificate = store.certificate(height).map_err(ApiError::internal)?.unwrap_or_default();
-    Ok(Json(BlockView { hash: header.hash(st.chain.spec().suite), header, tx_hashes, certificate }))
+    let header = store
+        .header(height)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let tx_hashes = store
+        .block_tx_hashes(height)
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let certificate = store
+        .certificate(height)
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    Ok(Json(BlockView {
+        hash: header.hash(st.chain.spec().suite),
+        header,
+        tx_hashes,
+        certificate,
+    }))
 }
 
 /// An account's balance and nonce.
 #[utoipa::path(get, path = "/v1/accounts/{address}", params(("address" = String, Path, description = "0x address")),
     responses((status = 200, body = AccountView), (status = 400, body = ApiErrorBody)))]
-async fn get_account(State(st): State<AppState>, Path(address): Path<String>) -> ApiResult<AccountView> {
+async fn get_account(
+    State(st): State<AppState>,
+    Path(address): Path<String>,
+) -> ApiResult<AccountView> {
     let address = parse_address(&address)?;
     let height = st.chain.latest().0;
     let acct = st.chain.account(&address).map_err(ApiError::internal)?;
-    let pending_nonce = st.chain.mempool().next_nonce(&address).unwrap_or(acct.nonce).max(acct.nonce);
-    Ok(Json(AccountView { address, balance: acct.balance, nonce: acct.nonce, pending_nonce, height }))
+    let pending_nonce = st
+        .chain
+        .mempool()
+        .next_nonce(&address)
+        .unwrap_or(acct.nonce)
+        .max(acct.nonce);
+    Ok(Json(AccountView {
+        address,
+        balance: acct.balance,
+        nonce: acct.nonce,
+        pending_nonce,
+        height,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -318,23 +435,45 @@ async fn get_account_proof(
     let Query(q) = q?;
     let height = q.height.unwrap_or(st.chain.latest().0);
     let store = st.chain.store();
-    let header = store.header(height).map_err(ApiError::internal)?.ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
-    let certificate = store.certificate(height).map_err(ApiError::internal)?.unwrap_or_default();
-    let proof = store.prove(&account_key(&address), height).map_err(ApiError::internal)?;
+    let header = store
+        .header(height)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let certificate = store
+        .certificate(height)
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let proof = store
+        .prove(&account_key(&address), height)
+        .map_err(ApiError::internal)?;
     let account = match &proof.value {
         Some(v) => Some(decode_account(v).ok_or_else(|| ApiError::internal("corrupt account"))?),
         None => None,
     };
-    Ok(Json(AccountProofView { address, height, account, header, certificate, proof }))
+    Ok(Json(AccountProofView {
+        address,
+        height,
+        account,
+        header,
+        certificate,
+        proof,
+    }))
 }
 
 /// Committed blocks as server-sent events (`event: block`, JSON data).
 #[utoipa::path(get, path = "/v1/blocks/stream", responses((status = 200, description = "text/event-stream of BlockEvent", body = BlockEvent)))]
-async fn block_stream(State(st): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn block_stream(
+    State(st): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = BroadcastStream::new(st.chain.subscribe()).map(|r| {
         Ok(match r {
-            Ok(ev) => Event::default().event("block").json_data(&*ev).unwrap_or_else(|_| Event::default().event("error")),
-            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Ok(ev) => Event::default()
+                .event("block")
+                .json_data(&*ev)
+                .unwrap_or_else(|_| Event::default().event("error")),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Event::default().event("lagged").data(n.to_string())
+            }
         })
     });
     Sse::new(stream).keep_alive(KeepAlive::default())

@@ -130,7 +130,9 @@ async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
     loop {
         match client.status().await {
             Ok(_) => return Ok(()),
-            Err(e) if Instant::now() > deadline => bail!("node at {} not ready: {e}", client.base()),
+            Err(e) if Instant::now() > deadline => {
+                bail!("node at {} not ready: {e}", client.base())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
@@ -143,13 +145,24 @@ fn spawn_dev(suite: SuiteId) -> Result<(NodeProcess, String, PathBuf)> {
     let child = std::process::Command::new(exe)
         .args(["dev", "--data-dir"])
         .arg(dir.path())
-        .args(["--api", &format!("127.0.0.1:{port}"), "--suite", suite.name(), "--log", "warn"])
+        .args([
+            "--api",
+            &format!("127.0.0.1:{port}"),
+            "--suite",
+            suite.name(),
+            "--log",
+            "warn",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting a dev node")?;
     let keys = dir.path().join("dev-keys");
-    Ok((NodeProcess { child, _dir: dir }, format!("http://127.0.0.1:{port}"), keys))
+    Ok((
+        NodeProcess { child, _dir: dir },
+        format!("http://127.0.0.1:{port}"),
+        keys,
+    ))
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -160,19 +173,35 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn transfer(chain_id: u64, nonce: u64, to: Address, amount: u128, key: &Keypair) -> SignedTransaction {
+fn transfer(
+    chain_id: u64,
+    nonce: u64,
+    to: Address,
+    amount: u128,
+    key: &Keypair,
+) -> SignedTransaction {
     Transaction {
         chain_id,
         nonce,
         gas_limit: GAS_LIMIT,
         gas_price: 1,
-        action: Action::Transfer { to, amount, memo: vec![] },
+        action: Action::Transfer {
+            to,
+            amount,
+            memo: vec![],
+        },
     }
     .sign(key)
 }
 
 /// Fund `senders` from the dev keys and wait for every funding receipt.
-async fn fund(client: &Client, chain_id: u64, dev_keys: &[Keypair], senders: &[Address], amount: u128) -> Result<()> {
+async fn fund(
+    client: &Client,
+    chain_id: u64,
+    dev_keys: &[Keypair],
+    senders: &[Address],
+    amount: u128,
+) -> Result<()> {
     let mut hashes = Vec::new();
     for (j, dev) in dev_keys.iter().enumerate() {
         let from = Address::from_public_key(dev.suite(), dev.public_key());
@@ -240,8 +269,18 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     let c = args.concurrency;
     let per_sender = args.count.div_ceil(c);
     let senders: Vec<Keypair> = (0..c).map(|_| Keypair::generate(suite_id)).collect();
-    let addrs: Vec<Address> = senders.iter().map(|k| Address::from_public_key(suite_id, k.public_key())).collect();
-    fund(&client, chain_id, &dev_keys, &addrs, per_sender as u128 * (GAS_LIMIT as u128 + 1) + 1_000_000).await?;
+    let addrs: Vec<Address> = senders
+        .iter()
+        .map(|k| Address::from_public_key(suite_id, k.public_key()))
+        .collect();
+    fund(
+        &client,
+        chain_id,
+        &dev_keys,
+        &addrs,
+        per_sender as u128 * (GAS_LIMIT as u128 + 1) + 1_000_000,
+    )
+    .await?;
 
     // Pre-sign.
     let sign_start = Instant::now();
@@ -250,14 +289,24 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
         .map(|i| {
             let n = per_sender.min(args.count.saturating_sub(i * per_sender));
             (0..n as u64)
-                .map(|nonce| CheckedTx::new(transfer(chain_id, nonce, addrs[(i + 1) % c], 1, &senders[i]), suite_id))
+                .map(|nonce| {
+                    CheckedTx::new(
+                        transfer(chain_id, nonce, addrs[(i + 1) % c], 1, &senders[i]),
+                        suite_id,
+                    )
+                })
                 .collect()
         })
         .collect();
     let total: usize = plans.iter().map(|p| p.len()).sum();
     let sign_tps = total as f64 / sign_start.elapsed().as_secs_f64();
     let index: Arc<HashMap<H256, usize>> = Arc::new(
-        plans.iter().flatten().enumerate().map(|(i, t)| (t.hash, i)).collect(),
+        plans
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, t)| (t.hash, i))
+            .collect(),
     );
 
     // Follow blocks before the first submission.
@@ -327,7 +376,9 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
                 let results = match client.submit_batch(&raws[next..end]).await {
                     Ok(r) => r,
                     Err(e) => {
-                        *codes.entry(e.code().unwrap_or("transport").to_string()).or_default() += end - next;
+                        *codes
+                            .entry(e.code().unwrap_or("transport").to_string())
+                            .or_default() += end - next;
                         rejected.fetch_add(end - next, Ordering::SeqCst);
                         next = end;
                         continue;
@@ -390,7 +441,12 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     let all: Vec<&CheckedTx> = plans.iter().flatten().collect();
     let mut receipts_checked = 0;
     for i in (0..all.len()).step_by((all.len() / 20).max(1)) {
-        if commits[i].is_some() && client.receipt(&all[i].hash).await.is_ok_and(|r| r.is_success()) {
+        if commits[i].is_some()
+            && client
+                .receipt(&all[i].hash)
+                .await
+                .is_ok_and(|r| r.is_success())
+        {
             receipts_checked += 1;
         }
     }
@@ -402,7 +458,11 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     let items: Vec<VerifyItem> = sample
         .iter()
         .zip(&msgs)
-        .map(|(t, m)| VerifyItem { public_key: &t.tx.public_key, message: m, signature: &t.tx.signature })
+        .map(|(t, m)| VerifyItem {
+            public_key: &t.tx.public_key,
+            message: m,
+            signature: &t.tx.signature,
+        })
         .collect();
     let v_start = Instant::now();
     let ok = verify_many(suite(suite_id), &items);

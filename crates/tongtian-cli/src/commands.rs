@@ -1,6 +1,9 @@
 //! Command bodies.
 
-use crate::{AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, TransferArgs, TxCommand};
+use crate::{
+    AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, TransferArgs,
+    TxCommand,
+};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -22,10 +25,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             let a = parse_address(&address)?;
             let view = client.account(&a).await?;
             print(json, &view, || {
-                format!("address  {}\nbalance  {}\nnonce    {}\nheight   {}", view.address, view.balance, view.nonce, view.height)
+                format!(
+                    "address  {}\nbalance  {}\nnonce    {}\nheight   {}",
+                    view.address, view.balance, view.nonce, view.height
+                )
             })
         }
-        Command::Account(AccountCommand::Prove { address, height, spec }) => prove(&client, &address, height, spec.as_deref(), json).await,
+        Command::Account(AccountCommand::Prove {
+            address,
+            height,
+            spec,
+        }) => prove(&client, &address, height, spec.as_deref(), json).await,
         Command::Transfer(args) => transfer(&client, args, json).await,
         Command::Block(BlockCommand::Show { id }) => {
             let b = client.block(&id).await?;
@@ -39,7 +49,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Tx(TxCommand::Show { hash }) => {
-            let h: H256 = hash.parse().with_context(|| format!("{hash:?} is not a 0x transaction hash"))?;
+            let h: H256 = hash
+                .parse()
+                .with_context(|| format!("{hash:?} is not a 0x transaction hash"))?;
             let tx = client.tx(&h).await?;
             let receipt = match client.receipt(&h).await {
                 Ok(r) => Some(r),
@@ -47,7 +59,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 Err(e) => return Err(e.into()),
             };
             let out = serde_json::json!({ "transaction": tx, "receipt": receipt });
-            print(json, &out, || serde_json::to_string_pretty(&out).unwrap_or_default())
+            print(json, &out, || {
+                serde_json::to_string_pretty(&out).unwrap_or_default()
+            })
         }
         Command::Bench(BenchCommand::Transfers(args)) => {
             let report = crate::bench::transfers(&cli.node, args).await?;
@@ -67,21 +81,30 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) ->
 }
 
 fn parse_address(s: &str) -> Result<Address> {
-    s.parse().with_context(|| format!("{s:?} is not a 0x-prefixed 20-byte address"))
+    s.parse()
+        .with_context(|| format!("{s:?} is not a 0x-prefixed 20-byte address"))
 }
 
 /// Load a key file, asking for the password only if it is encrypted.
 pub fn load_key(path: &Path, password: Option<&str>) -> Result<Keypair> {
     let kf = KeyFile::read(path)?;
     if kf.is_encrypted() && password.is_none() {
-        bail!("{} is encrypted: pass --password or set TONGTIAN_KEY_PASSWORD", path.display());
+        bail!(
+            "{} is encrypted: pass --password or set TONGTIAN_KEY_PASSWORD",
+            path.display()
+        );
     }
-    Ok(kf.open(password).with_context(|| format!("opening {}", path.display()))?)
+    kf.open(password)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 fn key(cmd: KeyCommand, json: bool) -> Result<()> {
     let (kp, path) = match cmd {
-        KeyCommand::New { out, suite, password } => {
+        KeyCommand::New {
+            out,
+            suite,
+            password,
+        } => {
             let kp = Keypair::generate(suite);
             KeyFile::seal(&kp, password.as_deref())?.write(&out)?;
             (kp, out)
@@ -111,7 +134,11 @@ async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()>
     let status = client.status().await?;
     let chain_suite: SuiteId = status.suite.parse()?;
     if chain_suite != key.suite() {
-        bail!("the key is a {} key but the chain uses the {} suite", key.suite(), chain_suite);
+        bail!(
+            "the key is a {} key but the chain uses the {} suite",
+            key.suite(),
+            chain_suite
+        );
     }
     let from = Address::from_public_key(key.suite(), key.public_key());
     let nonce = match args.nonce {
@@ -123,20 +150,31 @@ async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()>
         nonce,
         gas_limit: args.gas_limit,
         gas_price: args.gas_price,
-        action: Action::Transfer { to, amount: args.amount, memo: args.memo.into_bytes() },
+        action: Action::Transfer {
+            to,
+            amount: args.amount,
+            memo: args.memo.into_bytes(),
+        },
     }
     .sign(&key);
     let hash = client.submit(&tx).await?;
     if !args.wait {
-        return print(json, &serde_json::json!({ "hash": hash }), || hash.to_string());
+        return print(json, &serde_json::json!({ "hash": hash }), || {
+            hash.to_string()
+        });
     }
     let receipt = client.wait_receipt(&hash, Duration::from_secs(60)).await?;
     print(json, &receipt, || {
         let status = match &receipt.status {
             tongtian_types::TxStatus::Success => "success".to_string(),
-            tongtian_types::TxStatus::Failed { code, message } => format!("failed ({code}: {message})"),
+            tongtian_types::TxStatus::Failed { code, message } => {
+                format!("failed ({code}: {message})")
+            }
         };
-        format!("hash     {}\nstatus   {}\nheight   {}\ngas used {}\nfee      {}", hash, status, receipt.height, receipt.gas_used, receipt.fee)
+        format!(
+            "hash     {}\nstatus   {}\nheight   {}\ngas used {}\nfee      {}",
+            hash, status, receipt.height, receipt.gas_used, receipt.fee
+        )
     })?;
     if !receipt.is_success() {
         bail!("transaction {hash} failed");
@@ -144,7 +182,13 @@ async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()>
     Ok(())
 }
 
-async fn prove(client: &Client, address: &str, height: Option<u64>, spec: Option<&Path>, json: bool) -> Result<()> {
+async fn prove(
+    client: &Client,
+    address: &str,
+    height: Option<u64>,
+    spec: Option<&Path>,
+    json: bool,
+) -> Result<()> {
     let a = parse_address(address)?;
     let status = client.status().await?;
     let suite_id: SuiteId = status.suite.parse()?;
@@ -156,9 +200,16 @@ async fn prove(client: &Client, address: &str, height: Option<u64>, spec: Option
     }
     view.proof
         .verify(s, &view.header.state_root)
-        .with_context(|| format!("proof does not verify against the state root of block {}", view.header.height))?;
+        .with_context(|| {
+            format!(
+                "proof does not verify against the state root of block {}",
+                view.header.height
+            )
+        })?;
     let proven = match &view.proof.value {
-        Some(v) => Some(tongtian_types::codec::decode::<tongtian_types::Account>("account", v)?),
+        Some(v) => Some(tongtian_types::codec::decode::<tongtian_types::Account>(
+            "account", v,
+        )?),
         None => None,
     };
     if proven != view.account {
@@ -172,21 +223,43 @@ async fn prove(client: &Client, address: &str, height: Option<u64>, spec: Option
     // 3. The certificate: against a trusted spec's validators when given.
     let (validators, quorum, against) = match spec {
         Some(p) => {
-            let spec = ChainSpec::from_json(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?;
+            let spec = ChainSpec::from_json(
+                &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            )?;
             if spec.chain_id != status.chain_id {
-                bail!("the spec is for chain {}, the node serves chain {}", spec.chain_id, status.chain_id);
+                bail!(
+                    "the spec is for chain {}, the node serves chain {}",
+                    spec.chain_id,
+                    status.chain_id
+                );
             }
-            let vals: Vec<Vec<u8>> = spec.validators.iter().map(|v| v.public_key.clone()).collect();
+            let vals: Vec<Vec<u8>> = spec
+                .validators
+                .iter()
+                .map(|v| v.public_key.clone())
+                .collect();
             (vals, tongtian_consensus::quorum(&spec), "spec")
         }
         None => {
-            let vals: Vec<Vec<u8>> = view.certificate.signatures.iter().map(|s| s.public_key.clone()).collect();
-            (vals, 1, "self-reported signers (pass --spec to check validator membership)")
+            let vals: Vec<Vec<u8>> = view
+                .certificate
+                .signatures
+                .iter()
+                .map(|s| s.public_key.clone())
+                .collect();
+            (
+                vals,
+                1,
+                "self-reported signers (pass --spec to check validator membership)",
+            )
         }
     };
     let genesis = view.header.height == 0;
     if !genesis && !view.certificate.verify(s, &validators, quorum, &hash) {
-        bail!("the certificate of block {} does not carry a quorum of valid validator signatures", view.header.height);
+        bail!(
+            "the certificate of block {} does not carry a quorum of valid validator signatures",
+            view.header.height
+        );
     }
     let out = serde_json::json!({
         "address": a,
@@ -200,7 +273,12 @@ async fn prove(client: &Client, address: &str, height: Option<u64>, spec: Option
         "certificate_checked_against": if genesis { "genesis (fixed by the spec)" } else { against },
     });
     print(json, &out, || {
-        let acct = view.account.as_ref().map_or("absent (non-inclusion proven)".to_string(), |a| format!("balance {}, nonce {}", a.balance, a.nonce));
+        let acct = view
+            .account
+            .as_ref()
+            .map_or("absent (non-inclusion proven)".to_string(), |a| {
+                format!("balance {}, nonce {}", a.balance, a.nonce)
+            });
         format!(
             "address     {a}\nheight      {}\naccount     {acct}\nstate root  {}\nblock       {hash}\nproof       {} siblings, verified\ncertificate verified against {}",
             view.height, view.header.state_root, view.proof.siblings.len(), if genesis { "genesis" } else { against }
@@ -210,12 +288,16 @@ async fn prove(client: &Client, address: &str, height: Option<u64>, spec: Option
 
 async fn run_dev(args: DevArgs) -> Result<()> {
     let chain = dev::init_or_load(&args.data_dir, args.suite)?;
-    let runtime = ChainRuntime::open(&chain.chain_dir, chain.spec.clone(), chain.validator.clone())?;
+    let runtime = ChainRuntime::open(
+        &chain.chain_dir,
+        chain.spec.clone(),
+        chain.validator.clone(),
+    )?;
     let listener = tokio::net::TcpListener::bind(args.api)
         .await
         .with_context(|| format!("cannot listen on {}", args.api))?;
     let api_addr = listener.local_addr()?;
-    let (stop, engine) = runtime.start()?;
+    let running = runtime.start()?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(tongtian_api::serve(listener, runtime.clone(), async {
         let _ = api_stopped.await;
@@ -226,18 +308,18 @@ async fn run_dev(args: DevArgs) -> Result<()> {
     println!("  height      {}", runtime.latest().0);
     println!("  data dir    {}", args.data_dir.display());
     println!("  api         http://{api_addr}");
-    println!("  dev accounts (keys in {}):", args.data_dir.join("dev-keys").display());
+    println!(
+        "  dev accounts (keys in {}):",
+        args.data_dir.join("dev-keys").display()
+    );
     for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
         println!("    {}  {}", acct.address, path.display());
     }
     tracing::info!(api = %api_addr, "dev chain running");
     wait_for_signal().await;
     tracing::info!("shutting down");
-    let _ = stop.send(true);
-    match tokio::time::timeout(Duration::from_secs(10), engine).await {
-        Ok(Ok(Err(e))) => tracing::error!(error = %e, "engine stopped with an error"),
-        Err(_) => tracing::warn!("engine did not stop within 10 s"),
-        _ => {}
+    if let Err(e) = running.stop(Duration::from_secs(10)).await {
+        tracing::error!(error = %e, "engine did not stop cleanly");
     }
     let _ = stop_api.send(());
     // Open event streams keep graceful shutdown waiting; do not wait long.

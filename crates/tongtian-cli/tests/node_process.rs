@@ -1,6 +1,8 @@
 //! End-to-end tests against real `tongtian dev` processes over HTTP and
 //! through the CLI, including a SIGKILL crash test.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{address, transfer, DevNode};
@@ -15,7 +17,10 @@ use tongtian_types::{Action, Address, SignedTransaction, Transaction, H256};
 const CHAIN_ID: u64 = 8645;
 
 fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 fn raw_hex(tx: &SignedTransaction) -> String {
@@ -24,19 +29,29 @@ fn raw_hex(tx: &SignedTransaction) -> String {
 
 /// POST a transaction; returns (status, body).
 fn submit(node: &DevNode, raw: &str) -> (u16, Value) {
-    let r = http().post(format!("{}/v1/txs", node.url())).json(&json!({ "raw": raw })).send().unwrap();
+    let r = http()
+        .post(format!("{}/v1/txs", node.url()))
+        .json(&json!({ "raw": raw }))
+        .send()
+        .unwrap();
     (r.status().as_u16(), r.json().unwrap())
 }
 
 fn get(node: &DevNode, path: &str) -> (u16, Value) {
-    let r = http().get(format!("{}{}", node.url(), path)).send().unwrap();
+    let r = http()
+        .get(format!("{}{}", node.url(), path))
+        .send()
+        .unwrap();
     (r.status().as_u16(), r.json().unwrap())
 }
 
 fn account(node: &DevNode, a: &Address) -> (u128, u64) {
     let (s, v) = get(node, &format!("/v1/accounts/{a}"));
     assert_eq!(s, 200, "{v}");
-    (v["balance"].as_str().unwrap().parse().unwrap(), v["nonce"].as_u64().unwrap())
+    (
+        v["balance"].as_str().unwrap().parse().unwrap(),
+        v["nonce"].as_u64().unwrap(),
+    )
 }
 
 fn wait_receipt(node: &DevNode, hash: &str) -> Value {
@@ -53,7 +68,11 @@ fn wait_receipt(node: &DevNode, hash: &str) -> Value {
 }
 
 fn assert_err(resp: (u16, Value), status: u16, code: &str) {
-    assert_eq!(resp.0, status, "expected HTTP {status} {code}, got {}", resp.1);
+    assert_eq!(
+        resp.0, status,
+        "expected HTTP {status} {code}, got {}",
+        resp.1
+    );
     assert_eq!(resp.1["code"], code, "{}", resp.1);
     assert!(!resp.1["message"].as_str().unwrap().is_empty());
 }
@@ -70,12 +89,23 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
     let first = transfer(CHAIN_ID, &k, 0, to, 10);
     let (s, v) = submit(&node, &raw_hex(&first));
     assert_eq!(s, 200, "{v}");
-    assert_eq!(wait_receipt(&node, v["hash"].as_str().unwrap())["status"]["status"], "success");
-    let before = (account(&node, &me), account(&node, &to), get(&node, "/v1/status").1["height"].clone());
+    assert_eq!(
+        wait_receipt(&node, v["hash"].as_str().unwrap())["status"]["status"],
+        "success"
+    );
+    let before = (
+        account(&node, &me),
+        account(&node, &to),
+        get(&node, "/v1/status").1["height"].clone(),
+    );
 
     assert_err(submit(&node, "0x0102"), 400, "malformed_tx");
     assert_err(submit(&node, "not hex"), 400, "malformed_tx");
-    assert_err(submit(&node, &raw_hex(&transfer(CHAIN_ID + 1, &k, 1, to, 1))), 400, "wrong_chain_id");
+    assert_err(
+        submit(&node, &raw_hex(&transfer(CHAIN_ID + 1, &k, 1, to, 1))),
+        400,
+        "wrong_chain_id",
+    );
     let mut forged = transfer(CHAIN_ID, &k, 1, to, 1);
     forged.signature[3] ^= 0x40;
     assert_err(submit(&node, &raw_hex(&forged)), 400, "bad_signature");
@@ -85,29 +115,76 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
     assert_err(submit(&node, &raw_hex(&stolen)), 400, "bad_signature");
     // Replays: the same transaction, and a new one reusing a committed nonce.
     assert_err(submit(&node, &raw_hex(&first)), 409, "already_known");
-    assert_err(submit(&node, &raw_hex(&transfer(CHAIN_ID, &k, 0, to, 11))), 400, "nonce_too_low");
-    assert_err(submit(&node, &raw_hex(&transfer(CHAIN_ID, &k, 7, to, 1))), 400, "nonce_too_high");
+    assert_err(
+        submit(&node, &raw_hex(&transfer(CHAIN_ID, &k, 0, to, 11))),
+        400,
+        "nonce_too_low",
+    );
+    assert_err(
+        submit(&node, &raw_hex(&transfer(CHAIN_ID, &k, 7, to, 1))),
+        400,
+        "nonce_too_high",
+    );
     let pauper = Keypair::generate(SuiteId::Standard);
-    assert_err(submit(&node, &raw_hex(&transfer(CHAIN_ID, &pauper, 0, to, 1))), 400, "insufficient_funds");
-    assert_err(submit(&node, &raw_hex(&transfer(CHAIN_ID, &k, 1, to, u128::MAX / 2))), 400, "insufficient_funds");
+    assert_err(
+        submit(&node, &raw_hex(&transfer(CHAIN_ID, &pauper, 0, to, 1))),
+        400,
+        "insufficient_funds",
+    );
+    assert_err(
+        submit(
+            &node,
+            &raw_hex(&transfer(CHAIN_ID, &k, 1, to, u128::MAX / 2)),
+        ),
+        400,
+        "insufficient_funds",
+    );
     let big = Transaction {
         chain_id: CHAIN_ID,
         nonce: 1,
         gas_limit: 10_000_000,
         gas_price: 1,
-        action: Action::Transfer { to, amount: 1, memo: vec![0u8; 40 * 1024] },
+        action: Action::Transfer {
+            to,
+            amount: 1,
+            memo: vec![0u8; 40 * 1024],
+        },
     }
     .sign(&k);
     assert_err(submit(&node, &raw_hex(&big)), 413, "oversized_tx");
-    let cheap = Transaction { chain_id: CHAIN_ID, nonce: 1, gas_limit: 10, gas_price: 1, action: Action::Transfer { to, amount: 1, memo: vec![] } }.sign(&k);
-    assert_err(submit(&node, &raw_hex(&cheap)), 400, "intrinsic_gas_too_low");
+    let cheap = Transaction {
+        chain_id: CHAIN_ID,
+        nonce: 1,
+        gas_limit: 10,
+        gas_price: 1,
+        action: Action::Transfer {
+            to,
+            amount: 1,
+            memo: vec![],
+        },
+    }
+    .sign(&k);
+    assert_err(
+        submit(&node, &raw_hex(&cheap)),
+        400,
+        "intrinsic_gas_too_low",
+    );
 
     // Malformed API JSON and paths.
     let c = http();
     let url = format!("{}/v1/txs", node.url());
-    let r = c.post(&url).header("content-type", "application/json").body("{not json").send().unwrap();
+    let r = c
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
     assert_err((r.status().as_u16(), r.json().unwrap()), 400, "bad_json");
-    let r = c.post(&url).json(&json!({ "rawr": "0x00" })).send().unwrap();
+    let r = c
+        .post(&url)
+        .json(&json!({ "rawr": "0x00" }))
+        .send()
+        .unwrap();
     assert_err((r.status().as_u16(), r.json().unwrap()), 400, "bad_json");
     let r = c.post(&url).json(&json!({ "raw": 5 })).send().unwrap();
     assert_err((r.status().as_u16(), r.json().unwrap()), 400, "bad_json");
@@ -115,15 +192,27 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
     assert_err((r.status().as_u16(), r.json().unwrap()), 415, "bad_json");
     assert_err(get(&node, "/v1/accounts/0x1234"), 400, "bad_address");
     assert_err(get(&node, "/v1/txs/0xzz"), 400, "bad_hash");
-    assert_err(get(&node, &format!("/v1/txs/{}", H256([9; 32]))), 404, "not_found");
+    assert_err(
+        get(&node, &format!("/v1/txs/{}", H256([9; 32]))),
+        404,
+        "not_found",
+    );
     assert_err(get(&node, "/v1/blocks/99999"), 404, "not_found");
     assert_err(get(&node, "/v1/blocks/tomorrow"), 400, "bad_block_id");
-    assert_err(get(&node, &format!("/v1/accounts/{me}/proof?height=abc")), 400, "bad_query");
+    assert_err(
+        get(&node, &format!("/v1/accounts/{me}/proof?height=abc")),
+        400,
+        "bad_query",
+    );
     assert_err(get(&node, "/v1/nothing-here"), 404, "not_found");
 
     // Batch: per-item answers, good ones admitted.
     let batch = json!({ "raws": ["0x00", raw_hex(&transfer(CHAIN_ID, &k, 1, to, 5)), raw_hex(&transfer(CHAIN_ID, &k, 9, to, 5))] });
-    let r = c.post(format!("{}/v1/txs/batch", node.url())).json(&batch).send().unwrap();
+    let r = c
+        .post(format!("{}/v1/txs/batch", node.url()))
+        .json(&batch)
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().unwrap();
     assert_eq!(v["results"][0]["error"]["code"], "malformed_tx");
@@ -134,20 +223,54 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
     assert_eq!(wait_receipt(&node, &good)["status"]["status"], "success");
     let (bal_me, nonce_me) = account(&node, &me);
     let (bal_to, _) = account(&node, &to);
-    assert_eq!(nonce_me, before.0 .1 + 1, "only the good batch item was applied");
+    assert_eq!(
+        nonce_me,
+        before.0 .1 + 1,
+        "only the good batch item was applied"
+    );
     assert_eq!(bal_to, before.1 .0 + 5);
     assert!(bal_me < before.0 .0);
     assert_eq!(account(&node, &address(&pauper)), (0, 0));
 
     // The CLI exits non-zero with a clear message.
     let key0 = node.data_dir.join("dev-keys/dev-0.key");
-    let out = node.cli(&["transfer", "--key", key0.to_str().unwrap(), "--to", &to.to_string(), "--amount", "1", "--nonce", "0"]);
+    let out = node.cli(&[
+        "transfer",
+        "--key",
+        key0.to_str().unwrap(),
+        "--to",
+        &to.to_string(),
+        "--amount",
+        "1",
+        "--nonce",
+        "0",
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nonce_too_low"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = node.cli(&["transfer", "--key", key0.to_str().unwrap(), "--to", "0xnope", "--amount", "1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nonce_too_low"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = node.cli(&[
+        "transfer",
+        "--key",
+        key0.to_str().unwrap(),
+        "--to",
+        "0xnope",
+        "--amount",
+        "1",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a 0x-prefixed 20-byte address"));
-    let out = node.cli(&["transfer", "--key", "/nonexistent.key", "--to", &to.to_string(), "--amount", "1"]);
+    let out = node.cli(&[
+        "transfer",
+        "--key",
+        "/nonexistent.key",
+        "--to",
+        &to.to_string(),
+        "--amount",
+        "1",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent.key"));
 }
@@ -161,26 +284,74 @@ fn cli_transfers_proves_and_resumes() {
         assert!(keys.join(format!("dev-{n}.key")).exists());
     }
     let fresh = dir.path().join("fresh.key");
-    let out = node.cli(&["key", "new", "--out", fresh.to_str().unwrap(), "--suite", "sm", "--password", "pw", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.cli(&[
+        "key",
+        "new",
+        "--out",
+        fresh.to_str().unwrap(),
+        "--suite",
+        "sm",
+        "--password",
+        "pw",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(created["suite"], "sm");
     let to = created["address"].as_str().unwrap().to_string();
-    let out = node.cli(&["key", "show", fresh.to_str().unwrap(), "--password", "pw", "--json"]);
+    let out = node.cli(&[
+        "key",
+        "show",
+        fresh.to_str().unwrap(),
+        "--password",
+        "pw",
+        "--json",
+    ]);
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["address"], created["address"]);
-    assert!(!node.cli(&["key", "show", fresh.to_str().unwrap(), "--password", "wrong"]).status.success());
+    assert!(!node
+        .cli(&[
+            "key",
+            "show",
+            fresh.to_str().unwrap(),
+            "--password",
+            "wrong"
+        ])
+        .status
+        .success());
 
     // Absent account: non-inclusion proof.
     let out = node.cli(&["account", "prove", &to, "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let p: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["exists"], false);
     assert_eq!(p["verified"], true);
 
     let key0 = keys.join("dev-0.key");
-    let out = node.cli(&["transfer", "--key", key0.to_str().unwrap(), "--to", &to, "--amount", "777", "--wait", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.cli(&[
+        "transfer",
+        "--key",
+        key0.to_str().unwrap(),
+        "--to",
+        &to,
+        "--amount",
+        "777",
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(receipt["status"]["status"], "success");
     let tx_hash = receipt["tx_hash"].as_str().unwrap().to_string();
@@ -191,8 +362,19 @@ fn cli_transfers_proves_and_resumes() {
     assert_eq!(acct["balance"], "777");
 
     let spec = node.data_dir.join("chain-spec.json");
-    let out = node.cli(&["account", "prove", &to, "--spec", spec.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = node.cli(&[
+        "account",
+        "prove",
+        &to,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let p: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(p["account"]["balance"], "777");
     assert_eq!(p["certificate_checked_against"], "spec");
@@ -214,7 +396,11 @@ fn cli_transfers_proves_and_resumes() {
     assert_eq!(t["receipt"]["height"], height);
     let out = node.cli(&["block", "show", &height.to_string(), "--json"]);
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(b["tx_hashes"].as_array().unwrap().iter().any(|h| h == &json!(tx_hash)));
+    assert!(b["tx_hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h == &json!(tx_hash)));
     assert_eq!(b["certificate"]["signatures"].as_array().unwrap().len(), 1);
 
     // SIGTERM shuts down cleanly; a restart resumes from disk.
@@ -235,7 +421,15 @@ fn api_serves_openapi_status_and_block_stream() {
     let (s, doc) = get(&node, "/v1/openapi.json");
     assert_eq!(s, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for p in ["/v1/status", "/v1/txs", "/v1/txs/batch", "/v1/blocks/{id}", "/v1/accounts/{address}/proof", "/v1/receipts/{hash}", "/v1/blocks/stream"] {
+    for p in [
+        "/v1/status",
+        "/v1/txs",
+        "/v1/txs/batch",
+        "/v1/blocks/{id}",
+        "/v1/accounts/{address}/proof",
+        "/v1/receipts/{hash}",
+        "/v1/blocks/stream",
+    ] {
         assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
     }
     let (_, st) = get(&node, "/v1/status");
@@ -249,7 +443,10 @@ fn api_serves_openapi_status_and_block_stream() {
         let client = tongtian_client::Client::new(&node.url());
         let mut blocks = client.blocks().await.unwrap();
         let k = node.dev_key(3);
-        let hash = client.submit(&transfer(CHAIN_ID, &k, 0, Address([1; 20]), 1)).await.unwrap();
+        let hash = client
+            .submit(&transfer(CHAIN_ID, &k, 0, Address([1; 20]), 1))
+            .await
+            .unwrap();
         let ev = tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 let ev = blocks.next().await.unwrap().unwrap();
@@ -283,18 +480,37 @@ fn sigkill_under_load_restarts_consistent() {
     let mut rng_state = 0x9e3779b97f4a7c15u64;
     for round in 0..3 {
         // Load: every sender submits batches continuously from its next nonce.
-        let mut nonces: Vec<u64> = senders.iter().map(|k| account(&node, &address(k)).1).collect();
+        let mut nonces: Vec<u64> = senders
+            .iter()
+            .map(|k| account(&node, &address(k)).1)
+            .collect();
         let kill_after = Duration::from_millis(600 + (rng_state % 900));
-        rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng_state = rng_state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let started = Instant::now();
         let mut accepted: Vec<H256> = Vec::new();
         while started.elapsed() < kill_after {
             for (i, k) in senders.iter().enumerate() {
                 let txs: Vec<SignedTransaction> = (0..25)
-                    .map(|j| transfer(CHAIN_ID, k, nonces[i] + j, recipients[(i + j as usize) % 3], 1 + j as u128))
+                    .map(|j| {
+                        transfer(
+                            CHAIN_ID,
+                            k,
+                            nonces[i] + j,
+                            recipients[(i + j as usize) % 3],
+                            1 + j as u128,
+                        )
+                    })
                     .collect();
                 let raws: Vec<String> = txs.iter().map(raw_hex).collect();
-                let Ok(r) = c.post(format!("{}/v1/txs/batch", node.url())).json(&json!({ "raws": raws })).send() else { continue };
+                let Ok(r) = c
+                    .post(format!("{}/v1/txs/batch", node.url()))
+                    .json(&json!({ "raws": raws }))
+                    .send()
+                else {
+                    continue;
+                };
                 let v: Value = r.json().unwrap();
                 for (t, item) in txs.iter().zip(v["results"].as_array().unwrap()) {
                     if let Some(h) = item["hash"].as_str() {
@@ -334,7 +550,11 @@ fn sigkill_under_load_restarts_consistent() {
             let (s, b) = get(&node, &format!("/v1/blocks/{h}"));
             assert_eq!(s, 200);
             if let Some(p) = &parent {
-                assert_eq!(b["header"]["parent_hash"].as_str().unwrap(), p, "block {h} does not link");
+                assert_eq!(
+                    b["header"]["parent_hash"].as_str().unwrap(),
+                    p,
+                    "block {h} does not link"
+                );
             }
             parent = Some(b["hash"].as_str().unwrap().to_string());
             for t in b["tx_hashes"].as_array().unwrap() {
@@ -348,7 +568,11 @@ fn sigkill_under_load_restarts_consistent() {
         all.dedup();
         assert_eq!(all.len(), n, "a transaction was committed twice");
         for (i, k) in senders.iter().enumerate() {
-            assert_eq!(account(&node, &address(k)).1, per_sender[i], "round {round}: nonce of sender {i}");
+            assert_eq!(
+                account(&node, &address(k)).1,
+                per_sender[i],
+                "round {round}: nonce of sender {i}"
+            );
         }
         eprintln!(
             "round {round}: killed after {kill_after:?}; {} accepted this round, {} receipts seen so far, {} committed txs at height {height}",
@@ -357,8 +581,17 @@ fn sigkill_under_load_restarts_consistent() {
             n
         );
         // Supply is conserved across every account that can hold funds.
-        let spec: Value = serde_json::from_str(&std::fs::read_to_string(node.data_dir.join("chain-spec.json")).unwrap()).unwrap();
-        let validator_pk = hex::decode(spec["validators"][0]["public_key"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+        let spec: Value = serde_json::from_str(
+            &std::fs::read_to_string(node.data_dir.join("chain-spec.json")).unwrap(),
+        )
+        .unwrap();
+        let validator_pk = hex::decode(
+            spec["validators"][0]["public_key"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("0x"),
+        )
+        .unwrap();
         let proposer = Address::from_public_key(SuiteId::Standard, &validator_pk);
         let mut holders: Vec<Address> = (0..10).map(|n| address(&node.dev_key(n))).collect();
         holders.extend(&recipients);
@@ -369,8 +602,14 @@ fn sigkill_under_load_restarts_consistent() {
         for k in &senders {
             let (_, v) = get(&node, &format!("/v1/accounts/{}/proof", address(k)));
             let view: AccountProofView = serde_json::from_value(v).unwrap();
-            view.proof.verify(suite(SuiteId::Standard), &view.header.state_root).unwrap();
+            view.proof
+                .verify(suite(SuiteId::Standard), &view.header.state_root)
+                .unwrap();
         }
     }
-    assert!(seen_receipts.len() > 50, "the load produced too few receipts to mean much: {}", seen_receipts.len());
+    assert!(
+        seen_receipts.len() > 50,
+        "the load produced too few receipts to mean much: {}",
+        seen_receipts.len()
+    );
 }

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 use tongtian_types::api::{
-    AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest, BatchSubmitResponse, BlockEvent,
-    BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
+    AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest,
+    BatchSubmitResponse, BlockEvent, BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
 };
 use tongtian_types::codec::encode;
 use tongtian_types::{Address, Receipt, SignedTransaction, H256};
@@ -90,18 +90,37 @@ impl Client {
         &self.base
     }
 
-    async fn answer<T: DeserializeOwned>(url: String, resp: Result<reqwest::Response, reqwest::Error>) -> Result<T, ClientError> {
-        let resp = resp.map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+    async fn answer<T: DeserializeOwned>(
+        url: String,
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ClientError> {
+        let resp = resp.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         if !status.is_success() {
             let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap_or(ApiErrorBody {
                 code: "http_error".into(),
                 message: String::from_utf8_lossy(&bytes).into_owned(),
             });
-            return Err(ClientError::Api { status: status.as_u16(), code: body.code, message: body.message });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: body.code,
+                message: body.message,
+            });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -110,7 +129,11 @@ impl Client {
         Self::answer(url, resp).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
         let resp = self.http.post(&url).json(body).send().await;
         Self::answer(url, resp).await
@@ -128,13 +151,25 @@ impl Client {
 
     /// Submit an encoded transaction.
     pub async fn submit_raw(&self, raw: &[u8]) -> Result<H256, ClientError> {
-        let r: SubmitResponse = self.post("/v1/txs", &SubmitRequest { raw: format!("0x{}", hex::encode(raw)) }).await?;
+        let r: SubmitResponse = self
+            .post(
+                "/v1/txs",
+                &SubmitRequest {
+                    raw: format!("0x{}", hex::encode(raw)),
+                },
+            )
+            .await?;
         Ok(r.hash)
     }
 
     /// Submit many encoded transactions; one result each.
     pub async fn submit_batch(&self, raws: &[Vec<u8>]) -> Result<Vec<BatchItem>, ClientError> {
-        let req = BatchSubmitRequest { raws: raws.iter().map(|r| format!("0x{}", hex::encode(r))).collect() };
+        let req = BatchSubmitRequest {
+            raws: raws
+                .iter()
+                .map(|r| format!("0x{}", hex::encode(r)))
+                .collect(),
+        };
         let r: BatchSubmitResponse = self.post("/v1/txs/batch", &req).await?;
         Ok(r.results)
     }
@@ -150,15 +185,23 @@ impl Client {
     }
 
     /// Poll for a receipt until it exists or `timeout` passes.
-    pub async fn wait_receipt(&self, hash: &H256, timeout: Duration) -> Result<Receipt, ClientError> {
+    pub async fn wait_receipt(
+        &self,
+        hash: &H256,
+        timeout: Duration,
+    ) -> Result<Receipt, ClientError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.receipt(hash).await {
                 Ok(r) => return Ok(r),
-                Err(ClientError::Api { status: 404, .. }) if tokio::time::Instant::now() < deadline => {
+                Err(ClientError::Api { status: 404, .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                Err(ClientError::Api { status: 404, .. }) => return Err(ClientError::Timeout(format!("receipt of {hash}"))),
+                Err(ClientError::Api { status: 404, .. }) => {
+                    return Err(ClientError::Timeout(format!("receipt of {hash}")))
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -175,7 +218,11 @@ impl Client {
     }
 
     /// An account with its proof.
-    pub async fn account_proof(&self, address: &Address, height: Option<u64>) -> Result<AccountProofView, ClientError> {
+    pub async fn account_proof(
+        &self,
+        address: &Address,
+        height: Option<u64>,
+    ) -> Result<AccountProofView, ClientError> {
         let q = height.map(|h| format!("?height={h}")).unwrap_or_default();
         self.get(&format!("/v1/accounts/{address}/proof{q}")).await
     }
@@ -190,19 +237,35 @@ impl Client {
             .get(&url)
             .send()
             .await
-            .map_err(|source| ClientError::Transport { url: url.clone(), source })?;
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         if !resp.status().is_success() {
-            return Err(ClientError::Decode { url, reason: format!("HTTP {}", resp.status()) });
+            return Err(ClientError::Decode {
+                url,
+                reason: format!("HTTP {}", resp.status()),
+            });
         }
-        let state = SseState { bytes: Box::pin(resp.bytes_stream()), buf: Vec::new(), url, done: false };
-        Ok(Box::pin(futures_util::stream::unfold(state, next_block_event)))
+        let state = SseState {
+            bytes: Box::pin(resp.bytes_stream()),
+            buf: Vec::new(),
+            url,
+            done: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            next_block_event,
+        )))
     }
 }
 
 /// The committed-block stream of [`Client::blocks`].
-pub type BlockStream = std::pin::Pin<Box<dyn Stream<Item = Result<BlockEvent, ClientError>> + Send>>;
+pub type BlockStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<BlockEvent, ClientError>> + Send>>;
 
-type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
+type ByteStream =
+    std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send>>;
 
 struct SseState {
     bytes: ByteStream,
@@ -236,11 +299,18 @@ async fn next_block_event(mut st: SseState) -> Option<(Result<BlockEvent, Client
         while let Some((event, data)) = take_frame(&mut st.buf) {
             match event.as_str() {
                 "block" => {
-                    let item = serde_json::from_str(&data)
-                        .map_err(|e| ClientError::Decode { url: st.url.clone(), reason: e.to_string() });
+                    let item = serde_json::from_str(&data).map_err(|e| ClientError::Decode {
+                        url: st.url.clone(),
+                        reason: e.to_string(),
+                    });
                     return Some((item, st));
                 }
-                "lagged" => return Some((Err(ClientError::Lagged(data.trim().parse().unwrap_or(0))), st)),
+                "lagged" => {
+                    return Some((
+                        Err(ClientError::Lagged(data.trim().parse().unwrap_or(0))),
+                        st,
+                    ))
+                }
                 _ => {}
             }
         }

@@ -60,12 +60,18 @@ pub trait ConsensusEngine: Send {
     fn name(&self) -> &'static str;
 
     /// Drive the chain.
-    async fn run(self: Box<Self>, app: Arc<dyn Application>, shutdown: watch::Receiver<bool>)
-        -> Result<(), ConsensusError>;
+    async fn run(
+        self: Box<Self>,
+        app: Arc<dyn Application>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ConsensusError>;
 }
 
 /// Build the engine a chain spec asks for, with this node's validator key.
-pub fn engine_for(spec: &ChainSpec, key: Keypair) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
+pub fn engine_for(
+    spec: &ChainSpec,
+    key: Keypair,
+) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
     match spec.consensus.engine.as_str() {
         "solo" => Ok(Box::new(SoloEngine::new(spec, key)?)),
         other => Err(ConsensusError::UnknownEngine(other.to_string())),

@@ -31,7 +31,9 @@ impl SoloEngine {
             )));
         }
         if spec.validators[0].public_key != key.public_key() || key.suite() != spec.suite {
-            return Err(ConsensusError::Config("this node's key is not the chain's validator".into()));
+            return Err(ConsensusError::Config(
+                "this node's key is not the chain's validator".into(),
+            ));
         }
         Ok(SoloEngine {
             key,
@@ -47,29 +49,33 @@ impl ConsensusEngine for SoloEngine {
         "solo"
     }
 
-    async fn run(self: Box<Self>, app: Arc<dyn Application>, mut shutdown: watch::Receiver<bool>) -> Result<(), ConsensusError> {
-        tracing::info!(interval_ms = self.interval.as_millis() as u64, "solo engine started");
+    async fn run(
+        self: Box<Self>,
+        app: Arc<dyn Application>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), ConsensusError> {
+        tracing::info!(
+            interval_ms = self.interval.as_millis() as u64,
+            "solo engine started"
+        );
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
             let started = Instant::now();
             let (height, _) = app.last_committed();
-            match app.propose(height + 1).await? {
-                Some(block) => {
-                    let hash = block.header.hash(self.suite);
-                    let signature = self.key.sign(&BlockHeader::commit_bytes(&hash));
-                    let cert = Certificate {
-                        engine: "solo".into(),
-                        block_hash: hash,
-                        signatures: vec![CertificateSignature {
-                            public_key: self.key.public_key().to_vec(),
-                            signature,
-                        }],
-                    };
-                    app.commit(block, cert).await?;
-                }
-                None => {}
+            if let Some(block) = app.propose(height + 1).await? {
+                let hash = block.header.hash(self.suite);
+                let signature = self.key.sign(&BlockHeader::commit_bytes(&hash));
+                let cert = Certificate {
+                    engine: "solo".into(),
+                    block_hash: hash,
+                    signatures: vec![CertificateSignature {
+                        public_key: self.key.public_key().to_vec(),
+                        signature,
+                    }],
+                };
+                app.commit(block, cert).await?;
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(started + self.interval) => {}
@@ -101,8 +107,15 @@ mod tests {
             }
             Ok(Some(Block {
                 header: BlockHeader {
-                    chain_id: 1, height, timestamp_ms: 0, parent_hash: H256::ZERO, tx_root: H256::ZERO,
-                    receipts_root: H256::ZERO, state_root: H256::ZERO, tx_count: 0, proposer: Address::ZERO,
+                    chain_id: 1,
+                    height,
+                    timestamp_ms: 0,
+                    parent_hash: H256::ZERO,
+                    tx_root: H256::ZERO,
+                    receipts_root: H256::ZERO,
+                    state_root: H256::ZERO,
+                    tx_count: 0,
+                    proposer: Address::ZERO,
                 },
                 txs: vec![],
             }))
@@ -110,7 +123,11 @@ mod tests {
         async fn verify(&self, _: &Block) -> Result<(), ConsensusError> {
             Ok(())
         }
-        async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError> {
+        async fn commit(
+            &self,
+            block: Block,
+            certificate: Certificate,
+        ) -> Result<(), ConsensusError> {
             self.committed.lock().push((block, certificate));
             Ok(())
         }
@@ -118,10 +135,22 @@ mod tests {
 
     fn spec(key: &Keypair) -> ChainSpec {
         ChainSpec {
-            name: "t".into(), chain_id: 1, suite: SuiteId::Standard,
-            consensus: ConsensusSpec { engine: "solo".into(), block_interval_ms: 5, max_block_txs: 1 },
-            validators: vec![ValidatorSpec { name: "v".into(), public_key: key.public_key().to_vec() }],
-            accounts: vec![], gas: GasSchedule::default(), limits: Limits::default(), genesis_time_ms: 0,
+            name: "t".into(),
+            chain_id: 1,
+            suite: SuiteId::Standard,
+            consensus: ConsensusSpec {
+                engine: "solo".into(),
+                block_interval_ms: 5,
+                max_block_txs: 1,
+            },
+            validators: vec![ValidatorSpec {
+                name: "v".into(),
+                public_key: key.public_key().to_vec(),
+            }],
+            accounts: vec![],
+            gas: GasSchedule::default(),
+            limits: Limits::default(),
+            genesis_time_ms: 0,
         }
     }
 
@@ -131,7 +160,9 @@ mod tests {
         let spec = spec(&key);
         let engine = crate::engine_for(&spec, key.clone()).unwrap();
         assert_eq!(engine.name(), "solo");
-        let app = Arc::new(App { committed: Mutex::new(vec![]) });
+        let app = Arc::new(App {
+            committed: Mutex::new(vec![]),
+        });
         let (tx, rx) = watch::channel(false);
         let handle = tokio::spawn(engine.run(app.clone(), rx));
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -160,6 +191,9 @@ mod tests {
         assert!(crate::engine_for(&spec(&key), other).is_err());
         let mut s = spec(&key);
         s.consensus.engine = "pbft-homemade".into();
-        assert!(matches!(crate::engine_for(&s, key), Err(ConsensusError::UnknownEngine(_))));
+        assert!(matches!(
+            crate::engine_for(&s, key),
+            Err(ConsensusError::UnknownEngine(_))
+        ));
     }
 }

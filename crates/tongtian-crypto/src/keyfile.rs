@@ -53,7 +53,13 @@ pub struct EncryptedSecret {
 
 const LOG_N: u8 = 15;
 
-fn derive(password: &str, salt: &[u8], log_n: u8, r: u32, p: u32) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+fn derive(
+    password: &str,
+    salt: &[u8],
+    log_n: u8,
+    r: u32,
+    p: u32,
+) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
     let params = scrypt::Params::new(log_n, r, p, 32)
         .map_err(|e| CryptoError::KeyFile(format!("bad scrypt parameters: {e}")))?;
     let mut out = Zeroizing::new([0u8; 32]);
@@ -63,7 +69,8 @@ fn derive(password: &str, salt: &[u8], log_n: u8, r: u32, p: u32) -> Result<Zero
 }
 
 fn unhex(field: &str, s: &str) -> Result<Vec<u8>, CryptoError> {
-    hex::decode(s.trim_start_matches("0x")).map_err(|_| CryptoError::KeyFile(format!("field {field} is not hex")))
+    hex::decode(s.trim_start_matches("0x"))
+        .map_err(|_| CryptoError::KeyFile(format!("field {field} is not hex")))
 }
 
 impl KeyFile {
@@ -115,9 +122,14 @@ impl KeyFile {
         let secret: Zeroizing<Vec<u8>> = match (&self.secret, &self.crypto) {
             (Some(s), _) => Zeroizing::new(unhex("secret", s)?),
             (None, Some(c)) => {
-                let pw = password.ok_or_else(|| CryptoError::KeyFile("the key file is encrypted: a password is needed".into()))?;
+                let pw = password.ok_or_else(|| {
+                    CryptoError::KeyFile("the key file is encrypted: a password is needed".into())
+                })?;
                 if c.kdf != "scrypt" || c.cipher != "chacha20poly1305" {
-                    return Err(CryptoError::KeyFile(format!("unsupported kdf/cipher {}/{}", c.kdf, c.cipher)));
+                    return Err(CryptoError::KeyFile(format!(
+                        "unsupported kdf/cipher {}/{}",
+                        c.kdf, c.cipher
+                    )));
                 }
                 let key = derive(pw, &unhex("salt", &c.salt)?, c.log_n, c.r, c.p)?;
                 let nonce = unhex("nonce", &c.nonce)?;
@@ -127,7 +139,10 @@ impl KeyFile {
                 let cipher = ChaCha20Poly1305::new(key.as_ref().into());
                 Zeroizing::new(
                     cipher
-                        .decrypt(Nonce::from_slice(&nonce), unhex("ciphertext", &c.ciphertext)?.as_slice())
+                        .decrypt(
+                            Nonce::from_slice(&nonce),
+                            unhex("ciphertext", &c.ciphertext)?.as_slice(),
+                        )
                         .map_err(|_| CryptoError::Decrypt)?,
                 )
             }
@@ -135,7 +150,9 @@ impl KeyFile {
         };
         let kp = Keypair::from_secret(self.suite, &secret)?;
         if hex::encode(kp.public_key()) != self.public_key.trim_start_matches("0x") {
-            return Err(CryptoError::KeyFile("public key does not match the secret".into()));
+            return Err(CryptoError::KeyFile(
+                "public key does not match the secret".into(),
+            ));
         }
         Ok(kp)
     }
@@ -146,7 +163,8 @@ impl KeyFile {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| CryptoError::KeyFile(format!("{}: {e}", path.display())))
+        serde_json::from_str(&text)
+            .map_err(|e| CryptoError::KeyFile(format!("{}: {e}", path.display())))
     }
 
     /// Write a key file to disk (mode 0600 on Unix), refusing to overwrite.
@@ -189,14 +207,20 @@ mod tests {
             assert_eq!(back.public_key(), kp.public_key());
 
             let enc = dir.path().join(format!("{id}-enc.key"));
-            KeyFile::seal(&kp, Some("hunter2")).unwrap().write(&enc).unwrap();
+            KeyFile::seal(&kp, Some("hunter2"))
+                .unwrap()
+                .write(&enc)
+                .unwrap();
             let text = std::fs::read_to_string(&enc).unwrap();
             assert!(!text.contains(&hex::encode(kp.secret())));
             let kf = KeyFile::read(&enc).unwrap();
             assert!(kf.is_encrypted());
             assert!(matches!(kf.open(Some("wrong")), Err(CryptoError::Decrypt)));
             assert!(kf.open(None).is_err());
-            assert_eq!(kf.open(Some("hunter2")).unwrap().public_key(), kp.public_key());
+            assert_eq!(
+                kf.open(Some("hunter2")).unwrap().public_key(),
+                kp.public_key()
+            );
             // refuses to overwrite
             assert!(KeyFile::seal(&kp, None).unwrap().write(&enc).is_err());
         }

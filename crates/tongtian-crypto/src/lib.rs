@@ -161,8 +161,12 @@ pub trait CryptoSuite: Send + Sync + 'static {
     /// Sign `message` with an encoded secret key.
     fn sign(&self, secret: &[u8], message: &[u8]) -> Result<Vec<u8>, CryptoError>;
     /// Verify one signature.
-    fn verify(&self, public_key: &[u8], message: &[u8], signature: &[u8])
-        -> Result<(), CryptoError>;
+    fn verify(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError>;
     /// Verify many signatures; faster than one by one where the algorithm allows.
     fn verify_batch(&self, items: &[VerifyItem<'_>]) -> Result<(), CryptoError> {
         for (index, item) in items.iter().enumerate() {

@@ -17,7 +17,8 @@ pub struct SmSuite;
 fn signing_key(secret: &[u8]) -> Result<SigningKey, CryptoError> {
     let sk = sm2::SecretKey::from_slice(secret)
         .map_err(|_| CryptoError::InvalidSecretKey { suite: SuiteId::Sm })?;
-    SigningKey::new(DEFAULT_DISTID, &sk).map_err(|_| CryptoError::InvalidSecretKey { suite: SuiteId::Sm })
+    SigningKey::new(DEFAULT_DISTID, &sk)
+        .map_err(|_| CryptoError::InvalidSecretKey { suite: SuiteId::Sm })
 }
 
 impl CryptoSuite for SmSuite {
@@ -55,12 +56,7 @@ impl CryptoSuite for SmSuite {
         Ok(sig.to_bytes().to_vec())
     }
 
-    fn verify(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        sig: &[u8],
-    ) -> Result<(), CryptoError> {
+    fn verify(&self, public_key: &[u8], message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         let sig = Signature::from_slice(sig).map_err(|_| CryptoError::MalformedSignature {
             suite: SuiteId::Sm,
             expected: 64,
@@ -72,7 +68,8 @@ impl CryptoSuite for SmSuite {
                 reason: e.to_string(),
             }
         })?;
-        vk.verify(message, &sig).map_err(|_| CryptoError::BadSignature)
+        vk.verify(message, &sig)
+            .map_err(|_| CryptoError::BadSignature)
     }
 
     fn signature_len(&self) -> usize {

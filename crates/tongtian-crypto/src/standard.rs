@@ -29,9 +29,11 @@ fn signature(sig: &[u8]) -> Result<Signature, CryptoError> {
 }
 
 fn signing_key(secret: &[u8]) -> Result<SigningKey, CryptoError> {
-    let bytes: [u8; 32] = secret.try_into().map_err(|_| CryptoError::InvalidSecretKey {
-        suite: SuiteId::Standard,
-    })?;
+    let bytes: [u8; 32] = secret
+        .try_into()
+        .map_err(|_| CryptoError::InvalidSecretKey {
+            suite: SuiteId::Standard,
+        })?;
     Ok(SigningKey::from_bytes(&bytes))
 }
 
@@ -65,12 +67,7 @@ impl CryptoSuite for StandardSuite {
         Ok(signing_key(secret)?.sign(message).to_bytes().to_vec())
     }
 
-    fn verify(
-        &self,
-        public_key: &[u8],
-        message: &[u8],
-        sig: &[u8],
-    ) -> Result<(), CryptoError> {
+    fn verify(&self, public_key: &[u8], message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         let sig = signature(sig)?;
         verifying_key(public_key)?
             .verify_strict(message, &sig)
@@ -90,7 +87,10 @@ impl CryptoSuite for StandardSuite {
                 return Err(CryptoError::BadSignatureInBatch { index });
             }
             keys.push(k);
-            sigs.push(signature(item.signature).map_err(|_| CryptoError::BadSignatureInBatch { index })?);
+            sigs.push(
+                signature(item.signature)
+                    .map_err(|_| CryptoError::BadSignatureInBatch { index })?,
+            );
             msgs.push(item.message);
         }
         if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
@@ -98,7 +98,10 @@ impl CryptoSuite for StandardSuite {
         }
         // Find the culprit so callers can say which one failed.
         for (index, item) in items.iter().enumerate() {
-            if self.verify(item.public_key, item.message, item.signature).is_err() {
+            if self
+                .verify(item.public_key, item.message, item.signature)
+                .is_err()
+            {
                 return Err(CryptoError::BadSignatureInBatch { index });
             }
         }

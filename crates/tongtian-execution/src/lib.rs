@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, HashMap};
 use tongtian_crypto::{suite, verify_many, VerifyItem};
 use tongtian_storage::{StateChanges, StateStore, StorageError};
 use tongtian_types::codec::{decode, encode};
-use tongtian_types::{Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt, TxStatus, H256};
+use tongtian_types::{
+    Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt, TxStatus, H256,
+};
 
 /// Errors that stop execution of a whole block.
 #[derive(Debug, thiserror::Error)]
@@ -130,8 +132,14 @@ impl<'s> StateOverlay<'s> {
     }
 
     /// Preload many accounts in one read snapshot.
-    pub fn prefetch(&mut self, addrs: impl IntoIterator<Item = Address>) -> Result<(), ExecutionError> {
-        let mut wanted: Vec<Address> = addrs.into_iter().filter(|a| !self.accounts.contains_key(a)).collect();
+    pub fn prefetch(
+        &mut self,
+        addrs: impl IntoIterator<Item = Address>,
+    ) -> Result<(), ExecutionError> {
+        let mut wanted: Vec<Address> = addrs
+            .into_iter()
+            .filter(|a| !self.accounts.contains_key(a))
+            .collect();
         wanted.sort_unstable();
         wanted.dedup();
         let keys: Vec<Vec<u8>> = wanted.iter().map(account_key).collect();
@@ -259,7 +267,13 @@ impl Executor {
         )?;
         let mut out = Outcome::default();
         for t in txs {
-            match self.apply(&mut overlay, height, out.receipts.len() as u32, proposer, &t)? {
+            match self.apply(
+                &mut overlay,
+                height,
+                out.receipts.len() as u32,
+                proposer,
+                &t,
+            )? {
                 Ok(receipt) => {
                     out.receipts.push(receipt);
                     out.included.push(t);
@@ -270,7 +284,10 @@ impl Executor {
                         out.dropped.push((t.hash, t.sender, reason));
                     }
                     Mode::Verify => {
-                        return Err(ExecutionError::InvalidTx { hash: t.hash, reason });
+                        return Err(ExecutionError::InvalidTx {
+                            hash: t.hash,
+                            reason,
+                        });
                     }
                 },
             }
@@ -327,7 +344,13 @@ impl Executor {
                 let mut from = overlay.account(&t.sender)?;
                 if from.balance < *amount {
                     let message = format!("balance {} below amount {}", from.balance, amount);
-                    (TxStatus::Failed { code: "insufficient_funds".into(), message }, vec![])
+                    (
+                        TxStatus::Failed {
+                            code: "insufficient_funds".into(),
+                            message,
+                        },
+                        vec![],
+                    )
                 } else {
                     from.balance -= amount;
                     overlay.set_account(t.sender, from);
@@ -371,8 +394,8 @@ mod tests {
     use tongtian_crypto::{Keypair, SuiteId};
     use tongtian_storage::{BlockCommit, ChainStore};
     use tongtian_types::{
-        Block, BlockHeader, Certificate, ConsensusSpec, GasSchedule, GenesisAccount, Limits, SignedTransaction,
-        Transaction, ValidatorSpec,
+        Block, BlockHeader, Certificate, ConsensusSpec, GasSchedule, GenesisAccount, Limits,
+        SignedTransaction, Transaction, ValidatorSpec,
     };
 
     fn spec(keys: &[Keypair], validator: &Keypair) -> ChainSpec {
@@ -380,11 +403,21 @@ mod tests {
             name: "t".into(),
             chain_id: 9,
             suite: SuiteId::Standard,
-            consensus: ConsensusSpec { engine: "solo".into(), block_interval_ms: 10, max_block_txs: 100 },
-            validators: vec![ValidatorSpec { name: "v".into(), public_key: validator.public_key().to_vec() }],
+            consensus: ConsensusSpec {
+                engine: "solo".into(),
+                block_interval_ms: 10,
+                max_block_txs: 100,
+            },
+            validators: vec![ValidatorSpec {
+                name: "v".into(),
+                public_key: validator.public_key().to_vec(),
+            }],
             accounts: keys
                 .iter()
-                .map(|k| GenesisAccount { address: Address::from_public_key(SuiteId::Standard, k.public_key()), balance: 1_000_000_000 })
+                .map(|k| GenesisAccount {
+                    address: Address::from_public_key(SuiteId::Standard, k.public_key()),
+                    balance: 1_000_000_000,
+                })
                 .collect(),
             gas: GasSchedule::default(),
             limits: Limits::default(),
@@ -398,14 +431,26 @@ mod tests {
             nonce,
             gas_limit: 100_000,
             gas_price: 1,
-            action: Action::Transfer { to, amount, memo: vec![] },
+            action: Action::Transfer {
+                to,
+                amount,
+                memo: vec![],
+            },
         }
         .sign(k);
         CheckedTx::new(tx, SuiteId::Standard)
     }
 
-    fn setup() -> (tempfile::TempDir, ChainStore, Executor, Vec<Keypair>, Address) {
-        let keys: Vec<Keypair> = (0..3).map(|i| Keypair::from_seed(SuiteId::Standard, &[i])).collect();
+    fn setup() -> (
+        tempfile::TempDir,
+        ChainStore,
+        Executor,
+        Vec<Keypair>,
+        Address,
+    ) {
+        let keys: Vec<Keypair> = (0..3)
+            .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
+            .collect();
         let v = Keypair::from_seed(SuiteId::Standard, b"v");
         let spec = spec(&keys, &v);
         let dir = tempfile::tempdir().unwrap();
@@ -413,48 +458,103 @@ mod tests {
         let ex = Executor::new(spec.clone());
         let staged = store.stage(ex.genesis_changes()).unwrap();
         let header = BlockHeader {
-            chain_id: 9, height: 0, timestamp_ms: 0, parent_hash: spec.hash(), tx_root: H256::ZERO,
-            receipts_root: H256::ZERO, state_root: staged.root, tx_count: 0, proposer: Address::ZERO,
+            chain_id: 9,
+            height: 0,
+            timestamp_ms: 0,
+            parent_hash: spec.hash(),
+            tx_root: H256::ZERO,
+            receipts_root: H256::ZERO,
+            state_root: staged.root,
+            tx_count: 0,
+            proposer: Address::ZERO,
         };
         store
-            .commit_block(BlockCommit { block: &Block { header, txs: vec![] }, tx_hashes: &[], receipts: &[], certificate: &Certificate::default(), state: staged })
+            .commit_block(BlockCommit {
+                block: &Block {
+                    header,
+                    txs: vec![],
+                },
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate::default(),
+                state: staged,
+            })
             .unwrap();
         let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
         (dir, store, ex, keys, proposer)
     }
 
     fn total(store: &ChainStore, addrs: &[Address]) -> u128 {
-        addrs.iter().map(|a| store.get(&account_key(a)).unwrap().and_then(|b| decode_account(&b)).unwrap_or_default().balance).sum()
+        addrs
+            .iter()
+            .map(|a| {
+                store
+                    .get(&account_key(a))
+                    .unwrap()
+                    .and_then(|b| decode_account(&b))
+                    .unwrap_or_default()
+                    .balance
+            })
+            .sum()
     }
 
     #[test]
     fn transfers_conserve_supply_and_charge_fees() {
         let (_d, store, ex, keys, proposer) = setup();
-        let a: Vec<Address> = keys.iter().map(|k| Address::from_public_key(SuiteId::Standard, k.public_key())).collect();
+        let a: Vec<Address> = keys
+            .iter()
+            .map(|k| Address::from_public_key(SuiteId::Standard, k.public_key()))
+            .collect();
         let fresh = Address([0xee; 20]);
         let txs = vec![
             transfer(&keys[0], 0, a[1], 500),
             transfer(&keys[0], 1, fresh, 7),
             transfer(&keys[1], 0, a[1], 3), // self-transfer
             transfer(&keys[2], 0, a[0], 10_000_000_000), // more than it has: included, failed
-            transfer(&keys[0], 5, a[1], 1),  // bad nonce: dropped
+            transfer(&keys[0], 5, a[1], 1), // bad nonce: dropped
         ];
         let out = ex.execute(&store, 1, proposer, txs, Mode::Propose).unwrap();
         assert_eq!(out.included.len(), 4);
         assert_eq!(out.dropped.len(), 1);
-        assert!(matches!(out.dropped[0].2, InclusionError::BadNonce { expected: 2, got: 5 }));
+        assert!(matches!(
+            out.dropped[0].2,
+            InclusionError::BadNonce {
+                expected: 2,
+                got: 5
+            }
+        ));
         assert!(out.receipts[0].is_success());
-        assert!(matches!(&out.receipts[3].status, TxStatus::Failed { code, .. } if code == "insufficient_funds"));
+        assert!(
+            matches!(&out.receipts[3].status, TxStatus::Failed { code, .. } if code == "insufficient_funds")
+        );
         let fees: u128 = out.receipts.iter().map(|r| r.fee).sum();
         assert!(fees > 0);
         let staged = store.stage(out.changes).unwrap();
         let header = BlockHeader {
-            chain_id: 9, height: 1, timestamp_ms: 0, parent_hash: H256::ZERO, tx_root: H256::ZERO,
-            receipts_root: H256::ZERO, state_root: staged.root, tx_count: 4, proposer,
+            chain_id: 9,
+            height: 1,
+            timestamp_ms: 0,
+            parent_hash: H256::ZERO,
+            tx_root: H256::ZERO,
+            receipts_root: H256::ZERO,
+            state_root: staged.root,
+            tx_count: 4,
+            proposer,
         };
         let hashes: Vec<H256> = out.included.iter().map(|t| t.hash).collect();
-        let block = Block { header, txs: out.included.iter().map(|t| t.tx.clone()).collect() };
-        store.commit_block(BlockCommit { block: &block, tx_hashes: &hashes, receipts: &out.receipts, certificate: &Certificate::default(), state: staged }).unwrap();
+        let block = Block {
+            header,
+            txs: out.included.iter().map(|t| t.tx.clone()).collect(),
+        };
+        store
+            .commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &hashes,
+                receipts: &out.receipts,
+                certificate: &Certificate::default(),
+                state: staged,
+            })
+            .unwrap();
         let mut everyone = a.clone();
         everyone.push(fresh);
         everyone.push(proposer);
@@ -462,7 +562,10 @@ mod tests {
         assert_eq!(total(&store, &[proposer]), fees);
         let acct0 = decode_account(&store.get(&account_key(&a[0])).unwrap().unwrap()).unwrap();
         assert_eq!(acct0.nonce, 2);
-        assert_eq!(acct0.balance, 1_000_000_000 - 507 - out.receipts[0].fee - out.receipts[1].fee);
+        assert_eq!(
+            acct0.balance,
+            1_000_000_000 - 507 - out.receipts[0].fee - out.receipts[1].fee
+        );
         let acct2 = decode_account(&store.get(&account_key(&a[2])).unwrap().unwrap()).unwrap();
         assert_eq!(acct2.nonce, 1);
         assert_eq!(acct2.balance, 1_000_000_000 - out.receipts[3].fee);
@@ -474,15 +577,29 @@ mod tests {
         let bad_nonce = vec![transfer(&keys[0], 3, proposer, 1)];
         assert!(matches!(
             ex.execute(&store, 1, proposer, bad_nonce, Mode::Verify),
-            Err(ExecutionError::InvalidTx { reason: InclusionError::BadNonce { .. }, .. })
+            Err(ExecutionError::InvalidTx {
+                reason: InclusionError::BadNonce { .. },
+                ..
+            })
         ));
         let mut forged = transfer(&keys[0], 0, proposer, 1);
         forged.tx.signature[0] ^= 1;
         assert!(matches!(
             ex.execute(&store, 1, proposer, vec![forged], Mode::Verify),
-            Err(ExecutionError::InvalidTx { reason: InclusionError::BadSignature, .. })
+            Err(ExecutionError::InvalidTx {
+                reason: InclusionError::BadSignature,
+                ..
+            })
         ));
-        let ok = ex.execute(&store, 1, proposer, vec![transfer(&keys[0], 0, proposer, 1)], Mode::Verify).unwrap();
+        let ok = ex
+            .execute(
+                &store,
+                1,
+                proposer,
+                vec![transfer(&keys[0], 0, proposer, 1)],
+                Mode::Verify,
+            )
+            .unwrap();
         assert_eq!(ok.receipts.len(), 1);
     }
 }

@@ -212,21 +212,33 @@ impl Mempool {
     /// The nonce the sender's next transaction must use, if it has pending ones.
     pub fn next_nonce(&self, sender: &Address) -> Option<u64> {
         let inner = self.inner.lock();
-        inner.senders.get(sender).map(|q| q.committed.nonce + q.txs.len() as u64)
+        inner
+            .senders
+            .get(sender)
+            .map(|q| q.committed.nonce + q.txs.len() as u64)
     }
 
     /// A pending transaction by hash.
     pub fn get(&self, hash: &H256) -> Option<CheckedTx> {
         let inner = self.inner.lock();
         let sender = inner.known.get(hash)?;
-        inner.senders.get(sender)?.txs.iter().find(|t| &t.hash == hash).cloned()
+        inner
+            .senders
+            .get(sender)?
+            .txs
+            .iter()
+            .find(|t| &t.hash == hash)
+            .cloned()
     }
 
     /// Stateless checks of raw bytes: size, decoding, chain id, gas.
     pub fn precheck(&self, raw: &[u8]) -> Result<CheckedTx, AdmissionError> {
         let limit = self.spec.limits.max_tx_bytes as usize;
         if raw.len() > limit {
-            return Err(AdmissionError::Oversized { size: raw.len(), limit });
+            return Err(AdmissionError::Oversized {
+                size: raw.len(),
+                limit,
+            });
         }
         let tx: SignedTransaction =
             decode("transaction", raw).map_err(|e| AdmissionError::Malformed(e.to_string()))?;
@@ -257,13 +269,20 @@ impl Mempool {
     /// Admit one raw transaction.
     pub fn submit(&self, raw: &[u8], state: &dyn AccountSource) -> Result<H256, AdmissionError> {
         // Invariant: submit_batch returns one result per input.
-        self.submit_batch(&[raw], state).pop().expect("one result per input")
+        self.submit_batch(&[raw], state)
+            .pop()
+            .expect("one result per input")
     }
 
     /// Admit many raw transactions; one result per input, in order.
     /// Transactions of one sender must come in nonce order.
-    pub fn submit_batch(&self, raws: &[&[u8]], state: &dyn AccountSource) -> Vec<Result<H256, AdmissionError>> {
-        let mut results: Vec<Result<CheckedTx, AdmissionError>> = raws.iter().map(|r| self.precheck(r)).collect();
+    pub fn submit_batch(
+        &self,
+        raws: &[&[u8]],
+        state: &dyn AccountSource,
+    ) -> Vec<Result<H256, AdmissionError>> {
+        let mut results: Vec<Result<CheckedTx, AdmissionError>> =
+            raws.iter().map(|r| self.precheck(r)).collect();
         // Signatures: one parallel batch for everything that passed so far.
         let ok_idx: Vec<usize> = (0..results.len()).filter(|i| results[*i].is_ok()).collect();
         let msgs: Vec<Vec<u8>> = ok_idx
@@ -351,13 +370,19 @@ impl Mempool {
         let nonce = t.tx.tx.nonce;
         let expected = committed.nonce + pending;
         if nonce < committed.nonce {
-            return Err(AdmissionError::NonceTooLow { expected, got: nonce });
+            return Err(AdmissionError::NonceTooLow {
+                expected,
+                got: nonce,
+            });
         }
         if nonce < expected {
             return Err(AdmissionError::NonceTaken { nonce });
         }
         if nonce > expected {
-            return Err(AdmissionError::NonceTooHigh { expected, got: nonce });
+            return Err(AdmissionError::NonceTooHigh {
+                expected,
+                got: nonce,
+            });
         }
         if pending as usize >= self.config.max_per_sender {
             return Err(AdmissionError::Full(pending as usize));
@@ -407,7 +432,12 @@ impl Mempool {
     /// A block was committed: forget its transactions, drop the ones the
     /// proposer could not include (and their successors, whose nonces can
     /// no longer follow), and refresh the committed view of `touched`.
-    pub fn on_commit(&self, included: &[H256], dropped: &[(H256, Address)], touched: &[(Address, Account)]) {
+    pub fn on_commit(
+        &self,
+        included: &[H256],
+        dropped: &[(H256, Address)],
+        touched: &[(Address, Account)],
+    ) {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         for h in included {
@@ -418,26 +448,42 @@ impl Mempool {
             cut.entry(*a).or_insert(*h);
         }
         for (a, acct) in touched {
-            let Some(q) = inner.senders.get_mut(a) else { continue };
+            let Some(q) = inner.senders.get_mut(a) else {
+                continue;
+            };
             q.committed = acct.clone();
         }
-        let affected: Vec<Address> = touched.iter().map(|(a, _)| *a).chain(cut.keys().copied()).collect();
+        let affected: Vec<Address> = touched
+            .iter()
+            .map(|(a, _)| *a)
+            .chain(cut.keys().copied())
+            .collect();
         let mut removed = 0;
         for a in affected {
-            let Some(q) = inner.senders.get_mut(&a) else { continue };
+            let Some(q) = inner.senders.get_mut(&a) else {
+                continue;
+            };
             // Drop what the new nonce has consumed.
-            while q.txs.front().is_some_and(|t| t.tx.tx.nonce < q.committed.nonce) {
+            while q
+                .txs
+                .front()
+                .is_some_and(|t| t.tx.tx.nonce < q.committed.nonce)
+            {
                 let t = q.txs.pop_front().expect("front checked");
                 inner.known.remove(&t.hash);
                 removed += 1;
             }
             // Drop from the first unincludable transaction on, or everything
             // if the queue no longer starts at the committed nonce.
-            let gap = q.txs.front().is_some_and(|t| t.tx.tx.nonce != q.committed.nonce);
+            let gap = q
+                .txs
+                .front()
+                .is_some_and(|t| t.tx.tx.nonce != q.committed.nonce);
             let cut_at = if gap {
                 Some(0)
             } else {
-                cut.get(&a).and_then(|h| q.txs.iter().position(|t| &t.hash == h))
+                cut.get(&a)
+                    .and_then(|h| q.txs.iter().position(|t| &t.hash == h))
             };
             if let Some(i) = cut_at {
                 for t in q.txs.drain(i..) {
@@ -477,8 +523,15 @@ mod tests {
             name: "t".into(),
             chain_id: 5,
             suite: SuiteId::Standard,
-            consensus: ConsensusSpec { engine: "solo".into(), block_interval_ms: 10, max_block_txs: 10 },
-            validators: vec![ValidatorSpec { name: "v".into(), public_key: vec![0; 32] }],
+            consensus: ConsensusSpec {
+                engine: "solo".into(),
+                block_interval_ms: 10,
+                max_block_txs: 10,
+            },
+            validators: vec![ValidatorSpec {
+                name: "v".into(),
+                public_key: vec![0; 32],
+            }],
             accounts: vec![],
             gas: GasSchedule::default(),
             limits: Limits { max_tx_bytes: 400 },
@@ -493,7 +546,11 @@ mod tests {
                 nonce,
                 gas_limit: 30_000,
                 gas_price: 1,
-                action: Action::Transfer { to: Address([1; 20]), amount, memo: vec![7; memo] },
+                action: Action::Transfer {
+                    to: Address([1; 20]),
+                    amount,
+                    memo: vec![7; memo],
+                },
             }
             .sign(k),
         )
@@ -503,8 +560,24 @@ mod tests {
         let k = Keypair::from_seed(SuiteId::Standard, b"a");
         let a = Address::from_public_key(SuiteId::Standard, k.public_key());
         let mut m = HashMap::new();
-        m.insert(a, Account { balance: 100_000, nonce: 3 });
-        (Mempool::new(spec(), MempoolConfig { max_txs: 4, max_per_sender: 10 }), k, State(m))
+        m.insert(
+            a,
+            Account {
+                balance: 100_000,
+                nonce: 3,
+            },
+        );
+        (
+            Mempool::new(
+                spec(),
+                MempoolConfig {
+                    max_txs: 4,
+                    max_per_sender: 10,
+                },
+            ),
+            k,
+            State(m),
+        )
     }
 
     #[test]
@@ -512,15 +585,27 @@ mod tests {
         let (pool, k, st) = setup();
         let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code();
         assert_eq!(code(pool.submit(&[1, 2, 3], &st)), "malformed_tx");
-        assert_eq!(code(pool.submit(&tx(&k, 6, 3, 1, 0), &st)), "wrong_chain_id");
-        assert_eq!(code(pool.submit(&tx(&k, 5, 3, 1, 500), &st)), "oversized_tx");
+        assert_eq!(
+            code(pool.submit(&tx(&k, 6, 3, 1, 0), &st)),
+            "wrong_chain_id"
+        );
+        assert_eq!(
+            code(pool.submit(&tx(&k, 5, 3, 1, 500), &st)),
+            "oversized_tx"
+        );
         let mut forged = tx(&k, 5, 3, 1, 0);
         let n = forged.len();
         forged[n - 1] ^= 1;
         assert_eq!(code(pool.submit(&forged, &st)), "bad_signature");
         assert_eq!(code(pool.submit(&tx(&k, 5, 2, 1, 0), &st)), "nonce_too_low");
-        assert_eq!(code(pool.submit(&tx(&k, 5, 4, 1, 0), &st)), "nonce_too_high");
-        assert_eq!(code(pool.submit(&tx(&k, 5, 3, 100_000, 0), &st)), "insufficient_funds");
+        assert_eq!(
+            code(pool.submit(&tx(&k, 5, 4, 1, 0), &st)),
+            "nonce_too_high"
+        );
+        assert_eq!(
+            code(pool.submit(&tx(&k, 5, 3, 100_000, 0), &st)),
+            "insufficient_funds"
+        );
         let good = tx(&k, 5, 3, 1, 0);
         let h = pool.submit(&good, &st).unwrap();
         assert!(pool.contains(&h));
@@ -529,15 +614,32 @@ mod tests {
         // pending spend counts against the balance: 30_000 max fee + amount each
         pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
         pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap();
-        assert_eq!(code(pool.submit(&tx(&k, 5, 6, 1, 0), &st)), "insufficient_funds");
+        assert_eq!(
+            code(pool.submit(&tx(&k, 5, 6, 1, 0), &st)),
+            "insufficient_funds"
+        );
         assert_eq!(pool.len(), 3);
     }
 
     #[test]
     fn pool_is_bounded_and_commit_frees_it() {
         let (pool, _, _) = setup();
-        let keys: Vec<Keypair> = (0..5u8).map(|i| Keypair::from_seed(SuiteId::Standard, &[i])).collect();
-        let st = State(keys.iter().map(|k| (Address::from_public_key(SuiteId::Standard, k.public_key()), Account { balance: 1 << 40, nonce: 0 })).collect());
+        let keys: Vec<Keypair> = (0..5u8)
+            .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
+            .collect();
+        let st = State(
+            keys.iter()
+                .map(|k| {
+                    (
+                        Address::from_public_key(SuiteId::Standard, k.public_key()),
+                        Account {
+                            balance: 1 << 40,
+                            nonce: 0,
+                        },
+                    )
+                })
+                .collect(),
+        );
         let raws: Vec<Vec<u8>> = keys.iter().map(|k| tx(k, 5, 0, 1, 0)).collect();
         let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
         let res = pool.submit_batch(&refs, &st);
@@ -546,7 +648,17 @@ mod tests {
         let pending = pool.pending(10);
         assert_eq!(pending.len(), 4);
         let first = &pending[0];
-        pool.on_commit(&[first.hash], &[], &[(first.sender, Account { balance: 1 << 39, nonce: 1 })]);
+        pool.on_commit(
+            &[first.hash],
+            &[],
+            &[(
+                first.sender,
+                Account {
+                    balance: 1 << 39,
+                    nonce: 1,
+                },
+            )],
+        );
         assert_eq!(pool.len(), 3);
         assert!(!pool.contains(&first.hash));
         pool.submit(&raws[4], &st).unwrap();
@@ -555,14 +667,39 @@ mod tests {
     #[test]
     fn dropped_tx_evicts_its_successors() {
         let (pool, k, st) = setup();
-        let hs: Vec<H256> = (3..6).map(|n| pool.submit(&tx(&k, 5, n, 1, 0), &st).unwrap()).collect();
+        let hs: Vec<H256> = (3..6)
+            .map(|n| pool.submit(&tx(&k, 5, n, 1, 0), &st).unwrap())
+            .collect();
         let a = Address::from_public_key(SuiteId::Standard, k.public_key());
         // nonce 3 committed, nonce 4 dropped by the proposer
-        pool.on_commit(&[hs[0]], &[(hs[1], a)], &[(a, Account { balance: 50_000, nonce: 4 })]);
+        pool.on_commit(
+            &[hs[0]],
+            &[(hs[1], a)],
+            &[(
+                a,
+                Account {
+                    balance: 50_000,
+                    nonce: 4,
+                },
+            )],
+        );
         assert!(pool.is_empty());
         // the sender continues from the committed nonce
-        let after = State([(a, Account { balance: 50_000, nonce: 4 })].into_iter().collect());
+        let after = State(
+            [(
+                a,
+                Account {
+                    balance: 50_000,
+                    nonce: 4,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        );
         pool.submit(&tx(&k, 5, 4, 1, 0), &after).unwrap();
-        assert_eq!(pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap_err().code(), "nonce_too_low");
+        assert_eq!(
+            pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap_err().code(),
+            "nonce_too_low"
+        );
     }
 }

@@ -76,7 +76,9 @@ pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> Ch
             .collect(),
         gas: GasSchedule::default(),
         limits: Limits::default(),
-        genesis_time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+        genesis_time_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
     }
 }
 
@@ -85,7 +87,9 @@ pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> Ch
 pub fn init_or_load(data_dir: &Path, suite: Option<SuiteId>) -> Result<DevChain, NodeError> {
     let spec_path = data_dir.join("chain-spec.json");
     let node_key = data_dir.join("node.key");
-    let dev_keys: Vec<PathBuf> = (0..DEV_ACCOUNTS).map(|n| dev_key_path(data_dir, n)).collect();
+    let dev_keys: Vec<PathBuf> = (0..DEV_ACCOUNTS)
+        .map(|n| dev_key_path(data_dir, n))
+        .collect();
     if !spec_path.exists() {
         // A previous first start may have died half-way: start over.
         let _ = std::fs::remove_file(&node_key);
@@ -94,11 +98,17 @@ pub fn init_or_load(data_dir: &Path, suite: Option<SuiteId>) -> Result<DevChain,
         std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let suite = suite.unwrap_or(SuiteId::Standard);
         let validator = Keypair::generate(suite);
-        KeyFile::seal(&validator, None).map_err(cfg)?.write(&node_key).map_err(cfg)?;
+        KeyFile::seal(&validator, None)
+            .map_err(cfg)?
+            .write(&node_key)
+            .map_err(cfg)?;
         let mut addrs = Vec::new();
         for path in &dev_keys {
             let k = Keypair::generate(suite);
-            KeyFile::seal(&k, None).map_err(cfg)?.write(path).map_err(cfg)?;
+            KeyFile::seal(&k, None)
+                .map_err(cfg)?
+                .write(path)
+                .map_err(cfg)?;
             addrs.push(Address::from_public_key(suite, k.public_key()));
         }
         let spec = dev_spec(suite, &validator, &addrs);
@@ -121,7 +131,10 @@ pub fn init_or_load(data_dir: &Path, suite: Option<SuiteId>) -> Result<DevChain,
             )));
         }
     }
-    let validator = KeyFile::read(&node_key).map_err(cfg)?.open(None).map_err(cfg)?;
+    let validator = KeyFile::read(&node_key)
+        .map_err(cfg)?
+        .open(None)
+        .map_err(cfg)?;
     Ok(DevChain {
         spec,
         validator,
@@ -144,9 +157,17 @@ mod tests {
         let chain = init_or_load(dir.path(), Some(SuiteId::Sm)).unwrap();
         assert_eq!(chain.spec.accounts.len(), DEV_ACCOUNTS);
         assert!(chain.dev_keys.iter().all(|p| p.exists()));
-        let key = KeyFile::read(&chain.dev_keys[0]).unwrap().open(None).unwrap();
-        let rt = ChainRuntime::open(&chain.chain_dir, chain.spec.clone(), chain.validator.clone()).unwrap();
-        let (stop, handle) = rt.start().unwrap();
+        let key = KeyFile::read(&chain.dev_keys[0])
+            .unwrap()
+            .open(None)
+            .unwrap();
+        let rt = ChainRuntime::open(
+            &chain.chain_dir,
+            chain.spec.clone(),
+            chain.validator.clone(),
+        )
+        .unwrap();
+        let running = rt.start().unwrap();
         assert_eq!(rt.engine_name(), "solo");
         let mut events = rt.subscribe();
         let to = Address([3; 20]);
@@ -158,23 +179,35 @@ mod tests {
                         nonce: n,
                         gas_limit: 100_000,
                         gas_price: 1,
-                        action: Action::Transfer { to, amount: 10, memo: vec![] },
+                        action: Action::Transfer {
+                            to,
+                            amount: 10,
+                            memo: vec![],
+                        },
                     }
                     .sign(&key),
                 )
             })
             .collect();
         let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
-        let hashes: Vec<_> = rt.submit_batch(&refs).into_iter().map(|r| r.unwrap()).collect();
+        let hashes: Vec<_> = rt
+            .submit_batch(&refs)
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
         let mut seen = 0;
         while seen < 5 {
-            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv()).await.unwrap().unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(10), events.recv())
+                .await
+                .unwrap()
+                .unwrap();
             seen += ev.txs.len();
         }
-        assert!(hashes.iter().all(|h| rt.store().receipt(h).unwrap().unwrap().is_success()));
+        assert!(hashes
+            .iter()
+            .all(|h| rt.store().receipt(h).unwrap().unwrap().is_success()));
         assert_eq!(rt.account(&to).unwrap().balance, 50);
-        stop.send(true).unwrap();
-        handle.await.unwrap().unwrap();
+        running.stop(Duration::from_secs(10)).await.unwrap();
         let height = rt.latest().0;
         drop(rt);
 

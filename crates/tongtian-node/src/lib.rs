@@ -26,7 +26,8 @@ use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
 use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, StorageError};
 use tongtian_types::api::BlockEvent;
 use tongtian_types::{
-    merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus, H256,
+    merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus,
+    H256,
 };
 
 /// Errors from running a node.
@@ -62,6 +63,28 @@ pub enum NodeError {
     },
 }
 
+/// A chain whose engine is running.
+pub struct RunningChain {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<Result<(), NodeError>>,
+}
+
+impl RunningChain {
+    /// Ask the engine to stop after the block in progress, and wait up to
+    /// `timeout` for it. A block is committed atomically, so stopping (or
+    /// being killed) at any point leaves a consistent store.
+    pub async fn stop(self, timeout: std::time::Duration) -> Result<(), NodeError> {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(timeout, self.handle).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(NodeError::Config(format!("engine task failed: {e}"))),
+            Err(_) => Err(NodeError::Config(format!(
+                "engine did not stop within {timeout:?}"
+            ))),
+        }
+    }
+}
+
 /// A proposal that was executed, kept until it is committed.
 struct Executed {
     outcome: Outcome,
@@ -83,7 +106,9 @@ pub struct ChainRuntime {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Committed-state view for mempool admission.
@@ -105,7 +130,8 @@ impl ChainRuntime {
     /// Open the chain stored in `dir` (creating its genesis block on first
     /// use). `key` is this node's validator key.
     pub fn open(dir: &Path, spec: ChainSpec, key: Keypair) -> Result<Arc<Self>, NodeError> {
-        spec.validate().map_err(|e| NodeError::Config(e.to_string()))?;
+        spec.validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?;
         std::fs::create_dir_all(dir).map_err(|source| NodeError::Io {
             path: dir.display().to_string(),
             source,
@@ -115,9 +141,13 @@ impl ChainRuntime {
         let spec_hash = spec.hash();
         match store.meta("spec_hash")? {
             Some(found) => {
-                let found = H256::from_slice(&found).map_err(|e| NodeError::Config(e.to_string()))?;
+                let found =
+                    H256::from_slice(&found).map_err(|e| NodeError::Config(e.to_string()))?;
                 if found != spec_hash {
-                    return Err(NodeError::SpecMismatch { found, expected: spec_hash });
+                    return Err(NodeError::SpecMismatch {
+                        found,
+                        expected: spec_hash,
+                    });
                 }
             }
             None => store.set_meta("spec_hash", spec_hash.as_bytes())?,
@@ -135,7 +165,10 @@ impl ChainRuntime {
                 tx_count: 0,
                 proposer: Address::ZERO,
             };
-            let block = Block { header, txs: vec![] };
+            let block = Block {
+                header,
+                txs: vec![],
+            };
             store.commit_block(BlockCommit {
                 block: &block,
                 tx_hashes: &[],
@@ -169,9 +202,8 @@ impl ChainRuntime {
         }))
     }
 
-    /// Start the chain's consensus engine. Stop it by sending `true` on the
-    /// returned sender; the handle ends when the engine has stopped.
-    pub fn start(self: &Arc<Self>) -> Result<(watch::Sender<bool>, JoinHandle<Result<(), NodeError>>), NodeError> {
+    /// Start the chain's consensus engine.
+    pub fn start(self: &Arc<Self>) -> Result<RunningChain, NodeError> {
         let engine = engine_for(&self.spec, self.key.clone())?;
         *self.engine_name.write() = engine.name();
         let (stop, stopped) = watch::channel(false);
@@ -181,12 +213,14 @@ impl ChainRuntime {
             async move { engine.run(app, stopped).await.map_err(NodeError::from) },
             span,
         ));
-        Ok((stop, handle))
+        Ok(RunningChain { stop, handle })
     }
 
     fn self_arc(&self) -> Arc<Self> {
         // Invariant: a runtime only exists inside the Arc built by `open`.
-        self.me.upgrade().expect("runtime is alive while its methods run")
+        self.me
+            .upgrade()
+            .expect("runtime is alive while its methods run")
     }
 
     /// The chain spec.
@@ -221,7 +255,9 @@ impl ChainRuntime {
 
     /// Committed account.
     pub fn account(&self, a: &Address) -> Result<Account, NodeError> {
-        StoreAccounts(&self.store).account(a).map_err(|e| NodeError::Storage(StorageError::Corrupt(e)))
+        StoreAccounts(&self.store)
+            .account(a)
+            .map_err(|e| NodeError::Storage(StorageError::Corrupt(e)))
     }
 
     /// Subscribe to committed blocks.
@@ -234,10 +270,20 @@ impl ChainRuntime {
         self.mempool.submit_batch(raws, &StoreAccounts(&self.store))
     }
 
-    fn build_header(&self, height: u64, parent_hash: H256, outcome: &Outcome, state_root: H256) -> BlockHeader {
+    fn build_header(
+        &self,
+        height: u64,
+        parent_hash: H256,
+        outcome: &Outcome,
+        state_root: H256,
+    ) -> BlockHeader {
         let s = self.suite();
         let tx_hashes: Vec<H256> = outcome.included.iter().map(|t| t.hash).collect();
-        let receipt_hashes: Vec<H256> = outcome.receipts.iter().map(|r| r.hash(self.spec.suite)).collect();
+        let receipt_hashes: Vec<H256> = outcome
+            .receipts
+            .iter()
+            .map(|r| r.hash(self.spec.suite))
+            .collect();
         BlockHeader {
             chain_id: self.spec.chain_id,
             height,
@@ -254,16 +300,23 @@ impl ChainRuntime {
     fn propose_blocking(&self, height: u64) -> Result<Option<Block>, NodeError> {
         let (last_height, parent_hash) = self.latest();
         if height != last_height + 1 {
-            return Err(NodeError::Config(format!("asked to propose {height} on top of {last_height}")));
+            return Err(NodeError::Config(format!(
+                "asked to propose {height} on top of {last_height}"
+            )));
         }
-        let txs = self.mempool.pending(self.spec.consensus.max_block_txs as usize);
+        let txs = self
+            .mempool
+            .pending(self.spec.consensus.max_block_txs as usize);
         if txs.is_empty() {
             return Ok(None);
         }
         let proposer = Address::from_public_key(self.spec.suite, self.key.public_key());
-        let outcome = self.executor.execute(&*self.store, height, proposer, txs, Mode::Propose)?;
+        let outcome = self
+            .executor
+            .execute(&*self.store, height, proposer, txs, Mode::Propose)?;
         if outcome.included.is_empty() {
-            let dropped: Vec<(H256, Address)> = outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
+            let dropped: Vec<(H256, Address)> =
+                outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
             self.mempool.on_commit(&[], &dropped, &[]);
             return Ok(None);
         }
@@ -273,9 +326,10 @@ impl ChainRuntime {
             txs: outcome.included.iter().map(|t| t.tx.clone()).collect(),
             header,
         };
-        self.executed
-            .lock()
-            .insert(block.header.hash(self.spec.suite), Executed { outcome, staged });
+        self.executed.lock().insert(
+            block.header.hash(self.spec.suite),
+            Executed { outcome, staged },
+        );
         Ok(Some(block))
     }
 
@@ -283,11 +337,20 @@ impl ChainRuntime {
         let (last_height, parent_hash) = self.latest();
         let h = &block.header;
         let bad = |why: String| NodeError::Config(format!("invalid block {}: {why}", h.height));
-        if h.height != last_height + 1 || h.parent_hash != parent_hash || h.chain_id != self.spec.chain_id {
+        if h.height != last_height + 1
+            || h.parent_hash != parent_hash
+            || h.chain_id != self.spec.chain_id
+        {
             return Err(bad("does not extend the latest block".into()));
         }
-        let txs: Vec<CheckedTx> = block.txs.iter().map(|t| CheckedTx::new(t.clone(), self.spec.suite)).collect();
-        let outcome = self.executor.execute(&*self.store, h.height, h.proposer, txs, Mode::Verify)?;
+        let txs: Vec<CheckedTx> = block
+            .txs
+            .iter()
+            .map(|t| CheckedTx::new(t.clone(), self.spec.suite))
+            .collect();
+        let outcome =
+            self.executor
+                .execute(&*self.store, h.height, h.proposer, txs, Mode::Verify)?;
         let staged = self.store.stage(outcome.changes.clone())?;
         let mut expect = self.build_header(h.height, parent_hash, &outcome, staged.root);
         expect.timestamp_ms = h.timestamp_ms;
@@ -296,7 +359,9 @@ impl ChainRuntime {
             return Err(bad("roots do not match re-execution".into()));
         }
         let hash = h.hash(self.spec.suite);
-        self.executed.lock().insert(hash, Executed { outcome, staged });
+        self.executed
+            .lock()
+            .insert(hash, Executed { outcome, staged });
         Ok(hash)
     }
 
@@ -324,8 +389,10 @@ impl ChainRuntime {
         *self.last.write() = (block.header.height, hash);
         // Proposals built on the old tip are stale now.
         self.executed.lock().clear();
-        let dropped: Vec<(H256, Address)> = outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
-        self.mempool.on_commit(&tx_hashes, &dropped, &outcome.touched);
+        let dropped: Vec<(H256, Address)> =
+            outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
+        self.mempool
+            .on_commit(&tx_hashes, &dropped, &outcome.touched);
         let failed = outcome
             .receipts
             .iter()
@@ -349,7 +416,9 @@ fn app_err(e: NodeError) -> ConsensusError {
     ConsensusError::App(e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, NodeError> + Send + 'static) -> Result<T, ConsensusError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, ConsensusError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ConsensusError::App(format!("worker panicked: {e}")))?

@@ -182,7 +182,10 @@ impl ChainStore {
     /// Write a small metadata value (its own transaction).
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
         let w = self.db.begin_write().map_err(db_err)?;
-        w.open_table(META).map_err(db_err)?.insert(key, value).map_err(db_err)?;
+        w.open_table(META)
+            .map_err(db_err)?
+            .insert(key, value)
+            .map_err(db_err)?;
         w.commit().map_err(db_err)
     }
 
@@ -235,10 +238,9 @@ impl ChainStore {
         let t = r.open_table(TXS).map_err(db_err)?;
         let mut txs = Vec::with_capacity(hashes.len());
         for h in &hashes {
-            let g = t
-                .get(h.as_bytes())
-                .map_err(db_err)?
-                .ok_or_else(|| StorageError::Corrupt(format!("block {height} lists missing tx {h}")))?;
+            let g = t.get(h.as_bytes()).map_err(db_err)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("block {height} lists missing tx {h}"))
+            })?;
             let rec: TxRecord = decode("tx record", g.value()).map_err(corrupt)?;
             txs.push(rec.tx);
         }
@@ -329,7 +331,8 @@ impl ChainStore {
                     index: i as u32,
                     tx: tx.clone(),
                 };
-                txs.insert(h.as_bytes(), encode(&rec).as_slice()).map_err(db_err)?;
+                txs.insert(h.as_bytes(), encode(&rec).as_slice())
+                    .map_err(db_err)?;
             }
             for r in c.receipts {
                 receipts
@@ -342,7 +345,9 @@ impl ChainStore {
                 match v {
                     Some(v) => {
                         state.insert(k.as_slice(), v.as_slice()).map_err(db_err)?;
-                        values.insert(s.hash(v).as_slice(), v.as_slice()).map_err(db_err)?;
+                        values
+                            .insert(s.hash(v).as_slice(), v.as_slice())
+                            .map_err(db_err)?;
                     }
                     None => {
                         state.remove(k.as_slice()).map_err(db_err)?;
@@ -351,7 +356,9 @@ impl ChainStore {
             }
             let mut nodes = w.open_table(SMT_NODES).map_err(db_err)?;
             for (h, n) in &c.state.nodes {
-                nodes.insert(h.as_slice(), encode(n).as_slice()).map_err(db_err)?;
+                nodes
+                    .insert(h.as_slice(), encode(n).as_slice())
+                    .map_err(db_err)?;
             }
             w.open_table(ROOTS)
                 .map_err(db_err)?
@@ -390,7 +397,7 @@ impl StateStore for ChainStore {
             .iter()
             .map(|(k, v)| (s.hash(k), v.as_ref().map(|v| s.hash(v))))
             .collect();
-        ups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        ups.sort_unstable_by_key(|u| u.0);
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(SMT_NODES).map_err(db_err)?;
         let reader = TxnReader(&t);
@@ -414,7 +421,9 @@ impl StateStore for ChainStore {
     }
 
     fn prove(&self, key: &[u8], version: u64) -> Result<StateProof, StorageError> {
-        let root = self.root(version)?.ok_or(StorageError::UnknownVersion(version))?;
+        let root = self
+            .root(version)?
+            .ok_or(StorageError::UnknownVersion(version))?;
         let s = self.suite();
         let r = self.db.begin_read().map_err(db_err)?;
         let nodes = r.open_table(SMT_NODES).map_err(db_err)?;
@@ -462,7 +471,10 @@ mod tests {
     fn commit(store: &ChainStore, height: u64, changes: StateChanges) -> H256 {
         let staged = store.stage(changes).unwrap();
         let root = staged.root;
-        let block = Block { header: header(height, root), txs: vec![] };
+        let block = Block {
+            header: header(height, root),
+            txs: vec![],
+        };
         store
             .commit_block(BlockCommit {
                 block: &block,
@@ -491,10 +503,22 @@ mod tests {
             r1 = commit(&store, 1, c);
             // wrong height refused
             let staged = store.stage(StateChanges::new()).unwrap();
-            let block = Block { header: header(5, staged.root), txs: vec![] };
+            let block = Block {
+                header: header(5, staged.root),
+                txs: vec![],
+            };
             assert!(matches!(
-                store.commit_block(BlockCommit { block: &block, tx_hashes: &[], receipts: &[], certificate: &Certificate::default(), state: staged }),
-                Err(StorageError::NotNext { height: 5, expected: 2 })
+                store.commit_block(BlockCommit {
+                    block: &block,
+                    tx_hashes: &[],
+                    receipts: &[],
+                    certificate: &Certificate::default(),
+                    state: staged
+                }),
+                Err(StorageError::NotNext {
+                    height: 5,
+                    expected: 2
+                })
             ));
         }
         let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
@@ -511,7 +535,10 @@ mod tests {
         let absent = store.prove(b"other", 0).unwrap();
         assert_eq!(absent.value, None);
         absent.verify(s, &r0).unwrap();
-        assert!(matches!(store.prove(b"k", 9), Err(StorageError::UnknownVersion(9))));
+        assert!(matches!(
+            store.prove(b"k", 9),
+            Err(StorageError::UnknownVersion(9))
+        ));
     }
 
     #[test]
@@ -522,9 +549,18 @@ mod tests {
         c.insert(b"a".to_vec(), Some(b"1".to_vec()));
         let stale = store.stage(c.clone()).unwrap();
         commit(&store, 0, c);
-        let block = Block { header: header(1, stale.root), txs: vec![] };
+        let block = Block {
+            header: header(1, stale.root),
+            txs: vec![],
+        };
         assert!(matches!(
-            store.commit_block(BlockCommit { block: &block, tx_hashes: &[], receipts: &[], certificate: &Certificate::default(), state: stale }),
+            store.commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate::default(),
+                state: stale
+            }),
             Err(StorageError::StaleStage { .. })
         ));
     }

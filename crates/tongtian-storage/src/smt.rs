@@ -18,9 +18,9 @@ use crate::StorageError;
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::HashMap;
 use tongtian_crypto::{CryptoSuite, Hash32};
+pub use tongtian_types::proof::{bit, ProofError, StateProof};
 use tongtian_types::proof::{internal_hash, leaf_hash};
 use tongtian_types::H256;
-pub use tongtian_types::proof::{bit, ProofError, StateProof};
 
 /// Hash of the empty subtree.
 pub const EMPTY: Hash32 = [0u8; 32];
@@ -103,24 +103,40 @@ impl<'a, R: NodeReader> TreeUpdate<'a, R> {
 
     /// Apply `updates` (sorted by path, unique; `None` deletes) to the tree
     /// rooted at `root` and return the new root.
-    pub fn apply(&mut self, root: Hash32, updates: &[(Hash32, Option<Hash32>)]) -> Result<Hash32, StorageError> {
-        debug_assert!(updates.windows(2).all(|w| w[0].0 < w[1].0), "updates sorted and unique");
+    pub fn apply(
+        &mut self,
+        root: Hash32,
+        updates: &[(Hash32, Option<Hash32>)],
+    ) -> Result<Hash32, StorageError> {
+        debug_assert!(
+            updates.windows(2).all(|w| w[0].0 < w[1].0),
+            "updates sorted and unique"
+        );
         self.update(root, 0, updates)
     }
 
-    fn update(&mut self, node: Hash32, depth: usize, updates: &[(Hash32, Option<Hash32>)]) -> Result<Hash32, StorageError> {
+    fn update(
+        &mut self,
+        node: Hash32,
+        depth: usize,
+        updates: &[(Hash32, Option<Hash32>)],
+    ) -> Result<Hash32, StorageError> {
         if updates.is_empty() {
             return Ok(node);
         }
         match self.load(&node)? {
             None => {
-                let leaves: Vec<(Hash32, Hash32)> =
-                    updates.iter().filter_map(|(p, v)| v.map(|v| (*p, v))).collect();
+                let leaves: Vec<(Hash32, Hash32)> = updates
+                    .iter()
+                    .filter_map(|(p, v)| v.map(|v| (*p, v)))
+                    .collect();
                 Ok(self.build(depth, &leaves))
             }
             Some(Node::Leaf { path, value_hash }) => {
-                let mut leaves: Vec<(Hash32, Hash32)> =
-                    updates.iter().filter_map(|(p, v)| v.map(|v| (*p, v))).collect();
+                let mut leaves: Vec<(Hash32, Hash32)> = updates
+                    .iter()
+                    .filter_map(|(p, v)| v.map(|v| (*p, v)))
+                    .collect();
                 if updates.binary_search_by(|(p, _)| p.cmp(&path)).is_err() {
                     let at = leaves.partition_point(|(p, _)| *p < path);
                     leaves.insert(at, (path, value_hash));
@@ -169,6 +185,9 @@ impl<'a, R: NodeReader> TreeUpdate<'a, R> {
     }
 }
 
+/// Sibling hashes from the root down, and the leaf `(path, value_hash)` the walk ended at.
+pub type ProofPath = (Vec<H256>, Option<(H256, H256)>);
+
 /// Walk from `root` along `H(key)` and collect the proof skeleton
 /// (siblings and end leaf); the caller fills in the value.
 pub fn prove_path<R: NodeReader>(
@@ -176,7 +195,7 @@ pub fn prove_path<R: NodeReader>(
     reader: &R,
     root: Hash32,
     key: &[u8],
-) -> Result<(Vec<H256>, Option<(H256, H256)>), StorageError> {
+) -> Result<ProofPath, StorageError> {
     let path = s.hash(key);
     let mut siblings = Vec::new();
     let mut node = root;
@@ -186,8 +205,16 @@ pub fn prove_path<R: NodeReader>(
             return Ok((siblings, None));
         }
         match reader.node(&node)? {
-            None => return Err(StorageError::Corrupt(format!("missing tree node {}", hex::encode(node)))),
-            Some(Node::Leaf { path: p, value_hash }) => return Ok((siblings, Some((H256(p), H256(value_hash))))),
+            None => {
+                return Err(StorageError::Corrupt(format!(
+                    "missing tree node {}",
+                    hex::encode(node)
+                )))
+            }
+            Some(Node::Leaf {
+                path: p,
+                value_hash,
+            }) => return Ok((siblings, Some((H256(p), H256(value_hash))))),
             Some(Node::Internal { left, right }) => {
                 if bit(&path, depth) {
                     siblings.push(H256(left));
@@ -218,10 +245,17 @@ mod tests {
     }
 
     /// Apply a batch of key/value changes and persist the created nodes.
-    fn apply(s: &dyn CryptoSuite, mem: &mut Mem, root: Hash32, changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> Hash32 {
-        let mut ups: Vec<(Hash32, Option<Hash32>)> =
-            changes.iter().map(|(k, v)| (s.hash(k), v.as_ref().map(|v| s.hash(v)))).collect();
-        ups.sort_by(|a, b| a.0.cmp(&b.0));
+    fn apply(
+        s: &dyn CryptoSuite,
+        mem: &mut Mem,
+        root: Hash32,
+        changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Hash32 {
+        let mut ups: Vec<(Hash32, Option<Hash32>)> = changes
+            .iter()
+            .map(|(k, v)| (s.hash(k), v.as_ref().map(|v| s.hash(v))))
+            .collect();
+        ups.sort_by_key(|u| u.0);
         let mut t = TreeUpdate::new(s, &*mem);
         let r = t.apply(root, &ups).unwrap();
         let created = std::mem::take(&mut t.created);
@@ -229,9 +263,20 @@ mod tests {
         r
     }
 
-    fn proof(s: &dyn CryptoSuite, mem: &Mem, root: Hash32, key: &[u8], value: Option<Vec<u8>>) -> StateProof {
+    fn proof(
+        s: &dyn CryptoSuite,
+        mem: &Mem,
+        root: Hash32,
+        key: &[u8],
+        value: Option<Vec<u8>>,
+    ) -> StateProof {
         let (siblings, leaf) = prove_path(s, mem, root, key).unwrap();
-        StateProof { key: key.to_vec(), value, siblings, leaf }
+        StateProof {
+            key: key.to_vec(),
+            value,
+            siblings,
+            leaf,
+        }
     }
 
     proptest! {

@@ -12,9 +12,9 @@
 
 pub mod api;
 pub mod codec;
-pub mod proof;
 mod merkle;
 mod primitives;
+pub mod proof;
 mod spec;
 mod tx;
 
@@ -24,7 +24,7 @@ pub use spec::{
     Account, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ValidatorSpec,
 };
 pub use tx::{
-    Action, Block, BlockHeader, Certificate, CheckedTx, CertificateSignature, Event, Receipt,
+    Action, Block, BlockHeader, Certificate, CertificateSignature, CheckedTx, Event, Receipt,
     SignedTransaction, Transaction, TxStatus,
 };
 

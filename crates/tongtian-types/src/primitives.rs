@@ -21,7 +21,16 @@ macro_rules! fixed_bytes {
     ($name:ident, $len:expr, $what:literal, $doc:literal) => {
         #[doc = $doc]
         #[derive(
-            Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, BorshSerialize, BorshDeserialize,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Default,
+            BorshSerialize,
+            BorshDeserialize,
         )]
         pub struct $name(pub [u8; $len]);
 
@@ -92,8 +101,18 @@ macro_rules! fixed_bytes {
     };
 }
 
-fixed_bytes!(Address, 20, "address", "A 20-byte account address, `0x`-prefixed hex in JSON.");
-fixed_bytes!(H256, 32, "hash", "A 32-byte digest, `0x`-prefixed hex in JSON.");
+fixed_bytes!(
+    Address,
+    20,
+    "address",
+    "A 20-byte account address, `0x`-prefixed hex in JSON."
+);
+fixed_bytes!(
+    H256,
+    32,
+    "hash",
+    "A 32-byte digest, `0x`-prefixed hex in JSON."
+);
 
 impl Address {
     /// The account address of a public key: the last 20 bytes of the

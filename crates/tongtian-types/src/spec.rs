@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use tongtian_crypto::{suite, SuiteId};
 
 /// An account as stored in state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     /// Spendable balance.
@@ -88,7 +90,9 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_tx_bytes: 32 * 1024 }
+        Limits {
+            max_tx_bytes: 32 * 1024,
+        }
     }
 }
 
@@ -122,7 +126,9 @@ impl ChainSpec {
     /// Check internal consistency.
     pub fn validate(&self) -> Result<(), TypesError> {
         if self.validators.is_empty() {
-            return Err(TypesError::Spec("at least one validator is required".into()));
+            return Err(TypesError::Spec(
+                "at least one validator is required".into(),
+            ));
         }
         let s = suite(self.suite);
         for v in &self.validators {
@@ -130,7 +136,10 @@ impl ChainSpec {
             if s.verify(&v.public_key, b"", &vec![0u8; s.signature_len()])
                 .is_err_and(|e| matches!(e, tongtian_crypto::CryptoError::InvalidPublicKey { .. }))
             {
-                return Err(TypesError::Spec(format!("validator {} has an invalid {} key", v.name, self.suite)));
+                return Err(TypesError::Spec(format!(
+                    "validator {} has an invalid {} key",
+                    v.name, self.suite
+                )));
             }
         }
         let mut addrs: Vec<_> = self.accounts.iter().map(|a| a.address).collect();
@@ -160,7 +169,8 @@ impl ChainSpec {
 
     /// Parse from JSON.
     pub fn from_json(text: &str) -> Result<Self, TypesError> {
-        let spec: ChainSpec = serde_json::from_str(text).map_err(|e| TypesError::Spec(e.to_string()))?;
+        let spec: ChainSpec =
+            serde_json::from_str(text).map_err(|e| TypesError::Spec(e.to_string()))?;
         spec.validate()?;
         Ok(spec)
     }

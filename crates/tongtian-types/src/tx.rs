@@ -190,7 +190,9 @@ pub struct CertificateSignature {
 }
 
 /// Proof that a header was committed: signatures of validators over its hash.
-#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Certificate {
     /// Engine that produced it (`solo`, ...).
@@ -217,7 +219,9 @@ impl Certificate {
         let msg = BlockHeader::commit_bytes(block_hash);
         let mut seen: Vec<&[u8]> = Vec::new();
         for sig in &self.signatures {
-            if !validators.iter().any(|v| v == &sig.public_key) || seen.contains(&sig.public_key.as_slice()) {
+            if !validators.iter().any(|v| v == &sig.public_key)
+                || seen.contains(&sig.public_key.as_slice())
+            {
                 continue;
             }
             if s.verify(&sig.public_key, &msg, &sig.signature).is_ok() {
@@ -310,21 +314,23 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..40),
             proptest::collection::vec(any::<u8>(), 0..70),
         )
-            .prop_map(|(c, n, gl, gp, to, amount, memo, pk, sig)| SignedTransaction {
-                tx: Transaction {
-                    chain_id: c,
-                    nonce: n,
-                    gas_limit: gl,
-                    gas_price: gp,
-                    action: Action::Transfer {
-                        to: Address(to),
-                        amount,
-                        memo,
+            .prop_map(
+                |(c, n, gl, gp, to, amount, memo, pk, sig)| SignedTransaction {
+                    tx: Transaction {
+                        chain_id: c,
+                        nonce: n,
+                        gas_limit: gl,
+                        gas_price: gp,
+                        action: Action::Transfer {
+                            to: Address(to),
+                            amount,
+                            memo,
+                        },
                     },
+                    public_key: pk,
+                    signature: sig,
                 },
-                public_key: pk,
-                signature: sig,
-            })
+            )
     }
 
     proptest! {
@@ -378,7 +384,11 @@ mod tests {
                 nonce: 0,
                 gas_limit: 100,
                 gas_price: 1,
-                action: Action::Transfer { to: Address([1; 20]), amount: 5, memo: vec![] },
+                action: Action::Transfer {
+                    to: Address([1; 20]),
+                    amount: 5,
+                    memo: vec![],
+                },
             };
             let signed = tx.sign(&key);
             signed.verify(suite(id)).unwrap();
@@ -395,14 +405,20 @@ mod tests {
     #[test]
     fn certificate_needs_quorum_of_known_validators() {
         let s = suite(SuiteId::Standard);
-        let vals: Vec<Keypair> = (0..4).map(|_| Keypair::generate(SuiteId::Standard)).collect();
+        let vals: Vec<Keypair> = (0..4)
+            .map(|_| Keypair::generate(SuiteId::Standard))
+            .collect();
         let pks: Vec<Vec<u8>> = vals.iter().map(|k| k.public_key().to_vec()).collect();
         let h = H256([5; 32]);
         let sign = |k: &Keypair| CertificateSignature {
             public_key: k.public_key().to_vec(),
             signature: k.sign(&BlockHeader::commit_bytes(&h)),
         };
-        let mut cert = Certificate { engine: "t".into(), block_hash: h, signatures: vals[..3].iter().map(sign).collect() };
+        let mut cert = Certificate {
+            engine: "t".into(),
+            block_hash: h,
+            signatures: vals[..3].iter().map(sign).collect(),
+        };
         assert!(cert.verify(s, &pks, 3, &h));
         assert!(!cert.verify(s, &pks, 3, &H256([6; 32])));
         // duplicates do not count twice

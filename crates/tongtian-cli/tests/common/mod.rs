@@ -1,5 +1,5 @@
 //! Helpers for tests that run the real `tongtian` binary.
-
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -16,7 +16,11 @@ pub fn bin() -> &'static str {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `tongtian dev` process on a loopback port; killed when dropped.
@@ -30,17 +34,33 @@ pub struct DevNode {
 impl DevNode {
     /// Start a node in `data_dir` and wait until its API answers.
     pub fn start(data_dir: &Path, suite: &'static str) -> DevNode {
-        let mut node = DevNode { child: None, data_dir: data_dir.to_path_buf(), port: free_port(), suite };
+        let mut node = DevNode {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            port: free_port(),
+            suite,
+        };
         node.launch();
         node
     }
 
     fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data_dir.with_extension("log"))
+            .unwrap();
         let child = Command::new(bin())
             .args(["dev", "--data-dir"])
             .arg(&self.data_dir)
-            .args(["--api", &format!("127.0.0.1:{}", self.port), "--suite", self.suite, "--log", "info"])
+            .args([
+                "--api",
+                &format!("127.0.0.1:{}", self.port),
+                "--suite",
+                self.suite,
+                "--log",
+                "info",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -80,7 +100,10 @@ impl DevNode {
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut c = self.child.take().expect("running");
         // SAFETY-free: use the kill command to send SIGTERM.
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -99,12 +122,19 @@ impl DevNode {
 
     /// Load dev key `n`.
     pub fn dev_key(&self, n: usize) -> Keypair {
-        KeyFile::read(&self.data_dir.join("dev-keys").join(format!("dev-{n}.key"))).unwrap().open(None).unwrap()
+        KeyFile::read(&self.data_dir.join("dev-keys").join(format!("dev-{n}.key")))
+            .unwrap()
+            .open(None)
+            .unwrap()
     }
 
     /// Run the CLI against this node.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin()).args(["--node", &self.url()]).args(args).output().unwrap()
+        Command::new(bin())
+            .args(["--node", &self.url()])
+            .args(args)
+            .output()
+            .unwrap()
     }
 }
 
@@ -120,6 +150,23 @@ pub fn address(k: &Keypair) -> Address {
 }
 
 /// A signed transfer.
-pub fn transfer(chain_id: u64, key: &Keypair, nonce: u64, to: Address, amount: u128) -> SignedTransaction {
-    Transaction { chain_id, nonce, gas_limit: 100_000, gas_price: 1, action: Action::Transfer { to, amount, memo: vec![] } }.sign(key)
+pub fn transfer(
+    chain_id: u64,
+    key: &Keypair,
+    nonce: u64,
+    to: Address,
+    amount: u128,
+) -> SignedTransaction {
+    Transaction {
+        chain_id,
+        nonce,
+        gas_limit: 100_000,
+        gas_price: 1,
+        action: Action::Transfer {
+            to,
+            amount,
+            memo: vec![],
+        },
+    }
+    .sign(key)
 }
