@@ -478,3 +478,122 @@ async fn block_stream(
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tongtian_crypto::{Keypair, SuiteId};
+    use tongtian_types::codec::encode;
+    use tongtian_types::{Action, Transaction};
+    use tower::ServiceExt;
+
+    fn runtime(dir: &std::path::Path) -> (Arc<ChainRuntime>, Keypair) {
+        let validator = Keypair::generate(SuiteId::Standard);
+        let user = Keypair::generate(SuiteId::Standard);
+        let spec = tongtian_node::dev::dev_spec(
+            SuiteId::Standard,
+            &validator,
+            &[Address::from_public_key(
+                SuiteId::Standard,
+                user.public_key(),
+            )],
+        );
+        (ChainRuntime::open(dir, spec, validator).unwrap(), user)
+    }
+
+    async fn call(app: Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn post(path: &str, body: &str) -> Request<Body> {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn json_errors_carry_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _) = runtime(dir.path());
+        let (s, v) = call(router(rt.clone()), post("/v1/txs", "{oops")).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "bad_json")
+        );
+        let req = Request::post("/v1/txs").body(Body::from("{}")).unwrap();
+        let (s, v) = call(router(rt.clone()), req).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap()),
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_json")
+        );
+        let (s, v) = call(
+            router(rt.clone()),
+            post("/v1/txs", r#"{"raw":"0xdeadbeef"}"#),
+        )
+        .await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "malformed_tx")
+        );
+        let big: Vec<String> = (0..MAX_BATCH + 1).map(|_| "0x00".to_string()).collect();
+        let body = serde_json::to_string(&BatchSubmitRequest { raws: big }).unwrap();
+        let (s, v) = call(router(rt), post("/v1/txs/batch", &body)).await;
+        assert_eq!(
+            (s, v["code"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "batch_too_large")
+        );
+    }
+
+    #[tokio::test]
+    async fn submission_reaches_the_mempool_and_status_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, user) = runtime(dir.path());
+        let tx = Transaction {
+            chain_id: rt.spec().chain_id,
+            nonce: 0,
+            gas_limit: 100_000,
+            gas_price: 1,
+            action: Action::Transfer {
+                to: Address([5; 20]),
+                amount: 1,
+                memo: vec![],
+            },
+        }
+        .sign(&user);
+        let body = serde_json::to_string(&SubmitRequest {
+            raw: format!("0x{}", hex::encode(encode(&tx))),
+        })
+        .unwrap();
+        let (s, v) = call(router(rt.clone()), post("/v1/txs", &body)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let hash: H256 = v["hash"].as_str().unwrap().parse().unwrap();
+        assert!(rt.mempool().contains(&hash));
+        let (s, v) = call(
+            router(rt.clone()),
+            Request::get(format!("/v1/txs/{hash}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (s, v["status"].as_str().unwrap()),
+            (StatusCode::OK, "pending")
+        );
+        let (_, v) = call(
+            router(rt.clone()),
+            Request::get("/v1/status").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(v["mempool_size"], 1);
+        assert_eq!(v["height"], 0);
+        assert_eq!(v["chain_id"], rt.spec().chain_id);
+    }
+}

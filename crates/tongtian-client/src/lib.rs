@@ -325,3 +325,26 @@ async fn next_block_event(mut st: SseState) -> Option<(Result<BlockEvent, Client
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::take_frame;
+
+    #[test]
+    fn sse_frames_are_split_and_parsed() {
+        let mut buf = b"event: block\ndata: {\"a\":1}\n\n: keep-alive\n\nevent: lagged\ndata: 3\n\nevent: blo".to_vec();
+        assert_eq!(
+            take_frame(&mut buf),
+            Some(("block".into(), "{\"a\":1}".into()))
+        );
+        assert_eq!(
+            take_frame(&mut buf),
+            Some(("message".into(), String::new()))
+        );
+        assert_eq!(take_frame(&mut buf), Some(("lagged".into(), "3".into())));
+        // An incomplete frame stays buffered until the rest arrives.
+        assert_eq!(take_frame(&mut buf), None);
+        buf.extend_from_slice(b"ck\ndata: x\n\n");
+        assert_eq!(take_frame(&mut buf), Some(("block".into(), "x".into())));
+    }
+}
