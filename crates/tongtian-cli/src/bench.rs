@@ -28,9 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tongtian_client::Client;
-use tongtian_crypto::{suite, verify_many, Keypair, SuiteId, VerifyItem};
+use tongtian_crypto::{suite, Keypair, SuiteId};
 use tongtian_types::codec::encode;
-use tongtian_types::{Action, Address, CheckedTx, SignedTransaction, Transaction, H256};
+use tongtian_types::{
+    verify_signatures, Action, Address, CheckedTx, SignedTransaction, Transaction, H256,
+};
 
 /// Gas limit of each benchmark transfer (covers its intrinsic gas).
 const GAS_LIMIT: u64 = 30_000;
@@ -454,19 +456,10 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
 
     // The signature-verification ceiling, measured now on this machine.
     let sample: Vec<&CheckedTx> = all.iter().take(20_000).copied().collect();
-    let msgs: Vec<Vec<u8>> = sample.iter().map(|t| t.tx.tx.signing_bytes()).collect();
-    let items: Vec<VerifyItem> = sample
-        .iter()
-        .zip(&msgs)
-        .map(|(t, m)| VerifyItem {
-            public_key: &t.tx.public_key,
-            message: m,
-            signature: &t.tx.signature,
-        })
-        .collect();
+    let signed: Vec<&SignedTransaction> = sample.iter().map(|t| &t.tx).collect();
     let v_start = Instant::now();
-    let ok = verify_many(suite(suite_id), &items);
-    let verify_bound_tps = items.len() as f64 / v_start.elapsed().as_secs_f64();
+    let ok = verify_signatures(suite(suite_id), &signed);
+    let verify_bound_tps = signed.len() as f64 / v_start.elapsed().as_secs_f64();
     if ok.iter().any(|b| !b) {
         bail!("benchmark signatures failed to verify");
     }

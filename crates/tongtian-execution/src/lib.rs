@@ -11,11 +11,12 @@
 //! one 20-byte address space.
 
 use std::collections::{BTreeMap, HashMap};
-use tongtian_crypto::{suite, verify_many, VerifyItem};
+use tongtian_crypto::suite;
 use tongtian_storage::{StateChanges, StateStore, StorageError};
 use tongtian_types::codec::{decode, encode};
 use tongtian_types::{
-    Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt, TxStatus, H256,
+    verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt,
+    SignedTransaction, TxStatus, H256,
 };
 
 /// Errors that stop execution of a whole block.
@@ -239,17 +240,8 @@ impl Executor {
     ) -> Result<Outcome, ExecutionError> {
         let s = suite(self.spec.suite);
         if mode == Mode::Verify {
-            let msgs: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.tx.signing_bytes()).collect();
-            let items: Vec<VerifyItem> = txs
-                .iter()
-                .zip(&msgs)
-                .map(|(t, m)| VerifyItem {
-                    public_key: &t.tx.public_key,
-                    message: m,
-                    signature: &t.tx.signature,
-                })
-                .collect();
-            if let Some(i) = verify_many(s, &items).iter().position(|ok| !ok) {
+            let signed: Vec<&SignedTransaction> = txs.iter().map(|t| &t.tx).collect();
+            if let Some(i) = verify_signatures(s, &signed).iter().position(|ok| !ok) {
                 return Err(ExecutionError::InvalidTx {
                     hash: txs[i].hash,
                     reason: InclusionError::BadSignature,

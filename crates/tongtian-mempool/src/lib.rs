@@ -13,9 +13,11 @@
 
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet, VecDeque};
-use tongtian_crypto::{suite, verify_many, CryptoSuite, VerifyItem};
+use tongtian_crypto::{suite, CryptoSuite};
 use tongtian_types::codec::decode;
-use tongtian_types::{Account, Action, Address, ChainSpec, CheckedTx, SignedTransaction, H256};
+use tongtian_types::{
+    verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, SignedTransaction, H256,
+};
 
 /// Why a transaction was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -284,32 +286,21 @@ impl Mempool {
         let mut results: Vec<Result<CheckedTx, AdmissionError>> =
             raws.iter().map(|r| self.precheck(r)).collect();
         // Signatures: one parallel batch for everything that passed so far.
-        let ok_idx: Vec<usize> = (0..results.len()).filter(|i| results[*i].is_ok()).collect();
-        let msgs: Vec<Vec<u8>> = ok_idx
+        let passed: Vec<(usize, &SignedTransaction)> = results
             .iter()
-            .map(|i| match &results[*i] {
-                Ok(t) => t.tx.tx.signing_bytes(),
-                Err(_) => unreachable!("filtered to Ok"),
-            })
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().ok().map(|t| (i, &t.tx)))
             .collect();
-        let items: Vec<VerifyItem> = ok_idx
+        let signed: Vec<&SignedTransaction> = passed.iter().map(|(_, t)| *t).collect();
+        let flags = verify_signatures(self.suite(), &signed);
+        let bad: Vec<usize> = passed
             .iter()
-            .zip(&msgs)
-            .map(|(i, m)| match &results[*i] {
-                Ok(t) => VerifyItem {
-                    public_key: &t.tx.public_key,
-                    message: m,
-                    signature: &t.tx.signature,
-                },
-                Err(_) => unreachable!("filtered to Ok"),
-            })
+            .zip(flags)
+            .filter(|(_, ok)| !ok)
+            .map(|((i, _), _)| *i)
             .collect();
-        let flags = verify_many(self.suite(), &items);
-        drop(items);
-        for (i, ok) in ok_idx.iter().zip(flags) {
-            if !ok {
-                results[*i] = Err(AdmissionError::BadSignature);
-            }
+        for i in bad {
+            results[i] = Err(AdmissionError::BadSignature);
         }
         // Committed accounts of senders not yet in the pool, read before locking.
         let mut fresh: HashMap<Address, Result<Account, String>> = HashMap::new();

@@ -198,34 +198,38 @@ impl ChainStore {
         }))
     }
 
+    /// Read one value from a table and decode it.
+    fn read<K, T>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        key: K::SelfType<'_>,
+        what: &'static str,
+    ) -> Result<Option<T>, StorageError>
+    where
+        K: redb::Key + 'static,
+        T: BorshDeserialize,
+    {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(table).map_err(db_err)?;
+        let value = t.get(key).map_err(db_err)?;
+        value
+            .map(|g| decode(what, g.value()).map_err(corrupt))
+            .transpose()
+    }
+
     /// Header at a height.
     pub fn header(&self, height: u64) -> Result<Option<BlockHeader>, StorageError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(HEADERS).map_err(db_err)?;
-        t.get(height)
-            .map_err(db_err)?
-            .map(|g| decode("header", g.value()).map_err(corrupt))
-            .transpose()
+        self.read(HEADERS, height, "header")
     }
 
     /// Commit certificate of the block at a height.
     pub fn certificate(&self, height: u64) -> Result<Option<Certificate>, StorageError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(CERTS).map_err(db_err)?;
-        t.get(height)
-            .map_err(db_err)?
-            .map(|g| decode("certificate", g.value()).map_err(corrupt))
-            .transpose()
+        self.read(CERTS, height, "certificate")
     }
 
     /// Transaction hashes of the block at a height.
     pub fn block_tx_hashes(&self, height: u64) -> Result<Option<Vec<H256>>, StorageError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(BLOCK_TXS).map_err(db_err)?;
-        t.get(height)
-            .map_err(db_err)?
-            .map(|g| decode("block tx list", g.value()).map_err(corrupt))
-            .transpose()
+        self.read(BLOCK_TXS, height, "block tx list")
     }
 
     /// The full block at a height.
@@ -256,12 +260,7 @@ impl ChainStore {
 
     /// A committed transaction by hash.
     pub fn tx(&self, hash: &H256) -> Result<Option<TxRecord>, StorageError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(TXS).map_err(db_err)?;
-        t.get(hash.as_bytes())
-            .map_err(db_err)?
-            .map(|g| decode("tx record", g.value()).map_err(corrupt))
-            .transpose()
+        self.read(TXS, hash.as_bytes(), "tx record")
     }
 
     /// Whether a transaction is committed.
@@ -273,12 +272,7 @@ impl ChainStore {
 
     /// A receipt by transaction hash.
     pub fn receipt(&self, hash: &H256) -> Result<Option<Receipt>, StorageError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(RECEIPTS).map_err(db_err)?;
-        t.get(hash.as_bytes())
-            .map_err(db_err)?
-            .map(|g| decode("receipt", g.value()).map_err(corrupt))
-            .transpose()
+        self.read(RECEIPTS, hash.as_bytes(), "receipt")
     }
 
     fn latest_root(&self) -> Result<H256, StorageError> {

@@ -5,7 +5,7 @@ use crate::primitives::{serde_hex, serde_u128};
 use crate::{Address, H256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use tongtian_crypto::{suite, CryptoSuite, Keypair, SuiteId};
+use tongtian_crypto::{suite, verify_many, CryptoSuite, Keypair, SuiteId, VerifyItem};
 
 /// Domain tag prepended to a transaction's encoding before signing, so a
 /// transaction signature can never be replayed as another kind of message.
@@ -99,6 +99,22 @@ impl SignedTransaction {
     pub fn verify(&self, s: &dyn CryptoSuite) -> Result<(), tongtian_crypto::CryptoError> {
         s.verify(&self.public_key, &self.tx.signing_bytes(), &self.signature)
     }
+}
+
+/// Check many transactions' signatures at once (batched, on all cores);
+/// one flag per transaction, in order.
+pub fn verify_signatures(s: &dyn CryptoSuite, txs: &[&SignedTransaction]) -> Vec<bool> {
+    let msgs: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.signing_bytes()).collect();
+    let items: Vec<VerifyItem> = txs
+        .iter()
+        .zip(&msgs)
+        .map(|(t, m)| VerifyItem {
+            public_key: &t.public_key,
+            message: m,
+            signature: &t.signature,
+        })
+        .collect();
+    verify_many(s, &items)
 }
 
 /// A transaction that passed admission checks, with the values those
