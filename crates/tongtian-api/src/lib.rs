@@ -214,6 +214,8 @@ async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
         latest_hash,
         suite: c.spec().suite.to_string(),
         consensus: c.engine_name().to_string(),
+        peers: c.peer_count(),
+        validator: c.is_validator(),
         mempool_size: c.mempool().len(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))

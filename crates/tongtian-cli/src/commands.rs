@@ -297,7 +297,7 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api))?;
     let api_addr = listener.local_addr()?;
-    let running = runtime.start()?;
+    let running = runtime.start(None)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api = tokio::spawn(tongtian_api::serve(listener, runtime.clone(), async {
         let _ = api_stopped.await;

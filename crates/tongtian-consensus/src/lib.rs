@@ -14,9 +14,11 @@
 mod solo;
 
 use async_trait::async_trait;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tongtian_crypto::Keypair;
+use tongtian_network::Network;
 use tongtian_types::{Block, Certificate, ChainSpec, H256};
 
 pub use solo::SoloEngine;
@@ -67,13 +69,21 @@ pub trait ConsensusEngine: Send {
     ) -> Result<(), ConsensusError>;
 }
 
-/// Build the engine a chain spec asks for, with this node's validator key.
-pub fn engine_for(
-    spec: &ChainSpec,
-    key: Keypair,
-) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
+/// What an engine gets from the node besides the spec.
+#[derive(Clone)]
+pub struct EngineContext {
+    /// This node's key (its validator identity when it is one).
+    pub key: Keypair,
+    /// The transport, multiplexed for this chain; `None` for a single node.
+    pub network: Option<Network>,
+    /// A directory the engine may keep its own durable state in.
+    pub dir: PathBuf,
+}
+
+/// Build the engine a chain spec asks for.
+pub fn engine_for(spec: &ChainSpec, ctx: EngineContext) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
     match spec.consensus.engine.as_str() {
-        "solo" => Ok(Box::new(SoloEngine::new(spec, key)?)),
+        "solo" => Ok(Box::new(SoloEngine::new(spec, ctx.key)?)),
         other => Err(ConsensusError::UnknownEngine(other.to_string())),
     }
 }

@@ -133,6 +133,14 @@ mod tests {
         }
     }
 
+    fn ctx(key: &Keypair) -> crate::EngineContext {
+        crate::EngineContext {
+            key: key.clone(),
+            network: None,
+            dir: std::env::temp_dir(),
+        }
+    }
+
     fn spec(key: &Keypair) -> ChainSpec {
         ChainSpec {
             name: "t".into(),
@@ -158,7 +166,7 @@ mod tests {
     async fn commits_signed_blocks_in_order_and_stops() {
         let key = Keypair::from_seed(SuiteId::Standard, b"v");
         let spec = spec(&key);
-        let engine = crate::engine_for(&spec, key.clone()).unwrap();
+        let engine = crate::engine_for(&spec, ctx(&key)).unwrap();
         assert_eq!(engine.name(), "solo");
         let app = Arc::new(App {
             committed: Mutex::new(vec![]),
@@ -188,11 +196,11 @@ mod tests {
     fn refuses_a_key_that_is_not_the_validator() {
         let key = Keypair::from_seed(SuiteId::Standard, b"v");
         let other = Keypair::from_seed(SuiteId::Standard, b"w");
-        assert!(crate::engine_for(&spec(&key), other).is_err());
+        assert!(crate::engine_for(&spec(&key), ctx(&other)).is_err());
         let mut s = spec(&key);
         s.consensus.engine = "pbft-homemade".into();
         assert!(matches!(
-            crate::engine_for(&s, key),
+            crate::engine_for(&s, ctx(&key)),
             Err(ConsensusError::UnknownEngine(_))
         ));
     }

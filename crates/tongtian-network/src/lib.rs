@@ -30,6 +30,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tongtian_crypto::{suite, Keypair, SuiteId};
 
+/// Channel numbers within a chain.
+pub mod channels {
+    /// Consensus engine messages.
+    pub const CONSENSUS: u8 = 0;
+    /// Transaction gossip.
+    pub const TX_GOSSIP: u8 = 1;
+    /// Block sync requests and answers.
+    pub const SYNC: u8 = 2;
+}
+
 const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 const HELLO_DOMAIN: &[u8] = b"tongtian/p2p/v1";
 /// Largest plaintext in one Noise transport message (65535 minus the tag).

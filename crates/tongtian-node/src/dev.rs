@@ -167,7 +167,7 @@ mod tests {
             chain.validator.clone(),
         )
         .unwrap();
-        let running = rt.start().unwrap();
+        let running = rt.start(None).unwrap();
         assert_eq!(rt.engine_name(), "solo");
         let mut events = rt.subscribe();
         let to = Address([3; 20]);

@@ -19,7 +19,8 @@ use std::sync::{Arc, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
-use tongtian_consensus::{engine_for, Application, ConsensusError};
+use tongtian_consensus::{engine_for, Application, ConsensusError, EngineContext};
+use tongtian_network::{channels, Network};
 use tongtian_crypto::{CryptoSuite, Keypair};
 use tongtian_execution::{account_key, decode_account, Executor, Mode, Outcome};
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
@@ -98,6 +99,8 @@ pub struct ChainRuntime {
     mempool: Arc<Mempool>,
     executor: Executor,
     key: Keypair,
+    dir: std::path::PathBuf,
+    network: RwLock<Option<Network>>,
     engine_name: RwLock<&'static str>,
     last: RwLock<(u64, H256)>,
     executed: Mutex<HashMap<H256, Executed>>,
@@ -194,6 +197,8 @@ impl ChainRuntime {
             executor,
             store,
             key,
+            dir: dir.to_path_buf(),
+            network: RwLock::new(None),
             engine_name: RwLock::new("none"),
             last: RwLock::new(last),
             executed: Mutex::new(HashMap::new()),
@@ -203,8 +208,20 @@ impl ChainRuntime {
     }
 
     /// Start the chain's consensus engine.
-    pub fn start(self: &Arc<Self>) -> Result<RunningChain, NodeError> {
-        let engine = engine_for(&self.spec, self.key.clone())?;
+    pub fn start(self: &Arc<Self>, network: Option<Network>) -> Result<RunningChain, NodeError> {
+        let ctx = EngineContext {
+            key: self.key.clone(),
+            network: network.clone(),
+            dir: self.dir.join("consensus"),
+        };
+        let engine = engine_for(&self.spec, ctx)?;
+        if let Some(net) = &network {
+            *self.network.write() = Some(net.clone());
+            tokio::spawn(gossip_in(
+                self.clone(),
+                net.subscribe(self.spec.chain_id, channels::TX_GOSSIP),
+            ));
+        }
         *self.engine_name.write() = engine.name();
         let (stop, stopped) = watch::channel(false);
         let app: Arc<dyn Application> = self.clone();
@@ -267,7 +284,33 @@ impl ChainRuntime {
 
     /// Admit raw transactions (CPU-bound: call from a blocking thread).
     pub fn submit_batch(&self, raws: &[&[u8]]) -> Vec<Result<H256, AdmissionError>> {
-        self.mempool.submit_batch(raws, &StoreAccounts(&self.store))
+        let results = self.mempool.submit_batch(raws, &StoreAccounts(&self.store));
+        if let Some(net) = self.network.read().as_ref() {
+            let accepted: Vec<Vec<u8>> = raws
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(raw, _)| raw.to_vec())
+                .collect();
+            if !accepted.is_empty() {
+                let payload = borsh::to_vec(&accepted).unwrap_or_default();
+                net.broadcast(self.spec.chain_id, channels::TX_GOSSIP, &payload);
+            }
+        }
+        results
+    }
+
+    /// Number of peers connected on the transport.
+    pub fn peer_count(&self) -> usize {
+        self.network.read().as_ref().map_or(0, |n| n.connected().len())
+    }
+
+    /// Whether this node is one of the chain's validators.
+    pub fn is_validator(&self) -> bool {
+        self.spec
+            .validators
+            .iter()
+            .any(|v| v.public_key == self.key.public_key())
     }
 
     fn build_header(
@@ -367,6 +410,17 @@ impl ChainRuntime {
 
     fn commit_blocking(&self, block: Block, cert: Certificate) -> Result<(), NodeError> {
         let hash = block.header.hash(self.spec.suite);
+        // Idempotent: an engine replaying its log after a crash may hand
+        // over a block that is already committed.
+        if block.header.height <= self.latest().0 {
+            return match self.store.header(block.header.height)? {
+                Some(h) if h.hash(self.spec.suite) == hash => Ok(()),
+                _ => Err(NodeError::Config(format!(
+                    "block {} at height {} conflicts with the committed chain",
+                    hash, block.header.height
+                ))),
+            };
+        }
         let cached = self.executed.lock().remove(&hash);
         let Executed { outcome, staged } = match cached {
             Some(e) => e,
@@ -409,6 +463,25 @@ impl ChainRuntime {
             failed,
         }));
         Ok(())
+    }
+}
+
+/// Admit transactions gossiped by peers (not gossiped again: the mesh is full).
+async fn gossip_in(
+    chain: Arc<ChainRuntime>,
+    mut rx: tokio::sync::mpsc::Receiver<tongtian_network::Inbound>,
+) {
+    while let Some(msg) = rx.recv().await {
+        let Ok(raws) = borsh::from_slice::<Vec<Vec<u8>>>(&msg.payload) else {
+            tracing::warn!(peer = %msg.from, "undecodable gossip ignored");
+            continue;
+        };
+        let chain = chain.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
+            chain.mempool.submit_batch(&refs, &StoreAccounts(&chain.store));
+        })
+        .await;
     }
 }
 

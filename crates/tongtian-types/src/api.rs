@@ -22,6 +22,10 @@ pub struct StatusInfo {
     pub suite: String,
     /// Consensus engine name.
     pub consensus: String,
+    /// Connected peers.
+    pub peers: usize,
+    /// Whether this node validates the chain.
+    pub validator: bool,
     /// Pending transactions.
     pub mempool_size: usize,
     /// Node software version.
