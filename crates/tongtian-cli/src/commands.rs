@@ -1,8 +1,8 @@
 //! Command bodies.
 
 use crate::{
-    AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, TransferArgs,
-    TxCommand,
+    AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, NodeCommand,
+    TestnetCommand, TransferArgs, TxCommand,
 };
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -20,6 +20,37 @@ pub async fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     match cli.command {
         Command::Dev(args) => run_dev(args).await,
+        Command::Node(NodeCommand::Start { home, password }) => {
+            run_node(&home, password.as_deref()).await
+        }
+        Command::Testnet(TestnetCommand::Init {
+            nodes,
+            consensus,
+            suite,
+            dir,
+            base_port,
+        }) => {
+            let net =
+                tongtian_node::config::testnet_init(&dir, nodes, &consensus, suite, base_port)?;
+            let out = serde_json::json!({
+                "dir": dir.display().to_string(),
+                "chain_id": net.spec.chain_id,
+                "consensus": consensus,
+                "suite": suite,
+                "nodes": net.homes.iter().map(|h| h.display().to_string()).collect::<Vec<_>>(),
+                "apis": (0..nodes).map(|i| format!("http://127.0.0.1:{}", base_port as usize + i)).collect::<Vec<_>>(),
+                "dev_keys": net.dev_keys.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            });
+            print(json, &out, || {
+                format!(
+                    "wrote {} node homes for a {consensus} chain ({suite}) in {}\nstart them with: tongtian testnet up --dir {}",
+                    nodes,
+                    dir.display(),
+                    dir.display()
+                )
+            })
+        }
+        Command::Testnet(TestnetCommand::Up { dir }) => crate::testnet::up(&dir).await,
         Command::Key(cmd) => key(cmd, json),
         Command::Account(AccountCommand::Show { address }) => {
             let a = parse_address(&address)?;
@@ -286,6 +317,55 @@ async fn prove(
     })
 }
 
+async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
+    let home_cfg = tongtian_node::config::NodeHome::load(home, password)?;
+    let network = tongtian_network::Network::start(home_cfg.network_config()?)
+        .await
+        .with_context(|| format!("cannot listen for peers on {}", home_cfg.config.p2p))?;
+    let runtime = ChainRuntime::open(
+        &home_cfg.data_dir.join("chain"),
+        home_cfg.spec.clone(),
+        home_cfg.key.clone(),
+    )?;
+    let listener = tokio::net::TcpListener::bind(home_cfg.config.api)
+        .await
+        .with_context(|| format!("cannot listen on {}", home_cfg.config.api))?;
+    tracing::info!(
+        node = %home_cfg.config.name,
+        api = %home_cfg.config.api,
+        p2p = %network.local_addr(),
+        engine = %home_cfg.spec.consensus.engine,
+        height = runtime.latest().0,
+        "node starting"
+    );
+    serve_until_signal(runtime, Some(network.clone()), listener).await?;
+    network.shutdown();
+    Ok(())
+}
+
+/// Start the chain's engine and API, run until SIGINT/SIGTERM, then stop
+/// the engine (after its block in progress) and the API.
+async fn serve_until_signal(
+    runtime: std::sync::Arc<ChainRuntime>,
+    network: Option<tongtian_network::Network>,
+    listener: tokio::net::TcpListener,
+) -> Result<()> {
+    let running = runtime.start(network)?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api = tokio::spawn(tongtian_api::serve(listener, runtime.clone(), async {
+        let _ = api_stopped.await;
+    }));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    if let Err(e) = running.stop(Duration::from_secs(10)).await {
+        tracing::error!(error = %e, "engine did not stop cleanly");
+    }
+    let _ = stop_api.send(());
+    // Open event streams keep graceful shutdown waiting; do not wait long.
+    let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
+    Ok(())
+}
+
 async fn run_dev(args: DevArgs) -> Result<()> {
     let chain = dev::init_or_load(&args.data_dir, args.suite)?;
     let runtime = ChainRuntime::open(
@@ -297,11 +377,6 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api))?;
     let api_addr = listener.local_addr()?;
-    let running = runtime.start(None)?;
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(tongtian_api::serve(listener, runtime.clone(), async {
-        let _ = api_stopped.await;
-    }));
     println!("Tongtian dev chain");
     println!("  chain id    {}", chain.spec.chain_id);
     println!("  suite       {}", chain.spec.suite);
@@ -316,18 +391,11 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         println!("    {}  {}", acct.address, path.display());
     }
     tracing::info!(api = %api_addr, "dev chain running");
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    if let Err(e) = running.stop(Duration::from_secs(10)).await {
-        tracing::error!(error = %e, "engine did not stop cleanly");
-    }
-    let _ = stop_api.send(());
-    // Open event streams keep graceful shutdown waiting; do not wait long.
-    let _ = tokio::time::timeout(Duration::from_secs(2), api).await;
-    Ok(())
+    serve_until_signal(runtime, None, listener).await
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -5,6 +5,7 @@
 
 pub mod bench;
 mod commands;
+mod testnet;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -36,6 +37,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a single-node development chain with prefunded accounts.
     Dev(DevArgs),
+    /// Run one node of a consortium chain.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Create and run a local multi-node network.
+    #[command(subcommand)]
+    Testnet(TestnetCommand),
     /// Create and inspect key files.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -67,6 +74,49 @@ pub struct DevArgs {
     /// Crypto suite of a new chain (must match an existing one).
     #[arg(long)]
     pub suite: Option<SuiteId>,
+}
+
+/// `tongtian node ...`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Run the node in the foreground until SIGINT or SIGTERM.
+    Start {
+        /// Node home (holds config.toml, node.key, chain-spec.json, data/).
+        #[arg(long)]
+        home: PathBuf,
+        /// Password of an encrypted node key.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        password: Option<String>,
+    },
+}
+
+/// `tongtian testnet ...`.
+#[derive(Debug, Subcommand)]
+pub enum TestnetCommand {
+    /// Write node homes DIR/node-0 .. DIR/node-{N-1} and DIR/dev-keys.
+    Init {
+        /// Number of nodes (all validators).
+        #[arg(long)]
+        nodes: usize,
+        /// Consensus engine.
+        #[arg(long, value_parser = ["bft", "raft"])]
+        consensus: String,
+        /// Crypto suite.
+        #[arg(long, default_value = "standard")]
+        suite: SuiteId,
+        /// Directory to write.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Node i serves its API on base-port + i and its transport on base-port + 1000 + i.
+        #[arg(long, default_value_t = 8645)]
+        base_port: u16,
+    },
+    /// Start every node of DIR as child processes, with one merged log; Ctrl-C stops them all.
+    Up {
+        /// Directory written by `testnet init`.
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// `tongtian key ...`.

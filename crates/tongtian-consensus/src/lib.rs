@@ -81,7 +81,10 @@ pub struct EngineContext {
 }
 
 /// Build the engine a chain spec asks for.
-pub fn engine_for(spec: &ChainSpec, ctx: EngineContext) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
+pub fn engine_for(
+    spec: &ChainSpec,
+    ctx: EngineContext,
+) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
     match spec.consensus.engine.as_str() {
         "solo" => Ok(Box::new(SoloEngine::new(spec, ctx.key)?)),
         other => Err(ConsensusError::UnknownEngine(other.to_string())),

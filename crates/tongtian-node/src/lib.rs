@@ -9,6 +9,7 @@
 //!
 //! [`dev`] creates and reopens the single-node development chain.
 
+pub mod config;
 pub mod dev;
 
 use async_trait::async_trait;
@@ -20,10 +21,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tongtian_consensus::{engine_for, Application, ConsensusError, EngineContext};
-use tongtian_network::{channels, Network};
 use tongtian_crypto::{CryptoSuite, Keypair};
 use tongtian_execution::{account_key, decode_account, Executor, Mode, Outcome};
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
+use tongtian_network::{channels, Network};
 use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, StorageError};
 use tongtian_types::api::BlockEvent;
 use tongtian_types::{
@@ -302,7 +303,10 @@ impl ChainRuntime {
 
     /// Number of peers connected on the transport.
     pub fn peer_count(&self) -> usize {
-        self.network.read().as_ref().map_or(0, |n| n.connected().len())
+        self.network
+            .read()
+            .as_ref()
+            .map_or(0, |n| n.connected().len())
     }
 
     /// Whether this node is one of the chain's validators.
@@ -479,7 +483,9 @@ async fn gossip_in(
         let chain = chain.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
-            chain.mempool.submit_batch(&refs, &StoreAccounts(&chain.store));
+            chain
+                .mempool
+                .submit_batch(&refs, &StoreAccounts(&chain.store));
         })
         .await;
     }

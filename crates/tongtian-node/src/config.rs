@@ -1,0 +1,302 @@
+//! A node's home directory: `config.toml`, `node.key`, `chain-spec.json`
+//! and the `data/` directory; and `testnet init`, which writes a set of
+//! node homes for one chain.
+
+use crate::dev::DEV_ACCOUNTS;
+use crate::NodeError;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tongtian_crypto::keyfile::KeyFile;
+use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_network::{NetworkConfig, PeerSpec};
+use tongtian_types::{
+    Address, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ValidatorSpec,
+};
+
+/// Chain id of chains made by `testnet init`.
+pub const TESTNET_CHAIN_ID: u64 = 8646;
+/// Offset from a node's API port to its transport port.
+pub const P2P_PORT_OFFSET: u16 = 1000;
+
+fn default_spec() -> PathBuf {
+    "chain-spec.json".into()
+}
+fn default_key() -> PathBuf {
+    "node.key".into()
+}
+fn default_data() -> PathBuf {
+    "data".into()
+}
+fn default_max_frame() -> usize {
+    64 << 20
+}
+
+/// Another node of the chain.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerConfig {
+    /// Its name (informational).
+    pub name: String,
+    /// Its public key, hex; connections from any other key are refused.
+    pub public_key: String,
+    /// Its transport address.
+    pub p2p: SocketAddr,
+}
+
+/// `config.toml` of a node home. Paths are relative to the home.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// Node name, e.g. `node-0`.
+    pub name: String,
+    /// REST API listen address.
+    pub api: SocketAddr,
+    /// Transport (Noise over TCP) listen address.
+    pub p2p: SocketAddr,
+    /// Chain spec file.
+    #[serde(default = "default_spec")]
+    pub chain_spec: PathBuf,
+    /// This node's key file.
+    #[serde(default = "default_key")]
+    pub key: PathBuf,
+    /// Directory of the chain's store and the engine's state.
+    #[serde(default = "default_data")]
+    pub data_dir: PathBuf,
+    /// Largest transport frame accepted, in bytes.
+    #[serde(default = "default_max_frame")]
+    pub max_frame: usize,
+    /// The other nodes.
+    #[serde(default)]
+    pub peers: Vec<PeerConfig>,
+}
+
+fn cfg<E: std::fmt::Display>(e: E) -> NodeError {
+    NodeError::Config(e.to_string())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
+    move |source| NodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A node home, loaded.
+pub struct NodeHome {
+    /// The config.
+    pub config: NodeConfig,
+    /// The chain spec.
+    pub spec: ChainSpec,
+    /// The node's key.
+    pub key: Keypair,
+    /// Absolute data directory.
+    pub data_dir: PathBuf,
+}
+
+impl NodeHome {
+    /// Load `home/config.toml` and what it points to. `password` opens an
+    /// encrypted key file.
+    pub fn load(home: &Path, password: Option<&str>) -> Result<NodeHome, NodeError> {
+        let path = home.join("config.toml");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let config: NodeConfig = toml::from_str(&text)
+            .map_err(|e| NodeError::Config(format!("{}: {e}", path.display())))?;
+        let spec_path = home.join(&config.chain_spec);
+        let spec =
+            ChainSpec::from_json(&std::fs::read_to_string(&spec_path).map_err(io(&spec_path))?)
+                .map_err(cfg)?;
+        let key = KeyFile::read(&home.join(&config.key))
+            .map_err(cfg)?
+            .open(password)
+            .map_err(cfg)?;
+        if key.suite() != spec.suite {
+            return Err(NodeError::Config(format!(
+                "node key is {} but the chain uses {}",
+                key.suite(),
+                spec.suite
+            )));
+        }
+        Ok(NodeHome {
+            data_dir: home.join(&config.data_dir),
+            config,
+            spec,
+            key,
+        })
+    }
+
+    /// The transport configuration: this node's key, and every peer (the allow-list).
+    pub fn network_config(&self) -> Result<NetworkConfig, NodeError> {
+        let peers = self
+            .config
+            .peers
+            .iter()
+            .map(|p| {
+                let public_key =
+                    hex::decode(p.public_key.trim_start_matches("0x")).map_err(|_| {
+                        NodeError::Config(format!("peer {}: public_key is not hex", p.name))
+                    })?;
+                Ok(PeerSpec {
+                    public_key,
+                    addr: p.p2p,
+                })
+            })
+            .collect::<Result<Vec<_>, NodeError>>()?;
+        Ok(NetworkConfig {
+            identity: self.key.clone(),
+            listen: self.config.p2p,
+            peers,
+            max_frame: self.config.max_frame,
+        })
+    }
+}
+
+/// What `testnet init` made.
+#[derive(Debug)]
+pub struct Testnet {
+    /// Node homes.
+    pub homes: Vec<PathBuf>,
+    /// Dev account key files.
+    pub dev_keys: Vec<PathBuf>,
+    /// The spec.
+    pub spec: ChainSpec,
+}
+
+/// Write `dir/node-0` .. `dir/node-{n-1}` and `dir/dev-keys` for one chain
+/// run by `engine`. Node i serves its API on `base_port + i` and its
+/// transport on `base_port + 1000 + i`, all on 127.0.0.1.
+pub fn testnet_init(
+    dir: &Path,
+    nodes: usize,
+    engine: &str,
+    suite: SuiteId,
+    base_port: u16,
+) -> Result<Testnet, NodeError> {
+    if nodes == 0 {
+        return Err(NodeError::Config("--nodes must be at least 1".into()));
+    }
+    if dir.join("node-0").exists() {
+        return Err(NodeError::Config(format!(
+            "{} already holds a testnet; remove it first",
+            dir.display()
+        )));
+    }
+    let port = |i: usize, off: u16| -> Result<u16, NodeError> {
+        u16::try_from(base_port as usize + off as usize + i)
+            .map_err(|_| NodeError::Config("ports exceed 65535".into()))
+    };
+    let keys: Vec<Keypair> = (0..nodes).map(|_| Keypair::generate(suite)).collect();
+    let mut dev_keys = Vec::new();
+    let mut accounts = Vec::new();
+    for n in 0..DEV_ACCOUNTS {
+        let k = Keypair::generate(suite);
+        let path = dir.join("dev-keys").join(format!("dev-{n}.key"));
+        KeyFile::seal(&k, None)
+            .map_err(cfg)?
+            .write(&path)
+            .map_err(cfg)?;
+        accounts.push(GenesisAccount {
+            address: Address::from_public_key(suite, k.public_key()),
+            balance: crate::dev::DEV_BALANCE,
+        });
+        dev_keys.push(path);
+    }
+    let spec = ChainSpec {
+        name: "tongtian-testnet".into(),
+        chain_id: TESTNET_CHAIN_ID,
+        suite,
+        consensus: ConsensusSpec {
+            engine: engine.to_string(),
+            block_interval_ms: 200,
+            max_block_txs: 20_000,
+        },
+        validators: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ValidatorSpec {
+                name: format!("node-{i}"),
+                public_key: k.public_key().to_vec(),
+            })
+            .collect(),
+        accounts,
+        gas: GasSchedule::default(),
+        limits: Limits::default(),
+        genesis_time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+    };
+    spec.validate().map_err(cfg)?;
+    // Invariant: ChainSpec holds only serializable plain data.
+    let spec_json = serde_json::to_string_pretty(&spec).expect("spec serializes");
+    let mut homes = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let home = dir.join(format!("node-{i}"));
+        std::fs::create_dir_all(&home).map_err(io(&home))?;
+        KeyFile::seal(key, None)
+            .map_err(cfg)?
+            .write(&home.join("node.key"))
+            .map_err(cfg)?;
+        std::fs::write(home.join("chain-spec.json"), &spec_json).map_err(io(&home))?;
+        let mut peers = Vec::new();
+        for (j, other) in keys.iter().enumerate() {
+            if j != i {
+                peers.push(PeerConfig {
+                    name: format!("node-{j}"),
+                    public_key: hex::encode(other.public_key()),
+                    p2p: SocketAddr::from(([127, 0, 0, 1], port(j, P2P_PORT_OFFSET)?)),
+                });
+            }
+        }
+        let config = NodeConfig {
+            name: format!("node-{i}"),
+            api: SocketAddr::from(([127, 0, 0, 1], port(i, 0)?)),
+            p2p: SocketAddr::from(([127, 0, 0, 1], port(i, P2P_PORT_OFFSET)?)),
+            chain_spec: default_spec(),
+            key: default_key(),
+            data_dir: default_data(),
+            max_frame: default_max_frame(),
+            peers,
+        };
+        let text = format!(
+            "# Tongtian node home. api: REST API; p2p: Noise-encrypted transport\n# (API port + {P2P_PORT_OFFSET}). Peers not listed here are refused.\n{}",
+            toml::to_string_pretty(&config).map_err(cfg)?
+        );
+        let path = home.join("config.toml");
+        std::fs::write(&path, text).map_err(io(&path))?;
+        homes.push(home);
+    }
+    Ok(Testnet {
+        homes,
+        dev_keys,
+        spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn testnet_homes_load_and_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = testnet_init(dir.path(), 4, "raft", SuiteId::Sm, 20_000).unwrap();
+        assert_eq!(net.homes.len(), 4);
+        assert_eq!(net.dev_keys.len(), DEV_ACCOUNTS);
+        let homes: Vec<NodeHome> = net
+            .homes
+            .iter()
+            .map(|h| NodeHome::load(h, None).unwrap())
+            .collect();
+        for (i, h) in homes.iter().enumerate() {
+            assert_eq!(h.spec, net.spec);
+            assert_eq!(h.config.api.port(), 20_000 + i as u16);
+            assert_eq!(h.config.p2p.port(), 21_000 + i as u16);
+            let nc = h.network_config().unwrap();
+            assert_eq!(nc.peers.len(), 3);
+            assert!(nc.peers.iter().all(|p| p.public_key != h.key.public_key()));
+            assert_eq!(h.spec.validators[i].public_key, h.key.public_key());
+        }
+        assert!(
+            testnet_init(dir.path(), 4, "raft", SuiteId::Sm, 20_000).is_err(),
+            "must not clobber"
+        );
+    }
+}
