@@ -25,7 +25,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info,tongtian_node=debug`.
-    #[arg(long, global = true, env = "TONGTIAN_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "TONGTIAN_LOG",
+        default_value = "info,openraft=warn"
+    )]
     pub log: String,
     /// What to do.
     #[command(subcommand)]
@@ -229,8 +234,10 @@ pub enum BenchCommand {
 pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }

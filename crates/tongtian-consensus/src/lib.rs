@@ -11,6 +11,7 @@
 //! block hash signed by validators, checkable by a light client with
 //! [`tongtian_types::Certificate::verify`].
 
+mod raft;
 mod solo;
 
 use async_trait::async_trait;
@@ -21,13 +22,14 @@ use tongtian_crypto::Keypair;
 use tongtian_network::Network;
 use tongtian_types::{Block, Certificate, ChainSpec, H256};
 
+pub use raft::RaftEngine;
 pub use solo::SoloEngine;
 
 /// Errors from an engine or its application.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusError {
     /// The spec names an engine this build does not have.
-    #[error("unknown consensus engine {0:?} (available: solo)")]
+    #[error("unknown consensus engine {0:?} (available: solo, raft)")]
     UnknownEngine(String),
     /// The engine's configuration does not fit the spec.
     #[error("consensus configuration: {0}")]
@@ -87,6 +89,7 @@ pub fn engine_for(
 ) -> Result<Box<dyn ConsensusEngine>, ConsensusError> {
     match spec.consensus.engine.as_str() {
         "solo" => Ok(Box::new(SoloEngine::new(spec, ctx.key)?)),
+        "raft" => Ok(Box::new(RaftEngine::new(spec, ctx)?)),
         other => Err(ConsensusError::UnknownEngine(other.to_string())),
     }
 }
@@ -95,7 +98,8 @@ pub fn engine_for(
 /// spec (what a light client needs to check a certificate).
 pub fn quorum(spec: &ChainSpec) -> usize {
     match spec.consensus.engine.as_str() {
-        "solo" => 1,
+        // Raft trusts members not to lie: the leader's signature certifies.
+        "solo" | "raft" => 1,
         // BFT engines: more than two thirds.
         _ => spec.validators.len() * 2 / 3 + 1,
     }
