@@ -174,9 +174,46 @@ pub async fn serve(
     chain: Arc<ChainRuntime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(chain))
+    serve_router(listener, router(chain), shutdown).await
+}
+
+/// Serve a router (e.g. [`router`] plus [`fault_injection`]) until `shutdown`.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `POST /v1/debug/network`: `{"block": ["<hex public key>", ...]}` drops
+/// all transport traffic with those peers; `{"block": []}` heals. For
+/// partition tests only; a node serves it only when its config enables it.
+pub fn fault_injection(chain: Arc<ChainRuntime>) -> Router {
+    #[derive(Deserialize)]
+    struct Faults {
+        block: Vec<String>,
+    }
+    let handler = |State(st): State<AppState>, body: Result<Json<Faults>, JsonRejection>| async move {
+        let Json(f) = body?;
+        let net = st.chain.network().ok_or_else(|| {
+            ApiError::bad_request("no_network", "this node runs without a network")
+        })?;
+        let mut peers = Vec::new();
+        for k in &f.block {
+            let key = hex::decode(k.trim_start_matches("0x"))
+                .map_err(|_| ApiError::bad_request("bad_key", format!("{k:?} is not hex")))?;
+            peers.push(tongtian_network::PeerId(key));
+        }
+        net.unblock_all();
+        net.block(&peers);
+        Ok::<_, ApiError>(Json(serde_json::json!({ "blocked": f.block.len() })))
+    };
+    Router::new()
+        .route("/v1/debug/network", post(handler))
+        .with_state(AppState { chain })
 }
 
 fn parse_hash(s: &str) -> Result<H256, ApiError> {

@@ -52,10 +52,15 @@ pub struct TransferBenchArgs {
     /// Crypto suite of the node the benchmark starts.
     #[arg(long, default_value = "standard")]
     pub suite: SuiteId,
-    /// Use the node at `--node` instead of starting one; this directory
-    /// holds its prefunded `dev-*.key` files.
+    /// Use the node at `--node` (or the nodes of `--nodes`) instead of
+    /// starting one; this directory holds the chain's prefunded `dev-*.key`
+    /// files. Default with `--nodes`: none (then it is required).
     #[arg(long)]
     pub keys_dir: Option<PathBuf>,
+    /// Spread the clients over these nodes of one chain (comma-separated
+    /// URLs); needs `--keys-dir`.
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<String>,
 }
 
 /// What the benchmark prints.
@@ -63,8 +68,12 @@ pub struct TransferBenchArgs {
 pub struct TransferBenchReport {
     /// Always `transfers`.
     pub bench: &'static str,
-    /// Node URL, and whether the benchmark started it.
+    /// Node URL (the first one, with several).
     pub node: String,
+    /// Number of nodes the clients were spread over.
+    pub nodes: usize,
+    /// Consensus engine of the chain.
+    pub consensus: String,
     /// Whether the node was started by the benchmark.
     pub spawned_node: bool,
     /// Crypto suite.
@@ -243,15 +252,32 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     if args.count == 0 || args.concurrency == 0 || args.batch == 0 {
         bail!("--count, --concurrency and --batch must be positive");
     }
+    if !args.nodes.is_empty() && args.keys_dir.is_none() {
+        bail!("--nodes needs --keys-dir (the chain's dev-keys directory)");
+    }
     let (process, url, keys_dir) = match &args.keys_dir {
-        Some(dir) => (None, node_url.to_string(), dir.clone()),
+        Some(dir) => (
+            None,
+            args.nodes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| node_url.to_string()),
+            dir.clone(),
+        ),
         None => {
             let (p, url, keys) = spawn_dev(args.suite)?;
             (Some(p), url, keys)
         }
     };
     let client = Client::new(&url);
-    wait_ready(&client, Duration::from_secs(60)).await?;
+    let clients: Vec<Client> = if args.nodes.is_empty() {
+        vec![client.clone()]
+    } else {
+        args.nodes.iter().map(|u| Client::new(u)).collect()
+    };
+    for c in &clients {
+        wait_ready(c, Duration::from_secs(60)).await?;
+    }
     let status = client.status().await?;
     let suite_id: SuiteId = status.suite.parse()?;
     let chain_id = status.chain_id;
@@ -361,9 +387,9 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     let start = Instant::now();
     let mut tasks = Vec::new();
     let mut offset = 0;
-    for plan in plans.iter() {
+    for (i, plan) in plans.iter().enumerate() {
         let raws: Vec<Vec<u8>> = plan.iter().map(|t| encode(&t.tx)).collect();
-        let client = client.clone();
+        let client = clients[i % clients.len()].clone();
         let rejected = rejected.clone();
         let base = offset;
         offset += plan.len();
@@ -468,6 +494,8 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     Ok(TransferBenchReport {
         bench: "transfers",
         node: url,
+        nodes: clients.len(),
+        consensus: status.consensus.clone(),
         spawned_node: args.keys_dir.is_none(),
         suite: suite_id.to_string(),
         count: total,

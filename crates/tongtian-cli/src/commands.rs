@@ -338,7 +338,11 @@ async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
         height = runtime.latest().0,
         "node starting"
     );
-    serve_until_signal(runtime, Some(network.clone()), listener).await?;
+    let faults = home_cfg.config.fault_injection;
+    if faults {
+        tracing::warn!("fault injection is enabled: POST /v1/debug/network can cut this node off");
+    }
+    serve_until_signal(runtime, Some(network.clone()), listener, faults).await?;
     network.shutdown();
     Ok(())
 }
@@ -349,10 +353,15 @@ async fn serve_until_signal(
     runtime: std::sync::Arc<ChainRuntime>,
     network: Option<tongtian_network::Network>,
     listener: tokio::net::TcpListener,
+    fault_injection: bool,
 ) -> Result<()> {
     let running = runtime.start(network)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api = tokio::spawn(tongtian_api::serve(listener, runtime.clone(), async {
+    let mut router = tongtian_api::router(runtime.clone());
+    if fault_injection {
+        router = router.merge(tongtian_api::fault_injection(runtime.clone()));
+    }
+    let api = tokio::spawn(tongtian_api::serve_router(listener, router, async {
         let _ = api_stopped.await;
     }));
     wait_for_signal().await;
@@ -391,7 +400,7 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         println!("    {}  {}", acct.address, path.display());
     }
     tracing::info!(api = %api_addr, "dev chain running");
-    serve_until_signal(runtime, None, listener).await
+    serve_until_signal(runtime, None, listener, false).await
 }
 
 /// Wait for SIGINT or SIGTERM.

@@ -285,6 +285,18 @@ impl Mempool {
     ) -> Vec<Result<H256, AdmissionError>> {
         let mut results: Vec<Result<CheckedTx, AdmissionError>> =
             raws.iter().map(|r| self.precheck(r)).collect();
+        // Already pending: refuse before paying for a signature check
+        // (re-gossip sends the same transactions again and again).
+        {
+            let inner = self.inner.lock();
+            for r in results.iter_mut() {
+                if let Ok(t) = r {
+                    if inner.known.contains_key(&t.hash) {
+                        *r = Err(AdmissionError::AlreadyKnown(t.hash));
+                    }
+                }
+            }
+        }
         // Signatures: one parallel batch for everything that passed so far.
         let passed: Vec<(usize, &SignedTransaction)> = results
             .iter()

@@ -67,6 +67,10 @@ pub struct NodeConfig {
     /// The other nodes.
     #[serde(default)]
     pub peers: Vec<PeerConfig>,
+    /// Serve `POST /v1/debug/network` so tests can cut this node off from
+    /// peers. Never enable in production.
+    #[serde(default)]
+    pub fault_injection: bool,
 }
 
 fn cfg<E: std::fmt::Display>(e: E) -> NodeError {
@@ -254,6 +258,7 @@ pub fn testnet_init(
             data_dir: default_data(),
             max_frame: default_max_frame(),
             peers,
+            fault_injection: false,
         };
         let text = format!(
             "# Tongtian node home. api: REST API; p2p: Noise-encrypted transport\n# (API port + {P2P_PORT_OFFSET}). Peers not listed here are refused.\n{}",

@@ -222,6 +222,7 @@ impl ChainRuntime {
                 self.clone(),
                 net.subscribe(self.spec.chain_id, channels::TX_GOSSIP),
             ));
+            tokio::spawn(regossip(Arc::downgrade(self), net.clone()));
         }
         *self.engine_name.write() = engine.name();
         let (stop, stopped) = watch::channel(false);
@@ -299,6 +300,11 @@ impl ChainRuntime {
             }
         }
         results
+    }
+
+    /// The transport, once started with one.
+    pub fn network(&self) -> Option<Network> {
+        self.network.read().clone()
     }
 
     /// Number of peers connected on the transport.
@@ -467,6 +473,28 @@ impl ChainRuntime {
             failed,
         }));
         Ok(())
+    }
+}
+
+/// Every few seconds, offer still-pending transactions to peers again, so a
+/// transaction that reached only part of the network (a partition, a peer
+/// that was down) still reaches whoever proposes next.
+async fn regossip(chain: Weak<ChainRuntime>, net: Network) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+    const MAX: usize = 5_000;
+    loop {
+        tokio::time::sleep(EVERY).await;
+        let Some(chain) = chain.upgrade() else { return };
+        let pending = chain.mempool.pending(MAX);
+        if pending.is_empty() {
+            continue;
+        }
+        let raws: Vec<Vec<u8>> = pending
+            .iter()
+            .map(|t| tongtian_types::codec::encode(&t.tx))
+            .collect();
+        let payload = borsh::to_vec(&raws).unwrap_or_default();
+        net.broadcast(chain.spec.chain_id, channels::TX_GOSSIP, &payload);
     }
 }
 

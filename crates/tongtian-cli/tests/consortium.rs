@@ -1,0 +1,400 @@
+//! Multi-process consortium tests: four `tongtian node start` processes on
+//! loopback ports, driven over HTTP, with nodes killed and the network
+//! partitioned through the transport's fault-injection endpoint.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{address, bin, transfer};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tongtian_crypto::keyfile::KeyFile;
+use tongtian_crypto::Keypair;
+use tongtian_types::codec::encode;
+use tongtian_types::{Address, H256};
+
+const CHAIN_ID: u64 = 8646;
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn port_free(p: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// A base port whose API and transport ports are all free.
+fn free_base(n: u16) -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7);
+    for _ in 0..200u16 {
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let base = 20_000 + seed.wrapping_add(k.wrapping_mul(53)) % 9_000;
+        if (0..n).all(|i| port_free(base + i) && port_free(base + 1000 + i)) {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+struct Testnet {
+    dir: PathBuf,
+    base: u16,
+    nodes: Vec<Option<Child>>,
+    keys: Vec<Keypair>,
+}
+
+impl Testnet {
+    fn init(dir: &Path, engine: &str, n: usize) -> Testnet {
+        let base = free_base(n as u16);
+        let out = Command::new(bin())
+            .args([
+                "testnet",
+                "init",
+                "--nodes",
+                &n.to_string(),
+                "--consensus",
+                engine,
+                "--dir",
+            ])
+            .arg(dir)
+            .args(["--base-port", &base.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut keys = Vec::new();
+        for i in 0..n {
+            let home = dir.join(format!("node-{i}"));
+            let cfg = std::fs::read_to_string(home.join("config.toml")).unwrap();
+            assert!(cfg.contains("fault_injection = false"));
+            let cfg = cfg.replacen("fault_injection = false", "fault_injection = true", 1);
+            std::fs::write(home.join("config.toml"), cfg).unwrap();
+            keys.push(
+                KeyFile::read(&home.join("node.key"))
+                    .unwrap()
+                    .open(None)
+                    .unwrap(),
+            );
+        }
+        let mut t = Testnet {
+            dir: dir.to_path_buf(),
+            base,
+            nodes: (0..n).map(|_| None).collect(),
+            keys,
+        };
+        for i in 0..n {
+            t.start(i);
+        }
+        for i in 0..n {
+            t.wait_ready(i);
+        }
+        t
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.base + i as u16)
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("node-{i}.log")))
+            .unwrap();
+        let child = Command::new(bin())
+            .args(["node", "start", "--home"])
+            .arg(self.dir.join(format!("node-{i}")))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    fn wait_ready(&self, i: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.status(i).is_none() {
+            assert!(Instant::now() < deadline, "node {i} not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn status(&self, i: usize) -> Option<Value> {
+        let r = http()
+            .get(format!("{}/v1/status", self.url(i)))
+            .send()
+            .ok()?;
+        r.json().ok()
+    }
+
+    fn height(&self, i: usize) -> u64 {
+        self.status(i).map_or(0, |s| s["height"].as_u64().unwrap())
+    }
+
+    fn get(&self, i: usize, path: &str) -> (u16, Value) {
+        let r = http()
+            .get(format!("{}{}", self.url(i), path))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    fn dev_key(&self, n: usize) -> Keypair {
+        KeyFile::read(&self.dir.join("dev-keys").join(format!("dev-{n}.key")))
+            .unwrap()
+            .open(None)
+            .unwrap()
+    }
+
+    /// Submit a batch to node `i`; returns accepted hashes.
+    fn submit(&self, i: usize, txs: &[tongtian_types::SignedTransaction]) -> Vec<H256> {
+        let raws: Vec<String> = txs
+            .iter()
+            .map(|t| format!("0x{}", hex::encode(encode(t))))
+            .collect();
+        let Ok(r) = http()
+            .post(format!("{}/v1/txs/batch", self.url(i)))
+            .json(&json!({ "raws": raws }))
+            .send()
+        else {
+            return vec![];
+        };
+        let v: Value = r.json().unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["hash"].as_str().map(|h| h.parse().unwrap()))
+            .collect()
+    }
+
+    fn partition(&self, i: usize, cut: &[usize]) {
+        let keys: Vec<String> = cut
+            .iter()
+            .map(|j| hex::encode(self.keys[*j].public_key()))
+            .collect();
+        let r = http()
+            .post(format!("{}/v1/debug/network", self.url(i)))
+            .json(&json!({ "block": keys }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
+    /// Receipts of `hashes` on node `i`, waiting up to `timeout` for all.
+    fn wait_receipts(&self, i: usize, hashes: &[H256], timeout: Duration) -> HashMap<H256, Value> {
+        let deadline = Instant::now() + timeout;
+        let mut got = HashMap::new();
+        while got.len() < hashes.len() {
+            for h in hashes {
+                if !got.contains_key(h) {
+                    let (s, v) = self.get(i, &format!("/v1/receipts/{h}"));
+                    if s == 200 {
+                        got.insert(*h, v);
+                    }
+                }
+            }
+            if got.len() < hashes.len() {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {i}: {} of {} receipts after {timeout:?}",
+                    got.len(),
+                    hashes.len()
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        got
+    }
+
+    /// Index of the node that proposed the latest block on node `i`.
+    fn proposer_of_latest(&self, i: usize) -> Option<usize> {
+        let (_, b) = self.get(i, "/v1/blocks/latest");
+        let p: Address = b["header"]["proposer"].as_str()?.parse().ok()?;
+        self.keys.iter().position(|k| address(k) == p)
+    }
+
+    /// Every node's chain, compared height by height; each transaction once.
+    fn assert_consistent(&self, nodes: &[usize], must_contain: &[H256]) {
+        let heights: Vec<u64> = nodes.iter().map(|i| self.height(*i)).collect();
+        let top = *heights.iter().min().unwrap();
+        let mut reference: Vec<String> = Vec::new();
+        for (k, i) in nodes.iter().enumerate() {
+            let mut seen: HashSet<String> = HashSet::new();
+            for h in 0..=top {
+                let (s, b) = self.get(*i, &format!("/v1/blocks/{h}"));
+                assert_eq!(s, 200);
+                let hash = b["hash"].as_str().unwrap().to_string();
+                if k == 0 {
+                    reference.push(hash);
+                } else {
+                    assert_eq!(
+                        reference[h as usize], hash,
+                        "node {i} disagrees at height {h}"
+                    );
+                }
+                for t in b["tx_hashes"].as_array().unwrap() {
+                    assert!(
+                        seen.insert(t.as_str().unwrap().to_string()),
+                        "node {i}: tx committed twice"
+                    );
+                }
+            }
+            for h in must_contain {
+                assert!(
+                    seen.contains(&h.to_string()),
+                    "node {i} lost committed transaction {h}"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Transfers from dev key `k` starting at `nonce`.
+fn transfers(key: &Keypair, nonce: u64, n: u64) -> Vec<tongtian_types::SignedTransaction> {
+    (0..n)
+        .map(|j| transfer(CHAIN_ID, key, nonce + j, Address([0x33; 20]), 1 + j as u128))
+        .collect()
+}
+
+#[test]
+fn raft_survives_leader_kill_and_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::init(dir.path(), "raft", 4);
+    let st = net.status(0).unwrap();
+    assert_eq!(st["consensus"], "raft");
+    assert_eq!(st["validator"], true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
+        assert!(Instant::now() < deadline, "mesh did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Phase 1: transactions through every node.
+    let mut nonces = [0u64; 4];
+    let mut committed: Vec<H256> = Vec::new();
+    for i in 0..4 {
+        let key = net.dev_key(i);
+        let hs = net.submit(i, &transfers(&key, 0, 10));
+        assert_eq!(hs.len(), 10);
+        nonces[i] = 10;
+        committed.extend(hs);
+    }
+    net.wait_receipts(0, &committed, Duration::from_secs(30));
+    let leader = net.proposer_of_latest(0).expect("a validator proposed");
+
+    // Phase 2: kill the leader; the others elect a new one and go on.
+    net.kill(leader);
+    let alive: Vec<usize> = (0..4).filter(|i| *i != leader).collect();
+    let mut phase2 = Vec::new();
+    for (k, i) in alive.iter().enumerate() {
+        let key = net.dev_key(*i);
+        let hs = net.submit(*i, &transfers(&key, nonces[*i], 5));
+        assert_eq!(hs.len(), 5, "node {i} refused transactions");
+        nonces[*i] += 5;
+        phase2.extend(hs);
+        let _ = k;
+    }
+    net.wait_receipts(alive[0], &phase2, Duration::from_secs(40));
+    let new_leader = net.proposer_of_latest(alive[0]).unwrap();
+    assert_ne!(new_leader, leader, "the dead leader cannot have proposed");
+    committed.extend(&phase2);
+
+    // Phase 3: the old leader restarts and catches up.
+    net.start(leader);
+    net.wait_ready(leader);
+    let target = net.height(alive[0]);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while net.height(leader) < target {
+        assert!(
+            Instant::now() < deadline,
+            "restarted node stuck at {} < {target}",
+            net.height(leader)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    net.wait_receipts(leader, &committed, Duration::from_secs(10));
+    net.assert_consistent(&[0, 1, 2, 3], &committed);
+}
+
+#[test]
+fn raft_partition_2_2_is_safe_and_heals() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::init(dir.path(), "raft", 4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
+        assert!(Instant::now() < deadline, "mesh did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let k0 = net.dev_key(0);
+    let k2 = net.dev_key(2);
+    let first = net.submit(0, &transfers(&k0, 0, 5));
+    net.wait_receipts(0, &first, Duration::from_secs(30));
+    // Cut {0,1} from {2,3}: neither side has a majority of 4.
+    for (i, cut) in [(0, [2, 3]), (1, [2, 3]), (2, [0, 1]), (3, [0, 1])] {
+        net.partition(i, &cut);
+    }
+    let before: Vec<u64> = (0..4).map(|i| net.height(i)).collect();
+    let side_a = net.submit(0, &transfers(&k0, 5, 5));
+    let side_b = net.submit(2, &transfers(&k2, 0, 5));
+    assert_eq!(side_a.len() + side_b.len(), 10);
+    std::thread::sleep(Duration::from_secs(4));
+    // Safety: whatever either side has, no height holds two different blocks.
+    let during: Vec<u64> = (0..4).map(|i| net.height(i)).collect();
+    let common = *during.iter().min().unwrap();
+    for h in 0..=common {
+        let hashes: HashSet<String> = (0..4)
+            .map(|i| {
+                net.get(i, &format!("/v1/blocks/{h}")).1["hash"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            hashes.len(),
+            1,
+            "conflicting blocks at height {h} during the partition"
+        );
+    }
+    assert!(
+        during.iter().zip(&before).all(|(d, b)| d <= &(b + 1)),
+        "a minority kept committing: {before:?} -> {during:?}"
+    );
+    // Heal: everything submitted on both sides commits everywhere.
+    for i in 0..4 {
+        net.partition(i, &[]);
+    }
+    let mut all = first.clone();
+    all.extend(&side_a);
+    all.extend(&side_b);
+    for i in 0..4 {
+        net.wait_receipts(i, &all, Duration::from_secs(40));
+    }
+    net.assert_consistent(&[0, 1, 2, 3], &all);
+}
