@@ -296,15 +296,14 @@ fn raft_survives_leader_kill_and_catches_up() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Phase 1: transactions through every node.
-    let mut nonces = [0u64; 4];
     let mut committed: Vec<H256> = Vec::new();
     for i in 0..4 {
         let key = net.dev_key(i);
         let hs = net.submit(i, &transfers(&key, 0, 10));
         assert_eq!(hs.len(), 10);
-        nonces[i] = 10;
         committed.extend(hs);
     }
+    let mut nonces = [10u64; 4];
     net.wait_receipts(0, &committed, Duration::from_secs(30));
     let leader = net.proposer_of_latest(0).expect("a validator proposed");
 
@@ -312,13 +311,12 @@ fn raft_survives_leader_kill_and_catches_up() {
     net.kill(leader);
     let alive: Vec<usize> = (0..4).filter(|i| *i != leader).collect();
     let mut phase2 = Vec::new();
-    for (k, i) in alive.iter().enumerate() {
+    for i in alive.iter() {
         let key = net.dev_key(*i);
         let hs = net.submit(*i, &transfers(&key, nonces[*i], 5));
         assert_eq!(hs.len(), 5, "node {i} refused transactions");
         nonces[*i] += 5;
         phase2.extend(hs);
-        let _ = k;
     }
     net.wait_receipts(alive[0], &phase2, Duration::from_secs(40));
     let new_leader = net.proposer_of_latest(alive[0]).unwrap();
