@@ -16,7 +16,7 @@ use tongtian_storage::{StateChanges, StateStore, StorageError};
 use tongtian_types::codec::{decode, encode};
 use tongtian_types::{
     verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt,
-    SignedTransaction, TxStatus, H256,
+    SignedTransaction, TxStatus, ValidatorSet, ValidatorSpec, H256,
 };
 
 /// Errors that stop execution of a whole block.
@@ -25,6 +25,9 @@ pub enum ExecutionError {
     /// Reading state failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Stored module state does not decode.
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
     /// Stored account bytes do not decode.
     #[error("corrupt account record for {0}")]
     CorruptAccount(Address),
@@ -110,6 +113,17 @@ pub fn account_key(a: &Address) -> Vec<u8> {
     k
 }
 
+/// State key of the validator set.
+pub const VALIDATORS_KEY: &[u8] = b"consensus/validators";
+
+/// The validator set in (overlaid) state.
+pub fn read_validator_set(overlay: &StateOverlay<'_>) -> Result<ValidatorSet, ExecutionError> {
+    let bytes = overlay
+        .get_raw(VALIDATORS_KEY)?
+        .ok_or_else(|| ExecutionError::Corrupt("no validator set in state".into()))?;
+    decode("validator set", &bytes).map_err(|e| ExecutionError::Corrupt(e.to_string()))
+}
+
 /// Decode an account record.
 pub fn decode_account(bytes: &[u8]) -> Option<Account> {
     decode("account", bytes).ok()
@@ -120,6 +134,8 @@ pub struct StateOverlay<'s> {
     store: &'s dyn StateStore,
     accounts: HashMap<Address, Account>,
     dirty: BTreeMap<Address, ()>,
+    /// Non-account keys written by native modules.
+    raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl<'s> StateOverlay<'s> {
@@ -129,6 +145,7 @@ impl<'s> StateOverlay<'s> {
             store,
             accounts: HashMap::new(),
             dirty: BTreeMap::new(),
+            raw: BTreeMap::new(),
         }
     }
 
@@ -174,9 +191,22 @@ impl<'s> StateOverlay<'s> {
         self.dirty.insert(a, ());
     }
 
+    /// Current value of a non-account key.
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecutionError> {
+        match self.raw.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => Ok(self.store.get(key)?),
+        }
+    }
+
+    /// Write a non-account key.
+    pub fn set_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.raw.insert(key, Some(value));
+    }
+
     /// The buffered writes as state changes, and the touched accounts.
     pub fn into_changes(self) -> (StateChanges, Vec<(Address, Account)>) {
-        let mut changes = StateChanges::new();
+        let mut changes: StateChanges = self.raw;
         let mut touched = Vec::with_capacity(self.dirty.len());
         for a in self.dirty.keys() {
             let acct = self.accounts[a].clone();
@@ -211,7 +241,8 @@ impl Executor {
 
     /// The genesis state: prefunded accounts.
     pub fn genesis_changes(&self) -> StateChanges {
-        self.spec
+        let mut changes: StateChanges = self
+            .spec
             .accounts
             .iter()
             .map(|g| {
@@ -223,7 +254,77 @@ impl Executor {
                     })),
                 )
             })
-            .collect()
+            .collect();
+        let set = ValidatorSet {
+            version: 0,
+            validators: self.spec.validators.clone(),
+        };
+        changes.insert(VALIDATORS_KEY.to_vec(), Some(encode(&set)));
+        changes
+    }
+
+    /// Check and apply a validator-set change; `Err` is the failed
+    /// receipt's (code, message).
+    fn set_validators(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        next: &[ValidatorSpec],
+        approvals: &[tongtian_types::CertificateSignature],
+    ) -> Result<Result<Event, (String, String)>, ExecutionError> {
+        let fail = |code: &str, message: String| Ok(Err((code.to_string(), message)));
+        let current = read_validator_set(overlay)?;
+        if next.is_empty() {
+            return fail(
+                "empty_validator_set",
+                "a chain needs at least one validator".into(),
+            );
+        }
+        let mut keys: Vec<&[u8]> = next.iter().map(|v| v.public_key.as_slice()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() != next.len() {
+            return fail(
+                "duplicate_validator",
+                "a key appears twice in the new set".into(),
+            );
+        }
+        let s = suite(self.spec.suite);
+        let probe = vec![0u8; s.signature_len()];
+        if let Some(v) = next.iter().find(|v| {
+            matches!(
+                s.verify(&v.public_key, b"", &probe),
+                Err(tongtian_crypto::CryptoError::InvalidPublicKey { .. })
+            )
+        }) {
+            return fail(
+                "invalid_validator_key",
+                format!("{} has no valid {} key", v.name, self.spec.suite),
+            );
+        }
+        let approved = current.approvals_valid(s, self.spec.chain_id, next, approvals);
+        if approved < current.quorum() {
+            return fail(
+                "insufficient_approvals",
+                format!(
+                    "{approved} valid approvals of version {}, {} needed",
+                    current.version,
+                    current.quorum()
+                ),
+            );
+        }
+        let set = ValidatorSet {
+            version: current.version + 1,
+            validators: next.to_vec(),
+        };
+        overlay.set_raw(VALIDATORS_KEY.to_vec(), encode(&set));
+        Ok(Ok(Event {
+            emitter: Address::ZERO,
+            name: "validators_changed".into(),
+            attributes: vec![
+                ("version".into(), set.version.to_string()),
+                ("validators".into(), set.validators.len().to_string()),
+            ],
+        }))
     }
 
     /// Execute `txs` in order at `height`, fees to `proposer`.
@@ -269,8 +370,11 @@ impl Executor {
         overlay.prefetch(
             txs.iter()
                 .flat_map(|t| {
-                    let Action::Transfer { to, .. } = &t.tx.tx.action;
-                    [t.sender, *to]
+                    let other = match &t.tx.tx.action {
+                        Action::Transfer { to, .. } => *to,
+                        Action::SetValidators { .. } => t.sender,
+                    };
+                    [t.sender, other]
                 })
                 .chain(std::iter::once(proposer)),
         )?;
@@ -380,6 +484,13 @@ impl Executor {
                     (TxStatus::Success, vec![event])
                 }
             }
+            Action::SetValidators {
+                validators,
+                approvals,
+            } => match self.set_validators(overlay, validators, approvals)? {
+                Ok(event) => (TxStatus::Success, vec![event]),
+                Err((code, message)) => (TxStatus::Failed { code, message }, vec![]),
+            },
         };
         let mut p = overlay.account(&proposer)?;
         p.balance = p.balance.saturating_add(fee);
@@ -627,5 +738,109 @@ mod tests {
             )
             .unwrap();
         assert_eq!(ok.receipts.len(), 1);
+    }
+
+    fn commit_outcome(store: &ChainStore, height: u64, proposer: Address, out: Outcome) {
+        let staged = store.stage(out.changes).unwrap();
+        let header = BlockHeader {
+            chain_id: 9,
+            height,
+            timestamp_ms: 0,
+            parent_hash: H256::ZERO,
+            tx_root: H256::ZERO,
+            receipts_root: H256::ZERO,
+            state_root: staged.root,
+            tx_count: 0,
+            proposer,
+        };
+        let block = Block {
+            header,
+            txs: vec![],
+        };
+        store
+            .commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate::default(),
+                state: staged,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn validator_set_changes_need_a_quorum_of_the_current_set() {
+        let (_d, store, ex, keys, proposer) = setup();
+        let v = Keypair::from_seed(SuiteId::Standard, b"v");
+        let w = Keypair::from_seed(SuiteId::Standard, b"w");
+        let spec_of = |k: &Keypair, name: &str| ValidatorSpec {
+            name: name.into(),
+            public_key: k.public_key().to_vec(),
+        };
+        let current = read_validator_set(&StateOverlay::new(&store)).unwrap();
+        assert_eq!(current.version, 0);
+        assert_eq!(current.validators, vec![spec_of(&v, "v")]);
+        let next = vec![spec_of(&v, "v"), spec_of(&w, "w")];
+        let approve = |k: &Keypair, set: &ValidatorSet, next: &[ValidatorSpec]| {
+            tongtian_types::CertificateSignature {
+                public_key: k.public_key().to_vec(),
+                signature: k.sign(&set.change_bytes(9, next)),
+            }
+        };
+        let change = |nonce: u64, next: Vec<ValidatorSpec>, approvals| {
+            let tx = Transaction {
+                chain_id: 9,
+                nonce,
+                gas_limit: 100_000,
+                gas_price: 1,
+                action: Action::SetValidators {
+                    validators: next,
+                    approvals,
+                },
+            }
+            .sign(&keys[0]);
+            CheckedTx::new(tx, SuiteId::Standard)
+        };
+        let code = |out: &Outcome, i: usize| match &out.receipts[i].status {
+            TxStatus::Failed { code, .. } => code.clone(),
+            TxStatus::Success => "success".into(),
+        };
+        // An outsider's approval does not count; the current validator's does.
+        let good = approve(&v, &current, &next);
+        let txs = vec![
+            change(0, next.clone(), vec![approve(&w, &current, &next)]),
+            change(1, vec![], vec![good.clone()]),
+            change(
+                2,
+                vec![spec_of(&v, "v"), spec_of(&v, "again")],
+                vec![good.clone()],
+            ),
+            change(3, next.clone(), vec![good.clone()]),
+        ];
+        let out = ex.execute(&store, 1, proposer, txs, Mode::Propose).unwrap();
+        assert_eq!(code(&out, 0), "insufficient_approvals");
+        assert_eq!(code(&out, 1), "empty_validator_set");
+        assert_eq!(code(&out, 2), "duplicate_validator");
+        assert_eq!(code(&out, 3), "success");
+        assert_eq!(out.receipts[3].events[0].name, "validators_changed");
+        commit_outcome(&store, 1, proposer, out);
+        let set = read_validator_set(&StateOverlay::new(&store)).unwrap();
+        assert_eq!((set.version, set.validators.clone()), (1, next.clone()));
+        // Replaying the version-0 approval cannot change the set again, and
+        // two members now need two approvals (quorum of 2 is 2).
+        let shrink = vec![spec_of(&w, "w")];
+        let txs = vec![
+            change(4, shrink.clone(), vec![good.clone()]),
+            change(5, shrink.clone(), vec![approve(&v, &set, &shrink)]),
+            change(
+                6,
+                shrink.clone(),
+                vec![approve(&v, &set, &shrink), approve(&w, &set, &shrink)],
+            ),
+        ];
+        let out = ex.execute(&store, 2, proposer, txs, Mode::Propose).unwrap();
+        assert_eq!(code(&out, 0), "insufficient_approvals");
+        assert_eq!(code(&out, 1), "insufficient_approvals");
+        assert_eq!(code(&out, 2), "success");
     }
 }

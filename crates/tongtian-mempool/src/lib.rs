@@ -179,6 +179,7 @@ fn max_cost(t: &CheckedTx) -> u128 {
     let fee = tx.gas_limit as u128 * tx.gas_price as u128;
     match &tx.action {
         Action::Transfer { amount, .. } => fee.saturating_add(*amount),
+        Action::SetValidators { .. } => fee,
     }
 }
 

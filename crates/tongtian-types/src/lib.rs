@@ -26,7 +26,7 @@ pub use spec::{
 pub use tx::verify_signatures;
 pub use tx::{
     Action, Block, BlockHeader, Certificate, CertificateSignature, CheckedTx, Event, Receipt,
-    SignedTransaction, Transaction, TxStatus,
+    SignedTransaction, Transaction, TxStatus, ValidatorSet,
 };
 
 /// Errors from decoding or validating model values.

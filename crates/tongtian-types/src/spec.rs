@@ -30,13 +30,15 @@ pub struct GenesisAccount {
     pub balance: u128,
 }
 
-/// A validator named in genesis.
+/// A validator: named in genesis, or added by a validator-set change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, BorshSerialize, BorshDeserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorSpec {
     /// Human name (node id).
     pub name: String,
     /// Encoded public key under the chain's suite.
     #[serde(with = "serde_hex")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub public_key: Vec<u8>,
 }
 

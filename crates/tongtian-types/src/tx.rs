@@ -2,7 +2,7 @@
 
 use crate::codec::encode;
 use crate::primitives::{serde_hex, serde_u128};
-use crate::{Address, H256};
+use crate::{Address, ValidatorSpec, H256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use tongtian_crypto::{suite, verify_many, CryptoSuite, Keypair, SuiteId, VerifyItem};
@@ -31,6 +31,66 @@ pub enum Action {
         #[cfg_attr(feature = "openapi", schema(value_type = String))]
         memo: Vec<u8>,
     },
+    /// Replace the chain's validator set. Takes effect only with approvals
+    /// from more than two thirds of the current validators, each signing
+    /// [`ValidatorSet::change_bytes`] for the current set's version.
+    SetValidators {
+        /// The new set.
+        validators: Vec<ValidatorSpec>,
+        /// Current validators' signatures over the change.
+        approvals: Vec<CertificateSignature>,
+    },
+}
+
+/// Domain tag of validator-set change approvals.
+pub const VALIDATOR_CHANGE_DOMAIN: &[u8] = b"tongtian/validators/v1";
+
+/// The chain's validator set as kept in state: the spec's at genesis, then
+/// whatever approved [`Action::SetValidators`] transactions made it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValidatorSet {
+    /// Bumped by every change; approvals name the version they change.
+    pub version: u64,
+    /// The validators.
+    pub validators: Vec<ValidatorSpec>,
+}
+
+impl ValidatorSet {
+    /// Approvals needed to change this set: more than two thirds.
+    pub fn quorum(&self) -> usize {
+        self.validators.len() * 2 / 3 + 1
+    }
+
+    /// What each approving validator signs to move from this set (at its
+    /// version) to `next` on chain `chain_id`.
+    pub fn change_bytes(&self, chain_id: u64, next: &[ValidatorSpec]) -> Vec<u8> {
+        let mut out = VALIDATOR_CHANGE_DOMAIN.to_vec();
+        out.extend(encode(&(chain_id, self.version, next.to_vec())));
+        out
+    }
+
+    /// Count distinct current validators whose approval verifies.
+    pub fn approvals_valid(
+        &self,
+        s: &dyn CryptoSuite,
+        chain_id: u64,
+        next: &[ValidatorSpec],
+        approvals: &[CertificateSignature],
+    ) -> usize {
+        let msg = self.change_bytes(chain_id, next);
+        let mut seen: Vec<&[u8]> = Vec::new();
+        for a in approvals {
+            let member = self.validators.iter().any(|v| v.public_key == a.public_key);
+            if member
+                && !seen.contains(&a.public_key.as_slice())
+                && s.verify(&a.public_key, &msg, &a.signature).is_ok()
+            {
+                seen.push(&a.public_key);
+            }
+        }
+        seen.len()
+    }
 }
 
 /// The signed body of a transaction.
