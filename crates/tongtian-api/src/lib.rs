@@ -118,6 +118,7 @@ struct AppState {
     paths(
         status,
         openapi_json,
+        get_validators,
         submit,
         submit_batch,
         get_tx,
@@ -161,6 +162,7 @@ pub fn router(chain: Arc<ChainRuntime>) -> Router {
         .route("/v1/receipts/{hash}", get(get_receipt))
         .route("/v1/blocks/stream", get(block_stream))
         .route("/v1/blocks/{id}", get(get_block))
+        .route("/v1/validators", get(get_validators))
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -429,6 +431,12 @@ async fn get_block(State(st): State<AppState>, Path(id): Path<String>) -> ApiRes
         tx_hashes,
         certificate,
     }))
+}
+
+/// The current validator set and its version.
+#[utoipa::path(get, path = "/v1/validators", responses((status = 200, body = tongtian_types::ValidatorSet)))]
+async fn get_validators(State(st): State<AppState>) -> ApiResult<tongtian_types::ValidatorSet> {
+    Ok(Json(st.chain.validator_set()))
 }
 
 /// An account's balance and nonce.

@@ -2,7 +2,7 @@
 
 use crate::{
     AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, NodeCommand,
-    TestnetCommand, TransferArgs, TxCommand,
+    TestnetCommand, TransferArgs, TxCommand, ValidatorsCommand,
 };
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -94,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 serde_json::to_string_pretty(&out).unwrap_or_default()
             })
         }
+        Command::Validators(cmd) => validators(&client, cmd, json).await,
         Command::Bench(BenchCommand::Transfers(args)) => {
             let report = crate::bench::transfers(&cli.node, args).await?;
             println!("{}", serde_json::to_string(&report)?);
@@ -157,6 +158,100 @@ fn key(cmd: KeyCommand, json: bool) -> Result<()> {
             kp.suite()
         )
     })
+}
+
+fn read_set(path: &Path) -> Result<Vec<tongtian_types::ValidatorSpec>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected [{{\"name\", \"public_key\"}}, ...]",
+            path.display()
+        )
+    })
+}
+
+async fn validators(client: &Client, cmd: ValidatorsCommand, json: bool) -> Result<()> {
+    match cmd {
+        ValidatorsCommand::Show => {
+            let set = client.validators().await?;
+            print(json, &set, || {
+                let mut out = format!(
+                    "version {}, {} validators",
+                    set.version,
+                    set.validators.len()
+                );
+                for v in &set.validators {
+                    out.push_str(&format!("\n  {}  0x{}", v.name, hex::encode(&v.public_key)));
+                }
+                out
+            })
+        }
+        ValidatorsCommand::Approve { key, password, set } => {
+            let key = load_key(&key, password.as_deref())?;
+            let next = read_set(&set)?;
+            let status = client.status().await?;
+            let current = client.validators().await?;
+            if !current
+                .validators
+                .iter()
+                .any(|v| v.public_key == key.public_key())
+            {
+                bail!("this key is not a current validator; its approval would not count");
+            }
+            let approval = tongtian_types::CertificateSignature {
+                public_key: key.public_key().to_vec(),
+                signature: key.sign(&current.change_bytes(status.chain_id, &next)),
+            };
+            println!("{}", serde_json::to_string_pretty(&approval)?);
+            Ok(())
+        }
+        ValidatorsCommand::Propose {
+            key,
+            password,
+            set,
+            approvals,
+            wait,
+        } => {
+            let key = load_key(&key, password.as_deref())?;
+            let next = read_set(&set)?;
+            let approvals = approvals
+                .iter()
+                .map(|p| {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not an approval", p.display()))
+                })
+                .collect::<Result<Vec<tongtian_types::CertificateSignature>>>()?;
+            let status = client.status().await?;
+            let from = Address::from_public_key(key.suite(), key.public_key());
+            let nonce = client.account(&from).await?.pending_nonce;
+            let tx = Transaction {
+                chain_id: status.chain_id,
+                nonce,
+                gas_limit: 1_000_000,
+                gas_price: 1,
+                action: Action::SetValidators {
+                    validators: next,
+                    approvals,
+                },
+            }
+            .sign(&key);
+            let hash = client.submit(&tx).await?;
+            if !wait {
+                return print(json, &serde_json::json!({ "hash": hash }), || {
+                    hash.to_string()
+                });
+            }
+            let receipt = client.wait_receipt(&hash, Duration::from_secs(60)).await?;
+            print(json, &receipt, || format!("{hash}: {:?}", receipt.status))?;
+            if !receipt.is_success() {
+                bail!("validator change {hash} failed: {:?}", receipt.status);
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()> {

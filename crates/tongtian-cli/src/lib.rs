@@ -62,6 +62,9 @@ pub enum Command {
     /// Read transactions.
     #[command(subcommand)]
     Tx(TxCommand),
+    /// Read and change the validator set.
+    #[command(subcommand)]
+    Validators(ValidatorsCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -220,6 +223,43 @@ pub enum TxCommand {
     Show {
         /// 0x hash.
         hash: String,
+    },
+}
+
+/// `tongtian validators ...`.
+#[derive(Debug, Subcommand)]
+pub enum ValidatorsCommand {
+    /// The current set and its version.
+    Show,
+    /// As a current validator, sign a proposed new set (prints the approval as JSON).
+    Approve {
+        /// The validator's key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Password of an encrypted key file.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        password: Option<String>,
+        /// JSON file: `[{"name": "...", "public_key": "0x..."}, ...]`.
+        #[arg(long)]
+        set: PathBuf,
+    },
+    /// Submit the new set with the collected approvals.
+    Propose {
+        /// Any funded account's key file (pays the fee).
+        #[arg(long)]
+        key: PathBuf,
+        /// Password of an encrypted key file.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        password: Option<String>,
+        /// JSON file of the new set, as for `approve`.
+        #[arg(long)]
+        set: PathBuf,
+        /// Approval files printed by `approve`.
+        #[arg(long, value_delimiter = ',')]
+        approvals: Vec<PathBuf>,
+        /// Wait for the receipt.
+        #[arg(long)]
+        wait: bool,
     },
 }
 

@@ -396,3 +396,105 @@ fn raft_partition_2_2_is_safe_and_heals() {
     }
     net.assert_consistent(&[0, 1, 2, 3], &all);
 }
+
+/// Remove one of four raft validators through a quorum-approved
+/// transaction: afterwards two live nodes (of three voters) still commit,
+/// which two of four could not.
+#[test]
+fn raft_validator_removal_changes_the_quorum() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::init(dir.path(), "raft", 4);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
+        assert!(Instant::now() < deadline, "mesh did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, set) = net.get(0, "/v1/validators");
+    assert_eq!(set["version"], 0);
+    let validators = set["validators"].as_array().unwrap();
+    assert_eq!(validators.len(), 4);
+    // New set: everyone but node-3.
+    let next: Vec<&Value> = validators
+        .iter()
+        .filter(|v| v["name"] != "node-3")
+        .collect();
+    let set_file = dir.path().join("next.json");
+    std::fs::write(&set_file, serde_json::to_string(&next).unwrap()).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(bin())
+            .args(["--node", &net.url(0)])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut approvals = Vec::new();
+    for i in 0..3 {
+        let key = dir.path().join(format!("node-{i}/node.key"));
+        let out = cli(&[
+            "validators",
+            "approve",
+            "--key",
+            key.to_str().unwrap(),
+            "--set",
+            set_file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().join(format!("approval-{i}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        approvals.push(path.to_str().unwrap().to_string());
+    }
+    // Two approvals are not a quorum of four.
+    let payer = dir.path().join("dev-keys/dev-0.key");
+    let two = approvals[..2].join(",");
+    let out = cli(&[
+        "validators",
+        "propose",
+        "--key",
+        payer.to_str().unwrap(),
+        "--set",
+        set_file.to_str().unwrap(),
+        "--approvals",
+        &two,
+        "--wait",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("insufficient_approvals"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let three = approvals.join(",");
+    let out = cli(&[
+        "validators",
+        "propose",
+        "--key",
+        payer.to_str().unwrap(),
+        "--set",
+        set_file.to_str().unwrap(),
+        "--approvals",
+        &three,
+        "--wait",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, set) = net.get(0, "/v1/validators");
+    assert_eq!(set["version"], 1);
+    assert_eq!(set["validators"].as_array().unwrap().len(), 3);
+    // Give the leader a moment to move Raft's voters to the new set, then
+    // stop node-3 (removed) and node-2: nodes 0 and 1 are two of three.
+    std::thread::sleep(Duration::from_secs(3));
+    net.kill(3);
+    net.kill(2);
+    let k5 = net.dev_key(5);
+    let hs = net.submit(0, &transfers(&k5, 0, 3));
+    assert_eq!(hs.len(), 3);
+    net.wait_receipts(1, &hs, Duration::from_secs(30));
+    net.assert_consistent(&[0, 1], &hs);
+}

@@ -212,6 +212,11 @@ impl Client {
         self.get(&format!("/v1/blocks/{id}")).await
     }
 
+    /// The current validator set.
+    pub async fn validators(&self) -> Result<tongtian_types::ValidatorSet, ClientError> {
+        self.get("/v1/validators").await
+    }
+
     /// An account.
     pub async fn account(&self, address: &Address) -> Result<AccountView, ClientError> {
         self.get(&format!("/v1/accounts/{address}")).await

@@ -53,6 +53,10 @@ pub trait Application: Send + Sync + 'static {
     /// committed block and re-execute to the header's roots.
     async fn verify(&self, block: &Block) -> Result<(), ConsensusError>;
 
+    /// The validator set in the latest committed state (the spec's until
+    /// an approved change replaces it).
+    fn validators(&self) -> Vec<tongtian_types::ValidatorSpec>;
+
     /// Persist a finalized block with its certificate.
     async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError>;
 }

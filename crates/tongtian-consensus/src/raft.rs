@@ -418,11 +418,21 @@ enum Wire {
     Reply { id: u64, reply: RpcReply },
 }
 
+/// The Raft node id of a validator key: the first 8 bytes of its SHA-256.
+/// Derived, so every node agrees on ids without a registry, and a
+/// validator added later gets one too.
+pub fn raft_id(public_key: &[u8]) -> u64 {
+    let h = tongtian_crypto::suite(SuiteId::Standard).hash(public_key);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_le_bytes(b)
+}
+
 /// Request/response over the transport's consensus channel.
 struct Rpcs {
     net: Network,
     chain_id: u64,
-    peers: Vec<PeerId>,
+    peers: Mutex<HashMap<NodeId, PeerId>>,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<RpcReply>>>,
 }
@@ -440,13 +450,15 @@ impl Rpcs {
     ) -> Result<RpcReply, RpcFailure> {
         let peer = self
             .peers
-            .get(target as usize)
-            .ok_or_else(|| RpcFailure(format!("no validator {target}")))?;
+            .lock()
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| RpcFailure(format!("no validator with raft id {target}")))?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
         if !self.net.send(
-            peer,
+            &peer,
             self.chain_id,
             channels::CONSENSUS,
             &enc(&Wire::Request { id, rpc }),
@@ -604,15 +616,9 @@ pub struct RaftEngine {
 impl RaftEngine {
     /// Check the node is a validator and has a network.
     pub fn new(spec: &ChainSpec, ctx: EngineContext) -> Result<Self, ConsensusError> {
-        let me = spec
-            .validators
-            .iter()
-            .position(|v| v.public_key == ctx.key.public_key())
-            .ok_or_else(|| {
-                ConsensusError::Config(
-                    "raft: this node's key is not one of the chain's validators".into(),
-                )
-            })? as NodeId;
+        // A node outside the genesis set may still be added by a validator
+        // change later; until then it follows as a non-voter.
+        let me = raft_id(ctx.key.public_key());
         let network = ctx
             .network
             .clone()
@@ -623,6 +629,58 @@ impl RaftEngine {
             me,
             network,
         })
+    }
+}
+
+/// Learn the transport identity of every current validator; returns their raft ids.
+fn reconcile_peers(rpcs: &Rpcs, app: &dyn Application) -> std::collections::BTreeSet<NodeId> {
+    let validators = app.validators();
+    let mut peers = rpcs.peers.lock();
+    validators
+        .iter()
+        .map(|v| {
+            let id = raft_id(&v.public_key);
+            peers
+                .entry(id)
+                .or_insert_with(|| PeerId(v.public_key.clone()));
+            id
+        })
+        .collect()
+}
+
+/// Leader only: make Raft's voters the chain's current validator set.
+async fn reconcile_membership(
+    raft: &openraft::Raft<TypeConfig>,
+    target: &std::collections::BTreeSet<NodeId>,
+) {
+    if target.is_empty() {
+        return;
+    }
+    let voters: std::collections::BTreeSet<NodeId> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .voter_ids()
+        .collect();
+    if &voters == target {
+        return;
+    }
+    let nodes: std::collections::BTreeSet<NodeId> = raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .nodes()
+        .map(|(id, _)| *id)
+        .collect();
+    for id in target.iter().filter(|id| !nodes.contains(id)) {
+        if let Err(e) = raft.add_learner(*id, EmptyNode {}, false).await {
+            tracing::warn!(id, error = %e, "adding a new validator as learner failed");
+            return;
+        }
+    }
+    match raft.change_membership(target.clone(), false).await {
+        Ok(_) => tracing::info!(?target, "raft voters now follow the chain's validator set"),
+        Err(e) => tracing::warn!(error = %e, "raft membership change failed; will retry"),
     }
 }
 
@@ -678,12 +736,13 @@ impl ConsensusEngine for RaftEngine {
         let rpcs = Arc::new(Rpcs {
             net: self.network.clone(),
             chain_id: self.spec.chain_id,
-            peers: self
-                .spec
-                .validators
-                .iter()
-                .map(|v| PeerId(v.public_key.clone()))
-                .collect(),
+            peers: Mutex::new(
+                self.spec
+                    .validators
+                    .iter()
+                    .map(|v| (raft_id(&v.public_key), PeerId(v.public_key.clone())))
+                    .collect(),
+            ),
             next: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
         });
@@ -699,13 +758,18 @@ impl ConsensusEngine for RaftEngine {
         )
         .await
         .map_err(|e| ConsensusError::App(format!("raft start: {e}")))?;
-        let server = tokio::spawn(serve_rpcs(rpcs, raft.clone(), inbound));
-        let members: BTreeMap<NodeId, EmptyNode> = (0..self.spec.validators.len() as u64)
-            .map(|i| (i, EmptyNode {}))
+        let server = tokio::spawn(serve_rpcs(rpcs.clone(), raft.clone(), inbound));
+        let members: BTreeMap<NodeId, EmptyNode> = self
+            .spec
+            .validators
+            .iter()
+            .map(|v| (raft_id(&v.public_key), EmptyNode {}))
             .collect();
-        // Every node may try; only a node with an empty log initializes.
-        if let Err(e) = raft.initialize(members).await {
-            tracing::debug!(error = %e, "raft already initialized");
+        // Every genesis validator may try; only a node with an empty log initializes.
+        if members.contains_key(&self.me) {
+            if let Err(e) = raft.initialize(members).await {
+                tracing::debug!(error = %e, "raft already initialized");
+            }
         }
         tracing::info!(
             id = self.me,
@@ -717,6 +781,10 @@ impl ConsensusEngine for RaftEngine {
                 break Ok(());
             }
             let leader = raft.metrics().borrow().current_leader;
+            let target = reconcile_peers(&rpcs, app.as_ref());
+            if leader == Some(self.me) {
+                reconcile_membership(&raft, &target).await;
+            }
             if leader == Some(self.me) {
                 let (height, _) = app.last_committed();
                 match app.propose(height + 1).await {

@@ -120,6 +120,9 @@ mod tests {
                 txs: vec![],
             }))
         }
+        fn validators(&self) -> Vec<tongtian_types::ValidatorSpec> {
+            vec![]
+        }
         async fn verify(&self, _: &Block) -> Result<(), ConsensusError> {
             Ok(())
         }

@@ -307,6 +307,18 @@ impl ChainRuntime {
         self.network.read().clone()
     }
 
+    /// The validator set in the latest committed state.
+    pub fn validator_set(&self) -> tongtian_types::ValidatorSet {
+        let overlay = tongtian_execution::StateOverlay::new(&*self.store);
+        tongtian_execution::read_validator_set(&overlay).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "validator set unreadable; using the spec's");
+            tongtian_types::ValidatorSet {
+                version: 0,
+                validators: self.spec.validators.clone(),
+            }
+        })
+    }
+
     /// Number of peers connected on the transport.
     pub fn peer_count(&self) -> usize {
         self.network
@@ -543,6 +555,10 @@ async fn blocking<T: Send + 'static>(
 impl Application for ChainRuntime {
     fn last_committed(&self) -> (u64, H256) {
         self.latest()
+    }
+
+    fn validators(&self) -> Vec<tongtian_types::ValidatorSpec> {
+        self.validator_set().validators
     }
 
     async fn propose(&self, height: u64) -> Result<Option<Block>, ConsensusError> {
