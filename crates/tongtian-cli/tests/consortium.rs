@@ -498,3 +498,75 @@ fn raft_validator_removal_changes_the_quorum() {
     net.wait_receipts(1, &hs, Duration::from_secs(30));
     net.assert_consistent(&[0, 1], &hs);
 }
+
+/// `testnet up` runs every node of a directory with one prefixed log and
+/// stops them all on SIGINT.
+#[test]
+fn testnet_up_starts_and_stops_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_base(3);
+    let out = Command::new(bin())
+        .args([
+            "testnet",
+            "init",
+            "--nodes",
+            "3",
+            "--consensus",
+            "raft",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .args(["--base-port", &base.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(init["nodes"].as_array().unwrap().len(), 3);
+    let log = dir.path().join("up.log");
+    let mut up = Command::new(bin())
+        .args(["testnet", "up", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = |i: u16| {
+        http()
+            .get(format!("http://127.0.0.1:{}/v1/status", base + i))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .is_some_and(|s| s["peers"] == 2)
+    };
+    while !(0..3).all(ready) {
+        assert!(Instant::now() < deadline, "testnet did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Command::new("kill")
+        .args(["-INT", &up.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = up.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "testnet up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    for i in 0..3 {
+        assert!(
+            port_free(base + i),
+            "node {i} still listening after testnet up stopped"
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!("[node-{i}]")),
+            "no prefixed log lines of node-{i}"
+        );
+    }
+}
