@@ -11,6 +11,7 @@
 //! block hash signed by validators, checkable by a light client with
 //! [`tongtian_types::Certificate::verify`].
 
+mod bft;
 mod raft;
 mod solo;
 
@@ -29,7 +30,7 @@ pub use solo::SoloEngine;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusError {
     /// The spec names an engine this build does not have.
-    #[error("unknown consensus engine {0:?} (available: solo, raft)")]
+    #[error("unknown consensus engine {0:?} (available: solo, raft, bft)")]
     UnknownEngine(String),
     /// The engine's configuration does not fit the spec.
     #[error("consensus configuration: {0}")]
@@ -56,6 +57,9 @@ pub trait Application: Send + Sync + 'static {
     /// The validator set in the latest committed state (the spec's until
     /// an approved change replaces it).
     fn validators(&self) -> Vec<tongtian_types::ValidatorSpec>;
+
+    /// A committed block with its certificate (to serve block sync).
+    fn committed_block(&self, height: u64) -> Option<(Block, Certificate)>;
 
     /// Persist a finalized block with its certificate.
     async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError>;
@@ -94,6 +98,7 @@ pub fn engine_for(
     match spec.consensus.engine.as_str() {
         "solo" => Ok(Box::new(SoloEngine::new(spec, ctx.key)?)),
         "raft" => Ok(Box::new(RaftEngine::new(spec, ctx)?)),
+        "bft" => Ok(Box::new(bft::BftEngine::new(spec, ctx)?)),
         other => Err(ConsensusError::UnknownEngine(other.to_string())),
     }
 }

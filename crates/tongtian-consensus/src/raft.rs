@@ -689,9 +689,10 @@ fn certify(key: &Keypair, suite: SuiteId, block: &Block) -> Certificate {
     Certificate {
         engine: "raft".into(),
         block_hash: hash,
+        round: 0,
         signatures: vec![CertificateSignature {
             public_key: key.public_key().to_vec(),
-            signature: key.sign(&BlockHeader::commit_bytes(&hash)),
+            signature: key.sign(&BlockHeader::commit_bytes(&hash, 0)),
         }],
     }
 }

@@ -66,10 +66,11 @@ impl ConsensusEngine for SoloEngine {
             let (height, _) = app.last_committed();
             if let Some(block) = app.propose(height + 1).await? {
                 let hash = block.header.hash(self.suite);
-                let signature = self.key.sign(&BlockHeader::commit_bytes(&hash));
+                let signature = self.key.sign(&BlockHeader::commit_bytes(&hash, 0));
                 let cert = Certificate {
                     engine: "solo".into(),
                     block_hash: hash,
+                    round: 0,
                     signatures: vec![CertificateSignature {
                         public_key: self.key.public_key().to_vec(),
                         signature,
@@ -122,6 +123,9 @@ mod tests {
         }
         fn validators(&self) -> Vec<tongtian_types::ValidatorSpec> {
             vec![]
+        }
+        fn committed_block(&self, _: u64) -> Option<(Block, Certificate)> {
+            None
         }
         async fn verify(&self, _: &Block) -> Result<(), ConsensusError> {
             Ok(())

@@ -180,6 +180,7 @@ impl ChainRuntime {
                 certificate: &Certificate {
                     engine: "genesis".into(),
                     block_hash: block.header.hash(spec.suite),
+                    round: 0,
                     signatures: vec![],
                 },
                 state: staged,
@@ -559,6 +560,12 @@ impl Application for ChainRuntime {
 
     fn validators(&self) -> Vec<tongtian_types::ValidatorSpec> {
         self.validator_set().validators
+    }
+
+    fn committed_block(&self, height: u64) -> Option<(Block, Certificate)> {
+        let block = self.store.block(height).ok()??;
+        let cert = self.store.certificate(height).ok()??;
+        Some((block, cert))
     }
 
     async fn propose(&self, height: u64) -> Result<Option<Block>, ConsensusError> {

@@ -234,10 +234,13 @@ impl BlockHeader {
         H256(suite(suite_id).hash(&encode(self)))
     }
 
-    /// The bytes a validator signs to commit this header.
-    pub fn commit_bytes(hash: &H256) -> Vec<u8> {
+    /// The bytes a validator signs to commit this header in consensus
+    /// round `round` (0 for engines without rounds). Binding the round
+    /// keeps a commit vote of one round from being replayed into another.
+    pub fn commit_bytes(hash: &H256, round: u32) -> Vec<u8> {
         let mut out = BLOCK_SIGNING_DOMAIN.to_vec();
         out.extend_from_slice(&hash.0);
+        out.extend_from_slice(&round.to_le_bytes());
         out
     }
 }
@@ -275,6 +278,9 @@ pub struct Certificate {
     pub engine: String,
     /// Signed header's hash.
     pub block_hash: H256,
+    /// Consensus round the signatures were cast in (0 for solo and raft).
+    #[serde(default)]
+    pub round: u32,
     /// The signatures.
     pub signatures: Vec<CertificateSignature>,
 }
@@ -292,7 +298,7 @@ impl Certificate {
         if &self.block_hash != block_hash {
             return false;
         }
-        let msg = BlockHeader::commit_bytes(block_hash);
+        let msg = BlockHeader::commit_bytes(block_hash, self.round);
         let mut seen: Vec<&[u8]> = Vec::new();
         for sig in &self.signatures {
             if !validators.iter().any(|v| v == &sig.public_key)
@@ -488,11 +494,12 @@ mod tests {
         let h = H256([5; 32]);
         let sign = |k: &Keypair| CertificateSignature {
             public_key: k.public_key().to_vec(),
-            signature: k.sign(&BlockHeader::commit_bytes(&h)),
+            signature: k.sign(&BlockHeader::commit_bytes(&h, 0)),
         };
         let mut cert = Certificate {
             engine: "t".into(),
             block_hash: h,
+            round: 0,
             signatures: vals[..3].iter().map(sign).collect(),
         };
         assert!(cert.verify(s, &pks, 3, &h));
