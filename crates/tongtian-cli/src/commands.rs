@@ -434,10 +434,13 @@ async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
         "node starting"
     );
     let faults = home_cfg.config.fault_injection;
-    if faults {
+    let byzantine = if faults {
         tracing::warn!("fault injection is enabled: POST /v1/debug/network can cut this node off");
-    }
-    serve_until_signal(runtime, Some(network.clone()), listener, faults).await?;
+        tongtian_consensus::Faults::parse(&home_cfg.config.byzantine)?
+    } else {
+        tongtian_consensus::Faults::default()
+    };
+    serve_until_signal(runtime, Some(network.clone()), listener, faults, byzantine).await?;
     network.shutdown();
     Ok(())
 }
@@ -449,8 +452,9 @@ async fn serve_until_signal(
     network: Option<tongtian_network::Network>,
     listener: tokio::net::TcpListener,
     fault_injection: bool,
+    byzantine: tongtian_consensus::Faults,
 ) -> Result<()> {
-    let running = runtime.start(network)?;
+    let running = runtime.start_with_faults(network, byzantine)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut router = tongtian_api::router(runtime.clone());
     if fault_injection {
@@ -495,7 +499,7 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         println!("    {}  {}", acct.address, path.display());
     }
     tracing::info!(api = %api_addr, "dev chain running");
-    serve_until_signal(runtime, None, listener, false).await
+    serve_until_signal(runtime, None, listener, false, Default::default()).await
 }
 
 /// Wait for SIGINT or SIGTERM.

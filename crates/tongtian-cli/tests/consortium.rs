@@ -53,6 +53,11 @@ struct Testnet {
 
 impl Testnet {
     fn init(dir: &Path, engine: &str, n: usize) -> Testnet {
+        Testnet::init_with(dir, engine, n, &[])
+    }
+
+    /// Like `init`, with simulated misbehaviour for some nodes.
+    fn init_with(dir: &Path, engine: &str, n: usize, byzantine: &[(usize, &str)]) -> Testnet {
         let base = free_base(n as u16);
         let out = Command::new(bin())
             .args([
@@ -78,7 +83,10 @@ impl Testnet {
             let home = dir.join(format!("node-{i}"));
             let cfg = std::fs::read_to_string(home.join("config.toml")).unwrap();
             assert!(cfg.contains("fault_injection = false"));
-            let cfg = cfg.replacen("fault_injection = false", "fault_injection = true", 1);
+            let mut cfg = cfg.replacen("fault_injection = false", "fault_injection = true", 1);
+            if let Some((_, faults)) = byzantine.iter().find(|(j, _)| *j == i) {
+                cfg = cfg.replacen("byzantine = \"\"", &format!("byzantine = \"{faults}\""), 1);
+            }
             std::fs::write(home.join("config.toml"), cfg).unwrap();
             keys.push(
                 KeyFile::read(&home.join("node.key"))
@@ -593,4 +601,52 @@ fn testnet_up_starts_and_stops_every_node() {
             "no prefixed log lines of node-{i}"
         );
     }
+}
+
+/// One of four bft validators double-signs every vote and proposes blocks
+/// with a forged state root: the three honest nodes keep committing the
+/// same chain, and log evidence of both kinds of misbehaviour.
+#[test]
+fn bft_byzantine_validator_cannot_break_safety() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::init_with(dir.path(), "bft", 4, &[(3, "equivocate,invalid-proposals")]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
+        assert!(Instant::now() < deadline, "mesh did not form");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Several heights, so the Byzantine node gets its turns as proposer.
+    let mut all = Vec::new();
+    for round in 0..6u64 {
+        let key = net.dev_key(round as usize % 3);
+        let hs = net.submit(round as usize % 3, &transfers(&key, round / 3 * 2, 2));
+        assert_eq!(hs.len(), 2, "honest node refused transactions");
+        net.wait_receipts(0, &hs, Duration::from_secs(60));
+        all.extend(hs);
+    }
+    for i in 0..3 {
+        net.wait_receipts(i, &all, Duration::from_secs(30));
+    }
+    net.assert_consistent(&[0, 1, 2], &all);
+    // No committed block was proposed with the forged root.
+    let top = net.height(0);
+    for h in 1..=top {
+        let (_, b) = net.get(0, &format!("/v1/blocks/{h}"));
+        assert_ne!(
+            b["header"]["state_root"],
+            format!("0x{}", "ee".repeat(32)),
+            "a forged block was committed"
+        );
+    }
+    let logs: String = (0..3)
+        .map(|i| std::fs::read_to_string(dir.path().join(format!("node-{i}.log"))).unwrap())
+        .collect();
+    assert!(
+        logs.contains("evidence=\"equivocation\""),
+        "no equivocation evidence logged"
+    );
+    assert!(
+        logs.contains("evidence=\"invalid proposal\""),
+        "no invalid-proposal evidence logged"
+    );
 }

@@ -88,6 +88,34 @@ pub struct EngineContext {
     pub network: Option<Network>,
     /// A directory the engine may keep its own durable state in.
     pub dir: PathBuf,
+    /// Misbehaviour to simulate (tests of Byzantine tolerance only).
+    pub faults: Faults,
+}
+
+/// Byzantine behaviour an engine can be told to simulate, so multi-process
+/// tests can check that honest nodes stay safe. Off by default; a node
+/// enables it only when its config allows fault injection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// Sign a second, conflicting vote for every vote and send it first.
+    pub equivocate: bool,
+    /// Propose blocks whose state root is forged.
+    pub invalid_proposals: bool,
+}
+
+impl Faults {
+    /// Parse a comma-separated list: `equivocate`, `invalid-proposals`.
+    pub fn parse(list: &str) -> Result<Faults, ConsensusError> {
+        let mut f = Faults::default();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item {
+                "equivocate" => f.equivocate = true,
+                "invalid-proposals" => f.invalid_proposals = true,
+                other => return Err(ConsensusError::Config(format!("unknown fault {other:?}"))),
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// Build the engine a chain spec asks for.

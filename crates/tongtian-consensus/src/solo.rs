@@ -145,6 +145,7 @@ mod tests {
             key: key.clone(),
             network: None,
             dir: std::env::temp_dir(),
+            faults: Default::default(),
         }
     }
 

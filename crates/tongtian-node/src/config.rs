@@ -71,6 +71,10 @@ pub struct NodeConfig {
     /// peers. Never enable in production.
     #[serde(default)]
     pub fault_injection: bool,
+    /// With `fault_injection`: misbehaviour to simulate, comma-separated
+    /// (`equivocate`, `invalid-proposals`). For Byzantine-tolerance tests.
+    #[serde(default)]
+    pub byzantine: String,
 }
 
 fn cfg<E: std::fmt::Display>(e: E) -> NodeError {
@@ -259,6 +263,7 @@ pub fn testnet_init(
             max_frame: default_max_frame(),
             peers,
             fault_injection: false,
+            byzantine: String::new(),
         };
         let text = format!(
             "# Tongtian node home. api: REST API; p2p: Noise-encrypted transport\n# (API port + {P2P_PORT_OFFSET}). Peers not listed here are refused.\n{}",

@@ -211,10 +211,23 @@ impl ChainRuntime {
 
     /// Start the chain's consensus engine.
     pub fn start(self: &Arc<Self>, network: Option<Network>) -> Result<RunningChain, NodeError> {
+        self.start_with_faults(network, tongtian_consensus::Faults::default())
+    }
+
+    /// [`ChainRuntime::start`] with simulated misbehaviour (tests only).
+    pub fn start_with_faults(
+        self: &Arc<Self>,
+        network: Option<Network>,
+        faults: tongtian_consensus::Faults,
+    ) -> Result<RunningChain, NodeError> {
+        if faults != tongtian_consensus::Faults::default() {
+            tracing::warn!(?faults, "this node simulates Byzantine faults");
+        }
         let ctx = EngineContext {
             key: self.key.clone(),
             network: network.clone(),
             dir: self.dir.join("consensus"),
+            faults,
         };
         let engine = engine_for(&self.spec, ctx)?;
         if let Some(net) = &network {

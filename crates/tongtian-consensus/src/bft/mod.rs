@@ -170,6 +170,7 @@ struct Shell {
     /// (height, round, kind, validator) -> value, for equivocation evidence.
     seen_votes: HashMap<VoteKey, Option<[u8; 32]>>,
     proposed_tx: mpsc::Sender<(u64, i64, Block)>,
+    faults: crate::Faults,
     last_commit: Instant,
     sync_pending: Option<Instant>,
 }
@@ -345,6 +346,16 @@ impl Shell {
                 Resume::Continue
             }
             Effect::SignVote(vote, _) => {
+                if self.faults.equivocate {
+                    // Simulated Byzantine validator: a conflicting vote goes out first.
+                    let mut other = vote.clone();
+                    other.value = match other.value {
+                        NilOrVal::Nil => NilOrVal::Val(BlockId(H256([0xbb; 32]))),
+                        NilOrVal::Val(_) => NilOrVal::Nil,
+                    };
+                    let sig = self.sign(&other.signing_bytes());
+                    self.broadcast(&encode_vote(&SignedMessage::new(other, sig)));
+                }
                 let sig = self.sign(&vote.signing_bytes());
                 Resume::SignedVote(SignedMessage::new(vote, sig))
             }
@@ -606,10 +617,14 @@ impl Shell {
         &mut self,
         height: u64,
         round: i64,
-        block: Block,
+        mut block: Block,
     ) -> Result<(), ConsensusError> {
         if height != self.height() {
             return Ok(());
+        }
+        if self.faults.invalid_proposals {
+            // Simulated Byzantine proposer: a block whose state root lies.
+            block.header.state_root = H256([0xee; 32]);
         }
         let id = BlockId(block.header.hash(self.suite.id()));
         let bytes = borsh::to_vec(&block).map_err(|e| ConsensusError::App(e.to_string()))?;
@@ -756,6 +771,7 @@ impl ConsensusEngine for BftEngine {
             blocks: HashMap::new(),
             seen_votes: HashMap::new(),
             proposed_tx,
+            faults: self.ctx.faults.clone(),
             last_commit: Instant::now(),
             sync_pending: None,
         };
