@@ -57,6 +57,11 @@ pub struct TransferBenchArgs {
     /// files. Default with `--nodes`: none (then it is required).
     #[arg(long)]
     pub keys_dir: Option<PathBuf>,
+    /// Offer at most this many transfers per second in total (default: as
+    /// fast as the node takes them). Finality latency is only meaningful
+    /// below saturation.
+    #[arg(long)]
+    pub rate: Option<u64>,
     /// Spread the clients over these nodes of one chain (comma-separated
     /// URLs); needs `--keys-dir`.
     #[arg(long, value_delimiter = ',')]
@@ -84,6 +89,8 @@ pub struct TransferBenchReport {
     pub concurrency: usize,
     /// Transfers per request.
     pub batch: usize,
+    /// Offered load cap (transfers per second), if any.
+    pub rate: Option<u64>,
     /// Accepted by the node.
     pub submitted: usize,
     /// Refused at submission.
@@ -394,11 +401,18 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
         let base = offset;
         offset += plan.len();
         let batch = args.batch;
+        // Offered load per client, when --rate caps the total.
+        let per_client = args.rate.map(|r| r as f64 / c as f64);
         tasks.push(tokio::spawn(async move {
             let mut submits: Vec<(usize, Instant)> = Vec::with_capacity(raws.len());
             let mut codes: HashMap<String, usize> = HashMap::new();
             let mut next = 0;
             while next < raws.len() {
+                if let Some(rate) = per_client {
+                    // Do not run ahead of the offered rate.
+                    let due = start + Duration::from_secs_f64(next as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let end = (next + batch).min(raws.len());
                 let t = Instant::now();
                 let results = match client.submit_batch(&raws[next..end]).await {
@@ -501,6 +515,7 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
         count: total,
         concurrency: c,
         batch: args.batch,
+        rate: args.rate,
         submitted,
         rejected: rejected.load(Ordering::SeqCst),
         rejected_codes,

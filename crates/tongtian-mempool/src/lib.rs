@@ -342,7 +342,7 @@ impl Mempool {
                 if committed_dupes.contains(&t.hash) {
                     return Err(AdmissionError::AlreadyKnown(t.hash));
                 }
-                self.insert(&mut inner, t, &fresh)
+                self.insert(&mut inner, t, &fresh, state)
             })
             .collect()
     }
@@ -352,6 +352,7 @@ impl Mempool {
         inner: &mut Inner,
         t: CheckedTx,
         fresh: &HashMap<Address, Result<Account, String>>,
+        state: &dyn AccountSource,
     ) -> Result<H256, AdmissionError> {
         if inner.known.contains_key(&t.hash) {
             return Err(AdmissionError::AlreadyKnown(t.hash));
@@ -364,7 +365,9 @@ impl Mempool {
             None => match fresh.get(&t.sender) {
                 Some(Ok(a)) => a.clone(),
                 Some(Err(e)) => return Err(AdmissionError::State(e.clone())),
-                None => return Err(AdmissionError::State("sender not read".into())),
+                // The sender had pending transactions when we looked, and a
+                // commit has since emptied its queue: the store is current.
+                None => state.account(&t.sender).map_err(AdmissionError::State)?,
             },
         };
         let (pending, spend) = inner
@@ -704,6 +707,25 @@ mod tests {
         assert_eq!(
             pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap_err().code(),
             "nonce_too_low"
+        );
+    }
+
+    #[test]
+    fn sender_emptied_by_a_commit_during_admission_is_read_from_state() {
+        // Admission read committed accounts only for senders without pending
+        // transactions; if a commit empties a sender's queue before the
+        // insert, the insert must read the (now current) store itself.
+        let (pool, k, st) = setup();
+        let t = pool.precheck(&tx(&k, 5, 3, 1, 0)).unwrap();
+        let mut inner = pool.inner.lock();
+        let h = pool.insert(&mut inner, t, &HashMap::new(), &st).unwrap();
+        assert!(inner.known.contains_key(&h));
+        let t = pool.precheck(&tx(&k, 5, 9, 1, 0)).unwrap();
+        assert_eq!(
+            pool.insert(&mut inner, t, &HashMap::new(), &st)
+                .unwrap_err()
+                .code(),
+            "nonce_too_high"
         );
     }
 }
