@@ -328,9 +328,11 @@ fn survives_proposer_kill_and_catches_up(engine: &str) {
     net.wait_receipts(0, &committed, Duration::from_secs(30));
     let leader = net.proposer_of_latest(0).expect("a validator proposed");
 
-    // Phase 2: kill the leader; the others elect a new one and go on.
-    net.kill(leader);
+    // Phase 2: kill the leader under load; the others elect a new one and go on.
     let alive: Vec<usize> = (0..4).filter(|i| *i != leader).collect();
+    let load = Load::start(net.url(alive[0]), net.dev_key(9));
+    std::thread::sleep(Duration::from_millis(300));
+    net.kill(leader);
     let mut phase2 = Vec::new();
     for i in alive.iter() {
         let key = net.dev_key(*i);
@@ -357,8 +359,66 @@ fn survives_proposer_kill_and_catches_up(engine: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    net.wait_receipts(leader, &committed, Duration::from_secs(10));
+    let loaded = load.stop();
+    assert!(
+        loaded.len() >= 20,
+        "the background load barely ran: {}",
+        loaded.len()
+    );
+    committed.extend(&loaded);
+    for i in 0..4 {
+        net.wait_receipts(i, &committed, Duration::from_secs(40));
+    }
     net.assert_consistent(&[0, 1, 2, 3], &committed);
+}
+
+/// Transfers submitted continuously from one key to one node, in nonce
+/// order, until stopped.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<H256>>,
+}
+
+impl Load {
+    fn start(url: String, key: Keypair) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut accepted = Vec::new();
+            let mut nonce = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let txs = transfers(&key, nonce, 10);
+                let raws: Vec<String> = txs
+                    .iter()
+                    .map(|t| format!("0x{}", hex::encode(encode(t))))
+                    .collect();
+                if let Ok(r) = http()
+                    .post(format!("{url}/v1/txs/batch"))
+                    .json(&json!({ "raws": raws }))
+                    .send()
+                {
+                    let v: Value = r.json().unwrap();
+                    for item in v["results"].as_array().unwrap() {
+                        match item["hash"].as_str() {
+                            Some(h) => {
+                                accepted.push(h.parse().unwrap());
+                                nonce += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            accepted
+        });
+        Load { stop, handle }
+    }
+
+    fn stop(self) -> Vec<H256> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.join().unwrap()
+    }
 }
 
 #[test]
