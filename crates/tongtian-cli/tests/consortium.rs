@@ -107,6 +107,12 @@ impl Testnet {
         for i in 0..n {
             t.wait_ready(i);
         }
+        // Every node connected to every other.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (0..n).any(|i| t.status(i).is_none_or(|s| s["peers"] != n - 1)) {
+            assert!(Instant::now() < deadline, "mesh did not form");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         t
     }
 
@@ -311,11 +317,6 @@ fn survives_proposer_kill_and_catches_up(engine: &str) {
     let st = net.status(0).unwrap();
     assert_eq!(st["consensus"], engine);
     assert_eq!(st["validator"], true);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
-        assert!(Instant::now() < deadline, "mesh did not form");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // Phase 1: transactions through every node.
     let mut committed: Vec<H256> = Vec::new();
     for i in 0..4 {
@@ -436,11 +437,6 @@ fn bft_partition_2_2_is_safe_and_heals() {
 fn partition_2_2_is_safe_and_heals(engine: &str) {
     let dir = tempfile::tempdir().unwrap();
     let net = Testnet::init(dir.path(), engine, 4);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
-        assert!(Instant::now() < deadline, "mesh did not form");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let k0 = net.dev_key(0);
     let k2 = net.dev_key(2);
     let first = net.submit(0, &transfers(&k0, 0, 5));
@@ -496,11 +492,6 @@ fn partition_2_2_is_safe_and_heals(engine: &str) {
 fn raft_validator_removal_changes_the_quorum() {
     let dir = tempfile::tempdir().unwrap();
     let mut net = Testnet::init(dir.path(), "raft", 4);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
-        assert!(Instant::now() < deadline, "mesh did not form");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let (_, set) = net.get(0, "/v1/validators");
     assert_eq!(set["version"], 0);
     let validators = set["validators"].as_array().unwrap();
@@ -670,11 +661,6 @@ fn testnet_up_starts_and_stops_every_node() {
 fn bft_byzantine_validator_cannot_break_safety() {
     let dir = tempfile::tempdir().unwrap();
     let net = Testnet::init_with(dir.path(), "bft", 4, &[(3, "equivocate,invalid-proposals")]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..4).any(|i| net.status(i).unwrap()["peers"] != 3) {
-        assert!(Instant::now() < deadline, "mesh did not form");
-        std::thread::sleep(Duration::from_millis(100));
-    }
     // Several heights, so the Byzantine node gets its turns as proposer.
     let mut all = Vec::new();
     for round in 0..6u64 {
