@@ -696,3 +696,108 @@ fn bft_byzantine_validator_cannot_break_safety() {
         "no invalid-proposal evidence logged"
     );
 }
+
+/// Remove two of four bft validators by an approved change: from the next
+/// height on their votes no longer count, no later certificate carries
+/// their signatures, and the two remaining validators (a quorum of two)
+/// commit on their own, which two of the old four could not.
+#[test]
+fn bft_validator_removal_takes_effect_next_height() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Testnet::init(dir.path(), "bft", 4);
+    let (_, set) = net.get(0, "/v1/validators");
+    let validators = set["validators"].as_array().unwrap().clone();
+    let removed: Vec<String> = validators
+        .iter()
+        .filter(|v| v["name"] == "node-2" || v["name"] == "node-3")
+        .map(|v| v["public_key"].as_str().unwrap().to_string())
+        .collect();
+    let next: Vec<&Value> = validators
+        .iter()
+        .filter(|v| v["name"] != "node-2" && v["name"] != "node-3")
+        .collect();
+    let set_file = dir.path().join("next.json");
+    std::fs::write(&set_file, serde_json::to_string(&next).unwrap()).unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(bin())
+            .args(["--node", &net.url(0)])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut approvals = Vec::new();
+    for i in 0..3 {
+        let key = dir.path().join(format!("node-{i}/node.key"));
+        let out = cli(&[
+            "validators",
+            "approve",
+            "--key",
+            key.to_str().unwrap(),
+            "--set",
+            set_file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().join(format!("approval-{i}.json"));
+        std::fs::write(&path, &out.stdout).unwrap();
+        approvals.push(path.to_str().unwrap().to_string());
+    }
+    let payer = dir.path().join("dev-keys/dev-0.key");
+    let out = cli(&[
+        "validators",
+        "propose",
+        "--key",
+        payer.to_str().unwrap(),
+        "--set",
+        set_file.to_str().unwrap(),
+        "--approvals",
+        &approvals.join(","),
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let changed_at = receipt["height"].as_u64().unwrap();
+    // Blocks after the change, with the removed nodes still running...
+    let k4 = net.dev_key(4);
+    let mut hs = Vec::new();
+    for n in 0..3 {
+        let batch = net.submit(1, &transfers(&k4, n * 2, 2));
+        net.wait_receipts(1, &batch, Duration::from_secs(30));
+        hs.extend(batch);
+    }
+    // ...and after they are gone.
+    net.kill(3);
+    net.kill(2);
+    let more = net.submit(0, &transfers(&k4, 6, 2));
+    net.wait_receipts(1, &more, Duration::from_secs(30));
+    hs.extend(more);
+    let top = net.height(0);
+    assert!(top > changed_at + 1);
+    for h in (changed_at + 1)..=top {
+        let (_, b) = net.get(0, &format!("/v1/blocks/{h}"));
+        let signers: Vec<&str> = b["certificate"]["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["public_key"].as_str().unwrap())
+            .collect();
+        assert!(
+            removed.iter().all(|k| !signers.contains(&k.as_str())),
+            "height {h} counted a removed validator"
+        );
+        assert!(
+            signers.len() >= 2,
+            "height {h}: {} signatures, the quorum of two is two",
+            signers.len()
+        );
+    }
+    net.assert_consistent(&[0, 1], &hs);
+}
