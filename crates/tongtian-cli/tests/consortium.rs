@@ -116,6 +116,43 @@ impl Testnet {
         t
     }
 
+    /// Run the CLI against node 0.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin())
+            .args(["--node", &self.url(0)])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Write `next` as a set file and have each of `approvers` sign it with
+    /// `tongtian validators approve`; returns the set file and approval files.
+    fn approve(&self, dir: &Path, next: &[&Value], approvers: &[usize]) -> (PathBuf, Vec<String>) {
+        let set_file = dir.join("next.json");
+        std::fs::write(&set_file, serde_json::to_string(next).unwrap()).unwrap();
+        let mut approvals = Vec::new();
+        for i in approvers {
+            let key = dir.join(format!("node-{i}/node.key"));
+            let out = self.cli(&[
+                "validators",
+                "approve",
+                "--key",
+                key.to_str().unwrap(),
+                "--set",
+                set_file.to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = dir.join(format!("approval-{i}.json"));
+            std::fs::write(&path, &out.stdout).unwrap();
+            approvals.push(path.to_str().unwrap().to_string());
+        }
+        (set_file, approvals)
+    }
+
     fn url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.base + i as u16)
     }
@@ -501,35 +538,8 @@ fn raft_validator_removal_changes_the_quorum() {
         .iter()
         .filter(|v| v["name"] != "node-3")
         .collect();
-    let set_file = dir.path().join("next.json");
-    std::fs::write(&set_file, serde_json::to_string(&next).unwrap()).unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(bin())
-            .args(["--node", &net.url(0)])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let mut approvals = Vec::new();
-    for i in 0..3 {
-        let key = dir.path().join(format!("node-{i}/node.key"));
-        let out = cli(&[
-            "validators",
-            "approve",
-            "--key",
-            key.to_str().unwrap(),
-            "--set",
-            set_file.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = dir.path().join(format!("approval-{i}.json"));
-        std::fs::write(&path, &out.stdout).unwrap();
-        approvals.push(path.to_str().unwrap().to_string());
-    }
+    let (set_file, approvals) = net.approve(dir.path(), &next, &[0, 1, 2]);
+    let cli = |args: &[&str]| net.cli(args);
     // Two approvals are not a quorum of four.
     let payer = dir.path().join("dev-keys/dev-0.key");
     let two = approvals[..2].join(",");
@@ -716,35 +726,8 @@ fn bft_validator_removal_takes_effect_next_height() {
         .iter()
         .filter(|v| v["name"] != "node-2" && v["name"] != "node-3")
         .collect();
-    let set_file = dir.path().join("next.json");
-    std::fs::write(&set_file, serde_json::to_string(&next).unwrap()).unwrap();
-    let cli = |args: &[&str]| {
-        Command::new(bin())
-            .args(["--node", &net.url(0)])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let mut approvals = Vec::new();
-    for i in 0..3 {
-        let key = dir.path().join(format!("node-{i}/node.key"));
-        let out = cli(&[
-            "validators",
-            "approve",
-            "--key",
-            key.to_str().unwrap(),
-            "--set",
-            set_file.to_str().unwrap(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let path = dir.path().join(format!("approval-{i}.json"));
-        std::fs::write(&path, &out.stdout).unwrap();
-        approvals.push(path.to_str().unwrap().to_string());
-    }
+    let (set_file, approvals) = net.approve(dir.path(), &next, &[0, 1, 2]);
+    let cli = |args: &[&str]| net.cli(args);
     let payer = dir.path().join("dev-keys/dev-0.key");
     let out = cli(&[
         "validators",
