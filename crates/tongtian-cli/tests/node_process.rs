@@ -147,7 +147,7 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
         action: Action::Transfer {
             to,
             amount: 1,
-            memo: vec![0u8; 40 * 1024],
+            memo: vec![0u8; 300 * 1024],
         },
     }
     .sign(&k);

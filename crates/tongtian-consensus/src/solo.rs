@@ -167,6 +167,7 @@ mod tests {
             gas: GasSchedule::default(),
             limits: Limits::default(),
             genesis_time_ms: 0,
+            vms: tongtian_types::VmKind::ALL.to_vec(),
         }
     }
 

@@ -10,6 +10,7 @@
 //! * [`keyfile`] reads and writes key files, optionally encrypted with a
 //!   password (scrypt + ChaCha20-Poly1305).
 
+pub mod eth;
 pub mod keyfile;
 mod sm;
 mod standard;

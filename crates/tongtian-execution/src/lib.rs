@@ -10,14 +10,18 @@
 //! key is namespaced (`acct/` + address) so later modules and VMs share the
 //! one 20-byte address space.
 
+pub mod vm;
+
 use std::collections::{BTreeMap, HashMap};
 use tongtian_crypto::suite;
 use tongtian_storage::{StateChanges, StateStore, StorageError};
 use tongtian_types::codec::{decode, encode};
+use tongtian_types::eth::{create_address, EthTx};
 use tongtian_types::{
     verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt,
-    SignedTransaction, TxStatus, ValidatorSet, ValidatorSpec, H256,
+    SignedTransaction, TxStatus, ValidatorSet, ValidatorSpec, VmKind, H256,
 };
+pub use vm::{BlockEnv, CallResult, ChainEnv, Host, Message, Vm, VmFailure, VmRegistry};
 
 /// Errors that stop execution of a whole block.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +84,9 @@ pub enum InclusionError {
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
+    /// The transaction's payload does not decode.
+    #[error("malformed transaction: {0}")]
+    Malformed(String),
 }
 
 /// How strictly to treat transactions that cannot be included.
@@ -129,13 +136,29 @@ pub fn decode_account(bytes: &[u8]) -> Option<Account> {
     decode("account", bytes).ok()
 }
 
+/// One undoable write, for [`StateOverlay::revert_to`].
+enum JournalEntry {
+    Account {
+        addr: Address,
+        prev: Option<Account>,
+        was_dirty: bool,
+    },
+    Raw {
+        key: Vec<u8>,
+        prev: Option<Option<Vec<u8>>>,
+    },
+}
+
 /// Reads through to the store, buffers writes; the unit of rollback.
+/// Writes are journaled so a failed contract call can be undone back to a
+/// [`StateOverlay::checkpoint`].
 pub struct StateOverlay<'s> {
     store: &'s dyn StateStore,
     accounts: HashMap<Address, Account>,
     dirty: BTreeMap<Address, ()>,
-    /// Non-account keys written by native modules.
+    /// Non-account keys written by native modules and contracts.
     raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    journal: Vec<JournalEntry>,
 }
 
 impl<'s> StateOverlay<'s> {
@@ -146,7 +169,47 @@ impl<'s> StateOverlay<'s> {
             accounts: HashMap::new(),
             dirty: BTreeMap::new(),
             raw: BTreeMap::new(),
+            journal: Vec::new(),
         }
+    }
+
+    /// A point [`StateOverlay::revert_to`] can return to.
+    pub fn checkpoint(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// Undo every write made since `checkpoint`.
+    pub fn revert_to(&mut self, checkpoint: usize) {
+        while self.journal.len() > checkpoint {
+            match self.journal.pop() {
+                Some(JournalEntry::Account {
+                    addr,
+                    prev,
+                    was_dirty,
+                }) => {
+                    match prev {
+                        Some(a) => self.accounts.insert(addr, a),
+                        None => self.accounts.remove(&addr),
+                    };
+                    if !was_dirty {
+                        self.dirty.remove(&addr);
+                    }
+                }
+                Some(JournalEntry::Raw { key, prev }) => {
+                    match prev {
+                        Some(v) => self.raw.insert(key, v),
+                        None => self.raw.remove(&key),
+                    };
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Forget the journal (at a transaction boundary: nothing before it
+    /// will be undone).
+    pub fn clear_journal(&mut self) {
+        self.journal.clear();
     }
 
     /// Preload many accounts in one read snapshot.
@@ -187,8 +250,13 @@ impl<'s> StateOverlay<'s> {
 
     /// Replace an account.
     pub fn set_account(&mut self, a: Address, acct: Account) {
-        self.accounts.insert(a, acct);
-        self.dirty.insert(a, ());
+        let prev = self.accounts.insert(a, acct);
+        let was_dirty = self.dirty.insert(a, ()).is_some();
+        self.journal.push(JournalEntry::Account {
+            addr: a,
+            prev,
+            was_dirty,
+        });
     }
 
     /// Current value of a non-account key.
@@ -201,7 +269,14 @@ impl<'s> StateOverlay<'s> {
 
     /// Write a non-account key.
     pub fn set_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.raw.insert(key, Some(value));
+        let prev = self.raw.insert(key.clone(), Some(value));
+        self.journal.push(JournalEntry::Raw { key, prev });
+    }
+
+    /// Delete a non-account key.
+    pub fn delete_raw(&mut self, key: Vec<u8>) {
+        let prev = self.raw.insert(key.clone(), None);
+        self.journal.push(JournalEntry::Raw { key, prev });
     }
 
     /// The buffered writes as state changes, and the touched accounts.
@@ -221,12 +296,40 @@ impl<'s> StateOverlay<'s> {
 #[derive(Clone, Debug)]
 pub struct Executor {
     spec: ChainSpec,
+    vms: VmRegistry,
+}
+
+/// What a read-only call produced.
+#[derive(Clone, Debug)]
+pub struct Simulation {
+    /// Output or failure, and gas used (intrinsic included).
+    pub result: CallResult,
+    /// Events it would emit.
+    pub events: Vec<Event>,
 }
 
 impl Executor {
-    /// An executor for a chain.
+    /// An executor for a chain, with no virtual machines.
     pub fn new(spec: ChainSpec) -> Self {
-        Executor { spec }
+        Executor {
+            spec,
+            vms: VmRegistry::default(),
+        }
+    }
+
+    /// Enable a VM, if the chain spec allows it (else it is ignored).
+    pub fn with_vm(mut self, vm: std::sync::Arc<dyn Vm>) -> Self {
+        if self.spec.vms.contains(&vm.kind()) {
+            self.vms.insert(vm);
+        }
+        self
+    }
+
+    fn chain_env(&self) -> ChainEnv {
+        ChainEnv {
+            chain_id: self.spec.chain_id,
+            suite: self.spec.suite,
+        }
     }
 
     /// The chain spec.
@@ -334,12 +437,11 @@ impl Executor {
     pub fn execute(
         &self,
         store: &dyn StateStore,
-        height: u64,
-        proposer: Address,
+        block: &BlockEnv,
         txs: Vec<CheckedTx>,
         mode: Mode,
     ) -> Result<Outcome, ExecutionError> {
-        self.verify_block(store, height, proposer, txs, mode, |_| false)
+        self.verify_block(store, block, txs, mode, |_| false)
     }
 
     /// [`Executor::execute`], except that in [`Mode::Verify`] the signatures
@@ -349,8 +451,7 @@ impl Executor {
     pub fn verify_block(
         &self,
         store: &dyn StateStore,
-        height: u64,
-        proposer: Address,
+        block: &BlockEnv,
         txs: Vec<CheckedTx>,
         mode: Mode,
         already_checked: impl Fn(&H256) -> bool,
@@ -371,22 +472,17 @@ impl Executor {
             txs.iter()
                 .flat_map(|t| {
                     let other = match &t.tx.tx.action {
-                        Action::Transfer { to, .. } => *to,
-                        Action::SetValidators { .. } => t.sender,
+                        Action::Transfer { to, .. } | Action::Call { to, .. } => *to,
+                        _ => t.sender,
                     };
                     [t.sender, other]
                 })
-                .chain(std::iter::once(proposer)),
+                .chain(std::iter::once(block.proposer)),
         )?;
         let mut out = Outcome::default();
         for t in txs {
-            match self.apply(
-                &mut overlay,
-                height,
-                out.receipts.len() as u32,
-                proposer,
-                &t,
-            )? {
+            overlay.clear_journal();
+            match self.apply(&mut overlay, block, out.receipts.len() as u32, &t)? {
                 Ok(receipt) => {
                     out.receipts.push(receipt);
                     out.included.push(t);
@@ -413,9 +509,8 @@ impl Executor {
     fn apply(
         &self,
         overlay: &mut StateOverlay<'_>,
-        height: u64,
+        block: &BlockEnv,
         index: u32,
-        proposer: Address,
         t: &CheckedTx,
     ) -> Result<Result<Receipt, InclusionError>, ExecutionError> {
         let tx = &t.tx.tx;
@@ -425,7 +520,7 @@ impl Executor {
                 got: tx.chain_id,
             }));
         }
-        let intrinsic = self.intrinsic_gas(t.encoded_len);
+        let intrinsic = t.intrinsic_gas(&self.spec.gas);
         if tx.gas_limit < intrinsic {
             return Ok(Err(InclusionError::GasLimitTooLow {
                 limit: tx.gas_limit,
@@ -439,20 +534,84 @@ impl Executor {
                 got: tx.nonce,
             }));
         }
-        let gas_used = intrinsic;
-        let fee = gas_used as u128 * tx.gas_price as u128;
-        if sender.balance < fee {
+        let contract = matches!(
+            tx.action,
+            Action::Deploy { .. } | Action::Call { .. } | Action::Ethereum { .. }
+        );
+        // Contract calls reserve their whole gas limit up front (as in
+        // Ethereum) and are refunded what they do not use.
+        let reserved_gas = if contract { tx.gas_limit } else { intrinsic };
+        let max_fee = reserved_gas as u128 * tx.gas_price as u128;
+        if sender.balance < max_fee {
             return Ok(Err(InclusionError::CannotPayFee {
                 balance: sender.balance,
-                fee,
+                fee: max_fee,
             }));
         }
         // From here the transaction is included: fee and nonce always apply,
         // and the action's effects apply only if it succeeds.
-        sender.balance -= fee;
-        sender.nonce += 1;
-        overlay.set_account(t.sender, sender);
-        let (status, events) = match &tx.action {
+        sender.balance -= max_fee;
+        let mut output = Vec::new();
+        let mut contract_address = None;
+        let mut gas_used = intrinsic;
+        let (status, events) = if contract {
+            overlay.set_account(t.sender, sender);
+            let run = self.run_contract(overlay, block, t, intrinsic)?;
+            gas_used = run.gas_used;
+            contract_address = run.contract_address;
+            let status = match run.status {
+                Ok(out) => {
+                    output = out;
+                    TxStatus::Success
+                }
+                Err(f) => {
+                    if let VmFailure::Revert(data) = &f {
+                        output = data.clone();
+                    }
+                    contract_address = None;
+                    TxStatus::Failed {
+                        code: f.code().into(),
+                        message: f.message(),
+                    }
+                }
+            };
+            let mut s = overlay.account(&t.sender)?;
+            s.nonce = tx.nonce + 1;
+            s.balance = s
+                .balance
+                .saturating_add((reserved_gas - gas_used) as u128 * tx.gas_price as u128);
+            overlay.set_account(t.sender, s);
+            (status, run.events)
+        } else {
+            sender.nonce += 1;
+            overlay.set_account(t.sender, sender);
+            self.apply_native(overlay, t)?
+        };
+        let fee = gas_used as u128 * tx.gas_price as u128;
+        let mut p = overlay.account(&block.proposer)?;
+        p.balance = p.balance.saturating_add(fee);
+        overlay.set_account(block.proposer, p);
+        Ok(Ok(Receipt {
+            tx_hash: t.hash,
+            height: block.height,
+            index,
+            sender: t.sender,
+            status,
+            gas_used,
+            fee,
+            events,
+            output,
+            contract_address,
+        }))
+    }
+
+    /// The effects of a native action (fee and nonce already applied).
+    fn apply_native(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        t: &CheckedTx,
+    ) -> Result<(TxStatus, Vec<Event>), ExecutionError> {
+        Ok(match &t.tx.tx.action {
             Action::Transfer { to, amount, .. } => {
                 let mut from = overlay.account(&t.sender)?;
                 if from.balance < *amount {
@@ -491,21 +650,193 @@ impl Executor {
                 Ok(event) => (TxStatus::Success, vec![event]),
                 Err((code, message)) => (TxStatus::Failed { code, message }, vec![]),
             },
-        };
-        let mut p = overlay.account(&proposer)?;
-        p.balance = p.balance.saturating_add(fee);
-        overlay.set_account(proposer, p);
-        Ok(Ok(Receipt {
-            tx_hash: t.hash,
-            height,
-            index,
-            sender: t.sender,
-            status,
-            gas_used,
-            fee,
-            events,
-        }))
+            Action::Deploy { .. } | Action::Call { .. } | Action::Ethereum { .. } => {
+                unreachable!("contract actions run in run_contract")
+            }
+        })
     }
+
+    /// Run a contract action. Gas used includes `intrinsic`.
+    fn run_contract(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        block: &BlockEnv,
+        t: &CheckedTx,
+        intrinsic: u64,
+    ) -> Result<ContractRun, ExecutionError> {
+        let tx = &t.tx.tx;
+        let target = match &tx.action {
+            Action::Deploy {
+                vm,
+                code,
+                args,
+                value,
+            } => Target::Create {
+                vm: *vm,
+                code: code.clone(),
+                input: args.clone(),
+                value: *value,
+            },
+            Action::Call { to, input, value } => Target::Call {
+                to: *to,
+                input: input.clone(),
+                value: *value,
+            },
+            Action::Ethereum { raw } => {
+                let eth = EthTx::decode(raw).map_err(|e| ExecutionError::InvalidTx {
+                    hash: t.hash,
+                    reason: InclusionError::Malformed(e.to_string()),
+                })?;
+                match eth.to {
+                    Some(to) => Target::Call {
+                        to,
+                        input: eth.input,
+                        value: eth.value,
+                    },
+                    None => Target::Create {
+                        vm: VmKind::Evm,
+                        code: eth.input,
+                        input: Vec::new(),
+                        value: eth.value,
+                    },
+                }
+            }
+            _ => unreachable!("only contract actions come here"),
+        };
+        self.run_target(
+            overlay,
+            block,
+            t.sender,
+            tx.nonce,
+            tx.gas_price,
+            tx.gas_limit - intrinsic,
+            target,
+        )
+        .map(|mut r| {
+            r.gas_used += intrinsic;
+            r
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_target(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        block: &BlockEnv,
+        sender: Address,
+        nonce: u64,
+        gas_price: u64,
+        gas: u64,
+        target: Target,
+    ) -> Result<ContractRun, ExecutionError> {
+        let chain = self.chain_env();
+        let mut host = Host::new(overlay, block, &chain, &self.vms);
+        let (result, contract_address) = match target {
+            Target::Create {
+                vm,
+                code,
+                input,
+                value,
+            } => {
+                let to = create_address(&sender, nonce);
+                let msg = Message {
+                    caller: sender,
+                    origin: sender,
+                    to,
+                    value,
+                    input,
+                    gas_limit: gas,
+                    gas_price,
+                    depth: 0,
+                };
+                (host.create(vm, &msg, &code)?, Some(to))
+            }
+            Target::Call { to, input, value } => {
+                let msg = Message {
+                    caller: sender,
+                    origin: sender,
+                    to,
+                    value,
+                    input,
+                    gas_limit: gas,
+                    gas_price,
+                    depth: 0,
+                };
+                (host.call(&msg)?, None)
+            }
+        };
+        let events = if result.status.is_ok() {
+            host.into_events()
+        } else {
+            Vec::new()
+        };
+        Ok(ContractRun {
+            gas_used: result.gas_used.min(gas),
+            status: result.status,
+            events,
+            contract_address,
+        })
+    }
+
+    /// Run a call or creation without a transaction and without keeping
+    /// its effects (`eth_call`, `eth_estimateGas`, `contract query`). The
+    /// gas reported includes the intrinsic gas of an equivalent Ethereum
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn simulate(
+        &self,
+        store: &dyn StateStore,
+        block: &BlockEnv,
+        from: Address,
+        to: Option<Address>,
+        vm: VmKind,
+        input: Vec<u8>,
+        value: u128,
+        gas_limit: u64,
+    ) -> Result<Simulation, ExecutionError> {
+        let mut overlay = StateOverlay::new(store);
+        let intrinsic = tongtian_types::eth::intrinsic_gas(&input, to.is_none());
+        let nonce = overlay.account(&from)?.nonce;
+        let target = match to {
+            Some(to) => Target::Call { to, input, value },
+            None => Target::Create {
+                vm,
+                code: input,
+                input: Vec::new(),
+                value,
+            },
+        };
+        let gas = gas_limit.saturating_sub(intrinsic);
+        let run = self.run_target(&mut overlay, block, from, nonce, 0, gas, target)?;
+        Ok(Simulation {
+            result: CallResult {
+                status: run.status,
+                gas_used: run.gas_used + intrinsic,
+            },
+            events: run.events,
+        })
+    }
+}
+
+enum Target {
+    Create {
+        vm: VmKind,
+        code: Vec<u8>,
+        input: Vec<u8>,
+        value: u128,
+    },
+    Call {
+        to: Address,
+        input: Vec<u8>,
+        value: u128,
+    },
+}
+
+struct ContractRun {
+    status: Result<Vec<u8>, VmFailure>,
+    gas_used: u64,
+    events: Vec<Event>,
+    contract_address: Option<Address>,
 }
 
 #[cfg(test)]
@@ -542,6 +873,7 @@ mod tests {
             gas: GasSchedule::default(),
             limits: Limits::default(),
             genesis_time_ms: 0,
+            vms: tongtian_types::VmKind::ALL.to_vec(),
         }
     }
 
@@ -559,6 +891,14 @@ mod tests {
         }
         .sign(k);
         CheckedTx::new(tx, SuiteId::Standard)
+    }
+
+    fn env(height: u64, proposer: Address) -> BlockEnv {
+        BlockEnv {
+            height,
+            timestamp_ms: 0,
+            proposer,
+        }
     }
 
     fn setup() -> (
@@ -633,7 +973,9 @@ mod tests {
             transfer(&keys[2], 0, a[0], 10_000_000_000), // more than it has: included, failed
             transfer(&keys[0], 5, a[1], 1), // bad nonce: dropped
         ];
-        let out = ex.execute(&store, 1, proposer, txs, Mode::Propose).unwrap();
+        let out = ex
+            .execute(&store, &env(1, proposer), txs, Mode::Propose)
+            .unwrap();
         assert_eq!(out.included.len(), 4);
         assert_eq!(out.dropped.len(), 1);
         assert!(matches!(
@@ -696,7 +1038,7 @@ mod tests {
         let (_d, store, ex, keys, proposer) = setup();
         let bad_nonce = vec![transfer(&keys[0], 3, proposer, 1)];
         assert!(matches!(
-            ex.execute(&store, 1, proposer, bad_nonce, Mode::Verify),
+            ex.execute(&store, &env(1, proposer), bad_nonce, Mode::Verify),
             Err(ExecutionError::InvalidTx {
                 reason: InclusionError::BadNonce { .. },
                 ..
@@ -705,7 +1047,7 @@ mod tests {
         let mut forged = transfer(&keys[0], 0, proposer, 1);
         forged.tx.signature[0] ^= 1;
         assert!(matches!(
-            ex.execute(&store, 1, proposer, vec![forged], Mode::Verify),
+            ex.execute(&store, &env(1, proposer), vec![forged], Mode::Verify),
             Err(ExecutionError::InvalidTx {
                 reason: InclusionError::BadSignature,
                 ..
@@ -718,21 +1060,25 @@ mod tests {
         assert!(ex
             .verify_block(
                 &store,
-                1,
-                proposer,
+                &env(1, proposer),
                 vec![vouched.clone()],
                 Mode::Verify,
                 |x| *x == h
             )
             .is_ok());
         assert!(ex
-            .verify_block(&store, 1, proposer, vec![vouched], Mode::Verify, |_| false)
+            .verify_block(
+                &store,
+                &env(1, proposer),
+                vec![vouched],
+                Mode::Verify,
+                |_| false
+            )
             .is_err());
         let ok = ex
             .execute(
                 &store,
-                1,
-                proposer,
+                &env(1, proposer),
                 vec![transfer(&keys[0], 0, proposer, 1)],
                 Mode::Verify,
             )
@@ -817,7 +1163,9 @@ mod tests {
             ),
             change(3, next.clone(), vec![good.clone()]),
         ];
-        let out = ex.execute(&store, 1, proposer, txs, Mode::Propose).unwrap();
+        let out = ex
+            .execute(&store, &env(1, proposer), txs, Mode::Propose)
+            .unwrap();
         assert_eq!(code(&out, 0), "insufficient_approvals");
         assert_eq!(code(&out, 1), "empty_validator_set");
         assert_eq!(code(&out, 2), "duplicate_validator");
@@ -838,7 +1186,9 @@ mod tests {
                 vec![approve(&v, &set, &shrink), approve(&w, &set, &shrink)],
             ),
         ];
-        let out = ex.execute(&store, 2, proposer, txs, Mode::Propose).unwrap();
+        let out = ex
+            .execute(&store, &env(2, proposer), txs, Mode::Propose)
+            .unwrap();
         assert_eq!(code(&out, 0), "insufficient_approvals");
         assert_eq!(code(&out, 1), "insufficient_approvals");
         assert_eq!(code(&out, 2), "success");

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use tongtian_crypto::{suite, CryptoSuite};
 use tongtian_types::codec::decode;
 use tongtian_types::{
-    verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, SignedTransaction, H256,
+    verify_signatures, Account, Address, ChainSpec, CheckedTx, SignedTransaction, H256,
 };
 
 /// Why a transaction was refused.
@@ -177,10 +177,7 @@ pub struct Mempool {
 fn max_cost(t: &CheckedTx) -> u128 {
     let tx = &t.tx.tx;
     let fee = tx.gas_limit as u128 * tx.gas_price as u128;
-    match &tx.action {
-        Action::Transfer { amount, .. } => fee.saturating_add(*amount),
-        Action::SetValidators { .. } => fee,
-    }
+    fee.saturating_add(t.value())
 }
 
 impl Mempool {
@@ -259,7 +256,7 @@ impl Mempool {
                 got: tx.gas_price,
             });
         }
-        let intrinsic = self.spec.gas.tx_base + self.spec.gas.per_byte * checked.encoded_len as u64;
+        let intrinsic = checked.intrinsic_gas(&self.spec.gas);
         if tx.gas_limit < intrinsic {
             return Err(AdmissionError::IntrinsicGasTooLow {
                 limit: tx.gas_limit,
@@ -513,7 +510,7 @@ mod tests {
     use super::*;
     use tongtian_crypto::{Keypair, SuiteId};
     use tongtian_types::codec::encode;
-    use tongtian_types::{ConsensusSpec, GasSchedule, Limits, Transaction, ValidatorSpec};
+    use tongtian_types::{Action, ConsensusSpec, GasSchedule, Limits, Transaction, ValidatorSpec};
 
     struct State(HashMap<Address, Account>);
     impl AccountSource for State {
@@ -543,6 +540,7 @@ mod tests {
             gas: GasSchedule::default(),
             limits: Limits { max_tx_bytes: 400 },
             genesis_time_ms: 0,
+            vms: tongtian_types::VmKind::ALL.to_vec(),
         }
     }
 

@@ -224,12 +224,16 @@ pub fn testnet_init(
                 public_key: k.public_key().to_vec(),
             })
             .collect(),
-        accounts,
+        accounts: accounts
+            .into_iter()
+            .chain(crate::dev::ethereum_dev_accounts())
+            .collect(),
         gas: GasSchedule::default(),
         limits: Limits::default(),
         genesis_time_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
+        vms: tongtian_types::VmKind::ALL.to_vec(),
     };
     spec.validate().map_err(cfg)?;
     // Invariant: ChainSpec holds only serializable plain data.

@@ -52,7 +52,21 @@ pub fn dev_key_path(data_dir: &Path, n: usize) -> PathBuf {
     data_dir.join("dev-keys").join(format!("dev-{n}.key"))
 }
 
-/// A development chain spec for the given validator and accounts.
+/// The ten Ethereum development accounts of Hardhat and Anvil (mnemonic
+/// [`tongtian_crypto::eth::DEV_MNEMONIC`]), prefunded on dev chains and
+/// testnets so any Ethereum tutorial's first key works.
+pub fn ethereum_dev_accounts() -> Vec<GenesisAccount> {
+    tongtian_crypto::eth::EthKey::dev_accounts(DEV_ACCOUNTS as u32)
+        .iter()
+        .map(|k| GenesisAccount {
+            address: Address(k.address()),
+            balance: DEV_BALANCE,
+        })
+        .collect()
+}
+
+/// A development chain spec for the given validator and accounts (the
+/// Ethereum development accounts are added to them).
 pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> ChainSpec {
     ChainSpec {
         name: "tongtian-dev".into(),
@@ -73,12 +87,14 @@ pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> Ch
                 address: *a,
                 balance: DEV_BALANCE,
             })
+            .chain(ethereum_dev_accounts())
             .collect(),
         gas: GasSchedule::default(),
         limits: Limits::default(),
         genesis_time_ms: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
+        vms: tongtian_types::VmKind::ALL.to_vec(),
     }
 }
 

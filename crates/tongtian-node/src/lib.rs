@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tongtian_consensus::{engine_for, Application, ConsensusError, EngineContext};
 use tongtian_crypto::{CryptoSuite, Keypair};
-use tongtian_execution::{account_key, decode_account, Executor, Mode, Outcome};
+use tongtian_execution::{account_key, decode_account, BlockEnv, Executor, Mode, Outcome};
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
 use tongtian_network::{channels, Network};
 use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, StorageError};
@@ -389,10 +389,14 @@ impl ChainRuntime {
         if txs.is_empty() {
             return Ok(None);
         }
-        let proposer = Address::from_public_key(self.spec.suite, self.key.public_key());
+        let env = BlockEnv {
+            height,
+            timestamp_ms: now_ms(),
+            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
+        };
         let outcome = self
             .executor
-            .execute(&*self.store, height, proposer, txs, Mode::Propose)?;
+            .execute(&*self.store, &env, txs, Mode::Propose)?;
         if outcome.included.is_empty() {
             let dropped: Vec<(H256, Address)> =
                 outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
@@ -400,7 +404,8 @@ impl ChainRuntime {
             return Ok(None);
         }
         let staged = self.store.stage(outcome.changes.clone())?;
-        let header = self.build_header(height, parent_hash, &outcome, staged.root);
+        let mut header = self.build_header(height, parent_hash, &outcome, staged.root);
+        header.timestamp_ms = env.timestamp_ms;
         let block = Block {
             txs: outcome.included.iter().map(|t| t.tx.clone()).collect(),
             header,
@@ -429,14 +434,16 @@ impl ChainRuntime {
             .collect();
         // Transactions this node admitted had their signatures checked then
         // (the hash covers signature and key); check only the others.
-        let outcome = self.executor.verify_block(
-            &*self.store,
-            h.height,
-            h.proposer,
-            txs,
-            Mode::Verify,
-            |hash| self.mempool.contains(hash),
-        )?;
+        let env = BlockEnv {
+            height: h.height,
+            timestamp_ms: h.timestamp_ms,
+            proposer: h.proposer,
+        };
+        let outcome =
+            self.executor
+                .verify_block(&*self.store, &env, txs, Mode::Verify, |hash| {
+                    self.mempool.contains(hash)
+                })?;
         let staged = self.store.stage(outcome.changes.clone())?;
         let mut expect = self.build_header(h.height, parent_hash, &outcome, staged.root);
         expect.timestamp_ms = h.timestamp_ms;

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod codec;
+pub mod eth;
 mod merkle;
 mod primitives;
 pub mod proof;
@@ -26,7 +27,7 @@ pub use spec::{
 pub use tx::verify_signatures;
 pub use tx::{
     Action, Block, BlockHeader, Certificate, CertificateSignature, CheckedTx, Event, Receipt,
-    SignedTransaction, Transaction, TxStatus, ValidatorSet,
+    SignedTransaction, Transaction, TxStatus, ValidatorSet, VmKind,
 };
 
 /// Errors from decoding or validating model values.

@@ -93,7 +93,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_tx_bytes: 32 * 1024,
+            max_tx_bytes: 256 * 1024,
         }
     }
 }
@@ -122,6 +122,13 @@ pub struct ChainSpec {
     pub limits: Limits,
     /// Genesis time, milliseconds since the Unix epoch.
     pub genesis_time_ms: u64,
+    /// Virtual machines contracts may run on.
+    #[serde(default = "all_vms")]
+    pub vms: Vec<crate::VmKind>,
+}
+
+fn all_vms() -> Vec<crate::VmKind> {
+    crate::VmKind::ALL.to_vec()
 }
 
 impl ChainSpec {

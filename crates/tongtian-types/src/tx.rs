@@ -1,8 +1,9 @@
 //! Transactions, blocks, certificates and receipts.
 
 use crate::codec::encode;
+use crate::eth::{EthTx, EthTxError};
 use crate::primitives::{serde_hex, serde_u128};
-use crate::{Address, ValidatorSpec, H256};
+use crate::{Address, GasSchedule, ValidatorSpec, H256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use tongtian_crypto::{suite, verify_many, CryptoSuite, Keypair, SuiteId, VerifyItem};
@@ -40,6 +41,94 @@ pub enum Action {
         /// Current validators' signatures over the change.
         approvals: Vec<CertificateSignature>,
     },
+    /// Create a contract on one of the chain's virtual machines. The new
+    /// contract's address is [`crate::eth::create_address`] of the sender
+    /// and this transaction's nonce.
+    Deploy {
+        /// Which VM runs it.
+        vm: VmKind,
+        /// WASM module, or EVM init code (constructor arguments appended).
+        #[serde(with = "serde_hex")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        code: Vec<u8>,
+        /// WASM only: arguments to the contract's `deploy` entry point.
+        #[serde(with = "serde_hex", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        args: Vec<u8>,
+        /// Native tokens sent to the new contract.
+        #[serde(with = "serde_u128", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        value: u128,
+    },
+    /// Call a contract (or, with empty input, pay any account).
+    Call {
+        /// The contract.
+        to: Address,
+        /// WASM: method and arguments ([`crate::abi`]); EVM: ABI call data.
+        #[serde(with = "serde_hex")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        input: Vec<u8>,
+        /// Native tokens sent with the call.
+        #[serde(with = "serde_u128", default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        value: u128,
+    },
+    /// An Ethereum transaction exactly as a wallet signed it (see
+    /// [`crate::eth`]); the envelope's signer fields hold the recovered
+    /// sender address and no signature.
+    Ethereum {
+        /// The RLP (typed) transaction bytes.
+        #[serde(with = "serde_hex")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        raw: Vec<u8>,
+    },
+}
+
+/// The virtual machines a contract can run on.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum VmKind {
+    /// WebAssembly contracts (Rust and other languages compiled to WASM).
+    Wasm,
+    /// The Ethereum virtual machine (Solidity).
+    Evm,
+}
+
+impl VmKind {
+    /// Both VMs.
+    pub const ALL: [VmKind; 2] = [VmKind::Wasm, VmKind::Evm];
+}
+
+impl std::fmt::Display for VmKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VmKind::Wasm => "wasm",
+            VmKind::Evm => "evm",
+        })
+    }
+}
+
+impl std::str::FromStr for VmKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "wasm" => Ok(VmKind::Wasm),
+            "evm" => Ok(VmKind::Evm),
+            other => Err(format!("unknown vm `{other}` (wasm or evm)")),
+        }
+    }
 }
 
 /// Domain tag of validator-set change approvals.
@@ -145,25 +234,95 @@ pub struct SignedTransaction {
 }
 
 impl SignedTransaction {
-    /// The transaction hash under the chain's suite (hash of the full encoding).
+    /// Wrap raw Ethereum transaction bytes, recovering the sender.
+    pub fn from_ethereum(raw: Vec<u8>) -> Result<SignedTransaction, EthTxError> {
+        let eth = EthTx::decode(&raw)?;
+        let sender = eth.recover_sender()?;
+        let gas_price = u64::try_from(eth.effective_gas_price())
+            .map_err(|_| EthTxError::TooLarge("gas price"))?;
+        Ok(SignedTransaction {
+            tx: Transaction {
+                chain_id: eth.chain_id,
+                nonce: eth.nonce,
+                gas_limit: eth.gas_limit,
+                gas_price,
+                action: Action::Ethereum { raw },
+            },
+            public_key: sender.0.to_vec(),
+            signature: Vec::new(),
+        })
+    }
+
+    /// The transaction hash: under the chain's suite (hash of the full
+    /// encoding), or Keccak-256 of the raw bytes for Ethereum transactions,
+    /// as Ethereum tools compute it.
     pub fn hash(&self, suite_id: SuiteId) -> H256 {
-        H256(suite(suite_id).hash(&encode(self)))
+        match &self.tx.action {
+            Action::Ethereum { raw } => H256(tongtian_crypto::eth::keccak256(raw)),
+            _ => H256(suite(suite_id).hash(&encode(self))),
+        }
     }
 
     /// The sender's address.
     pub fn sender(&self, suite_id: SuiteId) -> Address {
-        Address::from_public_key(suite_id, &self.public_key)
+        match &self.tx.action {
+            Action::Ethereum { .. } => {
+                let mut a = [0u8; 20];
+                let n = self.public_key.len().min(20);
+                a[..n].copy_from_slice(&self.public_key[..n]);
+                Address(a)
+            }
+            _ => Address::from_public_key(suite_id, &self.public_key),
+        }
     }
 
-    /// Check the signature with the chain's suite.
+    /// Check the signature: with the chain's suite, or for Ethereum
+    /// transactions by recovering the signer and checking that it and every
+    /// envelope field match the raw transaction.
     pub fn verify(&self, s: &dyn CryptoSuite) -> Result<(), tongtian_crypto::CryptoError> {
-        s.verify(&self.public_key, &self.tx.signing_bytes(), &self.signature)
+        match &self.tx.action {
+            Action::Ethereum { raw } => {
+                let ok = SignedTransaction::from_ethereum(raw.clone())
+                    .map(|w| w == *self)
+                    .unwrap_or(false);
+                if ok {
+                    Ok(())
+                } else {
+                    Err(tongtian_crypto::CryptoError::BadSignature)
+                }
+            }
+            _ => s.verify(&self.public_key, &self.tx.signing_bytes(), &self.signature),
+        }
     }
 }
 
 /// Check many transactions' signatures at once (batched, on all cores);
 /// one flag per transaction, in order.
 pub fn verify_signatures(s: &dyn CryptoSuite, txs: &[&SignedTransaction]) -> Vec<bool> {
+    use rayon::prelude::*;
+    let is_eth = |t: &&&SignedTransaction| matches!(t.tx.action, Action::Ethereum { .. });
+    if txs.iter().any(|t| is_eth(&t)) {
+        // Ethereum signatures recover rather than batch: check them one by
+        // one in parallel, and the suite's in one batch.
+        let native: Vec<&SignedTransaction> = txs.iter().filter(|t| !is_eth(t)).copied().collect();
+        let mut native_ok = verify_signatures(s, &native).into_iter();
+        let eth_ok: Vec<bool> = txs
+            .par_iter()
+            .filter(is_eth)
+            .map(|t| t.verify(s).is_ok())
+            .collect();
+        let mut eth_ok = eth_ok.into_iter();
+        return txs
+            .iter()
+            .map(|t| {
+                if is_eth(&t) {
+                    eth_ok.next().unwrap_or(false)
+                } else {
+                    native_ok.next().unwrap_or(false)
+                }
+            })
+            .collect();
+    }
     let msgs: Vec<Vec<u8>> = txs.iter().map(|t| t.tx.signing_bytes()).collect();
     let items: Vec<VerifyItem> = txs
         .iter()
@@ -192,6 +351,29 @@ pub struct CheckedTx {
 }
 
 impl CheckedTx {
+    /// Gas charged before any execution. Ethereum transactions follow
+    /// Ethereum's rule ([`crate::eth::intrinsic_gas`]) so wallets' usual
+    /// limits (21,000 for a plain payment) work; native ones pay the
+    /// schedule's base plus a price per encoded byte.
+    pub fn intrinsic_gas(&self, gas: &GasSchedule) -> u64 {
+        match &self.tx.tx.action {
+            Action::Ethereum { raw } => EthTx::decode(raw)
+                .map(|e| e.intrinsic_gas())
+                .unwrap_or(u64::MAX),
+            _ => gas.tx_base + gas.per_byte * self.encoded_len as u64,
+        }
+    }
+
+    /// Native tokens the action moves out of the sender's balance.
+    pub fn value(&self) -> u128 {
+        match &self.tx.tx.action {
+            Action::Transfer { amount, .. } => *amount,
+            Action::SetValidators { .. } => 0,
+            Action::Deploy { value, .. } | Action::Call { value, .. } => *value,
+            Action::Ethereum { raw } => EthTx::decode(raw).map(|e| e.value).unwrap_or(0),
+        }
+    }
+
     /// Compute hash, sender and size (does not verify the signature).
     pub fn new(tx: SignedTransaction, suite_id: SuiteId) -> Self {
         let bytes = encode(&tx);
@@ -364,6 +546,13 @@ pub struct Receipt {
     pub fee: u128,
     /// Events, empty when failed.
     pub events: Vec<Event>,
+    /// What a contract call returned, or a revert's data.
+    #[serde(with = "serde_hex", default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub output: Vec<u8>,
+    /// The contract a deployment created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract_address: Option<Address>,
 }
 
 impl Receipt {

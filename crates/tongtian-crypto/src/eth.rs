@@ -1,0 +1,162 @@
+//! Ethereum's cryptography, for Ethereum-signed transactions and the
+//! development accounts every Ethereum tool expects.
+//!
+//! Ethereum accounts sign with secp256k1 over Keccak-256 digests; an
+//! account's address is the last 20 bytes of the Keccak-256 hash of its
+//! uncompressed public key. Transactions carry a recoverable signature, so
+//! the sender is recovered rather than stated.
+
+use crate::CryptoError;
+use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
+use sha3::{Digest, Keccak256};
+
+/// The mnemonic of Hardhat's and Anvil's development accounts.
+pub const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
+
+/// Keccak-256 of `data`.
+pub fn keccak256(data: &[u8]) -> [u8; 32] {
+    Keccak256::digest(data).into()
+}
+
+/// Address of a secp256k1 public key.
+pub fn address_of(key: &VerifyingKey) -> [u8; 20] {
+    let point = key.to_encoded_point(false);
+    let h = keccak256(&point.as_bytes()[1..]);
+    let mut a = [0u8; 20];
+    a.copy_from_slice(&h[12..]);
+    a
+}
+
+/// Recover the signer's address from a 32-byte digest, the 64-byte `r || s`
+/// signature and the recovery id (0 or 1). High-`s` signatures are refused,
+/// as Ethereum does since Homestead.
+pub fn recover_address(
+    digest: &[u8; 32],
+    rs: &[u8; 64],
+    recid: u8,
+) -> Result<[u8; 20], CryptoError> {
+    let sig = Signature::from_slice(rs).map_err(|_| CryptoError::BadSignature)?;
+    if sig.normalize_s().is_some() {
+        return Err(CryptoError::BadSignature);
+    }
+    let id = RecoveryId::from_byte(recid).ok_or(CryptoError::BadSignature)?;
+    let key = VerifyingKey::recover_from_prehash(digest, &sig, id)
+        .map_err(|_| CryptoError::BadSignature)?;
+    Ok(address_of(&key))
+}
+
+/// A secp256k1 secret key of an Ethereum account.
+#[derive(Clone)]
+pub struct EthKey {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for EthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EthKey(0x{})", hex::encode(self.address()))
+    }
+}
+
+impl EthKey {
+    /// A key from its 32 secret bytes.
+    pub fn from_secret(secret: &[u8]) -> Result<Self, CryptoError> {
+        let key = SigningKey::from_slice(secret).map_err(|_| CryptoError::InvalidSecretKey {
+            suite: crate::SuiteId::Standard,
+        })?;
+        Ok(EthKey { key })
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        EthKey {
+            key: SigningKey::random(&mut rand::rngs::OsRng),
+        }
+    }
+
+    /// The secret bytes.
+    pub fn secret(&self) -> [u8; 32] {
+        self.key.to_bytes().into()
+    }
+
+    /// The account address.
+    pub fn address(&self) -> [u8; 20] {
+        address_of(self.key.verifying_key())
+    }
+
+    /// Sign a 32-byte digest: `(r || s, recovery id)`, low-`s`.
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> ([u8; 64], u8) {
+        // Signing a 32-byte prehash with a valid key cannot fail.
+        let (sig, id) = self
+            .key
+            .sign_prehash_recoverable(digest)
+            .expect("32-byte prehash signs");
+        (sig.to_bytes().into(), id.to_byte())
+    }
+
+    /// The key at BIP-44 path `m/44'/60'/0'/0/index` of a BIP-39 mnemonic
+    /// (empty passphrase): the derivation of MetaMask, Hardhat and Anvil.
+    pub fn from_mnemonic(mnemonic: &str, index: u32) -> Result<Self, CryptoError> {
+        let mut seed = [0u8; 64];
+        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(mnemonic.as_bytes(), b"mnemonic", 2048, &mut seed);
+        let path: bip32::DerivationPath =
+            format!("m/44'/60'/0'/0/{index}").parse().map_err(|_| {
+                CryptoError::InvalidSecretKey {
+                    suite: crate::SuiteId::Standard,
+                }
+            })?;
+        let child = bip32::XPrv::derive_from_path(seed, &path).map_err(|_| {
+            CryptoError::InvalidSecretKey {
+                suite: crate::SuiteId::Standard,
+            }
+        })?;
+        Self::from_secret(&child.to_bytes())
+    }
+
+    /// The first `n` development accounts of [`DEV_MNEMONIC`].
+    pub fn dev_accounts(n: u32) -> Vec<EthKey> {
+        (0..n)
+            .map(|i| Self::from_mnemonic(DEV_MNEMONIC, i).expect("the dev mnemonic derives"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keccak_of_empty_input() {
+        assert_eq!(
+            hex::encode(keccak256(b"")),
+            "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+    }
+
+    #[test]
+    fn dev_mnemonic_gives_the_well_known_accounts() {
+        // The addresses every Hardhat and Anvil user has seen printed.
+        let keys = EthKey::dev_accounts(2);
+        assert_eq!(
+            hex::encode(keys[0].address()),
+            "f39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+        );
+        assert_eq!(
+            hex::encode(keys[1].address()),
+            "70997970c51812dc3a010c7d01b50e0d17dc79c8"
+        );
+    }
+
+    #[test]
+    fn signatures_recover_their_signer_and_nothing_else() {
+        let k = EthKey::generate();
+        let digest = keccak256(b"hello");
+        let (rs, id) = k.sign_digest(&digest);
+        assert_eq!(recover_address(&digest, &rs, id).unwrap(), k.address());
+        let other = keccak256(b"hellp");
+        assert_ne!(recover_address(&other, &rs, id).ok(), Some(k.address()));
+        let mut bad = rs;
+        bad[5] ^= 1;
+        assert_ne!(recover_address(&digest, &bad, id).ok(), Some(k.address()));
+        assert!(recover_address(&digest, &rs, 7).is_err());
+    }
+}

@@ -1,0 +1,407 @@
+//! Ethereum transactions as Ethereum tools sign them.
+//!
+//! `eth_sendRawTransaction` carries legacy (EIP-155), EIP-2930 and EIP-1559
+//! transactions, RLP-encoded and signed with secp256k1. [`EthTx::decode`]
+//! parses one strictly (canonical RLP, no trailing bytes), and
+//! [`EthTx::recover_sender`] recovers its signer from the signature. Such a
+//! transaction travels inside a [`crate::SignedTransaction`] whose action is
+//! [`crate::Action::Ethereum`], so it shares the mempool, blocks and receipts
+//! with native transactions.
+
+use crate::{Address, H256};
+use alloy_rlp::{Decodable, Header};
+use tongtian_crypto::eth::{keccak256, recover_address};
+
+/// Why raw Ethereum transaction bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EthTxError {
+    /// Not valid RLP or not the shape of a transaction.
+    #[error("malformed ethereum transaction: {0}")]
+    Malformed(String),
+    /// A transaction type we do not accept (blob and set-code transactions).
+    #[error("unsupported ethereum transaction type {0:#x}")]
+    UnsupportedType(u8),
+    /// A legacy transaction without EIP-155 replay protection.
+    #[error("transaction is not replay-protected (EIP-155 chain id missing)")]
+    NoChainId,
+    /// A value that does not fit this chain's 128-bit balances.
+    #[error("{0} does not fit in 128 bits")]
+    TooLarge(&'static str),
+    /// The signature is malformed or recovers no key.
+    #[error("invalid transaction signature")]
+    BadSignature,
+}
+
+impl From<alloy_rlp::Error> for EthTxError {
+    fn from(e: alloy_rlp::Error) -> Self {
+        EthTxError::Malformed(e.to_string())
+    }
+}
+
+/// A decoded Ethereum transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EthTx {
+    /// 0 legacy, 1 EIP-2930, 2 EIP-1559.
+    pub tx_type: u8,
+    /// Chain id it is signed for.
+    pub chain_id: u64,
+    /// Sender nonce.
+    pub nonce: u64,
+    /// Legacy and 2930: the gas price; 1559: the max fee per gas.
+    pub max_fee_per_gas: u128,
+    /// 1559 only: the max priority fee per gas.
+    pub max_priority_fee_per_gas: Option<u128>,
+    /// Gas limit.
+    pub gas_limit: u64,
+    /// Recipient; `None` creates a contract.
+    pub to: Option<Address>,
+    /// Value sent.
+    pub value: u128,
+    /// Call data or init code.
+    pub input: Vec<u8>,
+    /// Transaction hash: Keccak-256 of the raw bytes.
+    pub hash: H256,
+    digest: [u8; 32],
+    rs: [u8; 64],
+    recid: u8,
+}
+
+/// The raw encodings (header included) of a list's items.
+fn list_items(buf: &[u8]) -> Result<Vec<&[u8]>, EthTxError> {
+    let mut rest = buf;
+    let h = Header::decode(&mut rest)?;
+    if !h.list {
+        return Err(EthTxError::Malformed("expected an RLP list".into()));
+    }
+    if rest.len() != h.payload_length {
+        return Err(EthTxError::Malformed(
+            "trailing bytes after the transaction".into(),
+        ));
+    }
+    let mut items = Vec::new();
+    while !rest.is_empty() {
+        let before = rest;
+        let item = Header::decode(&mut rest)?;
+        if rest.len() < item.payload_length {
+            return Err(alloy_rlp::Error::InputTooShort.into());
+        }
+        rest = &rest[item.payload_length..];
+        items.push(&before[..before.len() - rest.len()]);
+    }
+    Ok(items)
+}
+
+fn uint<T: Decodable>(item: &[u8]) -> Result<T, EthTxError> {
+    let mut b = item;
+    Ok(T::decode(&mut b)?)
+}
+
+fn bytes(item: &[u8]) -> Result<Vec<u8>, EthTxError> {
+    let mut b = item;
+    Ok(Header::decode_bytes(&mut b, false)?.to_vec())
+}
+
+fn to_field(item: &[u8]) -> Result<Option<Address>, EthTxError> {
+    let b = bytes(item)?;
+    match b.len() {
+        0 => Ok(None),
+        20 => Ok(Some(Address(b.try_into().expect("20 bytes")))),
+        n => Err(EthTxError::Malformed(format!("recipient of {n} bytes"))),
+    }
+}
+
+fn value_field(item: &[u8], what: &'static str) -> Result<u128, EthTxError> {
+    let b = bytes(item)?;
+    if b.first() == Some(&0) {
+        return Err(alloy_rlp::Error::LeadingZero.into());
+    }
+    if b.len() > 32 {
+        return Err(EthTxError::Malformed(format!(
+            "{what} longer than 32 bytes"
+        )));
+    }
+    if b.len() > 16 {
+        return Err(EthTxError::TooLarge(what));
+    }
+    let mut out = [0u8; 16];
+    out[16 - b.len()..].copy_from_slice(&b);
+    Ok(u128::from_be_bytes(out))
+}
+
+fn scalar(item: &[u8]) -> Result<[u8; 32], EthTxError> {
+    let b = bytes(item)?;
+    if b.len() > 32 || b.is_empty() {
+        return Err(EthTxError::BadSignature);
+    }
+    let mut out = [0u8; 32];
+    out[32 - b.len()..].copy_from_slice(&b);
+    Ok(out)
+}
+
+fn list_of(items: &[&[u8]], prefix: Option<u8>) -> Vec<u8> {
+    let payload: usize = items.iter().map(|i| i.len()).sum();
+    let mut out = Vec::with_capacity(payload + 10);
+    if let Some(p) = prefix {
+        out.push(p);
+    }
+    Header {
+        list: true,
+        payload_length: payload,
+    }
+    .encode(&mut out);
+    for i in items {
+        out.extend_from_slice(i);
+    }
+    out
+}
+
+impl EthTx {
+    /// Parse raw transaction bytes (no signature recovery yet).
+    pub fn decode(raw: &[u8]) -> Result<EthTx, EthTxError> {
+        let first = *raw
+            .first()
+            .ok_or_else(|| EthTxError::Malformed("empty transaction".into()))?;
+        let hash = H256(keccak256(raw));
+        let (tx_type, body) = match first {
+            0xc0..=0xff => (0u8, raw),
+            1 | 2 => (first, &raw[1..]),
+            t if t < 0x80 => return Err(EthTxError::UnsupportedType(t)),
+            _ => return Err(EthTxError::Malformed("not a transaction".into())),
+        };
+        let items = list_items(body)?;
+        let want = match tx_type {
+            0 => 9,
+            1 => 11,
+            _ => 12,
+        };
+        if items.len() != want {
+            return Err(EthTxError::Malformed(format!(
+                "type {tx_type} transaction has {} fields, expected {want}",
+                items.len()
+            )));
+        }
+        let (r, s) = (scalar(items[want - 2])?, scalar(items[want - 1])?);
+        let mut rs = [0u8; 64];
+        rs[..32].copy_from_slice(&r);
+        rs[32..].copy_from_slice(&s);
+        let tx = match tx_type {
+            0 => {
+                let v: u64 = uint(items[6])?;
+                if v == 27 || v == 28 {
+                    return Err(EthTxError::NoChainId);
+                }
+                if v < 35 {
+                    return Err(EthTxError::BadSignature);
+                }
+                let chain_id = (v - 35) / 2;
+                let (cid, zero) = (alloy_rlp::encode(chain_id), alloy_rlp::encode(0u8));
+                let mut fields: Vec<&[u8]> = items[..6].to_vec();
+                fields.extend([cid.as_slice(), zero.as_slice(), zero.as_slice()]);
+                EthTx {
+                    tx_type,
+                    chain_id,
+                    nonce: uint(items[0])?,
+                    max_fee_per_gas: value_field(items[1], "gas price")?,
+                    max_priority_fee_per_gas: None,
+                    gas_limit: uint(items[2])?,
+                    to: to_field(items[3])?,
+                    value: value_field(items[4], "value")?,
+                    input: bytes(items[5])?,
+                    hash,
+                    digest: keccak256(&list_of(&fields, None)),
+                    rs,
+                    recid: ((v - 35) % 2) as u8,
+                }
+            }
+            1 => EthTx {
+                tx_type,
+                chain_id: uint(items[0])?,
+                nonce: uint(items[1])?,
+                max_fee_per_gas: value_field(items[2], "gas price")?,
+                max_priority_fee_per_gas: None,
+                gas_limit: uint(items[3])?,
+                to: to_field(items[4])?,
+                value: value_field(items[5], "value")?,
+                input: bytes(items[6])?,
+                hash,
+                digest: keccak256(&list_of(&items[..8], Some(1))),
+                rs,
+                recid: uint(items[8])?,
+            },
+            _ => EthTx {
+                tx_type,
+                chain_id: uint(items[0])?,
+                nonce: uint(items[1])?,
+                max_priority_fee_per_gas: Some(value_field(items[2], "priority fee")?),
+                max_fee_per_gas: value_field(items[3], "max fee")?,
+                gas_limit: uint(items[4])?,
+                to: to_field(items[5])?,
+                value: value_field(items[6], "value")?,
+                input: bytes(items[7])?,
+                hash,
+                digest: keccak256(&list_of(&items[..9], Some(2))),
+                rs,
+                recid: uint(items[9])?,
+            },
+        };
+        if tx.recid > 1 {
+            return Err(EthTxError::BadSignature);
+        }
+        Ok(tx)
+    }
+
+    /// Recover the sender's address from the signature.
+    pub fn recover_sender(&self) -> Result<Address, EthTxError> {
+        recover_address(&self.digest, &self.rs, self.recid)
+            .map(Address)
+            .map_err(|_| EthTxError::BadSignature)
+    }
+
+    /// The price per gas paid on a chain whose base fee is zero.
+    pub fn effective_gas_price(&self) -> u128 {
+        match self.max_priority_fee_per_gas {
+            Some(p) => p.min(self.max_fee_per_gas),
+            None => self.max_fee_per_gas,
+        }
+    }
+
+    /// Gas charged before execution, by Ethereum's rules: 21,000, plus
+    /// 4 per zero and 16 per non-zero data byte, plus 32,000 to create.
+    pub fn intrinsic_gas(&self) -> u64 {
+        intrinsic_gas(&self.input, self.to.is_none())
+    }
+
+    /// Address of the contract a creation by `sender` at `nonce` makes.
+    pub fn create_address(sender: &Address, nonce: u64) -> Address {
+        create_address(sender, nonce)
+    }
+}
+
+/// Ethereum's intrinsic gas of a call or creation with `input`.
+pub fn intrinsic_gas(input: &[u8], create: bool) -> u64 {
+    let zeros = input.iter().filter(|b| **b == 0).count() as u64;
+    let nonzero = input.len() as u64 - zeros;
+    21_000 + 4 * zeros + 16 * nonzero + if create { 32_000 } else { 0 }
+}
+
+/// `CREATE` address: the last 20 bytes of `keccak256(rlp([sender, nonce]))`.
+/// Both virtual machines place new contracts this way.
+pub fn create_address(sender: &Address, nonce: u64) -> Address {
+    let a = alloy_rlp::encode(sender.0.as_slice());
+    let n = alloy_rlp::encode(nonce);
+    let h = keccak256(&list_of(&[a.as_slice(), n.as_slice()], None));
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&h[12..]);
+    Address(out)
+}
+
+/// Build and sign an EIP-1559 transaction (for tests, benchmarks and the
+/// CLI; wallets do this themselves).
+pub fn sign_eip1559(
+    key: &tongtian_crypto::eth::EthKey,
+    chain_id: u64,
+    nonce: u64,
+    gas_price: u128,
+    gas_limit: u64,
+    to: Option<Address>,
+    value: u128,
+    input: &[u8],
+) -> Vec<u8> {
+    let enc_u128 = |v: u128| alloy_rlp::encode(v);
+    let to_enc = match to {
+        Some(a) => alloy_rlp::encode(a.0.as_slice()),
+        None => alloy_rlp::encode(&b""[..]),
+    };
+    let fields = [
+        alloy_rlp::encode(chain_id),
+        alloy_rlp::encode(nonce),
+        enc_u128(gas_price),
+        enc_u128(gas_price),
+        alloy_rlp::encode(gas_limit),
+        to_enc,
+        enc_u128(value),
+        alloy_rlp::encode(input),
+        list_of(&[], None),
+    ];
+    let refs: Vec<&[u8]> = fields.iter().map(|f| f.as_slice()).collect();
+    let digest = keccak256(&list_of(&refs, Some(2)));
+    let (rs, recid) = key.sign_digest(&digest);
+    let strip = |b: &[u8]| {
+        let i = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+        alloy_rlp::encode(&b[i..])
+    };
+    let sig = [alloy_rlp::encode(recid), strip(&rs[..32]), strip(&rs[32..])];
+    let mut all = refs.clone();
+    all.extend(sig.iter().map(|s| s.as_slice()));
+    list_of(&all, Some(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongtian_crypto::eth::EthKey;
+
+    #[test]
+    fn eip1559_round_trip_recovers_the_signer() {
+        let k = EthKey::generate();
+        let to = Address([7; 20]);
+        let raw = sign_eip1559(&k, 8645, 3, 5, 50_000, Some(to), 1000, &[0, 1, 2]);
+        let tx = EthTx::decode(&raw).unwrap();
+        assert_eq!(tx.tx_type, 2);
+        assert_eq!((tx.chain_id, tx.nonce, tx.gas_limit), (8645, 3, 50_000));
+        assert_eq!(
+            (tx.to, tx.value, tx.input.clone()),
+            (Some(to), 1000, vec![0, 1, 2])
+        );
+        assert_eq!(tx.recover_sender().unwrap(), Address(k.address()));
+        assert_eq!(tx.intrinsic_gas(), 21_000 + 4 + 32);
+        assert_eq!(tx.hash, H256(keccak256(&raw)));
+    }
+
+    #[test]
+    fn tampering_changes_the_recovered_sender_or_fails() {
+        let k = EthKey::generate();
+        let mut raw = sign_eip1559(&k, 1, 0, 1, 21_000, Some(Address([1; 20])), 5, &[]);
+        // The value byte sits just before the empty data and access list.
+        let pos = raw.len() - 1 - 66 - 3 - 1;
+        raw[pos] ^= 0x01;
+        match EthTx::decode(&raw) {
+            Ok(tx) => assert_ne!(tx.recover_sender().ok(), Some(Address(k.address()))),
+            Err(_) => {}
+        }
+    }
+
+    #[test]
+    fn legacy_eip155_vector_decodes() {
+        // The worked example of EIP-155 (key 0x4646..46, chain id 1).
+        let raw = hex::decode("f86c098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a76400008025a028ef61340bd939bc2195fe537567866003e1a15d3c71ff63e1590620aa636276a067cbe9d8997f761aecb703304b3800ccf555c9f3dc64214b297fb1966a3b6d83").unwrap();
+        let tx = EthTx::decode(&raw).unwrap();
+        assert_eq!((tx.tx_type, tx.chain_id, tx.nonce), (0, 1, 9));
+        assert_eq!(tx.value, 1_000_000_000_000_000_000);
+        let key = EthKey::from_secret(&[0x46; 32]).unwrap();
+        assert_eq!(tx.recover_sender().unwrap(), Address(key.address()));
+    }
+
+    #[test]
+    fn garbage_and_unprotected_transactions_are_refused() {
+        assert!(matches!(EthTx::decode(&[]), Err(EthTxError::Malformed(_))));
+        assert!(matches!(
+            EthTx::decode(&[3, 0xc0]),
+            Err(EthTxError::UnsupportedType(3))
+        ));
+        assert!(EthTx::decode(&[0xc3, 1, 2]).is_err());
+        // Pre-EIP-155 (v = 27) legacy transaction.
+        let raw = hex::decode("f85f800182520894095e7baea6a6c7c4c2dfeb977efac326af552d870a801ba048b55bfa915ac795c431978d8a6a992b628d557da5ff759b307d495a36649353a0efffd310ac743f371de3b9f7f9cb56c0b28ad43601b4ab949f53faa07bd2c804").unwrap();
+        assert_eq!(EthTx::decode(&raw), Err(EthTxError::NoChainId));
+    }
+
+    #[test]
+    fn create_address_matches_ethereum() {
+        // Well-known: the first contract deployed by Hardhat account 0.
+        let sender = Address(EthKey::dev_accounts(1)[0].address());
+        assert_eq!(
+            create_address(&sender, 0).to_string(),
+            "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+        );
+    }
+}
