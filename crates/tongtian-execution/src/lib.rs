@@ -10,6 +10,8 @@
 //! key is namespaced (`acct/` + address) so later modules and VMs share the
 //! one 20-byte address space.
 
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vm;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,1 +1,340 @@
-//! x
+//! Solidity contracts on the Ethereum virtual machine.
+//!
+//! [`EvmVm`] runs [revm](https://github.com/bluealloy/revm) over Tongtian's
+//! state: the EVM sees the same 20-byte accounts and balances as native
+//! transfers, storage slots are `stor/` keys of the shared state tree, and
+//! logs become receipt events named `log` (topics and data as attributes,
+//! which `eth_getLogs` turns back into Ethereum logs).
+//!
+//! Every message is one revm transaction with fees switched off: the
+//! executor has already reserved the fee and settles it from the gas used,
+//! and nonces are the executor's to manage. Contracts on other VMs look like
+//! code-less accounts from inside the EVM.
+
+use parking_lot::Mutex;
+use revm::bytecode::Bytecode;
+use revm::context::result::{EVMError, ExecutionResult, HaltReason, Output};
+use revm::context::{BlockEnv as RevmBlock, CfgEnv, Context, TxEnv};
+use revm::database_interface::DBErrorMarker;
+use revm::primitives::hardfork::SpecId;
+use revm::primitives::{Address as EAddr, Bytes, TxKind, B256, KECCAK_EMPTY, U256};
+use revm::state::AccountInfo;
+use revm::{Database, ExecuteEvm, MainBuilder, MainContext};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tongtian_execution::vm::{CallResult, CodeInfo, Host, Message, Vm, VmFailure};
+use tongtian_execution::ExecutionError;
+use tongtian_types::{Account, Address, Event, VmKind, H256};
+
+pub mod abi;
+
+/// Name of the events EVM logs become.
+pub const LOG_EVENT: &str = "log";
+
+/// The EVM. Keeps analysed bytecode by code hash across calls.
+#[derive(Default)]
+pub struct EvmVm {
+    code_cache: Mutex<HashMap<[u8; 32], Bytecode>>,
+}
+
+impl EvmVm {
+    /// A new EVM.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+/// A state error raised inside revm's database callbacks.
+#[derive(Debug, thiserror::Error)]
+#[error("state read failed")]
+struct DbError;
+
+impl DBErrorMarker for DbError {}
+
+/// revm's view of Tongtian state through a [`Host`].
+struct HostDb<'a, 'h, 'o, 's> {
+    host: &'h mut Host<'o, 's>,
+    cache: &'a Mutex<HashMap<[u8; 32], Bytecode>>,
+    error: Option<ExecutionError>,
+}
+
+fn eaddr(a: &Address) -> EAddr {
+    EAddr::from(a.0)
+}
+
+fn taddr(a: &EAddr) -> Address {
+    Address(a.0 .0)
+}
+
+impl HostDb<'_, '_, '_, '_> {
+    fn fail<T>(&mut self, e: ExecutionError) -> Result<T, DbError> {
+        self.error = Some(e);
+        Err(DbError)
+    }
+
+    fn bytecode(&mut self, hash: &H256) -> Result<Bytecode, DbError> {
+        if let Some(b) = self.cache.lock().get(&hash.0) {
+            return Ok(b.clone());
+        }
+        let blob = match self.host.code_blob(hash) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Bytecode::default()),
+            Err(e) => return self.fail(e),
+        };
+        let code = Bytecode::new_raw(Bytes::from(blob));
+        let mut cache = self.cache.lock();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(hash.0, code.clone());
+        Ok(code)
+    }
+}
+
+impl Database for HostDb<'_, '_, '_, '_> {
+    type Error = DbError;
+
+    fn basic(&mut self, address: EAddr) -> Result<Option<AccountInfo>, DbError> {
+        let a = taddr(&address);
+        let acct = match self.host.account(&a) {
+            Ok(x) => x,
+            Err(e) => return self.fail(e),
+        };
+        let info = match self.host.code_info(&a) {
+            Ok(x) => x,
+            Err(e) => return self.fail(e),
+        };
+        let (code_hash, code) = match info {
+            Some(c) if c.vm == VmKind::Evm => (B256::from(c.hash.0), Some(self.bytecode(&c.hash)?)),
+            _ => (KECCAK_EMPTY, None),
+        };
+        if acct == Account::default() && code.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(AccountInfo {
+            balance: U256::from(acct.balance),
+            nonce: acct.nonce,
+            code_hash,
+            code,
+            ..Default::default()
+        }))
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, DbError> {
+        self.bytecode(&H256(code_hash.0))
+    }
+
+    fn storage(&mut self, address: EAddr, index: U256) -> Result<U256, DbError> {
+        match self
+            .host
+            .storage(&taddr(&address), &index.to_be_bytes::<32>())
+        {
+            Ok(Some(v)) => Ok(U256::from_be_slice(&v)),
+            Ok(None) => Ok(U256::ZERO),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn block_hash(&mut self, _number: u64) -> Result<B256, DbError> {
+        // Contracts get no block hashes (BLOCKHASH is zero): the executor
+        // has only the current block's context.
+        Ok(B256::ZERO)
+    }
+}
+
+/// Ethereum's intrinsic gas, which revm charges on top of the message's own
+/// gas (the executor has already charged Tongtian's intrinsic gas).
+fn intrinsic(input: &[u8], create: bool) -> u64 {
+    let words = input.len().div_ceil(32) as u64;
+    tongtian_types::eth::intrinsic_gas(input, create) + if create { 2 * words } else { 0 }
+}
+
+fn u128_of(v: U256) -> u128 {
+    u128::try_from(v).unwrap_or(u128::MAX)
+}
+
+/// Turn an EVM log into a receipt event.
+pub fn log_event(address: &EAddr, topics: &[B256], data: &[u8]) -> Event {
+    let topics: Vec<String> = topics.iter().map(|t| format!("{t:#x}")).collect();
+    Event {
+        emitter: taddr(address),
+        name: LOG_EVENT.into(),
+        attributes: vec![
+            ("topics".into(), topics.join(",")),
+            ("data".into(), format!("0x{}", hex_string(data))),
+        ],
+    }
+}
+
+fn hex_string(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl EvmVm {
+    fn run(
+        &self,
+        host: &mut Host<'_, '_>,
+        msg: &Message,
+        kind: TxKind,
+        data: Vec<u8>,
+    ) -> Result<CallResult, ExecutionError> {
+        let create = kind.is_create();
+        let overhead = intrinsic(&data, create);
+        let caller = msg.caller;
+        let caller_nonce = host.account(&caller)?.nonce;
+        let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
+        cfg.chain_id = host.chain.chain_id;
+        cfg.tx_chain_id_check = false;
+        cfg.disable_nonce_check = true;
+        cfg.disable_base_fee = true;
+        cfg.disable_eip3607 = true;
+        cfg.disable_block_gas_limit = true;
+        cfg.tx_gas_limit_cap = Some(u64::MAX);
+        let block = RevmBlock {
+            number: U256::from(host.block.height),
+            beneficiary: eaddr(&host.block.proposer),
+            timestamp: U256::from(host.block.timestamp_ms / 1000),
+            ..Default::default()
+        };
+        let tx = TxEnv {
+            caller: eaddr(&caller),
+            gas_limit: msg.gas_limit.saturating_add(overhead),
+            gas_price: 0,
+            kind,
+            value: U256::from(msg.value),
+            data: Bytes::from(data),
+            nonce: caller_nonce,
+            chain_id: None,
+            ..Default::default()
+        };
+        let (outcome, state) = {
+            let db = HostDb {
+                host: &mut *host,
+                cache: &self.code_cache,
+                error: None,
+            };
+            let mut evm = Context::mainnet()
+                .with_db(db)
+                .with_cfg(cfg)
+                .with_block(block)
+                .build_mainnet();
+            let res = evm.transact(tx);
+            if let Some(e) = evm.ctx.journaled_state.database.error.take() {
+                return Err(e);
+            }
+            match res {
+                Ok(r) => (Ok(r.result), r.state),
+                Err(e) => (Err(e), Default::default()),
+            }
+        };
+        let result = match outcome {
+            Err(EVMError::Transaction(e)) => {
+                let f = if e.to_string().contains("funds") {
+                    VmFailure::InsufficientBalance
+                } else {
+                    VmFailure::Trap(e.to_string())
+                };
+                return Ok(CallResult::failed(f, msg.gas_limit));
+            }
+            Err(e) => {
+                return Ok(CallResult::failed(
+                    VmFailure::Trap(e.to_string()),
+                    msg.gas_limit,
+                ))
+            }
+            Ok(r) => r,
+        };
+        let used = result
+            .tx_gas_used()
+            .saturating_sub(overhead)
+            .min(msg.gas_limit);
+        let (status, logs) = match result {
+            ExecutionResult::Success { output, logs, .. } => {
+                let out = match output {
+                    Output::Call(b) => b.to_vec(),
+                    Output::Create(_, _) => Vec::new(),
+                };
+                (Ok(out), logs)
+            }
+            ExecutionResult::Revert { output, .. } => {
+                return Ok(CallResult::failed(VmFailure::Revert(output.to_vec()), used))
+            }
+            ExecutionResult::Halt { reason, .. } => {
+                let f = match reason {
+                    HaltReason::OutOfGas(_) => VmFailure::OutOfGas,
+                    other => VmFailure::Trap(format!("{other:?}")),
+                };
+                return Ok(CallResult::failed(f, used));
+            }
+        };
+        for (address, account) in state {
+            if !account.is_touched() {
+                continue;
+            }
+            let a = taddr(&address);
+            if account.is_selfdestructed() {
+                host.set_account(a, Account::default());
+                continue;
+            }
+            let next = Account {
+                balance: u128_of(account.info.balance),
+                nonce: account.info.nonce,
+            };
+            if host.account(&a)? != next {
+                host.set_account(a, next);
+            }
+            if account.is_created() {
+                if let Some(code) = &account.info.code {
+                    let bytes = code.original_bytes();
+                    if !bytes.is_empty() {
+                        host.set_code(&a, VmKind::Evm, &bytes);
+                    }
+                }
+            }
+            for (slot, v) in account.changed_storage_slots() {
+                let value = (!v.present_value.is_zero())
+                    .then(|| v.present_value.to_be_bytes::<32>().to_vec());
+                host.set_storage(&a, &slot.to_be_bytes::<32>(), value);
+            }
+        }
+        // Nonces are the executor's: undo revm's bump of the caller's.
+        let mut c = host.account(&caller)?;
+        if c.nonce != caller_nonce {
+            c.nonce = caller_nonce;
+            host.set_account(caller, c);
+        }
+        for log in logs {
+            host.emit(log_event(&log.address, log.data.topics(), &log.data.data));
+        }
+        Ok(CallResult {
+            status,
+            gas_used: used,
+        })
+    }
+}
+
+impl Vm for EvmVm {
+    fn kind(&self) -> VmKind {
+        VmKind::Evm
+    }
+
+    fn create(
+        &self,
+        host: &mut Host<'_, '_>,
+        msg: &Message,
+        code: &[u8],
+    ) -> Result<CallResult, ExecutionError> {
+        let mut init = code.to_vec();
+        init.extend_from_slice(&msg.input);
+        self.run(host, msg, TxKind::Create, init)
+    }
+
+    fn call(
+        &self,
+        host: &mut Host<'_, '_>,
+        msg: &Message,
+        _code: &CodeInfo,
+    ) -> Result<CallResult, ExecutionError> {
+        self.run(host, msg, TxKind::Call(eaddr(&msg.to)), msg.input.clone())
+    }
+}
