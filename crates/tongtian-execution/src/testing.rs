@@ -32,7 +32,7 @@ impl TestChain {
     /// A chain whose `accounts` (native keys, then extra addresses) hold
     /// 10^30 each; `vms` are enabled.
     pub fn new(extra: &[Address], vms: Vec<std::sync::Arc<dyn crate::Vm>>) -> Self {
-        let keys: Vec<Keypair> = (0..3u8)
+        let keys: Vec<Keypair> = (0..4u8)
             .map(|i| Keypair::from_seed(SuiteId::Standard, &[i, 42]))
             .collect();
         let v = Keypair::from_seed(SuiteId::Standard, b"validator");

@@ -1,16 +1,646 @@
-//! x
-#![allow(missing_docs)]
-pub struct Env<'a> {
-    pub v: &'a mut Vec<u8>,
+//! Rust (or any language) compiled to WebAssembly, run on
+//! [wasmi](https://github.com/wasmi-labs/wasmi).
+//!
+//! Determinism and limits:
+//! * float instructions are refused when a module is compiled, as are
+//!   start functions and imports other than the host functions below;
+//! * every instruction costs fuel and fuel is gas (one for one); host
+//!   functions charge gas for what they do (storage, events, hashing);
+//! * memory is capped at [`MAX_MEMORY_BYTES`] and call nesting at wasmi's
+//!   recursion limit, so hostile modules trap instead of exhausting the
+//!   node.
+//!
+//! Contracts export `call` (and optionally `deploy`) and talk to the chain
+//! through the `env` imports that `tongtian-contract-sdk` wraps. Compiled
+//! modules are cached by code hash.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tongtian_contract_sdk::Value;
+use tongtian_execution::vm::{CallResult, CodeInfo, Host, Message, Vm, VmFailure};
+use tongtian_execution::ExecutionError;
+use tongtian_types::{Address, Event, VmKind, H256};
+use wasmi::{
+    Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+};
+
+/// Largest linear memory a contract may have: 16 MiB.
+pub const MAX_MEMORY_BYTES: usize = 16 << 20;
+/// Gas per byte of code stored at deployment.
+pub const CODE_DEPOSIT_PER_BYTE: u64 = 20;
+
+/// Gas prices of host functions.
+mod cost {
+    pub const BASE: u64 = 20;
+    pub const PER_BYTE: u64 = 1;
+    pub const STORAGE_READ: u64 = 200;
+    pub const STORAGE_WRITE: u64 = 2_000;
+    pub const STORAGE_WRITE_PER_BYTE: u64 = 10;
+    pub const EVENT: u64 = 375;
+    pub const EVENT_PER_BYTE: u64 = 8;
+    pub const HASH: u64 = 60;
+    pub const VERIFY: u64 = 3_000;
+    pub const BALANCE: u64 = 200;
+    pub const TRANSFER: u64 = 2_000;
+    pub const CALL: u64 = 700;
 }
-pub fn run<'a>(v: &'a mut Vec<u8>) {
-    let engine = wasmi::Engine::default();
-    let mut store = wasmi::Store::new(&engine, Env { v });
-    let mut linker = wasmi::Linker::<Env<'a>>::new(&engine);
-    linker
-        .func_wrap("env", "f", |mut c: wasmi::Caller<'_, Env<'a>>, x: i32| {
-            c.data_mut().v.push(x as u8);
+
+/// Why a contract stopped, raised from host functions.
+#[derive(Debug)]
+enum Stop {
+    Revert(Vec<u8>),
+    OutOfGas,
+    Fatal,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Revert(_) => f.write_str("reverted"),
+            Stop::OutOfGas => f.write_str("out of gas"),
+            Stop::Fatal => f.write_str("state error"),
+        }
+    }
+}
+
+impl wasmi::errors::HostError for Stop {}
+
+/// What host functions see.
+struct Env<'h, 'o, 's> {
+    host: &'h mut Host<'o, 's>,
+    msg: &'h Message,
+    output: Vec<u8>,
+    result: Vec<u8>,
+    limits: StoreLimits,
+    fatal: Option<ExecutionError>,
+}
+
+type Cx<'a, 'h, 'o, 's> = Caller<'a, Env<'h, 'o, 's>>;
+
+fn trap(s: Stop) -> wasmi::Error {
+    wasmi::Error::host(s)
+}
+
+fn charge(c: &mut Cx<'_, '_, '_, '_>, gas: u64) -> Result<(), wasmi::Error> {
+    let left = c.get_fuel()?;
+    if left < gas {
+        c.set_fuel(0)?;
+        return Err(trap(Stop::OutOfGas));
+    }
+    c.set_fuel(left - gas)?;
+    Ok(())
+}
+
+fn memory(c: &Cx<'_, '_, '_, '_>) -> Result<wasmi::Memory, wasmi::Error> {
+    match c.get_export("memory") {
+        Some(Extern::Memory(m)) => Ok(m),
+        _ => Err(wasmi::Error::new("contract exports no memory")),
+    }
+}
+
+fn read(c: &Cx<'_, '_, '_, '_>, ptr: i32, len: i32) -> Result<Vec<u8>, wasmi::Error> {
+    if len < 0 || len as usize > MAX_MEMORY_BYTES {
+        return Err(wasmi::Error::new("bad length"));
+    }
+    let mut buf = vec![0u8; len as usize];
+    memory(c)?
+        .read(c, ptr as u32 as usize, &mut buf)
+        .map_err(|_| wasmi::Error::new("memory access out of bounds"))?;
+    Ok(buf)
+}
+
+fn write(c: &mut Cx<'_, '_, '_, '_>, ptr: i32, data: &[u8]) -> Result<(), wasmi::Error> {
+    let m = memory(c)?;
+    m.write(c, ptr as u32 as usize, data)
+        .map_err(|_| wasmi::Error::new("memory access out of bounds"))
+}
+
+fn read_addr(c: &Cx<'_, '_, '_, '_>, ptr: i32) -> Result<Address, wasmi::Error> {
+    let b = read(c, ptr, 20)?;
+    Ok(Address(b.try_into().expect("20 bytes")))
+}
+
+fn read_u128(c: &Cx<'_, '_, '_, '_>, ptr: i32) -> Result<u128, wasmi::Error> {
+    let b = read(c, ptr, 16)?;
+    Ok(u128::from_le_bytes(b.try_into().expect("16 bytes")))
+}
+
+/// Record a state error and stop the contract; the block fails with it.
+fn fatal(c: &mut Cx<'_, '_, '_, '_>, e: ExecutionError) -> wasmi::Error {
+    c.data_mut().fatal = Some(e);
+    trap(Stop::Fatal)
+}
+
+/// The WASM virtual machine.
+pub struct WasmVm {
+    engine: Engine,
+    modules: Mutex<HashMap<[u8; 32], Module>>,
+}
+
+impl WasmVm {
+    /// A VM with the deterministic configuration.
+    pub fn new() -> Arc<Self> {
+        let mut config = Config::default();
+        config
+            .consume_fuel(true)
+            .floats(false)
+            .allow_start_fn(false)
+            .wasm_multi_memory(false)
+            .wasm_tail_call(false)
+            .set_max_recursion_depth(1024);
+        Arc::new(WasmVm {
+            engine: Engine::new(&config),
+            modules: Mutex::new(HashMap::new()),
         })
-        .unwrap();
-    let _ = &mut store;
+    }
+
+    /// Compile and check a module: what deployment accepts.
+    pub fn validate(&self, code: &[u8]) -> Result<Module, VmFailure> {
+        let module =
+            Module::new(&self.engine, code).map_err(|e| VmFailure::InvalidCode(e.to_string()))?;
+        let has = |name: &str| module.exports().any(|e| e.name() == name);
+        if !has("call") {
+            return Err(VmFailure::InvalidCode("no `call` export".into()));
+        }
+        if !has("memory") {
+            return Err(VmFailure::InvalidCode("no exported memory".into()));
+        }
+        for import in module.imports() {
+            if import.module() != "env" || !HOST_FUNCTIONS.contains(&import.name()) {
+                return Err(VmFailure::InvalidCode(format!(
+                    "imports {}::{}, which the chain does not provide",
+                    import.module(),
+                    import.name()
+                )));
+            }
+        }
+        Ok(module)
+    }
+
+    fn module(
+        &self,
+        host: &Host<'_, '_>,
+        hash: &H256,
+    ) -> Result<Result<Module, VmFailure>, ExecutionError> {
+        if let Some(m) = self.modules.lock().get(&hash.0) {
+            return Ok(Ok(m.clone()));
+        }
+        let Some(code) = host.code_blob(hash)? else {
+            return Ok(Err(VmFailure::InvalidCode("code missing".into())));
+        };
+        let m = match self.validate(&code) {
+            Ok(m) => m,
+            Err(f) => return Ok(Err(f)),
+        };
+        let mut cache = self.modules.lock();
+        if cache.len() > 1024 {
+            cache.clear();
+        }
+        cache.insert(hash.0, m.clone());
+        Ok(Ok(m))
+    }
+
+    /// Run `entry` of `module` for `msg`. Value moves first.
+    fn run(
+        &self,
+        host: &mut Host<'_, '_>,
+        msg: &Message,
+        module: &Module,
+        entry: &str,
+        pre_gas: u64,
+    ) -> Result<CallResult, ExecutionError> {
+        if pre_gas > msg.gas_limit {
+            return Ok(CallResult::failed(VmFailure::OutOfGas, msg.gas_limit));
+        }
+        if !host.transfer(&msg.caller, &msg.to, msg.value)? {
+            return Ok(CallResult::failed(VmFailure::InsufficientBalance, pre_gas));
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(MAX_MEMORY_BYTES)
+            .instances(1)
+            .tables(1)
+            .memories(1)
+            .build();
+        let env = Env {
+            host,
+            msg,
+            output: Vec::new(),
+            result: Vec::new(),
+            limits,
+            fatal: None,
+        };
+        let mut store = Store::new(&self.engine, env);
+        store.limiter(|e| &mut e.limits);
+        // Invariant: fuel metering is enabled in the engine's config.
+        store
+            .set_fuel(msg.gas_limit - pre_gas)
+            .expect("fuel metering is on");
+        let linker = linker(&self.engine);
+        let outcome = linker
+            .instantiate_and_start(&mut store, module)
+            .map_err(|e| VmFailure::InvalidCode(e.to_string()))
+            .and_then(|inst| {
+                inst.get_typed_func::<(), ()>(&store, entry)
+                    .map_err(|_| VmFailure::InvalidCode(format!("no `{entry}` export")))
+            })
+            .map(|f| f.call(&mut store, ()));
+        let gas_used = msg.gas_limit - store.get_fuel().unwrap_or(0);
+        let env = store.into_data();
+        if let Some(e) = env.fatal {
+            return Err(e);
+        }
+        let status = match outcome {
+            Err(f) => Err(f),
+            Ok(Ok(())) => Ok(env.output),
+            Ok(Err(e)) => Err(match e.downcast_ref::<Stop>() {
+                Some(Stop::Revert(data)) => VmFailure::Revert(data.clone()),
+                Some(Stop::OutOfGas) => VmFailure::OutOfGas,
+                Some(Stop::Fatal) => VmFailure::Trap("state error".into()),
+                None if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) => VmFailure::OutOfGas,
+                None => VmFailure::Trap(e.to_string()),
+            }),
+        };
+        Ok(CallResult { status, gas_used })
+    }
+}
+
+/// The host functions contracts may import from `env`.
+pub const HOST_FUNCTIONS: &[&str] = &[
+    "input_len",
+    "input_read",
+    "result_read",
+    "ret",
+    "revert",
+    "caller",
+    "origin",
+    "this",
+    "value",
+    "height",
+    "timestamp_ms",
+    "chain_id",
+    "storage_get",
+    "storage_set",
+    "storage_remove",
+    "emit",
+    "hash",
+    "keccak256",
+    "verify",
+    "balance",
+    "transfer",
+    "call",
+];
+
+fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
+    let mut l: Linker<Env<'h, 'o, 's>> = Linker::new(engine);
+    let e = "env";
+    // Invariant: each name is defined once, so func_wrap cannot fail.
+    let ok = "host function names are unique";
+    l.func_wrap(
+        e,
+        "input_len",
+        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i32, wasmi::Error> {
+            charge(&mut c, cost::BASE)?;
+            Ok(c.data().msg.input.len() as i32)
+        },
+    )
+    .expect(ok);
+    l.func_wrap(e, "input_read", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+        let input = c.data().msg.input.clone();
+        charge(&mut c, cost::BASE + cost::PER_BYTE * input.len() as u64)?;
+        write(&mut c, ptr, &input)
+    })
+    .expect(ok);
+    l.func_wrap(e, "result_read", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+        let r = std::mem::take(&mut c.data_mut().result);
+        charge(&mut c, cost::BASE + cost::PER_BYTE * r.len() as u64)?;
+        write(&mut c, ptr, &r)
+    })
+    .expect(ok);
+    l.func_wrap(e, "ret", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32, len: i32| {
+        let data = read(&c, ptr, len)?;
+        charge(&mut c, cost::BASE + cost::PER_BYTE * data.len() as u64)?;
+        c.data_mut().output = data;
+        Ok(())
+    })
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "revert",
+        |c: Cx<'_, 'h, 'o, 's>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
+            let data = read(&c, ptr, len.min(4096))?;
+            Err(trap(Stop::Revert(data)))
+        },
+    )
+    .expect(ok);
+    fn put_addr(c: &mut Cx<'_, '_, '_, '_>, ptr: i32, a: Address) -> Result<(), wasmi::Error> {
+        charge(c, cost::BASE)?;
+        write(c, ptr, &a.0)
+    }
+    l.func_wrap(e, "caller", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+        let a = c.data().msg.caller;
+        put_addr(&mut c, ptr, a)
+    })
+    .expect(ok);
+    l.func_wrap(e, "origin", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+        let a = c.data().msg.origin;
+        put_addr(&mut c, ptr, a)
+    })
+    .expect(ok);
+    l.func_wrap(e, "this", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+        let a = c.data().msg.to;
+        put_addr(&mut c, ptr, a)
+    })
+    .expect(ok);
+    l.func_wrap(e, "value", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+        let v = c.data().msg.value;
+        charge(&mut c, cost::BASE)?;
+        write(&mut c, ptr, &v.to_le_bytes())
+    })
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "height",
+        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i64, wasmi::Error> {
+            charge(&mut c, cost::BASE)?;
+            Ok(c.data().host.block.height as i64)
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "timestamp_ms",
+        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i64, wasmi::Error> {
+            charge(&mut c, cost::BASE)?;
+            Ok(c.data().host.block.timestamp_ms as i64)
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "chain_id",
+        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i64, wasmi::Error> {
+            charge(&mut c, cost::BASE)?;
+            Ok(c.data().host.chain.chain_id as i64)
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "storage_get",
+        |mut c: Cx<'_, 'h, 'o, 's>, kp: i32, kl: i32| -> Result<i32, wasmi::Error> {
+            let key = read(&c, kp, kl)?;
+            charge(
+                &mut c,
+                cost::STORAGE_READ + cost::PER_BYTE * key.len() as u64,
+            )?;
+            let me = c.data().msg.to;
+            match c.data().host.storage(&me, &key) {
+                Ok(Some(v)) => {
+                    charge(&mut c, cost::PER_BYTE * v.len() as u64)?;
+                    let n = v.len() as i32;
+                    c.data_mut().result = v;
+                    Ok(n)
+                }
+                Ok(None) => Ok(-1),
+                Err(err) => Err(fatal(&mut c, err)),
+            }
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "storage_set",
+        |mut c: Cx<'_, 'h, 'o, 's>, kp: i32, kl: i32, vp: i32, vl: i32| {
+            let key = read(&c, kp, kl)?;
+            let val = read(&c, vp, vl)?;
+            charge(
+                &mut c,
+                cost::STORAGE_WRITE + cost::STORAGE_WRITE_PER_BYTE * (key.len() + val.len()) as u64,
+            )?;
+            let me = c.data().msg.to;
+            c.data_mut().host.set_storage(&me, &key, Some(val));
+            Ok(())
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "storage_remove",
+        |mut c: Cx<'_, 'h, 'o, 's>, kp: i32, kl: i32| {
+            let key = read(&c, kp, kl)?;
+            charge(&mut c, cost::STORAGE_WRITE)?;
+            let me = c.data().msg.to;
+            c.data_mut().host.set_storage(&me, &key, None);
+            Ok(())
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "emit",
+        |mut c: Cx<'_, 'h, 'o, 's>, np: i32, nl: i32, dp: i32, dl: i32| {
+            let name = read(&c, np, nl.min(256))?;
+            let data = read(&c, dp, dl)?;
+            charge(
+                &mut c,
+                cost::EVENT + cost::EVENT_PER_BYTE * (name.len() + data.len()) as u64,
+            )?;
+            let name = String::from_utf8(name)
+                .map_err(|_| wasmi::Error::new("event name is not UTF-8"))?;
+            let attributes = match Value::decode(&data) {
+                Ok(Value::Map(kvs)) => kvs.into_iter().map(|(k, v)| (k, render(&v))).collect(),
+                _ => return Err(wasmi::Error::new("event attributes are not a map")),
+            };
+            let emitter = c.data().msg.to;
+            c.data_mut().host.emit(Event {
+                emitter,
+                name,
+                attributes,
+            });
+            Ok(())
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "hash",
+        |mut c: Cx<'_, 'h, 'o, 's>, p: i32, n: i32, out: i32| {
+            let data = read(&c, p, n)?;
+            charge(&mut c, cost::HASH + cost::PER_BYTE * data.len() as u64)?;
+            let h = tongtian_crypto::suite(c.data().host.chain.suite).hash(&data);
+            write(&mut c, out, &h)
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "keccak256",
+        |mut c: Cx<'_, 'h, 'o, 's>, p: i32, n: i32, out: i32| {
+            let data = read(&c, p, n)?;
+            charge(&mut c, cost::HASH + cost::PER_BYTE * data.len() as u64)?;
+            write(&mut c, out, &tongtian_crypto::eth::keccak256(&data))
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "verify",
+        |mut c: Cx<'_, 'h, 'o, 's>,
+         kp: i32,
+         kl: i32,
+         mp: i32,
+         ml: i32,
+         sp: i32,
+         sl: i32|
+         -> Result<i32, wasmi::Error> {
+            let (k, m, s) = (
+                read(&c, kp, kl.min(128))?,
+                read(&c, mp, ml)?,
+                read(&c, sp, sl.min(128))?,
+            );
+            charge(&mut c, cost::VERIFY + cost::PER_BYTE * m.len() as u64)?;
+            let suite = tongtian_crypto::suite(c.data().host.chain.suite);
+            Ok(suite.verify(&k, &m, &s).is_ok() as i32)
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "balance",
+        |mut c: Cx<'_, 'h, 'o, 's>, ap: i32, out: i32| {
+            let a = read_addr(&c, ap)?;
+            charge(&mut c, cost::BALANCE)?;
+            let b = match c.data_mut().host.account(&a) {
+                Ok(acct) => acct.balance,
+                Err(err) => return Err(fatal(&mut c, err)),
+            };
+            write(&mut c, out, &b.to_le_bytes())
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "transfer",
+        |mut c: Cx<'_, 'h, 'o, 's>, tp: i32, ap: i32| -> Result<i32, wasmi::Error> {
+            let to = read_addr(&c, tp)?;
+            let amount = read_u128(&c, ap)?;
+            charge(&mut c, cost::TRANSFER)?;
+            let me = c.data().msg.to;
+            match c.data_mut().host.transfer(&me, &to, amount) {
+                Ok(true) => Ok(0),
+                Ok(false) => Ok(1),
+                Err(err) => Err(fatal(&mut c, err)),
+            }
+        },
+    )
+    .expect(ok);
+    l.func_wrap(
+        e,
+        "call",
+        |mut c: Cx<'_, 'h, 'o, 's>,
+         tp: i32,
+         ip: i32,
+         il: i32,
+         vp: i32|
+         -> Result<i32, wasmi::Error> {
+            let to = read_addr(&c, tp)?;
+            let input = read(&c, ip, il)?;
+            let value = read_u128(&c, vp)?;
+            charge(&mut c, cost::CALL + cost::PER_BYTE * input.len() as u64)?;
+            let left = c.get_fuel()?;
+            let sub = {
+                let msg = c.data().msg;
+                Message {
+                    caller: msg.to,
+                    origin: msg.origin,
+                    to,
+                    value,
+                    input,
+                    gas_limit: left,
+                    gas_price: msg.gas_price,
+                    depth: msg.depth + 1,
+                }
+            };
+            let r = match c.data_mut().host.call(&sub) {
+                Ok(r) => r,
+                Err(err) => return Err(fatal(&mut c, err)),
+            };
+            c.set_fuel(left - r.gas_used.min(left))?;
+            let (status, data) = match r.status {
+                Ok(out) => (0, out),
+                Err(VmFailure::Revert(data)) => (1, data),
+                Err(f) => (1, f.message().into_bytes()),
+            };
+            let n = data.len() as i32;
+            c.data_mut().result = data;
+            Ok((n << 1) | status)
+        },
+    )
+    .expect(ok);
+    l
+}
+
+/// An event attribute's text: strings as themselves, other values as JSON.
+fn render(v: &Value) -> String {
+    match v {
+        Value::Str(s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Bytes(b) => format!(
+            "0x{}",
+            tongtian_contract_sdk::hex(b).trim_start_matches("0x")
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+impl Vm for WasmVm {
+    fn kind(&self) -> VmKind {
+        VmKind::Wasm
+    }
+
+    fn create(
+        &self,
+        host: &mut Host<'_, '_>,
+        msg: &Message,
+        code: &[u8],
+    ) -> Result<CallResult, ExecutionError> {
+        let deposit = CODE_DEPOSIT_PER_BYTE * code.len() as u64;
+        let module = match self.validate(code) {
+            Ok(m) => m,
+            Err(f) => return Ok(CallResult::failed(f, deposit.min(msg.gas_limit))),
+        };
+        let info = host.set_code(&msg.to, VmKind::Wasm, code);
+        self.modules.lock().insert(info.hash.0, module.clone());
+        let has_deploy = module.exports().any(|e| e.name() == "deploy");
+        if has_deploy {
+            self.run(host, msg, &module, "deploy", deposit)
+        } else {
+            // No constructor: just the value and the deposit.
+            if deposit > msg.gas_limit {
+                return Ok(CallResult::failed(VmFailure::OutOfGas, msg.gas_limit));
+            }
+            if !host.transfer(&msg.caller, &msg.to, msg.value)? {
+                return Ok(CallResult::failed(VmFailure::InsufficientBalance, deposit));
+            }
+            Ok(CallResult {
+                status: Ok(Vec::new()),
+                gas_used: deposit,
+            })
+        }
+    }
+
+    fn call(
+        &self,
+        host: &mut Host<'_, '_>,
+        msg: &Message,
+        code: &CodeInfo,
+    ) -> Result<CallResult, ExecutionError> {
+        let module = match self.module(host, &code.hash)? {
+            Ok(m) => m,
+            Err(f) => return Ok(CallResult::failed(f, 0)),
+        };
+        self.run(host, msg, &module, "call", 0)
+    }
 }
