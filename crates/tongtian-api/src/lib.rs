@@ -5,6 +5,8 @@
 //! a 4xx status for the client's mistakes (bad JSON, bad hex, any admission
 //! failure), so callers can branch on `code` without parsing prose.
 
+pub mod eth;
+
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -119,6 +121,7 @@ struct AppState {
         status,
         openapi_json,
         get_validators,
+        get_events,
         submit,
         submit_batch,
         get_tx,
@@ -155,6 +158,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(chain: Arc<ChainRuntime>) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/eth", post(eth_rpc))
+        // Wallets often take a bare node URL as their RPC endpoint.
+        .route("/", post(eth_rpc))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/txs", post(submit))
         .route("/v1/txs/batch", post(submit_batch))
@@ -163,6 +169,7 @@ pub fn router(chain: Arc<ChainRuntime>) -> Router {
         .route("/v1/blocks/stream", get(block_stream))
         .route("/v1/blocks/{id}", get(get_block))
         .route("/v1/validators", get(get_validators))
+        .route("/v1/events", get(get_events))
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
@@ -643,4 +650,57 @@ mod tests {
         assert_eq!(v["height"], 0);
         assert_eq!(v["chain_id"], rt.spec().chain_id);
     }
+}
+
+/// Query of `GET /v1/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+struct EventsQuery {
+    /// Only events of this emitter (a contract, or the zero address for
+    /// native modules).
+    emitter: Option<String>,
+    /// First height (default 0).
+    from: Option<u64>,
+    /// Last height (default: `from` + 999, capped at the head).
+    to: Option<u64>,
+}
+
+/// Committed events of a range of blocks (at most 10,000 blocks).
+#[utoipa::path(get, path = "/v1/events", params(EventsQuery),
+    responses((status = 200, body = Vec<tongtian_types::api::EventView>), (status = 400, body = ApiErrorBody)))]
+async fn get_events(
+    State(st): State<AppState>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> ApiResult<Vec<tongtian_types::api::EventView>> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+    let emitter = match &q.emitter {
+        Some(s) => Some(
+            s.parse::<Address>()
+                .map_err(|e| ApiError::bad_request("bad_address", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let from = q.from.unwrap_or(0);
+    let to = q.to.unwrap_or(from.saturating_add(999));
+    let chain = st.chain.clone();
+    let records = tokio::task::spawn_blocking(move || chain.events(emitter, from, to))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::bad_request("bad_range", e.to_string()))?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| tongtian_types::api::EventView {
+                height: r.height,
+                tx_hash: r.tx_hash,
+                tx_index: r.tx_index,
+                log_index: r.log_index,
+                event: r.event,
+            })
+            .collect(),
+    ))
+}
+
+/// Ethereum JSON-RPC (see [`eth`]).
+async fn eth_rpc(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
+    eth::handle(st.chain, body).await
 }

@@ -95,6 +95,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Validators(cmd) => validators(&client, cmd, json).await,
+        Command::Contract(cmd) => crate::contract::run(&client, cmd, json).await,
         Command::Bench(BenchCommand::Transfers(args)) => {
             let report = crate::bench::transfers(&cli.node, args).await?;
             println!("{}", serde_json::to_string(&report)?);
@@ -103,7 +104,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) -> Result<()> {
+pub(crate) fn print<T: Serialize>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce() -> String,
+) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -112,7 +117,7 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) ->
     Ok(())
 }
 
-fn parse_address(s: &str) -> Result<Address> {
+pub(crate) fn parse_address(s: &str) -> Result<Address> {
     s.parse()
         .with_context(|| format!("{s:?} is not a 0x-prefixed 20-byte address"))
 }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 mod commands;
+mod contract;
 mod testnet;
 
 use clap::{Args, Parser, Subcommand};
@@ -65,9 +66,111 @@ pub enum Command {
     /// Read and change the validator set.
     #[command(subcommand)]
     Validators(ValidatorsCommand),
+    /// Deploy, call and read WASM and EVM contracts.
+    #[command(subcommand)]
+    Contract(ContractCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// Who signs a transaction and what it may spend on gas.
+#[derive(Args, Debug, Clone)]
+pub struct SignerArgs {
+    /// Sender's key file.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// Password of an encrypted key file.
+    #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+    pub password: Option<String>,
+    /// Gas limit.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub gas_limit: u64,
+    /// Gas price.
+    #[arg(long, default_value_t = 1)]
+    pub gas_price: u64,
+}
+
+/// How a contract call is spelled: method, JSON arguments, and for EVM
+/// contracts the ABI that encodes them.
+#[derive(Args, Debug, Clone)]
+pub struct CallSpec {
+    /// The contract's address.
+    #[arg(long)]
+    pub address: String,
+    /// Method (function) name.
+    #[arg(long)]
+    pub method: String,
+    /// Arguments as a JSON array, e.g. `["0xab..", 100]`.
+    #[arg(long, default_value = "[]")]
+    pub args: String,
+    /// Solidity ABI file (`.abi`); required for EVM contracts, which it
+    /// marks as such.
+    #[arg(long)]
+    pub abi: Option<PathBuf>,
+}
+
+/// `tongtian contract ...`.
+#[derive(Subcommand, Debug)]
+pub enum ContractCommand {
+    /// Deploy a contract and print its address.
+    Deploy {
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+        /// A WASM module (`.wasm`).
+        #[arg(long, conflicts_with = "evm", required_unless_present = "evm")]
+        wasm: Option<PathBuf>,
+        /// EVM init code, hex (solc's `.bin`) or raw bytes.
+        #[arg(long)]
+        evm: Option<PathBuf>,
+        /// Solidity ABI, to encode constructor arguments.
+        #[arg(long)]
+        abi: Option<PathBuf>,
+        /// Constructor (EVM) or `deploy` (WASM) arguments, a JSON array.
+        #[arg(long, default_value = "[]")]
+        args: String,
+        /// Native tokens sent to the new contract.
+        #[arg(long, default_value_t = 0)]
+        value: u128,
+    },
+    /// Send a transaction calling a contract.
+    Call {
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+        /// What to call.
+        #[command(flatten)]
+        spec: CallSpec,
+        /// Native tokens sent with the call.
+        #[arg(long, default_value_t = 0)]
+        value: u128,
+        /// Wait for the receipt, print it with the decoded output, and fail
+        /// if the call failed.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Call a contract read-only (nothing is signed or kept).
+    Query {
+        /// What to call.
+        #[command(flatten)]
+        spec: CallSpec,
+        /// Caller address the contract sees.
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// List a contract's events.
+    Events {
+        /// The contract's address.
+        #[arg(long)]
+        address: String,
+        /// First height.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Last height (default: 999 blocks after `--from`).
+        #[arg(long)]
+        to: Option<u64>,
+    },
 }
 
 /// `tongtian dev`.

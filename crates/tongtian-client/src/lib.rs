@@ -139,6 +139,54 @@ impl Client {
         Self::answer(url, resp).await
     }
 
+    /// `GET /v1/events`: events of heights `from..=to` (default: the
+    /// latest 1,000 blocks' worth from `from`), optionally of one emitter.
+    pub async fn events(
+        &self,
+        emitter: Option<&Address>,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Vec<tongtian_types::api::EventView>, ClientError> {
+        let mut q = format!("/v1/events?from={from}");
+        if let Some(t) = to {
+            q.push_str(&format!("&to={t}"));
+        }
+        if let Some(a) = emitter {
+            q.push_str(&format!("&emitter={a}"));
+        }
+        self.get(&q).await
+    }
+
+    /// One Ethereum JSON-RPC call to `POST /eth`. An RPC error becomes
+    /// [`ClientError::Api`] with code `rpc_<code>`; its `message` carries
+    /// the node's message and, for reverts, `data=0x...`.
+    pub async fn eth(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut v: serde_json::Value = self.post("/eth", &body).await?;
+        if let Some(err) = v.get("error") {
+            let code = err.get("code").and_then(|c| c.as_i64()).unwrap_or(0);
+            let mut message = err
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("")
+                .to_string();
+            if let Some(d) = err.get("data").and_then(|d| d.as_str()) {
+                message.push_str(&format!(" data={d}"));
+            }
+            return Err(ClientError::Api {
+                status: 200,
+                code: format!("rpc_{code}"),
+                message,
+            });
+        }
+        Ok(v["result"].take())
+    }
+
     /// `GET /v1/status`.
     pub async fn status(&self) -> Result<StatusInfo, ClientError> {
         self.get("/v1/status").await

@@ -158,6 +158,7 @@ mod tests {
                 engine: "solo".into(),
                 block_interval_ms: 5,
                 max_block_txs: 1,
+                empty_block_interval_ms: 0,
             },
             validators: vec![ValidatorSpec {
                 name: "v".into(),

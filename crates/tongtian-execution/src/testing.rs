@@ -45,6 +45,7 @@ impl TestChain {
                 engine: "solo".into(),
                 block_interval_ms: 10,
                 max_block_txs: 10_000,
+                empty_block_interval_ms: 0,
             },
             validators: vec![ValidatorSpec {
                 name: "v".into(),

@@ -531,6 +531,7 @@ mod tests {
                 engine: "solo".into(),
                 block_interval_ms: 10,
                 max_block_txs: 10,
+                empty_block_interval_ms: 0,
             },
             validators: vec![ValidatorSpec {
                 name: "v".into(),

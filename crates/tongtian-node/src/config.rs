@@ -215,6 +215,7 @@ pub fn testnet_init(
             engine: engine.to_string(),
             block_interval_ms: 200,
             max_block_txs: 20_000,
+            empty_block_interval_ms: 0,
         },
         validators: keys
             .iter()

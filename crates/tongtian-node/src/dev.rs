@@ -76,6 +76,7 @@ pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> Ch
             engine: "solo".into(),
             block_interval_ms: 100,
             max_block_txs: 20_000,
+            empty_block_interval_ms: 1_000,
         },
         validators: vec![ValidatorSpec {
             name: "node-0".into(),

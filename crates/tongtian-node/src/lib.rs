@@ -22,14 +22,16 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tongtian_consensus::{engine_for, Application, ConsensusError, EngineContext};
 use tongtian_crypto::{CryptoSuite, Keypair};
-use tongtian_execution::{account_key, decode_account, BlockEnv, Executor, Mode, Outcome};
+use tongtian_execution::{
+    account_key, decode_account, BlockEnv, Executor, Mode, Outcome, Simulation,
+};
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
 use tongtian_network::{channels, Network};
 use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, StorageError};
 use tongtian_types::api::BlockEvent;
 use tongtian_types::{
     merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus,
-    H256,
+    VmKind, H256,
 };
 
 /// Errors from running a node.
@@ -93,6 +95,26 @@ struct Executed {
     staged: StagedState,
 }
 
+/// Most gas a simulated call may use.
+pub const MAX_SIMULATION_GAS: u64 = 50_000_000;
+/// Most blocks one event query scans.
+pub const MAX_EVENT_RANGE: u64 = 10_000;
+
+/// A committed event and where it was emitted.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    /// Block height.
+    pub height: u64,
+    /// Transaction.
+    pub tx_hash: H256,
+    /// Transaction's index in the block.
+    pub tx_index: u32,
+    /// Event's index among all events of the block.
+    pub log_index: u32,
+    /// The event.
+    pub event: tongtian_types::Event,
+}
+
 /// One chain hosted by this node.
 pub struct ChainRuntime {
     spec: ChainSpec,
@@ -141,7 +163,9 @@ impl ChainRuntime {
             source,
         })?;
         let store = Arc::new(ChainStore::open(&dir.join("chain.redb"), spec.suite)?);
-        let executor = Executor::new(spec.clone());
+        let executor = Executor::new(spec.clone())
+            .with_vm(tongtian_vm_wasm::WasmVm::new())
+            .with_vm(tongtian_vm_evm::EvmVm::new());
         let spec_hash = spec.hash();
         match store.meta("spec_hash")? {
             Some(found) => {
@@ -293,6 +317,74 @@ impl ChainRuntime {
             .map_err(|e| NodeError::Storage(StorageError::Corrupt(e)))
     }
 
+    /// Run a call (or, with `to` empty, a creation) against the latest
+    /// state without a transaction; nothing is kept.
+    pub fn simulate(
+        &self,
+        from: Address,
+        to: Option<Address>,
+        input: Vec<u8>,
+        value: u128,
+        gas_limit: u64,
+    ) -> Result<Simulation, NodeError> {
+        let env = BlockEnv {
+            height: self.latest().0 + 1,
+            timestamp_ms: now_ms(),
+            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
+        };
+        Ok(self.executor.simulate(
+            &*self.store,
+            &env,
+            from,
+            to,
+            VmKind::Evm,
+            input,
+            value,
+            gas_limit.min(MAX_SIMULATION_GAS),
+        )?)
+    }
+
+    /// Committed events of heights `from..=to` (at most
+    /// [`MAX_EVENT_RANGE`] blocks), optionally only those of one emitter.
+    pub fn events(
+        &self,
+        emitter: Option<Address>,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<EventRecord>, NodeError> {
+        let to = to.min(self.latest().0);
+        if to >= from && to - from >= MAX_EVENT_RANGE {
+            return Err(NodeError::Config(format!(
+                "at most {MAX_EVENT_RANGE} blocks per event query"
+            )));
+        }
+        let mut out = Vec::new();
+        for height in from..=to {
+            let Some(hashes) = self.store.block_tx_hashes(height)? else {
+                continue;
+            };
+            let mut log_index = 0u32;
+            for hash in hashes {
+                let Some(r) = self.store.receipt(&hash)? else {
+                    continue;
+                };
+                for e in r.events {
+                    if emitter.is_none_or(|a| a == e.emitter) {
+                        out.push(EventRecord {
+                            height,
+                            tx_hash: hash,
+                            tx_index: r.index,
+                            log_index,
+                            event: e,
+                        });
+                    }
+                    log_index += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Subscribe to committed blocks.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<BlockEvent>> {
         self.events.subscribe()
@@ -386,7 +478,8 @@ impl ChainRuntime {
         let txs = self
             .mempool
             .pending(self.spec.consensus.max_block_txs as usize);
-        if txs.is_empty() {
+        let heartbeat = txs.is_empty() && self.empty_block_due(last_height)?;
+        if txs.is_empty() && !heartbeat {
             return Ok(None);
         }
         let env = BlockEnv {
@@ -397,7 +490,7 @@ impl ChainRuntime {
         let outcome = self
             .executor
             .execute(&*self.store, &env, txs, Mode::Propose)?;
-        if outcome.included.is_empty() {
+        if outcome.included.is_empty() && !heartbeat {
             let dropped: Vec<(H256, Address)> =
                 outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
             self.mempool.on_commit(&[], &dropped, &[]);
@@ -415,6 +508,20 @@ impl ChainRuntime {
             Executed { outcome, staged },
         );
         Ok(Some(block))
+    }
+
+    /// Whether an empty block is due: the spec asks for them and the last
+    /// block is at least that old.
+    fn empty_block_due(&self, last_height: u64) -> Result<bool, NodeError> {
+        let every = self.spec.consensus.empty_block_interval_ms;
+        if every == 0 {
+            return Ok(false);
+        }
+        let last = self
+            .store
+            .header(last_height)?
+            .map_or(0, |h| h.timestamp_ms);
+        Ok(now_ms() >= last.saturating_add(every))
     }
 
     fn verify_blocking(&self, block: &Block) -> Result<H256, NodeError> {

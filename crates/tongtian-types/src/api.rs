@@ -171,3 +171,19 @@ pub struct BlockEvent {
     /// Hashes of those whose receipt status is failed.
     pub failed: Vec<H256>,
 }
+
+/// A committed event with where it was emitted (`GET /v1/events`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventView {
+    /// Block height.
+    pub height: u64,
+    /// Transaction hash.
+    pub tx_hash: H256,
+    /// Transaction index in the block.
+    pub tx_index: u32,
+    /// Event index among the block's events.
+    pub log_index: u32,
+    /// The event.
+    pub event: crate::Event,
+}

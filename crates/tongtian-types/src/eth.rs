@@ -257,6 +257,21 @@ impl EthTx {
             .map_err(|_| EthTxError::BadSignature)
     }
 
+    /// The signature as Ethereum JSON-RPC shows it: `v` (for legacy
+    /// transactions `chain_id * 2 + 35 + y`, else the y parity), `r`, `s`.
+    pub fn signature(&self) -> (u64, [u8; 32], [u8; 32]) {
+        let v = if self.tx_type == 0 {
+            self.chain_id * 2 + 35 + self.recid as u64
+        } else {
+            self.recid as u64
+        };
+        let mut r = [0u8; 32];
+        let mut s = [0u8; 32];
+        r.copy_from_slice(&self.rs[..32]);
+        s.copy_from_slice(&self.rs[32..]);
+        (v, r, s)
+    }
+
     /// The price per gas paid on a chain whose base fee is zero.
     pub fn effective_gas_price(&self) -> u128 {
         match self.max_priority_fee_per_gas {

@@ -53,6 +53,11 @@ pub struct ConsensusSpec {
     /// Most transactions in one block.
     #[serde(default = "default_max_block_txs")]
     pub max_block_txs: u32,
+    /// When no transaction is pending, still produce an empty block once
+    /// this long has passed since the last one (0: never). Dev chains use
+    /// it so Ethereum tools that wait for "the next block" get one.
+    #[serde(default)]
+    pub empty_block_interval_ms: u64,
 }
 
 fn default_interval() -> u64 {

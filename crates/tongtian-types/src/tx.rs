@@ -377,8 +377,12 @@ impl CheckedTx {
     /// Compute hash, sender and size (does not verify the signature).
     pub fn new(tx: SignedTransaction, suite_id: SuiteId) -> Self {
         let bytes = encode(&tx);
+        let hash = match &tx.tx.action {
+            Action::Ethereum { raw } => H256(tongtian_crypto::eth::keccak256(raw)),
+            _ => H256(suite(suite_id).hash(&bytes)),
+        };
         CheckedTx {
-            hash: H256(suite(suite_id).hash(&bytes)),
+            hash,
             sender: tx.sender(suite_id),
             encoded_len: bytes.len(),
             tx,

@@ -3,7 +3,8 @@
 //! becomes JSON again.
 
 use alloy_dyn_abi::{DynSolType, DynSolValue, FunctionExt, JsonAbiExt, Specifier};
-use alloy_json_abi::{Function, JsonAbi, Param};
+use alloy_json_abi::Param;
+pub use alloy_json_abi::{Function, JsonAbi};
 use serde_json::Value;
 
 /// Why arguments could not be encoded or output decoded.

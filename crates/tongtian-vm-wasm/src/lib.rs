@@ -14,6 +14,8 @@
 //! through the `env` imports that `tongtian-contract-sdk` wraps. Compiled
 //! modules are cached by code hash.
 
+pub mod json;
+
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;

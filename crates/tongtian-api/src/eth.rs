@@ -1,0 +1,742 @@
+//! Ethereum JSON-RPC at `POST /eth`, so wallets, ethers.js, web3.py,
+//! Hardhat and Foundry work against a Tongtian chain unchanged.
+//!
+//! Blocks, transactions and receipts are Tongtian's own, shown in
+//! Ethereum's shapes: block hashes are the chain suite's header hashes,
+//! Ethereum transactions keep their Keccak hashes, EVM logs are the `log`
+//! events of receipts. State queries answer from the latest state whatever
+//! block tag is given (historic state is served as Merkle proofs by the
+//! REST API instead). Errors use Ethereum's codes: -32700 parse error,
+//! -32600 invalid request, -32601 unknown method, -32602 invalid params,
+//! -32000 rejected transaction, 3 execution reverted (with the revert data).
+
+use axum::body::Bytes;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tongtian_execution::vm::{blob_key, code_key, storage_key, CodeInfo, VmFailure};
+use tongtian_node::{ChainRuntime, NodeError};
+use tongtian_storage::StateStore;
+use tongtian_types::codec::{decode, encode};
+use tongtian_types::eth::EthTx;
+use tongtian_types::{Action, Address, BlockHeader, Receipt, SignedTransaction, TxStatus, H256};
+
+/// Gas limit reported for blocks (the chain bounds blocks by count).
+const BLOCK_GAS_LIMIT: u64 = 1_000_000_000;
+/// Gas an `eth_call` or `eth_estimateGas` may use when none is given.
+const DEFAULT_CALL_GAS: u64 = 30_000_000;
+/// Keccak-256 of the RLP of an empty list: the "no uncles" hash.
+const EMPTY_UNCLES: &str = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347";
+
+/// A JSON-RPC error.
+#[derive(Debug)]
+struct RpcError {
+    code: i64,
+    message: String,
+    data: Option<String>,
+}
+
+impl RpcError {
+    fn params(m: impl Into<String>) -> Self {
+        RpcError {
+            code: -32602,
+            message: m.into(),
+            data: None,
+        }
+    }
+    fn server(m: impl Into<String>) -> Self {
+        RpcError {
+            code: -32000,
+            message: m.into(),
+            data: None,
+        }
+    }
+}
+
+impl From<NodeError> for RpcError {
+    fn from(e: NodeError) -> Self {
+        RpcError {
+            code: -32603,
+            message: e.to_string(),
+            data: None,
+        }
+    }
+}
+
+impl From<tongtian_storage::StorageError> for RpcError {
+    fn from(e: tongtian_storage::StorageError) -> Self {
+        NodeError::from(e).into()
+    }
+}
+
+type RpcResult = Result<Value, RpcError>;
+
+/// `POST /eth`: one JSON-RPC request or a batch.
+pub async fn handle(chain: Arc<ChainRuntime>, body: Bytes) -> Response {
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Json(error_response(
+                Value::Null,
+                RpcError {
+                    code: -32700,
+                    message: format!("parse error: {e}"),
+                    data: None,
+                },
+            ))
+            .into_response()
+        }
+    };
+    let answer = tokio::task::spawn_blocking(move || match parsed {
+        Value::Array(reqs) if reqs.is_empty() => error_response(
+            Value::Null,
+            RpcError {
+                code: -32600,
+                message: "empty batch".into(),
+                data: None,
+            },
+        ),
+        Value::Array(reqs) => Value::Array(reqs.into_iter().map(|r| one(&chain, r)).collect()),
+        req => one(&chain, req),
+    })
+    .await
+    .unwrap_or_else(|e| error_response(Value::Null, RpcError::server(e.to_string())));
+    Json(answer).into_response()
+}
+
+fn error_response(id: Value, e: RpcError) -> Value {
+    let mut err = json!({"code": e.code, "message": e.message});
+    if let Some(d) = e.data {
+        err["data"] = Value::String(d);
+    }
+    json!({"jsonrpc": "2.0", "id": id, "error": err})
+}
+
+fn one(chain: &ChainRuntime, req: Value) -> Value {
+    let id = req.get("id").cloned().unwrap_or(Value::Null);
+    let Some(method) = req.get("method").and_then(Value::as_str) else {
+        return error_response(
+            id,
+            RpcError {
+                code: -32600,
+                message: "invalid request: no method".into(),
+                data: None,
+            },
+        );
+    };
+    let params = match req.get("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(p)) => p.clone(),
+        Some(_) => return error_response(id, RpcError::params("params must be an array")),
+    };
+    match dispatch(chain, method, &params) {
+        Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+        Err(e) => error_response(id, e),
+    }
+}
+
+fn dispatch(chain: &ChainRuntime, method: &str, p: &[Value]) -> RpcResult {
+    match method {
+        "eth_chainId" => Ok(qty(chain.spec().chain_id)),
+        "net_version" => Ok(Value::String(chain.spec().chain_id.to_string())),
+        "net_listening" => Ok(Value::Bool(true)),
+        "web3_clientVersion" => Ok(Value::String(format!(
+            "tongtian/{}",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        "eth_syncing" => Ok(Value::Bool(false)),
+        "eth_accounts" => Ok(json!([])),
+        "eth_blockNumber" => Ok(qty(chain.latest().0)),
+        "eth_gasPrice" | "eth_maxPriorityFeePerGas" => Ok(qty(chain.spec().gas.min_gas_price)),
+        "eth_getBalance" => {
+            let a = addr_param(p, 0)?;
+            Ok(qty_u128(chain.account(&a)?.balance))
+        }
+        "eth_getTransactionCount" => {
+            let a = addr_param(p, 0)?;
+            let committed = chain.account(&a)?.nonce;
+            let pending = p.get(1).and_then(Value::as_str) == Some("pending");
+            let n = if pending {
+                chain
+                    .mempool()
+                    .next_nonce(&a)
+                    .unwrap_or(committed)
+                    .max(committed)
+            } else {
+                committed
+            };
+            Ok(qty(n))
+        }
+        "eth_getCode" => {
+            let a = addr_param(p, 0)?;
+            Ok(hex_value(&code_of(chain, &a)?.unwrap_or_default()))
+        }
+        "eth_getStorageAt" => {
+            let a = addr_param(p, 0)?;
+            let slot = word_param(p, 1)?;
+            let v = chain
+                .store()
+                .get(&storage_key(&a, &slot))?
+                .unwrap_or_default();
+            let mut word = [0u8; 32];
+            let n = v.len().min(32);
+            word[32 - n..].copy_from_slice(&v[v.len() - n..]);
+            Ok(hex_value(&word))
+        }
+        "eth_call" | "eth_estimateGas" => call(chain, method == "eth_estimateGas", p),
+        "eth_sendRawTransaction" => send_raw(chain, p),
+        "eth_getTransactionByHash" => tx_by_hash(chain, &hash_param(p, 0)?),
+        "eth_getTransactionReceipt" => receipt_by_hash(chain, &hash_param(p, 0)?),
+        "eth_getBlockByNumber" => {
+            let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+            match block_number(chain, p.first())? {
+                Some(h) => block(chain, h, full),
+                None => Ok(Value::Null),
+            }
+        }
+        "eth_getBlockByHash" => {
+            let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
+            match chain.store().height_of(&hash_param(p, 0)?)? {
+                Some(h) => block(chain, h, full),
+                None => Ok(Value::Null),
+            }
+        }
+        "eth_getLogs" => logs(chain, p),
+        "eth_feeHistory" => Ok(json!({
+            "oldestBlock": qty(chain.latest().0),
+            "baseFeePerGas": [qty(0), qty(0)],
+            "gasUsedRatio": [0.0],
+            "reward": [[qty(chain.spec().gas.min_gas_price)]],
+        })),
+        other => Err(RpcError {
+            code: -32601,
+            message: format!("the method {other} does not exist/is not available"),
+            data: None,
+        }),
+    }
+}
+
+fn qty(n: u64) -> Value {
+    Value::String(format!("{n:#x}"))
+}
+
+fn qty_u128(n: u128) -> Value {
+    Value::String(format!("{n:#x}"))
+}
+
+fn hex_value(b: &[u8]) -> Value {
+    Value::String(format!("0x{}", hex::encode(b)))
+}
+
+fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>, RpcError> {
+    let h = s
+        .strip_prefix("0x")
+        .ok_or_else(|| RpcError::params(format!("{what}: expected 0x-prefixed hex")))?;
+    let h = if h.len() % 2 == 1 {
+        format!("0{h}")
+    } else {
+        h.to_string()
+    };
+    hex::decode(h).map_err(|e| RpcError::params(format!("{what}: {e}")))
+}
+
+fn str_param<'a>(p: &'a [Value], i: usize, what: &str) -> Result<&'a str, RpcError> {
+    p.get(i)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::params(format!("missing or non-string parameter {i} ({what})")))
+}
+
+fn parse_addr(s: &str) -> Result<Address, RpcError> {
+    let b = parse_hex(s, "address")?;
+    let a: [u8; 20] = b
+        .try_into()
+        .map_err(|_| RpcError::params("address must be 20 bytes"))?;
+    Ok(Address(a))
+}
+
+fn addr_param(p: &[Value], i: usize) -> Result<Address, RpcError> {
+    parse_addr(str_param(p, i, "address")?)
+}
+
+fn hash_param(p: &[Value], i: usize) -> Result<H256, RpcError> {
+    let b = parse_hex(str_param(p, i, "hash")?, "hash")?;
+    let a: [u8; 32] = b
+        .try_into()
+        .map_err(|_| RpcError::params("hash must be 32 bytes"))?;
+    Ok(H256(a))
+}
+
+fn word_param(p: &[Value], i: usize) -> Result<[u8; 32], RpcError> {
+    let b = parse_hex(str_param(p, i, "slot")?, "slot")?;
+    if b.len() > 32 {
+        return Err(RpcError::params("slot longer than 32 bytes"));
+    }
+    let mut w = [0u8; 32];
+    w[32 - b.len()..].copy_from_slice(&b);
+    Ok(w)
+}
+
+fn parse_qty(v: &Value, what: &str) -> Result<u128, RpcError> {
+    match v {
+        Value::String(s) => {
+            let h = s
+                .strip_prefix("0x")
+                .ok_or_else(|| RpcError::params(format!("{what}: expected a hex quantity")))?;
+            u128::from_str_radix(if h.is_empty() { "0" } else { h }, 16)
+                .map_err(|e| RpcError::params(format!("{what}: {e}")))
+        }
+        Value::Number(n) => n
+            .as_u64()
+            .map(u128::from)
+            .ok_or_else(|| RpcError::params(format!("{what}: not a quantity"))),
+        _ => Err(RpcError::params(format!("{what}: expected a hex quantity"))),
+    }
+}
+
+/// A block tag or number; `None` for a number past the head.
+fn block_number(chain: &ChainRuntime, v: Option<&Value>) -> Result<Option<u64>, RpcError> {
+    let latest = chain.latest().0;
+    let n = match v.and_then(Value::as_str) {
+        None | Some("latest" | "pending" | "safe" | "finalized") => latest,
+        Some("earliest") => 0,
+        Some(_) => {
+            let n = parse_qty(v.unwrap_or(&Value::Null), "block number")?;
+            u64::try_from(n).map_err(|_| RpcError::params("block number too large"))?
+        }
+    };
+    Ok((n <= latest).then_some(n))
+}
+
+fn code_of(chain: &ChainRuntime, a: &Address) -> Result<Option<Vec<u8>>, RpcError> {
+    let store = chain.store();
+    let Some(info) = store.get(&code_key(a))? else {
+        return Ok(None);
+    };
+    let info: CodeInfo = decode("code info", &info).map_err(|e| RpcError::server(e.to_string()))?;
+    Ok(store.get(&blob_key(&info.hash))?)
+}
+
+/// `eth_call` and `eth_estimateGas`.
+fn call(chain: &ChainRuntime, estimate: bool, p: &[Value]) -> RpcResult {
+    let obj = p
+        .first()
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::params("expected a call object"))?;
+    let from = match obj.get("from").and_then(Value::as_str) {
+        Some(s) => parse_addr(s)?,
+        None => Address::ZERO,
+    };
+    let to = match obj.get("to") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_addr(s)?),
+        Some(_) => return Err(RpcError::params("to: expected an address")),
+    };
+    let data = match obj.get("data").or_else(|| obj.get("input")) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => parse_hex(s, "data")?,
+        Some(_) => return Err(RpcError::params("data: expected hex")),
+    };
+    let value = match obj.get("value") {
+        None | Some(Value::Null) => 0,
+        Some(v) => parse_qty(v, "value")?,
+    };
+    let gas = match obj.get("gas") {
+        None | Some(Value::Null) => DEFAULT_CALL_GAS,
+        Some(v) => u64::try_from(parse_qty(v, "gas")?).unwrap_or(u64::MAX),
+    };
+    let sim = chain.simulate(from, to, data, value, gas)?;
+    match sim.result.status {
+        Ok(out) if !estimate => Ok(hex_value(&out)),
+        // Headroom for refunds and the 63/64 rule of nested calls.
+        Ok(_) => Ok(qty(sim.result.gas_used + sim.result.gas_used / 4)),
+        Err(VmFailure::Revert(data)) => Err(RpcError {
+            code: 3,
+            message: VmFailure::Revert(data.clone()).message(),
+            data: Some(format!("0x{}", hex::encode(&data))),
+        }),
+        Err(f) => Err(RpcError::server(f.message())),
+    }
+}
+
+fn send_raw(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
+    let raw = parse_hex(str_param(p, 0, "raw transaction")?, "raw transaction")?;
+    let tx = SignedTransaction::from_ethereum(raw)
+        .map_err(|e| RpcError::server(format!("invalid transaction: {e}")))?;
+    let bytes = encode(&tx);
+    match chain.submit_batch(&[&bytes]).pop() {
+        Some(Ok(hash)) => Ok(hex_value(&hash.0)),
+        Some(Err(tongtian_mempool::AdmissionError::AlreadyKnown(_))) => {
+            Err(RpcError::server("already known"))
+        }
+        Some(Err(e)) => Err(RpcError::server(eth_message(&e))),
+        None => Err(RpcError::server("not submitted")),
+    }
+}
+
+/// Admission errors in the words Ethereum tools look for.
+fn eth_message(e: &tongtian_mempool::AdmissionError) -> String {
+    match e.code() {
+        "nonce_too_low" => format!("nonce too low: {e}"),
+        "nonce_too_high" => format!("nonce too high: {e}"),
+        "insufficient_funds" => format!("insufficient funds for gas * price + value: {e}"),
+        "intrinsic_gas_too_low" => format!("intrinsic gas too low: {e}"),
+        "wrong_chain_id" => format!("invalid chain id: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+fn block_hash(chain: &ChainRuntime, h: &BlockHeader) -> H256 {
+    h.hash(chain.spec().suite)
+}
+
+/// The Ethereum view of a transaction, mined (`at` = height, block hash,
+/// index) or pending.
+fn tx_view(chain: &ChainRuntime, tx: &SignedTransaction, at: Option<(u64, H256, u32)>) -> Value {
+    let suite = chain.spec().suite;
+    let hash = tx.hash(suite);
+    let from = tx.sender(suite);
+    let (bn, bh, idx) = match at {
+        Some((h, bh, i)) => (qty(h), hex_value(&bh.0), qty(i as u64)),
+        None => (Value::Null, Value::Null, Value::Null),
+    };
+    let mut v = json!({
+        "hash": hex_value(&hash.0),
+        "blockNumber": bn,
+        "blockHash": bh,
+        "transactionIndex": idx,
+        "from": from.to_string(),
+        "nonce": qty(tx.tx.nonce),
+        "gas": qty(tx.tx.gas_limit),
+        "gasPrice": qty(tx.tx.gas_price),
+        "chainId": qty(tx.tx.chain_id),
+        "accessList": [],
+    });
+    let (to, value, input, ty, sig) = match &tx.tx.action {
+        Action::Ethereum { raw } => match EthTx::decode(raw) {
+            Ok(e) => {
+                if let Some(p) = e.max_priority_fee_per_gas {
+                    v["maxPriorityFeePerGas"] = qty_u128(p);
+                    v["maxFeePerGas"] = qty_u128(e.max_fee_per_gas);
+                }
+                let (sv, r, s) = e.signature();
+                (e.to, e.value, e.input, e.tx_type, (sv, r, s))
+            }
+            Err(_) => (None, 0, Vec::new(), 0, (0, [0; 32], [0; 32])),
+        },
+        Action::Transfer { to, amount, memo } => {
+            (Some(*to), *amount, memo.clone(), 0, (0, [0; 32], [0; 32]))
+        }
+        Action::Call { to, input, value } => {
+            (Some(*to), *value, input.clone(), 0, (0, [0; 32], [0; 32]))
+        }
+        Action::Deploy { code, value, .. } => {
+            (None, *value, code.clone(), 0, (0, [0; 32], [0; 32]))
+        }
+        Action::SetValidators { .. } => (None, 0, Vec::new(), 0, (0, [0; 32], [0; 32])),
+    };
+    v["to"] = to.map_or(Value::Null, |a| Value::String(a.to_string()));
+    v["value"] = qty_u128(value);
+    v["input"] = hex_value(&input);
+    v["type"] = qty(ty as u64);
+    v["v"] = qty(sig.0);
+    if ty != 0 {
+        v["yParity"] = qty(sig.0);
+    }
+    v["r"] = Value::String(format!("{:#x}", num(&sig.1)));
+    v["s"] = Value::String(format!("{:#x}", num(&sig.2)));
+    v
+}
+
+/// A 32-byte big-endian number as a u128-or-bigger hex string helper.
+struct Num<'a>(&'a [u8; 32]);
+
+impl std::fmt::LowerHex for Num<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = hex::encode(self.0);
+        let t = s.trim_start_matches('0');
+        if f.alternate() {
+            f.write_str("0x")?;
+        }
+        f.write_str(if t.is_empty() { "0" } else { t })
+    }
+}
+
+fn num(b: &[u8; 32]) -> Num<'_> {
+    Num(b)
+}
+
+fn tx_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
+    if let Some(rec) = chain.store().tx(hash)? {
+        let header = chain
+            .store()
+            .header(rec.height)?
+            .ok_or_else(|| RpcError::server("block missing"))?;
+        let bh = block_hash(chain, &header);
+        return Ok(tx_view(chain, &rec.tx, Some((rec.height, bh, rec.index))));
+    }
+    Ok(chain
+        .mempool()
+        .get(hash)
+        .map_or(Value::Null, |t| tx_view(chain, &t.tx, None)))
+}
+
+/// The receipts of a block, in order.
+fn block_receipts(chain: &ChainRuntime, height: u64) -> Result<Vec<Receipt>, RpcError> {
+    let hashes = chain.store().block_tx_hashes(height)?.unwrap_or_default();
+    let mut out = Vec::with_capacity(hashes.len());
+    for h in hashes {
+        if let Some(r) = chain.store().receipt(&h)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+fn log_view(e: &tongtian_types::Event, at: &LogPlace) -> Option<Value> {
+    if e.name != tongtian_vm_evm::LOG_EVENT {
+        return None;
+    }
+    let attr = |k: &str| {
+        e.attributes
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let topics: Vec<Value> = attr("topics")
+        .split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| Value::String(t.to_string()))
+        .collect();
+    Some(json!({
+        "address": e.emitter.to_string(),
+        "topics": topics,
+        "data": attr("data"),
+        "blockNumber": qty(at.height),
+        "blockHash": hex_value(&at.block_hash.0),
+        "transactionHash": hex_value(&at.tx_hash.0),
+        "transactionIndex": qty(at.tx_index as u64),
+        "logIndex": qty(at.log_index as u64),
+        "removed": false,
+    }))
+}
+
+struct LogPlace {
+    height: u64,
+    block_hash: H256,
+    tx_hash: H256,
+    tx_index: u32,
+    log_index: u32,
+}
+
+fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
+    let Some(rec) = chain.store().tx(hash)? else {
+        return Ok(Value::Null);
+    };
+    let header = chain
+        .store()
+        .header(rec.height)?
+        .ok_or_else(|| RpcError::server("block missing"))?;
+    let bh = block_hash(chain, &header);
+    let receipts = block_receipts(chain, rec.height)?;
+    let mut cumulative = 0u64;
+    let mut log_index = 0u32;
+    let mut mine = None;
+    for r in &receipts {
+        cumulative += r.gas_used;
+        if r.index == rec.index {
+            mine = Some((r.clone(), cumulative, log_index));
+            break;
+        }
+        log_index += r.events.len() as u32;
+    }
+    let Some((r, cumulative, first_log)) = mine else {
+        return Ok(Value::Null);
+    };
+    let tx = tx_view(chain, &rec.tx, Some((rec.height, bh, rec.index)));
+    let logs: Vec<Value> = r
+        .events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| {
+            log_view(
+                e,
+                &LogPlace {
+                    height: rec.height,
+                    block_hash: bh,
+                    tx_hash: *hash,
+                    tx_index: rec.index,
+                    log_index: first_log + i as u32,
+                },
+            )
+        })
+        .collect();
+    let mut v = json!({
+        "transactionHash": hex_value(&hash.0),
+        "transactionIndex": qty(rec.index as u64),
+        "blockHash": hex_value(&bh.0),
+        "blockNumber": qty(rec.height),
+        "from": r.sender.to_string(),
+        "to": tx["to"].clone(),
+        "cumulativeGasUsed": qty(cumulative),
+        "gasUsed": qty(r.gas_used),
+        "effectiveGasPrice": qty(rec.tx.tx.gas_price),
+        "contractAddress": r.contract_address.map_or(Value::Null, |a| Value::String(a.to_string())),
+        "logs": logs,
+        "logsBloom": hex_value(&[0u8; 256]),
+        "status": qty(matches!(r.status, TxStatus::Success) as u64),
+        "type": tx["type"].clone(),
+    });
+    if let TxStatus::Failed { code, message } = &r.status {
+        v["tongtianStatus"] = json!({"code": code, "message": message});
+        if !r.output.is_empty() {
+            v["revertReason"] = hex_value(&r.output);
+        }
+    }
+    Ok(v)
+}
+
+fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
+    let store = chain.store();
+    let Some(b) = store.block(height)? else {
+        return Ok(Value::Null);
+    };
+    let h = &b.header;
+    let bh = block_hash(chain, h);
+    let receipts = block_receipts(chain, height)?;
+    let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
+    let txs: Vec<Value> = b
+        .txs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if full {
+                tx_view(chain, t, Some((height, bh, i as u32)))
+            } else {
+                hex_value(&t.hash(chain.spec().suite).0)
+            }
+        })
+        .collect();
+    Ok(json!({
+        "number": qty(height),
+        "hash": hex_value(&bh.0),
+        "parentHash": hex_value(&h.parent_hash.0),
+        "nonce": "0x0000000000000000",
+        "mixHash": hex_value(&[0u8; 32]),
+        "sha3Uncles": EMPTY_UNCLES,
+        "logsBloom": hex_value(&[0u8; 256]),
+        "transactionsRoot": hex_value(&h.tx_root.0),
+        "stateRoot": hex_value(&h.state_root.0),
+        "receiptsRoot": hex_value(&h.receipts_root.0),
+        "miner": h.proposer.to_string(),
+        "difficulty": "0x0",
+        "totalDifficulty": "0x0",
+        "extraData": "0x",
+        "size": qty(encode(&b).len() as u64),
+        "gasLimit": qty(BLOCK_GAS_LIMIT),
+        "gasUsed": qty(gas_used),
+        "timestamp": qty(h.timestamp_ms / 1000),
+        "baseFeePerGas": "0x0",
+        "transactions": txs,
+        "uncles": [],
+    }))
+}
+
+fn logs(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
+    let filter = p
+        .first()
+        .and_then(Value::as_object)
+        .ok_or_else(|| RpcError::params("expected a filter object"))?;
+    let latest = chain.latest().0;
+    let (from, to) = if let Some(bh) = filter.get("blockHash").and_then(Value::as_str) {
+        let hash = hash_param(&[Value::String(bh.to_string())], 0)?;
+        let h = chain
+            .store()
+            .height_of(&hash)?
+            .ok_or_else(|| RpcError::params("unknown block hash"))?;
+        (h, h)
+    } else {
+        let f = block_number(chain, filter.get("fromBlock"))?.unwrap_or(latest + 1);
+        let t = block_number(chain, filter.get("toBlock"))?.unwrap_or(latest);
+        (f, t)
+    };
+    let addresses: Vec<Address> = match filter.get("address") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![parse_addr(s)?],
+        Some(Value::Array(xs)) => xs
+            .iter()
+            .map(|x| parse_addr(x.as_str().unwrap_or("")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(RpcError::params("address: expected an address or a list")),
+    };
+    // topics[i]: null (any), a topic, or a list of alternatives.
+    let topic_filter: Vec<Option<Vec<String>>> = match filter.get("topics") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .map(|t| match t {
+                Value::Null => Ok(None),
+                Value::String(s) => Ok(Some(vec![s.to_lowercase()])),
+                Value::Array(alts) => Ok(Some(
+                    alts.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_lowercase)
+                        .collect(),
+                )),
+                _ => Err(RpcError::params("topics: bad entry")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(RpcError::params("topics: expected a list")),
+    };
+    if from > to {
+        return Ok(json!([]));
+    }
+    let emitter = (addresses.len() == 1).then(|| addresses[0]);
+    let records = chain
+        .events(emitter, from, to)
+        .map_err(|e| RpcError::server(e.to_string()))?;
+    let mut out = Vec::new();
+    let mut hashes: std::collections::HashMap<u64, H256> = Default::default();
+    for rec in records {
+        if !addresses.is_empty() && !addresses.contains(&rec.event.emitter) {
+            continue;
+        }
+        let bh = match hashes.get(&rec.height) {
+            Some(h) => *h,
+            None => {
+                let header = chain
+                    .store()
+                    .header(rec.height)?
+                    .ok_or_else(|| RpcError::server("block missing"))?;
+                let h = block_hash(chain, &header);
+                hashes.insert(rec.height, h);
+                h
+            }
+        };
+        let place = LogPlace {
+            height: rec.height,
+            block_hash: bh,
+            tx_hash: rec.tx_hash,
+            tx_index: rec.tx_index,
+            log_index: rec.log_index,
+        };
+        let Some(log) = log_view(&rec.event, &place) else {
+            continue;
+        };
+        let topics: Vec<&str> = log["topics"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let matches = topic_filter.iter().enumerate().all(|(i, want)| match want {
+            None => true,
+            Some(alts) => topics
+                .get(i)
+                .is_some_and(|t| alts.iter().any(|a| a == &t.to_lowercase())),
+        });
+        if matches {
+            out.push(log);
+        }
+    }
+    Ok(Value::Array(out))
+}

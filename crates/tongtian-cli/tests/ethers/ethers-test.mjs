@@ -1,0 +1,94 @@
+// Deploy the ERC-20 example through a Tongtian node's Ethereum JSON-RPC
+// with ethers.js, transfer, read the Transfer logs back with eth_getLogs,
+// and catch reverts. Prints one JSON object of what it saw; exits non-zero
+// on the first surprise. Usage: node ethers-test.mjs RPC_URL CONTRACT_DIR
+import { readFileSync } from "node:fs";
+import { ethers } from "ethers";
+
+const [url, dir] = process.argv.slice(2);
+// Hardhat/Anvil account #0 of "test test ... junk": every tutorial's first key.
+const KEY0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+function check(cond, what) {
+  if (!cond) {
+    console.error(`check failed: ${what}`);
+    process.exit(1);
+  }
+}
+
+const provider = new ethers.JsonRpcProvider(url, undefined, { staticNetwork: true, pollingInterval: 100 });
+const wallet = new ethers.Wallet(KEY0, provider);
+const out = {};
+
+const network = await provider.getNetwork();
+out.chainId = Number(network.chainId);
+out.balance = (await provider.getBalance(wallet.address)).toString();
+check(BigInt(out.balance) > 0n, "dev account 0 is funded");
+
+const abi = JSON.parse(readFileSync(`${dir}/Token.abi`, "utf8"));
+const bin = "0x" + readFileSync(`${dir}/Token.bin`, "utf8").trim();
+const factory = new ethers.ContractFactory(abi, bin, wallet);
+const token = await factory.deploy("Tongtian Token", "TTT", ethers.parseUnits("1000", 18));
+await token.waitForDeployment();
+out.token = await token.getAddress();
+out.code = (await provider.getCode(out.token)).length > 2;
+check(out.code, "contract code is stored");
+out.symbol = await token.symbol();
+
+const to = ethers.Wallet.createRandom().address;
+const tx = await token.transfer(to, ethers.parseUnits("12.5", 18));
+const receipt = await tx.wait();
+out.transferStatus = receipt.status;
+out.transferGas = receipt.gasUsed.toString();
+out.recipientBalance = (await token.balanceOf(to)).toString();
+check(out.recipientBalance === ethers.parseUnits("12.5", 18).toString(), "recipient balance");
+
+// Transfer logs via eth_getLogs, decoded by the ABI.
+const logs = await provider.getLogs({
+  address: out.token,
+  fromBlock: 0,
+  toBlock: "latest",
+  topics: [token.interface.getEvent("Transfer").topicHash],
+});
+out.transferLogs = logs.map((l) => {
+  const e = token.interface.parseLog(l);
+  return { from: e.args[0], to: e.args[1], value: e.args[2].toString() };
+});
+check(out.transferLogs.length === 2, "mint and transfer logs");
+check(out.transferLogs[1].to === to, "log recipient");
+
+// A revert caught before sending (eth_estimateGas / eth_call) ...
+try {
+  await token.transfer.staticCall(to, ethers.parseUnits("5000", 18));
+  check(false, "over-transfer should revert");
+} catch (e) {
+  out.staticRevert = { code: e.code, error: e.revert?.name ?? null, args: e.revert?.args?.map(String) ?? null };
+  check(e.code === "CALL_EXCEPTION", "static call reverts with CALL_EXCEPTION");
+  check(e.revert?.name === "InsufficientBalance", "custom error decoded");
+}
+// ... and one mined with a failed status.
+try {
+  const bad = await token.transfer(to, ethers.parseUnits("5000", 18), { gasLimit: 100000 });
+  await bad.wait();
+  check(false, "mined over-transfer should fail");
+} catch (e) {
+  out.minedRevert = { code: e.code, status: e.receipt?.status ?? null };
+  check(e.code === "CALL_EXCEPTION" && e.receipt?.status === 0, "mined revert has status 0");
+}
+out.recipientAfter = (await token.balanceOf(to)).toString();
+check(out.recipientAfter === out.recipientBalance, "revert changed nothing");
+
+// A plain value transfer, and the nonce it used.
+const pay = await wallet.sendTransaction({ to, value: 12345n });
+await pay.wait();
+out.ethBalance = (await provider.getBalance(to)).toString();
+check(out.ethBalance === "12345", "native payment");
+out.nonce = await provider.getTransactionCount(wallet.address);
+const block = await provider.getBlock(receipt.blockNumber);
+out.blockHasTx = block.transactions.includes(tx.hash);
+check(out.blockHasTx, "block lists the transaction");
+const got = await provider.getTransaction(tx.hash);
+out.txFrom = got.from;
+check(got.from === wallet.address, "transaction sender");
+
+console.log(JSON.stringify(out));
