@@ -1,0 +1,403 @@
+//! Contracts end to end on a real `tongtian dev` process: every example
+//! contract through the CLI, the Ethereum JSON-RPC's answers to bad
+//! input, and ethers.js (from npm) driving the JSON-RPC.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::DevNode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn contract(rel: &str) -> String {
+    repo().join("contracts").join(rel).display().to_string()
+}
+
+fn key0(node: &DevNode) -> String {
+    node.data_dir
+        .join("dev-keys/dev-0.key")
+        .display()
+        .to_string()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn json_of(out: Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn failed_with(out: Output, needle: &str) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "expected failure, got: {text}");
+    assert!(text.contains(needle), "expected {needle:?} in: {text}");
+}
+
+#[test]
+fn example_contracts_run_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let key = key0(&node);
+    let deploy = |flag: &str, file: &str, extra: &[&str]| {
+        let mut args = vec!["contract", "deploy", "--key", &key, flag, file];
+        args.extend_from_slice(extra);
+        ok(node.cli(&args))
+    };
+    let call = |addr: &str, method: &str, args: &str, extra: &[&str]| {
+        let mut a = vec![
+            "--json",
+            "contract",
+            "call",
+            "--key",
+            &key,
+            "--address",
+            addr,
+            "--method",
+            method,
+            "--args",
+            args,
+            "--wait",
+        ];
+        a.extend_from_slice(extra);
+        node.cli(&a)
+    };
+    let query = |addr: &str, method: &str, args: &str, extra: &[&str]| {
+        let mut a = vec![
+            "--json",
+            "contract",
+            "query",
+            "--address",
+            addr,
+            "--method",
+            method,
+            "--args",
+            args,
+        ];
+        a.extend_from_slice(extra);
+        json_of(node.cli(&a))
+    };
+
+    // notary: register, duplicate refused, query, events.
+    let notary = deploy("--wasm", &contract("notary/notary.wasm"), &[]);
+    let r = json_of(call(
+        &notary,
+        "register",
+        r#"["0xfeed", "bill of lading 88"]"#,
+        &[],
+    ));
+    assert_eq!(r["output"]["metadata"], "bill of lading 88");
+    failed_with(
+        call(&notary, "register", r#"["0xfeed", "again"]"#, &[]),
+        "duplicate",
+    );
+    let rec = query(&notary, "get", r#"["0xfeed"]"#, &[]);
+    assert_eq!(rec["metadata"], "bill of lading 88");
+    let events = json_of(node.cli(&["--json", "contract", "events", "--address", &notary]));
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "the duplicate emitted nothing");
+    assert_eq!(events[0]["event"]["name"], "registered");
+
+    // trace: custody moves only with the holder.
+    let trace = deploy("--wasm", &contract("trace/trace.wasm"), &[]);
+    ok(call(&trace, "register", r#"["lot-9", "green tea"]"#, &[]));
+    ok(call(
+        &trace,
+        "handover",
+        r#"["lot-9", "0x00000000000000000000000000000000000000b1", "to the port"]"#,
+        &[],
+    ));
+    failed_with(
+        call(
+            &trace,
+            "handover",
+            r#"["lot-9", "0x00000000000000000000000000000000000000b2", "again"]"#,
+            &[],
+        ),
+        "only the current holder",
+    );
+    let h = query(&trace, "history", r#"["lot-9"]"#, &[]);
+    assert_eq!(h["holder"], "0x00000000000000000000000000000000000000b1");
+    assert_eq!(h["history"].as_array().unwrap().len(), 2);
+
+    // receivable: issue to ourselves, split, no split beyond the amount.
+    let me = ok(node.cli(&["--json", "key", "show", &key]));
+    let me: Value = serde_json::from_str(&me).unwrap();
+    let me = me["address"].as_str().unwrap().to_string();
+    let rc = deploy("--wasm", &contract("receivable/receivable.wasm"), &[]);
+    let r = json_of(call(&rc, "issue", &format!(r#"["{me}", 1000, 0]"#), &[]));
+    assert_eq!(r["output"], 1);
+    let r = json_of(call(
+        &rc,
+        "split",
+        r#"[1, "0x00000000000000000000000000000000000000c1", 400]"#,
+        &[],
+    ));
+    assert_eq!(r["output"], 2);
+    failed_with(
+        call(
+            &rc,
+            "split",
+            r#"[1, "0x00000000000000000000000000000000000000c1", 600]"#,
+            &[],
+        ),
+        "less than the receivable",
+    );
+    assert_eq!(query(&rc, "get", "[1]", &[])["amount"], 600);
+    ok(call(&rc, "settle", "[2]", &["--value", "400"]));
+    assert_eq!(query(&rc, "get", "[2]", &[])["status"], "settled");
+    let bal = json_of(node.cli(&[
+        "--json",
+        "account",
+        "show",
+        "0x00000000000000000000000000000000000000c1",
+    ]));
+    assert_eq!(bal["balance"], "400");
+
+    // Token (ERC-20) and Deed (ERC-721) with their ABIs.
+    let abi = contract("token/Token.abi");
+    let token = deploy(
+        "--evm",
+        &contract("token/Token.bin"),
+        &["--abi", &abi, "--args", r#"["Tong", "TT", "1000"]"#],
+    );
+    ok(call(
+        &token,
+        "transfer",
+        r#"["0x00000000000000000000000000000000000000d1", "250"]"#,
+        &["--abi", &abi],
+    ));
+    let b = query(
+        &token,
+        "balanceOf",
+        r#"["0x00000000000000000000000000000000000000d1"]"#,
+        &["--abi", &abi],
+    );
+    assert_eq!(b, "250");
+    failed_with(
+        call(
+            &token,
+            "transfer",
+            r#"["0x00000000000000000000000000000000000000d1", "5000"]"#,
+            &["--abi", &abi],
+        ),
+        "reverted",
+    );
+    failed_with(
+        node.cli(&[
+            "contract",
+            "query",
+            "--address",
+            &token,
+            "--method",
+            "transfer",
+            "--args",
+            r#"["0x01"]"#,
+            "--abi",
+            &abi,
+        ]),
+        "argument",
+    );
+    let dabi = contract("deed/Deed.abi");
+    let deed = deploy("--evm", &contract("deed/Deed.bin"), &["--abi", &dabi]);
+    ok(call(
+        &deed,
+        "mint",
+        &format!(r#"["{me}", "1", "ipfs://deed-1"]"#),
+        &["--abi", &dabi],
+    ));
+    assert_eq!(
+        query(&deed, "ownerOf", r#"["1"]"#, &["--abi", &dabi]),
+        json!(me)
+    );
+    failed_with(
+        call(
+            &deed,
+            "mint",
+            &format!(r#"["{me}", "1", "x"]"#),
+            &["--abi", &dabi],
+        ),
+        "deed exists",
+    );
+
+    // Hostile code is refused at deployment and the node goes on.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"\0asm\x01\0\0\0garbage").unwrap();
+    failed_with(
+        node.cli(&[
+            "contract",
+            "deploy",
+            "--key",
+            &key,
+            "--wasm",
+            junk.to_str().unwrap(),
+        ]),
+        "invalid_code",
+    );
+    assert_eq!(query(&notary, "count", "[]", &[]), 1);
+}
+
+fn rpc(node: &DevNode, body: &str) -> Value {
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/eth", node.url()))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().unwrap()
+}
+
+fn call_rpc(node: &DevNode, method: &str, params: Value) -> Value {
+    rpc(
+        node,
+        &json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params}).to_string(),
+    )
+}
+
+#[test]
+fn json_rpc_answers_bad_requests_with_ethereum_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    assert_eq!(
+        call_rpc(&node, "eth_chainId", json!([]))["result"],
+        "0x21c5"
+    );
+    assert_eq!(rpc(&node, "{not json")["error"]["code"], -32700);
+    assert_eq!(
+        call_rpc(&node, "eth_noSuchThing", json!([]))["error"]["code"],
+        -32601
+    );
+    assert_eq!(
+        call_rpc(&node, "eth_getBalance", json!([42, "latest"]))["error"]["code"],
+        -32602
+    );
+    assert_eq!(
+        call_rpc(&node, "eth_getBalance", json!(["0x12", "latest"]))["error"]["code"],
+        -32602
+    );
+    assert_eq!(
+        call_rpc(&node, "eth_call", json!(["0x00"]))["error"]["code"],
+        -32602
+    );
+    let bad_raw = call_rpc(&node, "eth_sendRawTransaction", json!(["0x02c0"]));
+    assert_eq!(bad_raw["error"]["code"], -32000);
+    assert!(bad_raw["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid transaction"));
+    // The Hardhat account is funded; batches answer in order.
+    let batch = rpc(
+        &node,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","latest"]},
+            {"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}]"#,
+    );
+    assert_eq!(batch[0]["id"], 1);
+    assert_eq!(batch[0]["result"], "0x33b2e3c9fd0803ce8000000");
+    assert_eq!(batch[1]["id"], 2);
+    // A replayed raw transaction from another chain is refused.
+    let key = tongtian_crypto::eth::EthKey::dev_accounts(1).remove(0);
+    let other_chain = tongtian_types::eth::sign_eip1559(
+        &key,
+        1,
+        0,
+        1,
+        21_000,
+        Some(tongtian_types::Address([1; 20])),
+        1,
+        &[],
+    );
+    let r = call_rpc(
+        &node,
+        "eth_sendRawTransaction",
+        json!([format!("0x{}", hex::encode(other_chain))]),
+    );
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("chain id"),
+        "{r}"
+    );
+    // A valid one goes through and a replay of it is refused.
+    let raw = tongtian_types::eth::sign_eip1559(
+        &key,
+        8645,
+        0,
+        1,
+        21_000,
+        Some(tongtian_types::Address([1; 20])),
+        1,
+        &[],
+    );
+    let hex_raw = format!("0x{}", hex::encode(&raw));
+    let sent = call_rpc(&node, "eth_sendRawTransaction", json!([hex_raw]));
+    let hash = sent["result"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let r = call_rpc(&node, "eth_getTransactionReceipt", json!([hash]));
+        if r["result"].is_object() {
+            assert_eq!(r["result"]["status"], "0x1");
+            assert_eq!(r["result"]["gasUsed"], "0x5208");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not mined");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let replay = call_rpc(&node, "eth_sendRawTransaction", json!([hex_raw]));
+    let m = replay["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("already known") || m.contains("nonce too low"),
+        "{replay}"
+    );
+    assert_eq!(
+        call_rpc(
+            &node,
+            "eth_getBalance",
+            json!(["0x0101010101010101010101010101010101010101", "latest"])
+        )["result"],
+        "0x1"
+    );
+}
+
+/// Install ethers.js from npm once (the test setup), then run the script.
+#[test]
+fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ethers");
+    if !js.join("node_modules/ethers").exists() {
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&js)
+            .status()
+            .expect("npm is needed for the ethers.js test (Node.js 18+)");
+        assert!(st.success(), "npm ci failed");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let out = Command::new("node")
+        .arg(js.join("ethers-test.mjs"))
+        .arg(format!("{}/eth", node.url()))
+        .arg(contract("token"))
+        .output()
+        .expect("run node");
+    let seen = json_of(out);
+    assert_eq!(seen["chainId"], 8645);
+    assert_eq!(seen["token"], "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+    assert_eq!(seen["transferStatus"], 1);
+    assert_eq!(seen["transferLogs"].as_array().unwrap().len(), 2);
+    assert_eq!(seen["staticRevert"]["error"], "InsufficientBalance");
+    assert_eq!(seen["minedRevert"]["status"], 0);
+    assert_eq!(seen["recipientAfter"], seen["recipientBalance"]);
+}
