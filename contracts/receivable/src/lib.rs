@@ -121,7 +121,7 @@ pub extern "C" fn call() {
             r.save();
             sdk::emit(
                 "issued",
-                &[("id", sdk::format!("{}", r.id)), ("holder", sdk::hex(&supplier)), ("amount", sdk::format!("{amount}"))],
+                &[("id", sdk::dec(r.id)), ("holder", sdk::hex(&supplier)), ("amount", sdk::dec(amount))],
             );
             sdk::ret(&Value::Int(r.id));
         }
@@ -134,7 +134,7 @@ pub extern "C" fn call() {
             r.holder = to;
             r.offer = None;
             r.save();
-            sdk::emit("transferred", &[("id", sdk::format!("{}", r.id)), ("to", sdk::hex(&to))]);
+            sdk::emit("transferred", &[("id", sdk::dec(r.id)), ("to", sdk::hex(&to))]);
         }
         // split(id, to, amount) -> new id
         "split" => {
@@ -162,7 +162,7 @@ pub extern "C" fn call() {
             child.save();
             sdk::emit(
                 "split",
-                &[("id", sdk::format!("{}", r.id)), ("child", sdk::format!("{}", child.id)), ("amount", sdk::format!("{amount}"))],
+                &[("id", sdk::dec(r.id)), ("child", sdk::dec(child.id)), ("amount", sdk::dec(amount))],
             );
             sdk::ret(&Value::Int(child.id));
         }
@@ -203,7 +203,7 @@ pub extern "C" fn call() {
             r.save();
             sdk::emit(
                 "financed",
-                &[("id", sdk::format!("{}", r.id)), ("seller", sdk::hex(&seller)), ("bank", sdk::hex(&bank)), ("price", sdk::format!("{price}"))],
+                &[("id", sdk::dec(r.id)), ("seller", sdk::hex(&seller)), ("bank", sdk::hex(&bank)), ("price", sdk::dec(price))],
             );
         }
         // settle(id), by the issuer at maturity, paying the face amount.
@@ -229,7 +229,7 @@ pub extern "C" fn call() {
             r.save();
             sdk::emit(
                 "settled",
-                &[("id", sdk::format!("{}", r.id)), ("holder", sdk::hex(&r.holder)), ("amount", sdk::format!("{}", r.amount))],
+                &[("id", sdk::dec(r.id)), ("holder", sdk::hex(&r.holder)), ("amount", sdk::dec(r.amount))],
             );
         }
         "get" => sdk::ret(&Receivable::load(sdk::arg_u128(&input, 0)).value()),

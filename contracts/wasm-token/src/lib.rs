@@ -43,9 +43,13 @@ pub extern "C" fn call() {
             }
             set_balance(&from, have - amount);
             set_balance(&to, balance(&to) + amount);
-            sdk::emit(
+            sdk::emit_values(
                 "transfer",
-                &[("from", sdk::hex(&from)), ("to", sdk::hex(&to)), ("amount", sdk::format!("{amount}"))],
+                &[
+                    ("from", Value::Bytes(from.to_vec())),
+                    ("to", Value::Bytes(to.to_vec())),
+                    ("amount", Value::Int(amount)),
+                ],
             );
             sdk::ret(&Value::Bool(true));
         }

@@ -126,7 +126,7 @@ pub struct TransferBenchReport {
 }
 
 /// Kills the child node when dropped.
-struct NodeProcess {
+pub(crate) struct NodeProcess {
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -143,7 +143,7 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
+pub(crate) async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         match client.status().await {
@@ -156,7 +156,7 @@ async fn wait_ready(client: &Client, timeout: Duration) -> Result<()> {
     }
 }
 
-fn spawn_dev(suite: SuiteId) -> Result<(NodeProcess, String, PathBuf)> {
+pub(crate) fn spawn_dev(suite: SuiteId) -> Result<(NodeProcess, String, PathBuf)> {
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let exe = std::env::current_exe().context("locating the tongtian binary")?;
@@ -183,7 +183,7 @@ fn spawn_dev(suite: SuiteId) -> Result<(NodeProcess, String, PathBuf)> {
     ))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -213,7 +213,7 @@ fn transfer(
 }
 
 /// Fund `senders` from the dev keys and wait for every funding receipt.
-async fn fund(
+pub(crate) async fn fund(
     client: &Client,
     chain_id: u64,
     dev_keys: &[Keypair],
@@ -335,6 +335,103 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
         .collect();
     let total: usize = plans.iter().map(|p| p.len()).sum();
     let sign_tps = total as f64 / sign_start.elapsed().as_secs_f64();
+    let timeout = Duration::from_secs(60 + (args.count / 1000) as u64);
+    let d = drive(&client, &clients, &plans, args.batch, args.rate, timeout).await?;
+    let (commits, failed, nblocks, lagged) = (&d.commits, d.failed, d.blocks, d.lagged);
+    let (latencies, duration, rejected_codes) =
+        (&d.latencies, d.duration_s, d.rejected_codes.clone());
+    let seen = latencies.len();
+    let committed = seen.saturating_sub(failed);
+
+    // Spot-check receipts through the API.
+    let all: Vec<&CheckedTx> = plans.iter().flatten().collect();
+    let mut receipts_checked = 0;
+    for i in (0..all.len()).step_by((all.len() / 20).max(1)) {
+        if commits[i].is_some()
+            && client
+                .receipt(&all[i].hash)
+                .await
+                .is_ok_and(|r| r.is_success())
+        {
+            receipts_checked += 1;
+        }
+    }
+    drop(process);
+
+    // The signature-verification ceiling, measured now on this machine.
+    let sample: Vec<&CheckedTx> = all.iter().take(20_000).copied().collect();
+    let signed: Vec<&SignedTransaction> = sample.iter().map(|t| &t.tx).collect();
+    let v_start = Instant::now();
+    let ok = verify_signatures(suite(suite_id), &signed);
+    let verify_bound_tps = signed.len() as f64 / v_start.elapsed().as_secs_f64();
+    if ok.iter().any(|b| !b) {
+        bail!("benchmark signatures failed to verify");
+    }
+    let tps = committed as f64 / duration;
+    let submitted = total - d.rejected;
+    Ok(TransferBenchReport {
+        bench: "transfers",
+        node: url,
+        nodes: clients.len(),
+        consensus: status.consensus.clone(),
+        spawned_node: args.keys_dir.is_none(),
+        suite: suite_id.to_string(),
+        count: total,
+        concurrency: c,
+        batch: args.batch,
+        rate: args.rate,
+        submitted,
+        rejected: d.rejected,
+        rejected_codes,
+        committed,
+        failed,
+        duration_s: duration,
+        tps,
+        latency_ms_p50: percentile(latencies, 0.50),
+        latency_ms_p99: percentile(latencies, 0.99),
+        blocks: nblocks,
+        sign_tps,
+        verify_bound_tps,
+        tps_over_verify_bound: tps / verify_bound_tps,
+        receipts_checked,
+        stream_lagged: lagged,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
+
+/// What [`drive`] measured.
+pub(crate) struct Drive {
+    /// Commit time of each planned transaction (flattened plan order).
+    pub commits: Vec<Option<Instant>>,
+    /// Committed with a failed receipt.
+    pub failed: usize,
+    /// Blocks that carried planned transactions.
+    pub blocks: usize,
+    /// Whether the block stream skipped blocks.
+    pub lagged: bool,
+    /// Submission-to-commit latencies, sorted, milliseconds.
+    pub latencies: Vec<f64>,
+    /// First submission to last commit, seconds.
+    pub duration_s: f64,
+    /// Refused at submission.
+    pub rejected: usize,
+    /// Refusal codes and counts.
+    pub rejected_codes: HashMap<String, usize>,
+}
+
+/// Submit pre-signed `plans` (one per client task, each in nonce order) in
+/// batches, spread over `clients`, and time each transaction from its
+/// batch's request to the block event that commits it.
+pub(crate) async fn drive(
+    client: &Client,
+    clients: &[Client],
+    plans: &[Vec<CheckedTx>],
+    batch: usize,
+    rate: Option<u64>,
+    timeout: Duration,
+) -> Result<Drive> {
+    let c = plans.len().max(1);
+    let total: usize = plans.iter().map(|p| p.len()).sum();
     let index: Arc<HashMap<H256, usize>> = Arc::new(
         plans
             .iter()
@@ -343,12 +440,10 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
             .map(|(i, t)| (t.hash, i))
             .collect(),
     );
-
     // Follow blocks before the first submission.
     let mut blocks = client.blocks().await?;
     let rejected = Arc::new(AtomicUsize::new(0));
     let submit_done = Arc::new(AtomicBool::new(false));
-    let timeout = Duration::from_secs(60 + (args.count / 1000) as u64);
     let collector = {
         let index = index.clone();
         let rejected = rejected.clone();
@@ -400,9 +495,8 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
         let rejected = rejected.clone();
         let base = offset;
         offset += plan.len();
-        let batch = args.batch;
         // Offered load per client, when --rate caps the total.
-        let per_client = args.rate.map(|r| r as f64 / c as f64);
+        let per_client = rate.map(|r| r as f64 / c as f64);
         tasks.push(tokio::spawn(async move {
             let mut submits: Vec<(usize, Instant)> = Vec::with_capacity(raws.len());
             let mut codes: HashMap<String, usize> = HashMap::new();
@@ -475,62 +569,14 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
         }
     }
     latencies.sort_by(|a, b| a.total_cmp(b));
-    let seen = latencies.len();
-    let committed = seen.saturating_sub(failed);
-    let duration = last_commit.duration_since(start).as_secs_f64().max(1e-9);
-
-    // Spot-check receipts through the API.
-    let all: Vec<&CheckedTx> = plans.iter().flatten().collect();
-    let mut receipts_checked = 0;
-    for i in (0..all.len()).step_by((all.len() / 20).max(1)) {
-        if commits[i].is_some()
-            && client
-                .receipt(&all[i].hash)
-                .await
-                .is_ok_and(|r| r.is_success())
-        {
-            receipts_checked += 1;
-        }
-    }
-    drop(process);
-
-    // The signature-verification ceiling, measured now on this machine.
-    let sample: Vec<&CheckedTx> = all.iter().take(20_000).copied().collect();
-    let signed: Vec<&SignedTransaction> = sample.iter().map(|t| &t.tx).collect();
-    let v_start = Instant::now();
-    let ok = verify_signatures(suite(suite_id), &signed);
-    let verify_bound_tps = signed.len() as f64 / v_start.elapsed().as_secs_f64();
-    if ok.iter().any(|b| !b) {
-        bail!("benchmark signatures failed to verify");
-    }
-    let tps = committed as f64 / duration;
-    let submitted = total - rejected.load(Ordering::SeqCst);
-    Ok(TransferBenchReport {
-        bench: "transfers",
-        node: url,
-        nodes: clients.len(),
-        consensus: status.consensus.clone(),
-        spawned_node: args.keys_dir.is_none(),
-        suite: suite_id.to_string(),
-        count: total,
-        concurrency: c,
-        batch: args.batch,
-        rate: args.rate,
-        submitted,
+    Ok(Drive {
+        commits,
+        failed,
+        blocks: nblocks,
+        lagged,
+        latencies,
+        duration_s: last_commit.duration_since(start).as_secs_f64().max(1e-9),
         rejected: rejected.load(Ordering::SeqCst),
         rejected_codes,
-        committed,
-        failed,
-        duration_s: duration,
-        tps,
-        latency_ms_p50: percentile(&latencies, 0.50),
-        latency_ms_p99: percentile(&latencies, 0.99),
-        blocks: nblocks,
-        sign_tps,
-        verify_bound_tps,
-        tps_over_verify_bound: tps / verify_bound_tps,
-        receipts_checked,
-        stream_lagged: lagged,
-        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
 }

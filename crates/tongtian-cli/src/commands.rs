@@ -96,6 +96,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Validators(cmd) => validators(&client, cmd, json).await,
         Command::Contract(cmd) => crate::contract::run(&client, cmd, json).await,
+        Command::Bench(BenchCommand::Contracts(args)) => {
+            let report = crate::contract_bench::run(args).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Bench(BenchCommand::Transfers(args)) => {
             let report = crate::bench::transfers(&cli.node, args).await?;
             println!("{}", serde_json::to_string(&report)?);

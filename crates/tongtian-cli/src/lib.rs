@@ -6,6 +6,7 @@
 pub mod bench;
 mod commands;
 mod contract;
+pub mod contract_bench;
 mod testnet;
 
 use clap::{Args, Parser, Subcommand};
@@ -371,6 +372,9 @@ pub enum ValidatorsCommand {
 pub enum BenchCommand {
     /// End-to-end signed transfers through the API.
     Transfers(bench::TransferBenchArgs),
+    /// ERC-20-style token transfers on the WASM VM or the EVM, end to end
+    /// and VM-only.
+    Contracts(contract_bench::ContractBenchArgs),
 }
 
 /// Set up `tracing` output on stderr.

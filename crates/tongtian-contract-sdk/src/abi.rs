@@ -279,6 +279,15 @@ mod tests {
         assert_eq!(Value::decode(&[4, 255, 255, 255, 255]), Err(DecodeError));
         assert_eq!(Value::decode(&[0, 2]), Err(DecodeError));
         assert_eq!(Value::decode(&[9]), Err(DecodeError));
+        for n in [
+            0u128,
+            7,
+            10_000_000_000_000_000_000,
+            u128::MAX,
+            12_345_678_901_234_567_890_123,
+        ] {
+            assert_eq!(crate::dec(n), alloc::format!("{n}"));
+        }
         let input = Input::encode("go", &[Value::Int(3)]);
         let d = Input::decode(&input).unwrap();
         assert_eq!((d.method.as_str(), d.args), ("go", vec![Value::Int(3)]));

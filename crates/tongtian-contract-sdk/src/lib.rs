@@ -50,6 +50,38 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Decimal text of an integer. Cheaper than `format!` in WASM, where 128-bit
+/// division is a software routine: this divides once by 10^19 and formats
+/// the two 64-bit halves.
+pub fn dec(n: u128) -> String {
+    fn push_u64(s: &mut String, mut v: u64, min_digits: usize) {
+        let mut buf = [b'0'; 20];
+        let mut i = 20;
+        while v > 0 {
+            i -= 1;
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        let start = i.min(20 - min_digits);
+        s.extend(buf[start..].iter().map(|b| *b as char));
+    }
+    const E19: u128 = 10_000_000_000_000_000_000;
+    let mut s = String::new();
+    if n >= E19 {
+        let (hi, lo) = ((n / E19), (n % E19) as u64);
+        if hi >= E19 {
+            push_u64(&mut s, (hi / E19) as u64, 1);
+            push_u64(&mut s, (hi % E19) as u64, 19);
+        } else {
+            push_u64(&mut s, hi as u64, 1);
+        }
+        push_u64(&mut s, lo, 19);
+    } else {
+        push_u64(&mut s, n as u64, 1);
+    }
+    s
+}
+
 /// Decode a stored value, reverting if it is corrupt.
 #[cfg(target_arch = "wasm32")]
 pub fn decode(bytes: &[u8]) -> Value {
@@ -255,6 +287,28 @@ mod api {
                 .collect(),
         );
         let data = map.encode();
+        unsafe {
+            env::emit(
+                name.as_ptr(),
+                name.len() as i32,
+                data.as_ptr(),
+                data.len() as i32,
+            )
+        }
+    }
+
+    /// Emit an event with typed attributes; the host renders them as text
+    /// (bytes as `0x` hex, integers in decimal), which is cheaper than
+    /// formatting inside the contract.
+    pub fn emit_values(name: &str, attributes: &[(&str, Value)]) {
+        let mut data = Vec::with_capacity(128);
+        data.push(5);
+        data.extend_from_slice(&(attributes.len() as u32).to_le_bytes());
+        for (k, v) in attributes {
+            data.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            data.extend_from_slice(k.as_bytes());
+            v.encode_into(&mut data);
+        }
         unsafe {
             env::emit(
                 name.as_ptr(),

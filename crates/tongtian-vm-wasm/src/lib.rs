@@ -76,6 +76,8 @@ struct Env<'h, 'o, 's> {
     result: Vec<u8>,
     limits: StoreLimits,
     fatal: Option<ExecutionError>,
+    /// The instance's exported memory, once instantiated.
+    memory: Option<wasmi::Memory>,
 }
 
 type Cx<'a, 'h, 'o, 's> = Caller<'a, Env<'h, 'o, 's>>;
@@ -95,6 +97,9 @@ fn charge(c: &mut Cx<'_, '_, '_, '_>, gas: u64) -> Result<(), wasmi::Error> {
 }
 
 fn memory(c: &Cx<'_, '_, '_, '_>) -> Result<wasmi::Memory, wasmi::Error> {
+    if let Some(m) = c.data().memory {
+        return Ok(m);
+    }
     match c.get_export("memory") {
         Some(Extern::Memory(m)) => Ok(m),
         _ => Err(wasmi::Error::new("contract exports no memory")),
@@ -231,6 +236,7 @@ impl WasmVm {
             result: Vec::new(),
             limits,
             fatal: None,
+            memory: None,
         };
         let mut store = Store::new(&self.engine, env);
         store.limiter(|e| &mut e.limits);
@@ -243,6 +249,7 @@ impl WasmVm {
             .instantiate_and_start(&mut store, module)
             .map_err(|e| VmFailure::InvalidCode(e.to_string()))
             .and_then(|inst| {
+                store.data_mut().memory = inst.get_memory(&store, "memory");
                 inst.get_typed_func::<(), ()>(&store, entry)
                     .map_err(|_| VmFailure::InvalidCode(format!("no `{entry}` export")))
             })
