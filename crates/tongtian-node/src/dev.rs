@@ -172,7 +172,13 @@ mod tests {
     async fn dev_chain_commits_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let chain = init_or_load(dir.path(), Some(SuiteId::Sm)).unwrap();
-        assert_eq!(chain.spec.accounts.len(), DEV_ACCOUNTS);
+        // Our ten keys plus the ten Hardhat/Anvil accounts.
+        assert_eq!(chain.spec.accounts.len(), 2 * DEV_ACCOUNTS);
+        assert!(chain
+            .spec
+            .accounts
+            .iter()
+            .any(|a| a.address.to_string() == "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"));
         assert!(chain.dev_keys.iter().all(|p| p.exists()));
         let key = KeyFile::read(&chain.dev_keys[0])
             .unwrap()
