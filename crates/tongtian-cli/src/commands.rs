@@ -265,34 +265,24 @@ async fn validators(client: &Client, cmd: ValidatorsCommand, json: bool) -> Resu
 }
 
 async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()> {
-    let key = load_key(&args.key, args.password.as_deref())?;
     let to = parse_address(&args.to)?;
-    let status = client.status().await?;
-    let chain_suite: SuiteId = status.suite.parse()?;
-    if chain_suite != key.suite() {
-        bail!(
-            "the key is a {} key but the chain uses the {} suite",
-            key.suite(),
-            chain_suite
-        );
-    }
-    let from = Address::from_public_key(key.suite(), key.public_key());
-    let nonce = match args.nonce {
-        Some(n) => n,
-        None => client.account(&from).await?.pending_nonce,
-    };
-    let tx = Transaction {
-        chain_id: status.chain_id,
-        nonce,
+    let signer = crate::SignerArgs {
+        key: args.key.clone(),
+        password: args.password.clone(),
         gas_limit: args.gas_limit,
         gas_price: args.gas_price,
-        action: Action::Transfer {
+    };
+    let tx = crate::contract::sign(
+        client,
+        &signer,
+        Action::Transfer {
             to,
             amount: args.amount,
             memo: args.memo.into_bytes(),
         },
-    }
-    .sign(&key);
+        args.nonce,
+    )
+    .await?;
     let hash = client.submit(&tx).await?;
     if !args.wait {
         return print(json, &serde_json::json!({ "hash": hash }), || {

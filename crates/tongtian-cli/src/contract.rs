@@ -214,13 +214,14 @@ fn fail_unless_success(hash: &H256, r: &Receipt) -> Result<()> {
     Ok(())
 }
 
-/// Sign and submit `action`; with `wait`, also wait for its receipt.
-pub async fn send(
+/// Sign `action` with the signer's key for the node's chain, at `nonce` or
+/// the account's next one (counting pending transactions).
+pub async fn sign(
     client: &Client,
     signer: &SignerArgs,
     action: Action,
-    wait: bool,
-) -> Result<(H256, Option<Receipt>)> {
+    nonce: Option<u64>,
+) -> Result<tongtian_types::SignedTransaction> {
     let key = load_key(&signer.key, signer.password.as_deref())?;
     let status = client.status().await?;
     let chain_suite: SuiteId = status.suite.parse()?;
@@ -232,15 +233,28 @@ pub async fn send(
         );
     }
     let from = Address::from_public_key(key.suite(), key.public_key());
-    let nonce = client.account(&from).await?.pending_nonce;
-    let tx = Transaction {
+    let nonce = match nonce {
+        Some(n) => n,
+        None => client.account(&from).await?.pending_nonce,
+    };
+    Ok(Transaction {
         chain_id: status.chain_id,
         nonce,
         gas_limit: signer.gas_limit,
         gas_price: signer.gas_price,
         action,
     }
-    .sign(&key);
+    .sign(&key))
+}
+
+/// Sign and submit `action`; with `wait`, also wait for its receipt.
+pub async fn send(
+    client: &Client,
+    signer: &SignerArgs,
+    action: Action,
+    wait: bool,
+) -> Result<(H256, Option<Receipt>)> {
+    let tx = sign(client, signer, action, None).await?;
     let hash = client.submit(&tx).await?;
     if !wait {
         return Ok((hash, None));

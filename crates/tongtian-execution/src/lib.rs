@@ -733,6 +733,16 @@ impl Executor {
     ) -> Result<ContractRun, ExecutionError> {
         let chain = self.chain_env();
         let mut host = Host::new(overlay, block, &chain, &self.vms);
+        let msg = |to: Address, input: Vec<u8>, value: u128| Message {
+            caller: sender,
+            origin: sender,
+            to,
+            value,
+            input,
+            gas_limit: gas,
+            gas_price,
+            depth: 0,
+        };
         let (result, contract_address) = match target {
             Target::Create {
                 vm,
@@ -741,31 +751,9 @@ impl Executor {
                 value,
             } => {
                 let to = create_address(&sender, nonce);
-                let msg = Message {
-                    caller: sender,
-                    origin: sender,
-                    to,
-                    value,
-                    input,
-                    gas_limit: gas,
-                    gas_price,
-                    depth: 0,
-                };
-                (host.create(vm, &msg, &code)?, Some(to))
+                (host.create(vm, &msg(to, input, value), &code)?, Some(to))
             }
-            Target::Call { to, input, value } => {
-                let msg = Message {
-                    caller: sender,
-                    origin: sender,
-                    to,
-                    value,
-                    input,
-                    gas_limit: gas,
-                    gas_price,
-                    depth: 0,
-                };
-                (host.call(&msg)?, None)
-            }
+            Target::Call { to, input, value } => (host.call(&msg(to, input, value))?, None),
         };
         let events = if result.status.is_ok() {
             host.into_events()

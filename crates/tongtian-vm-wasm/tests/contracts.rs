@@ -368,23 +368,27 @@ fn wasm_token_and_cross_vm_calls() {
             200_000
         )
         .is_success());
-    let pay = tongtian_vm_evm::abi::encode_call(
-        &abi,
-        "transfer",
-        &serde_json::json!([to.to_string(), "20"]),
-    )
-    .unwrap();
-    let mut input = erc20.0.to_vec();
-    input.extend(pay);
-    let r = c.run(
-        0,
-        Action::Call {
-            to: proxy,
-            input,
-            value: 0,
-        },
-        3_000_000,
-    );
+    // The proxy pays `amount` of its ERC-20 tokens to `to`.
+    let via_proxy = |c: &mut TestChain, amount: &str| {
+        let data = tongtian_vm_evm::abi::encode_call(
+            &abi,
+            "transfer",
+            &serde_json::json!([to.to_string(), amount]),
+        )
+        .unwrap();
+        let mut input = erc20.0.to_vec();
+        input.extend(data);
+        c.run(
+            0,
+            Action::Call {
+                to: proxy,
+                input,
+                value: 0,
+            },
+            3_000_000,
+        )
+    };
+    let r = via_proxy(&mut c, "20");
     assert!(r.is_success(), "{:?}", r.status);
     assert!(r
         .events
@@ -401,23 +405,7 @@ fn wasm_token_and_cross_vm_calls() {
     };
     assert_eq!((bal(&c, proxy), bal(&c, to)), (30, 20));
     // An EVM revert inside the nested call rolls back the whole proxy call.
-    let too_much = tongtian_vm_evm::abi::encode_call(
-        &abi,
-        "transfer",
-        &serde_json::json!([to.to_string(), "31"]),
-    )
-    .unwrap();
-    let mut input = erc20.0.to_vec();
-    input.extend(too_much);
-    let r = c.run(
-        0,
-        Action::Call {
-            to: proxy,
-            input,
-            value: 0,
-        },
-        3_000_000,
-    );
+    let r = via_proxy(&mut c, "31");
     assert!(matches!(&r.status, TxStatus::Failed { code, .. } if code == "reverted"));
     assert_eq!((bal(&c, proxy), bal(&c, to)), (30, 20));
 }
