@@ -180,8 +180,9 @@ fn registry(vm: VmKind) -> VmRegistry {
     r
 }
 
-/// `count` transfer calls between `senders` run by the VM directly.
-fn vm_only(vm: VmKind, senders: &[Address], count: usize) -> Result<f64> {
+/// `count` transfer calls between `senders` run by the VM directly; calls
+/// per second.
+pub fn vm_only(vm: VmKind, senders: &[Address], count: usize) -> Result<f64> {
     let dir = tempfile::tempdir()?;
     let store = tongtian_storage::ChainStore::open(&dir.path().join("s.redb"), SuiteId::Standard)?;
     let mut overlay = StateOverlay::new(&store);

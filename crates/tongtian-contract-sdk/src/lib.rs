@@ -129,8 +129,19 @@ mod env {
     static mut NEXT: usize = 0;
     static mut END: usize = 0;
 
+    extern "C" {
+        /// First byte after static data and the stack (set by the linker).
+        static __heap_base: u8;
+    }
+
     unsafe impl core::alloc::GlobalAlloc for Bump {
         unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+            if END == 0 {
+                // First use: the heap starts after static data and the
+                // stack, in the memory the module already has.
+                NEXT = core::ptr::addr_of!(__heap_base) as usize;
+                END = core::arch::wasm32::memory_size(0) * 65536;
+            }
             let align = layout.align();
             let start = (NEXT + align - 1) & !(align - 1);
             let end = match start.checked_add(layout.size()) {
@@ -138,16 +149,9 @@ mod env {
                 None => return core::ptr::null_mut(),
             };
             if end > END {
-                let pages = (end - END).div_ceil(65536).max(1);
-                let prev = core::arch::wasm32::memory_grow(0, pages);
-                if prev == usize::MAX {
+                let pages = (end - END).div_ceil(65536);
+                if core::arch::wasm32::memory_grow(0, pages) == usize::MAX {
                     return core::ptr::null_mut();
-                }
-                if END == 0 {
-                    // First use: start at the memory's old end.
-                    NEXT = prev * 65536;
-                    END = (prev + pages) * 65536;
-                    return self.alloc(layout);
                 }
                 END += pages * 65536;
             }
