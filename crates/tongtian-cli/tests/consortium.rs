@@ -784,3 +784,119 @@ fn bft_validator_removal_takes_effect_next_height() {
     }
     net.assert_consistent(&[0, 1], &hs);
 }
+
+/// Contract blocks are re-executed by every bft validator before it votes:
+/// WASM and EVM execution must be deterministic for the chain to go on, and
+/// every node must end with the same blocks (headers commit to the state
+/// and receipts roots) and answer queries alike.
+#[test]
+fn bft_validators_agree_on_contract_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Testnet::init(dir.path(), "bft", 4);
+    let key = net.dir.join("dev-keys/dev-0.key").display().to_string();
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let c = |rel: &str| contracts.join(rel).display().to_string();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let notary = ok(net.cli(&[
+        "contract",
+        "deploy",
+        "--key",
+        &key,
+        "--wasm",
+        &c("notary/notary.wasm"),
+    ]));
+    ok(net.cli(&[
+        "contract",
+        "call",
+        "--key",
+        &key,
+        "--address",
+        &notary,
+        "--method",
+        "register",
+        "--args",
+        r#"["0xab", "on four nodes"]"#,
+        "--wait",
+    ]));
+    let abi = c("token/Token.abi");
+    let token = ok(net.cli(&[
+        "contract",
+        "deploy",
+        "--key",
+        &key,
+        "--evm",
+        &c("token/Token.bin"),
+        "--abi",
+        &abi,
+        "--args",
+        r#"["T", "T", "1000"]"#,
+    ]));
+    ok(net.cli(&[
+        "contract",
+        "call",
+        "--key",
+        &key,
+        "--abi",
+        &abi,
+        "--address",
+        &token,
+        "--method",
+        "transfer",
+        "--args",
+        r#"["0x00000000000000000000000000000000000000e1", "7"]"#,
+        "--wait",
+    ]));
+    // An Ethereum-signed payment through node 2's JSON-RPC.
+    let eth = tongtian_crypto::eth::EthKey::dev_accounts(1).remove(0);
+    let raw = tongtian_types::eth::sign_eip1559(
+        &eth,
+        CHAIN_ID,
+        0,
+        1,
+        21_000,
+        Some(Address([0xe2; 20])),
+        9,
+        &[],
+    );
+    let sent: Value = http()
+        .post(format!("{}/eth", net.url(2)))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_sendRawTransaction",
+            "params": [format!("0x{}", hex::encode(raw))]}),
+        )
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let eth_hash: H256 = sent["result"].as_str().unwrap().parse().unwrap();
+    let receipts = net.wait_receipts(2, &[eth_hash], Duration::from_secs(30));
+    assert_eq!(receipts[&eth_hash]["status"]["status"], "success");
+    // Let every node reach the same height, then compare chains.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let target = net.height(0).max(net.height(2));
+    while (0..4).any(|i| net.height(i) < target) {
+        assert!(Instant::now() < deadline, "nodes did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    net.assert_consistent(&[0, 1, 2, 3], &[eth_hash]);
+    for i in 0..4 {
+        let q = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance", "params": ["0xe2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2e2", "latest"]});
+        let v: Value = http()
+            .post(format!("{}/eth", net.url(i)))
+            .json(&q)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(v["result"], "0x9", "node {i}");
+    }
+    let (_, events) = net.get(3, &format!("/v1/events?emitter={notary}"));
+    assert_eq!(events[0]["event"]["name"], "registered");
+}
