@@ -137,6 +137,9 @@ pub struct MempoolConfig {
     pub max_txs: usize,
     /// Most pending transactions of one sender.
     pub max_per_sender: usize,
+    /// Most bytes of pending transactions in all (contract code makes
+    /// transactions up to the size limit; this bounds the pool's memory).
+    pub max_bytes: usize,
 }
 
 impl Default for MempoolConfig {
@@ -144,6 +147,7 @@ impl Default for MempoolConfig {
         MempoolConfig {
             max_txs: 200_000,
             max_per_sender: 50_000,
+            max_bytes: 256 << 20,
         }
     }
 }
@@ -165,6 +169,8 @@ struct Inner {
     /// Senders with pending transactions, in order of first arrival.
     order: VecDeque<Address>,
     count: usize,
+    /// Sum of the encoded sizes of pending transactions.
+    bytes: usize,
 }
 
 /// The pending-transaction pool of one chain.
@@ -354,7 +360,8 @@ impl Mempool {
         if inner.known.contains_key(&t.hash) {
             return Err(AdmissionError::AlreadyKnown(t.hash));
         }
-        if inner.count >= self.config.max_txs {
+        if inner.count >= self.config.max_txs || inner.bytes + t.encoded_len > self.config.max_bytes
+        {
             return Err(AdmissionError::Full(inner.count));
         }
         let committed = match inner.senders.get(&t.sender) {
@@ -398,6 +405,7 @@ impl Mempool {
         }
         let hash = t.hash;
         let sender = t.sender;
+        inner.bytes += t.encoded_len;
         let q = inner.senders.entry(sender).or_insert_with(|| SenderQueue {
             committed,
             txs: VecDeque::new(),
@@ -463,6 +471,7 @@ impl Mempool {
             .chain(cut.keys().copied())
             .collect();
         let mut removed = 0;
+        let mut removed_bytes = 0;
         for a in affected {
             let Some(q) = inner.senders.get_mut(&a) else {
                 continue;
@@ -476,6 +485,7 @@ impl Mempool {
                 let t = q.txs.pop_front().expect("front checked");
                 inner.known.remove(&t.hash);
                 removed += 1;
+                removed_bytes += t.encoded_len;
             }
             // Drop from the first unincludable transaction on, or everything
             // if the queue no longer starts at the committed nonce.
@@ -494,11 +504,13 @@ impl Mempool {
                     tracing::debug!(tx = %t.hash, "evicted: can no longer be included");
                     inner.known.remove(&t.hash);
                     removed += 1;
+                    removed_bytes += t.encoded_len;
                 }
             }
             q.spend = q.txs.iter().map(max_cost).sum();
         }
         inner.count -= removed;
+        inner.bytes -= removed_bytes;
         inner.senders.retain(|_, q| !q.txs.is_empty());
         let senders = &inner.senders;
         inner.order.retain(|a| senders.contains_key(a));
@@ -579,6 +591,7 @@ mod tests {
                 MempoolConfig {
                     max_txs: 4,
                     max_per_sender: 10,
+                    max_bytes: 1 << 20,
                 },
             ),
             k,
@@ -629,7 +642,22 @@ mod tests {
 
     #[test]
     fn pool_is_bounded_and_commit_frees_it() {
-        let (pool, _, _) = setup();
+        let (by_count, _, _) = setup();
+        bounded_pool_frees_on_commit(by_count);
+        // The same pool bounded by bytes: room for exactly four transfers.
+        let size = tx(&Keypair::from_seed(SuiteId::Standard, &[0]), 5, 0, 1, 0).len();
+        let by_bytes = Mempool::new(
+            spec(),
+            MempoolConfig {
+                max_txs: 1000,
+                max_per_sender: 10,
+                max_bytes: 4 * size + size / 2,
+            },
+        );
+        bounded_pool_frees_on_commit(by_bytes);
+    }
+
+    fn bounded_pool_frees_on_commit(pool: Mempool) {
         let keys: Vec<Keypair> = (0..5u8)
             .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
             .collect();
