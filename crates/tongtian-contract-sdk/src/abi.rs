@@ -152,8 +152,8 @@ const MAX_DEPTH: u32 = 32;
 
 struct Reader<'a>(&'a [u8]);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
             return Err(DecodeError);
         }
@@ -254,6 +254,74 @@ impl Input {
     }
 }
 
+/// A zero-copy reader of a call's input: the method name and the
+/// arguments, read in order straight from the input bytes (no allocation).
+/// [`Input::decode`] is the convenient form; this is the cheap one.
+#[derive(Clone, Debug)]
+pub struct ArgReader<'a> {
+    rest: &'a [u8],
+    left: u32,
+}
+
+impl<'a> ArgReader<'a> {
+    /// Split an input into its method name and an argument reader.
+    pub fn parse(input: &'a [u8]) -> Option<(&'a str, ArgReader<'a>)> {
+        let mut r = Reader(input);
+        if r.take(1).ok()?[0] != 2 {
+            return None;
+        }
+        let n = r.len().ok()?;
+        let method = core::str::from_utf8(r.take(n).ok()?).ok()?;
+        if r.take(1).ok()?[0] != 4 {
+            return None;
+        }
+        let left = r.len().ok()? as u32;
+        Some((method, ArgReader { rest: r.0, left }))
+    }
+
+    fn next(&mut self, tag: u8) -> Option<&'a [u8]> {
+        if self.left == 0 || self.rest.first() != Some(&tag) {
+            return None;
+        }
+        let mut r = Reader(&self.rest[1..]);
+        let body = match tag {
+            1 => r.take(16).ok()?,
+            2 | 3 => {
+                let n = r.len().ok()?;
+                r.take(n).ok()?
+            }
+            _ => return None,
+        };
+        self.rest = r.0;
+        self.left -= 1;
+        Some(body)
+    }
+
+    /// The next argument as an integer.
+    pub fn u128(&mut self) -> Option<u128> {
+        self.next(1).map(|b| {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            u128::from_le_bytes(a)
+        })
+    }
+
+    /// The next argument as bytes.
+    pub fn bytes(&mut self) -> Option<&'a [u8]> {
+        self.next(3)
+    }
+
+    /// The next argument as a 20-byte address.
+    pub fn address(&mut self) -> Option<[u8; 20]> {
+        self.bytes().and_then(|b| b.try_into().ok())
+    }
+
+    /// The next argument as text.
+    pub fn str(&mut self) -> Option<&'a str> {
+        self.next(2).and_then(|b| core::str::from_utf8(b).ok())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +356,21 @@ mod tests {
         ] {
             assert_eq!(crate::dec(n), alloc::format!("{n}"));
         }
+        let raw = Input::encode(
+            "pay",
+            &[
+                Value::Bytes(vec![9; 20]),
+                Value::Int(5),
+                Value::Str("m".into()),
+            ],
+        );
+        let (m, mut a) = ArgReader::parse(&raw).unwrap();
+        assert_eq!(m, "pay");
+        assert_eq!(a.address(), Some([9; 20]));
+        assert_eq!(a.str(), None, "wrong type is refused");
+        assert_eq!(a.u128(), Some(5));
+        assert_eq!(a.str(), Some("m"));
+        assert_eq!(a.u128(), None, "no arguments left");
         let input = Input::encode("go", &[Value::Int(3)]);
         let d = Input::decode(&input).unwrap();
         assert_eq!((d.method.as_str(), d.args), ("go", vec![Value::Int(3)]));

@@ -32,7 +32,7 @@ extern crate alloc;
 
 pub mod abi;
 
-pub use abi::{Input, Value};
+pub use abi::{ArgReader, Input, Value};
 pub use alloc::{format, string::String, string::ToString, vec, vec::Vec};
 
 /// A 20-byte account or contract address.
@@ -253,6 +253,21 @@ mod api {
     pub fn get(key: &[u8]) -> Option<Vec<u8>> {
         let n = unsafe { env::storage_get(key.as_ptr(), key.len() as i32) };
         (n >= 0).then(|| result(n as usize))
+    }
+
+    /// Read this contract's storage into `buf` (no allocation): the
+    /// value's length, or `None` if absent. Reverts if it does not fit.
+    pub fn get_into(key: &[u8], buf: &mut [u8]) -> Option<usize> {
+        let n = unsafe { env::storage_get(key.as_ptr(), key.len() as i32) };
+        if n < 0 {
+            return None;
+        }
+        let n = n as usize;
+        if n > buf.len() {
+            revert("stored value larger than the buffer");
+        }
+        unsafe { env::result_read(buf.as_mut_ptr()) };
+        Some(n)
     }
 
     /// Write this contract's storage.

@@ -68,10 +68,14 @@ impl std::fmt::Display for Stop {
 
 impl wasmi::errors::HostError for Stop {}
 
-/// What host functions see.
-struct Env<'h, 'o, 's> {
-    host: &'h mut Host<'o, 's>,
-    msg: &'h Message,
+/// What host functions see. The host is held by address, not by
+/// reference, so that `Env` has no lifetime and one [`Linker`] serves every
+/// call (building a linker per call cost more than running a token
+/// transfer); see [`host_of`] for the rule that keeps this sound.
+struct Env {
+    /// Exposed address of the `Host` of the running call.
+    host: usize,
+    msg: Message,
     output: Vec<u8>,
     result: Vec<u8>,
     limits: StoreLimits,
@@ -80,13 +84,27 @@ struct Env<'h, 'o, 's> {
     memory: Option<wasmi::Memory>,
 }
 
-type Cx<'a, 'h, 'o, 's> = Caller<'a, Env<'h, 'o, 's>>;
+type Cx<'a> = Caller<'a, Env>;
+
+/// The host of the call a host function runs in.
+///
+/// SAFETY: `Env::host` is set in [`WasmVm::run`] from a `&mut Host` that
+/// `run` holds, unused, for as long as the store that owns the `Env`
+/// exists; host functions run only inside that store's calls, and the
+/// reference returned here is used only within one host-function
+/// invocation (a nested call reborrows it and returns before it is used
+/// again). So it is valid, and unaliased, wherever it is used.
+#[allow(unsafe_code)]
+fn host_of(c: &Cx<'_>) -> &'static mut Host<'static, 'static> {
+    let addr = c.data().host;
+    unsafe { &mut *std::ptr::with_exposed_provenance_mut::<Host<'static, 'static>>(addr) }
+}
 
 fn trap(s: Stop) -> wasmi::Error {
     wasmi::Error::host(s)
 }
 
-fn charge(c: &mut Cx<'_, '_, '_, '_>, gas: u64) -> Result<(), wasmi::Error> {
+fn charge(c: &mut Cx<'_>, gas: u64) -> Result<(), wasmi::Error> {
     let left = c.get_fuel()?;
     if left < gas {
         c.set_fuel(0)?;
@@ -96,7 +114,7 @@ fn charge(c: &mut Cx<'_, '_, '_, '_>, gas: u64) -> Result<(), wasmi::Error> {
     Ok(())
 }
 
-fn memory(c: &Cx<'_, '_, '_, '_>) -> Result<wasmi::Memory, wasmi::Error> {
+fn memory(c: &Cx<'_>) -> Result<wasmi::Memory, wasmi::Error> {
     if let Some(m) = c.data().memory {
         return Ok(m);
     }
@@ -106,7 +124,7 @@ fn memory(c: &Cx<'_, '_, '_, '_>) -> Result<wasmi::Memory, wasmi::Error> {
     }
 }
 
-fn read(c: &Cx<'_, '_, '_, '_>, ptr: i32, len: i32) -> Result<Vec<u8>, wasmi::Error> {
+fn read(c: &Cx<'_>, ptr: i32, len: i32) -> Result<Vec<u8>, wasmi::Error> {
     if len < 0 || len as usize > MAX_MEMORY_BYTES {
         return Err(wasmi::Error::new("bad length"));
     }
@@ -117,24 +135,24 @@ fn read(c: &Cx<'_, '_, '_, '_>, ptr: i32, len: i32) -> Result<Vec<u8>, wasmi::Er
     Ok(buf)
 }
 
-fn write(c: &mut Cx<'_, '_, '_, '_>, ptr: i32, data: &[u8]) -> Result<(), wasmi::Error> {
+fn write(c: &mut Cx<'_>, ptr: i32, data: &[u8]) -> Result<(), wasmi::Error> {
     let m = memory(c)?;
     m.write(c, ptr as u32 as usize, data)
         .map_err(|_| wasmi::Error::new("memory access out of bounds"))
 }
 
-fn read_addr(c: &Cx<'_, '_, '_, '_>, ptr: i32) -> Result<Address, wasmi::Error> {
+fn read_addr(c: &Cx<'_>, ptr: i32) -> Result<Address, wasmi::Error> {
     let b = read(c, ptr, 20)?;
     Ok(Address(b.try_into().expect("20 bytes")))
 }
 
-fn read_u128(c: &Cx<'_, '_, '_, '_>, ptr: i32) -> Result<u128, wasmi::Error> {
+fn read_u128(c: &Cx<'_>, ptr: i32) -> Result<u128, wasmi::Error> {
     let b = read(c, ptr, 16)?;
     Ok(u128::from_le_bytes(b.try_into().expect("16 bytes")))
 }
 
 /// Record a state error and stop the contract; the block fails with it.
-fn fatal(c: &mut Cx<'_, '_, '_, '_>, e: ExecutionError) -> wasmi::Error {
+fn fatal(c: &mut Cx<'_>, e: ExecutionError) -> wasmi::Error {
     c.data_mut().fatal = Some(e);
     trap(Stop::Fatal)
 }
@@ -142,6 +160,7 @@ fn fatal(c: &mut Cx<'_, '_, '_, '_>, e: ExecutionError) -> wasmi::Error {
 /// The WASM virtual machine.
 pub struct WasmVm {
     engine: Engine,
+    linker: Linker<Env>,
     modules: Mutex<HashMap<[u8; 32], Module>>,
 }
 
@@ -156,8 +175,10 @@ impl WasmVm {
             .wasm_multi_memory(false)
             .wasm_tail_call(false)
             .set_max_recursion_depth(1024);
+        let engine = Engine::new(&config);
         Arc::new(WasmVm {
-            engine: Engine::new(&config),
+            linker: linker(&engine),
+            engine,
             modules: Mutex::new(HashMap::new()),
         })
     }
@@ -230,8 +251,8 @@ impl WasmVm {
             .memories(1)
             .build();
         let env = Env {
-            host,
-            msg,
+            host: (host as *mut Host<'_, '_>).expose_provenance(),
+            msg: msg.clone(),
             output: Vec::new(),
             result: Vec::new(),
             limits,
@@ -244,8 +265,8 @@ impl WasmVm {
         store
             .set_fuel(msg.gas_limit - pre_gas)
             .expect("fuel metering is on");
-        let linker = linker(&self.engine);
-        let outcome = linker
+        let outcome = self
+            .linker
             .instantiate_and_start(&mut store, module)
             .map_err(|e| VmFailure::InvalidCode(e.to_string()))
             .and_then(|inst| {
@@ -300,33 +321,33 @@ pub const HOST_FUNCTIONS: &[&str] = &[
     "call",
 ];
 
-fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
-    let mut l: Linker<Env<'h, 'o, 's>> = Linker::new(engine);
+fn linker(engine: &Engine) -> Linker<Env> {
+    let mut l: Linker<Env> = Linker::new(engine);
     let e = "env";
     // Invariant: each name is defined once, so func_wrap cannot fail.
     let ok = "host function names are unique";
     l.func_wrap(
         e,
         "input_len",
-        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i32, wasmi::Error> {
+        |mut c: Cx<'_>| -> Result<i32, wasmi::Error> {
             charge(&mut c, cost::BASE)?;
             Ok(c.data().msg.input.len() as i32)
         },
     )
     .expect(ok);
-    l.func_wrap(e, "input_read", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+    l.func_wrap(e, "input_read", |mut c: Cx<'_>, ptr: i32| {
         let input = c.data().msg.input.clone();
         charge(&mut c, cost::BASE + cost::PER_BYTE * input.len() as u64)?;
         write(&mut c, ptr, &input)
     })
     .expect(ok);
-    l.func_wrap(e, "result_read", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+    l.func_wrap(e, "result_read", |mut c: Cx<'_>, ptr: i32| {
         let r = std::mem::take(&mut c.data_mut().result);
         charge(&mut c, cost::BASE + cost::PER_BYTE * r.len() as u64)?;
         write(&mut c, ptr, &r)
     })
     .expect(ok);
-    l.func_wrap(e, "ret", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32, len: i32| {
+    l.func_wrap(e, "ret", |mut c: Cx<'_>, ptr: i32, len: i32| {
         let data = read(&c, ptr, len)?;
         charge(&mut c, cost::BASE + cost::PER_BYTE * data.len() as u64)?;
         c.data_mut().output = data;
@@ -336,75 +357,71 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
     l.func_wrap(
         e,
         "revert",
-        |c: Cx<'_, 'h, 'o, 's>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
+        |c: Cx<'_>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
             let data = read(&c, ptr, len.min(4096))?;
             Err(trap(Stop::Revert(data)))
         },
     )
     .expect(ok);
-    fn put_addr(c: &mut Cx<'_, '_, '_, '_>, ptr: i32, a: Address) -> Result<(), wasmi::Error> {
+    fn put_addr(c: &mut Cx<'_>, ptr: i32, a: Address) -> Result<(), wasmi::Error> {
         charge(c, cost::BASE)?;
         write(c, ptr, &a.0)
     }
-    l.func_wrap(e, "caller", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+    l.func_wrap(e, "caller", |mut c: Cx<'_>, ptr: i32| {
         let a = c.data().msg.caller;
         put_addr(&mut c, ptr, a)
     })
     .expect(ok);
-    l.func_wrap(e, "origin", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+    l.func_wrap(e, "origin", |mut c: Cx<'_>, ptr: i32| {
         let a = c.data().msg.origin;
         put_addr(&mut c, ptr, a)
     })
     .expect(ok);
-    l.func_wrap(e, "this", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+    l.func_wrap(e, "this", |mut c: Cx<'_>, ptr: i32| {
         let a = c.data().msg.to;
         put_addr(&mut c, ptr, a)
     })
     .expect(ok);
-    l.func_wrap(e, "value", |mut c: Cx<'_, 'h, 'o, 's>, ptr: i32| {
+    l.func_wrap(e, "value", |mut c: Cx<'_>, ptr: i32| {
         let v = c.data().msg.value;
         charge(&mut c, cost::BASE)?;
         write(&mut c, ptr, &v.to_le_bytes())
     })
     .expect(ok);
-    l.func_wrap(
-        e,
-        "height",
-        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i64, wasmi::Error> {
-            charge(&mut c, cost::BASE)?;
-            Ok(c.data().host.block.height as i64)
-        },
-    )
+    l.func_wrap(e, "height", |mut c: Cx<'_>| -> Result<i64, wasmi::Error> {
+        charge(&mut c, cost::BASE)?;
+        Ok(host_of(&c).block.height as i64)
+    })
     .expect(ok);
     l.func_wrap(
         e,
         "timestamp_ms",
-        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i64, wasmi::Error> {
+        |mut c: Cx<'_>| -> Result<i64, wasmi::Error> {
             charge(&mut c, cost::BASE)?;
-            Ok(c.data().host.block.timestamp_ms as i64)
+            Ok(host_of(&c).block.timestamp_ms as i64)
         },
     )
     .expect(ok);
     l.func_wrap(
         e,
         "chain_id",
-        |mut c: Cx<'_, 'h, 'o, 's>| -> Result<i64, wasmi::Error> {
+        |mut c: Cx<'_>| -> Result<i64, wasmi::Error> {
             charge(&mut c, cost::BASE)?;
-            Ok(c.data().host.chain.chain_id as i64)
+            Ok(host_of(&c).chain.chain_id as i64)
         },
     )
     .expect(ok);
     l.func_wrap(
         e,
         "storage_get",
-        |mut c: Cx<'_, 'h, 'o, 's>, kp: i32, kl: i32| -> Result<i32, wasmi::Error> {
+        |mut c: Cx<'_>, kp: i32, kl: i32| -> Result<i32, wasmi::Error> {
             let key = read(&c, kp, kl)?;
             charge(
                 &mut c,
                 cost::STORAGE_READ + cost::PER_BYTE * key.len() as u64,
             )?;
             let me = c.data().msg.to;
-            match c.data().host.storage(&me, &key) {
+            match host_of(&c).storage(&me, &key) {
                 Ok(Some(v)) => {
                     charge(&mut c, cost::PER_BYTE * v.len() as u64)?;
                     let n = v.len() as i32;
@@ -420,7 +437,7 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
     l.func_wrap(
         e,
         "storage_set",
-        |mut c: Cx<'_, 'h, 'o, 's>, kp: i32, kl: i32, vp: i32, vl: i32| {
+        |mut c: Cx<'_>, kp: i32, kl: i32, vp: i32, vl: i32| {
             let key = read(&c, kp, kl)?;
             let val = read(&c, vp, vl)?;
             charge(
@@ -428,27 +445,23 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
                 cost::STORAGE_WRITE + cost::STORAGE_WRITE_PER_BYTE * (key.len() + val.len()) as u64,
             )?;
             let me = c.data().msg.to;
-            c.data_mut().host.set_storage(&me, &key, Some(val));
+            host_of(&c).set_storage(&me, &key, Some(val));
             Ok(())
         },
     )
     .expect(ok);
-    l.func_wrap(
-        e,
-        "storage_remove",
-        |mut c: Cx<'_, 'h, 'o, 's>, kp: i32, kl: i32| {
-            let key = read(&c, kp, kl)?;
-            charge(&mut c, cost::STORAGE_WRITE)?;
-            let me = c.data().msg.to;
-            c.data_mut().host.set_storage(&me, &key, None);
-            Ok(())
-        },
-    )
+    l.func_wrap(e, "storage_remove", |mut c: Cx<'_>, kp: i32, kl: i32| {
+        let key = read(&c, kp, kl)?;
+        charge(&mut c, cost::STORAGE_WRITE)?;
+        let me = c.data().msg.to;
+        host_of(&c).set_storage(&me, &key, None);
+        Ok(())
+    })
     .expect(ok);
     l.func_wrap(
         e,
         "emit",
-        |mut c: Cx<'_, 'h, 'o, 's>, np: i32, nl: i32, dp: i32, dl: i32| {
+        |mut c: Cx<'_>, np: i32, nl: i32, dp: i32, dl: i32| {
             let name = read(&c, np, nl.min(256))?;
             let data = read(&c, dp, dl)?;
             charge(
@@ -462,7 +475,7 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
                 _ => return Err(wasmi::Error::new("event attributes are not a map")),
             };
             let emitter = c.data().msg.to;
-            c.data_mut().host.emit(Event {
+            host_of(&c).emit(Event {
                 emitter,
                 name,
                 attributes,
@@ -471,31 +484,23 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
         },
     )
     .expect(ok);
-    l.func_wrap(
-        e,
-        "hash",
-        |mut c: Cx<'_, 'h, 'o, 's>, p: i32, n: i32, out: i32| {
-            let data = read(&c, p, n)?;
-            charge(&mut c, cost::HASH + cost::PER_BYTE * data.len() as u64)?;
-            let h = tongtian_crypto::suite(c.data().host.chain.suite).hash(&data);
-            write(&mut c, out, &h)
-        },
-    )
+    l.func_wrap(e, "hash", |mut c: Cx<'_>, p: i32, n: i32, out: i32| {
+        let data = read(&c, p, n)?;
+        charge(&mut c, cost::HASH + cost::PER_BYTE * data.len() as u64)?;
+        let h = tongtian_crypto::suite(host_of(&c).chain.suite).hash(&data);
+        write(&mut c, out, &h)
+    })
     .expect(ok);
-    l.func_wrap(
-        e,
-        "keccak256",
-        |mut c: Cx<'_, 'h, 'o, 's>, p: i32, n: i32, out: i32| {
-            let data = read(&c, p, n)?;
-            charge(&mut c, cost::HASH + cost::PER_BYTE * data.len() as u64)?;
-            write(&mut c, out, &tongtian_crypto::eth::keccak256(&data))
-        },
-    )
+    l.func_wrap(e, "keccak256", |mut c: Cx<'_>, p: i32, n: i32, out: i32| {
+        let data = read(&c, p, n)?;
+        charge(&mut c, cost::HASH + cost::PER_BYTE * data.len() as u64)?;
+        write(&mut c, out, &tongtian_crypto::eth::keccak256(&data))
+    })
     .expect(ok);
     l.func_wrap(
         e,
         "verify",
-        |mut c: Cx<'_, 'h, 'o, 's>,
+        |mut c: Cx<'_>,
          kp: i32,
          kl: i32,
          mp: i32,
@@ -509,34 +514,30 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
                 read(&c, sp, sl.min(128))?,
             );
             charge(&mut c, cost::VERIFY + cost::PER_BYTE * m.len() as u64)?;
-            let suite = tongtian_crypto::suite(c.data().host.chain.suite);
+            let suite = tongtian_crypto::suite(host_of(&c).chain.suite);
             Ok(suite.verify(&k, &m, &s).is_ok() as i32)
         },
     )
     .expect(ok);
-    l.func_wrap(
-        e,
-        "balance",
-        |mut c: Cx<'_, 'h, 'o, 's>, ap: i32, out: i32| {
-            let a = read_addr(&c, ap)?;
-            charge(&mut c, cost::BALANCE)?;
-            let b = match c.data_mut().host.account(&a) {
-                Ok(acct) => acct.balance,
-                Err(err) => return Err(fatal(&mut c, err)),
-            };
-            write(&mut c, out, &b.to_le_bytes())
-        },
-    )
+    l.func_wrap(e, "balance", |mut c: Cx<'_>, ap: i32, out: i32| {
+        let a = read_addr(&c, ap)?;
+        charge(&mut c, cost::BALANCE)?;
+        let b = match host_of(&c).account(&a) {
+            Ok(acct) => acct.balance,
+            Err(err) => return Err(fatal(&mut c, err)),
+        };
+        write(&mut c, out, &b.to_le_bytes())
+    })
     .expect(ok);
     l.func_wrap(
         e,
         "transfer",
-        |mut c: Cx<'_, 'h, 'o, 's>, tp: i32, ap: i32| -> Result<i32, wasmi::Error> {
+        |mut c: Cx<'_>, tp: i32, ap: i32| -> Result<i32, wasmi::Error> {
             let to = read_addr(&c, tp)?;
             let amount = read_u128(&c, ap)?;
             charge(&mut c, cost::TRANSFER)?;
             let me = c.data().msg.to;
-            match c.data_mut().host.transfer(&me, &to, amount) {
+            match host_of(&c).transfer(&me, &to, amount) {
                 Ok(true) => Ok(0),
                 Ok(false) => Ok(1),
                 Err(err) => Err(fatal(&mut c, err)),
@@ -547,19 +548,14 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
     l.func_wrap(
         e,
         "call",
-        |mut c: Cx<'_, 'h, 'o, 's>,
-         tp: i32,
-         ip: i32,
-         il: i32,
-         vp: i32|
-         -> Result<i32, wasmi::Error> {
+        |mut c: Cx<'_>, tp: i32, ip: i32, il: i32, vp: i32| -> Result<i32, wasmi::Error> {
             let to = read_addr(&c, tp)?;
             let input = read(&c, ip, il)?;
             let value = read_u128(&c, vp)?;
             charge(&mut c, cost::CALL + cost::PER_BYTE * input.len() as u64)?;
             let left = c.get_fuel()?;
             let sub = {
-                let msg = c.data().msg;
+                let msg = &c.data().msg;
                 Message {
                     caller: msg.to,
                     origin: msg.origin,
@@ -571,7 +567,7 @@ fn linker<'h, 'o, 's>(engine: &Engine) -> Linker<Env<'h, 'o, 's>> {
                     depth: msg.depth + 1,
                 }
             };
-            let r = match c.data_mut().host.call(&sub) {
+            let r = match host_of(&c).call(&sub) {
                 Ok(r) => r,
                 Err(err) => return Err(fatal(&mut c, err)),
             };
