@@ -64,7 +64,8 @@ pub enum Action {
     Call {
         /// The contract.
         to: Address,
-        /// WASM: method and arguments ([`crate::abi`]); EVM: ABI call data.
+        /// WASM: method and arguments (the contract SDK's value encoding);
+        /// EVM: ABI call data.
         #[serde(with = "serde_hex")]
         #[cfg_attr(feature = "openapi", schema(value_type = String))]
         input: Vec<u8>,
@@ -257,9 +258,16 @@ impl SignedTransaction {
     /// encoding), or Keccak-256 of the raw bytes for Ethereum transactions,
     /// as Ethereum tools compute it.
     pub fn hash(&self, suite_id: SuiteId) -> H256 {
-        match &self.tx.action {
-            Action::Ethereum { raw } => H256(tongtian_crypto::eth::keccak256(raw)),
-            _ => H256(suite(suite_id).hash(&encode(self))),
+        self.hash_of_encoding(suite_id, None)
+    }
+
+    /// [`SignedTransaction::hash`], given this transaction's canonical
+    /// encoding if the caller already has it.
+    fn hash_of_encoding(&self, suite_id: SuiteId, encoded: Option<&[u8]>) -> H256 {
+        match (&self.tx.action, encoded) {
+            (Action::Ethereum { raw }, _) => H256(tongtian_crypto::eth::keccak256(raw)),
+            (_, Some(bytes)) => H256(suite(suite_id).hash(bytes)),
+            (_, None) => H256(suite(suite_id).hash(&encode(self))),
         }
     }
 
@@ -342,12 +350,17 @@ pub fn verify_signatures(s: &dyn CryptoSuite, txs: &[&SignedTransaction]) -> Vec
 pub struct CheckedTx {
     /// The transaction.
     pub tx: SignedTransaction,
-    /// Its hash under the chain's suite.
+    /// Its hash ([`SignedTransaction::hash`]).
     pub hash: H256,
     /// Its sender.
     pub sender: Address,
     /// Length of its canonical encoding.
     pub encoded_len: usize,
+    /// Native tokens the action moves out of the sender's balance.
+    value: u128,
+    /// Ethereum transactions: their intrinsic gas by Ethereum's rule
+    /// (`u64::MAX` if the raw bytes do not decode, so they never fit).
+    eth_intrinsic: Option<u64>,
 }
 
 impl CheckedTx {
@@ -356,35 +369,35 @@ impl CheckedTx {
     /// limits (21,000 for a plain payment) work; native ones pay the
     /// schedule's base plus a price per encoded byte.
     pub fn intrinsic_gas(&self, gas: &GasSchedule) -> u64 {
-        match &self.tx.tx.action {
-            Action::Ethereum { raw } => EthTx::decode(raw)
-                .map(|e| e.intrinsic_gas())
-                .unwrap_or(u64::MAX),
-            _ => gas.tx_base + gas.per_byte * self.encoded_len as u64,
-        }
+        self.eth_intrinsic
+            .unwrap_or(gas.tx_base + gas.per_byte * self.encoded_len as u64)
     }
 
     /// Native tokens the action moves out of the sender's balance.
     pub fn value(&self) -> u128 {
-        match &self.tx.tx.action {
-            Action::Transfer { amount, .. } => *amount,
-            Action::SetValidators { .. } => 0,
-            Action::Deploy { value, .. } | Action::Call { value, .. } => *value,
-            Action::Ethereum { raw } => EthTx::decode(raw).map(|e| e.value).unwrap_or(0),
-        }
+        self.value
     }
 
-    /// Compute hash, sender and size (does not verify the signature).
+    /// Compute hash, sender, size, value and intrinsic gas (does not
+    /// verify the signature). An Ethereum transaction's raw bytes are
+    /// decoded here once, not by every later stage.
     pub fn new(tx: SignedTransaction, suite_id: SuiteId) -> Self {
         let bytes = encode(&tx);
-        let hash = match &tx.tx.action {
-            Action::Ethereum { raw } => H256(tongtian_crypto::eth::keccak256(raw)),
-            _ => H256(suite(suite_id).hash(&bytes)),
+        let (value, eth_intrinsic) = match &tx.tx.action {
+            Action::Transfer { amount, .. } => (*amount, None),
+            Action::SetValidators { .. } => (0, None),
+            Action::Deploy { value, .. } | Action::Call { value, .. } => (*value, None),
+            Action::Ethereum { raw } => match EthTx::decode(raw) {
+                Ok(e) => (e.value, Some(e.intrinsic_gas())),
+                Err(_) => (0, Some(u64::MAX)),
+            },
         };
         CheckedTx {
-            hash,
+            hash: tx.hash_of_encoding(suite_id, Some(&bytes)),
             sender: tx.sender(suite_id),
             encoded_len: bytes.len(),
+            value,
+            eth_intrinsic,
             tx,
         }
     }
