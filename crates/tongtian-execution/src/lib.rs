@@ -536,13 +536,14 @@ impl Executor {
                 got: tx.nonce,
             }));
         }
-        let contract = matches!(
-            tx.action,
-            Action::Deploy { .. } | Action::Call { .. } | Action::Ethereum { .. }
-        );
+        let target = contract_target(t)?;
         // Contract calls reserve their whole gas limit up front (as in
         // Ethereum) and are refunded what they do not use.
-        let reserved_gas = if contract { tx.gas_limit } else { intrinsic };
+        let reserved_gas = if target.is_some() {
+            tx.gas_limit
+        } else {
+            intrinsic
+        };
         let max_fee = reserved_gas as u128 * tx.gas_price as u128;
         if sender.balance < max_fee {
             return Ok(Err(InclusionError::CannotPayFee {
@@ -556,9 +557,9 @@ impl Executor {
         let mut output = Vec::new();
         let mut contract_address = None;
         let mut gas_used = intrinsic;
-        let (status, events) = if contract {
+        let (status, events) = if let Some(target) = target {
             overlay.set_account(t.sender, sender);
-            let run = self.run_contract(overlay, block, t, intrinsic)?;
+            let run = self.run_contract(overlay, block, t, intrinsic, target)?;
             gas_used = run.gas_used;
             contract_address = run.contract_address;
             let status = match run.status {
@@ -658,53 +659,16 @@ impl Executor {
         })
     }
 
-    /// Run a contract action. Gas used includes `intrinsic`.
+    /// Run a contract action's `target`. Gas used includes `intrinsic`.
     fn run_contract(
         &self,
         overlay: &mut StateOverlay<'_>,
         block: &BlockEnv,
         t: &CheckedTx,
         intrinsic: u64,
+        target: Target,
     ) -> Result<ContractRun, ExecutionError> {
         let tx = &t.tx.tx;
-        let target = match &tx.action {
-            Action::Deploy {
-                vm,
-                code,
-                args,
-                value,
-            } => Target::Create {
-                vm: *vm,
-                code: code.clone(),
-                input: args.clone(),
-                value: *value,
-            },
-            Action::Call { to, input, value } => Target::Call {
-                to: *to,
-                input: input.clone(),
-                value: *value,
-            },
-            Action::Ethereum { raw } => {
-                let eth = EthTx::decode(raw).map_err(|e| ExecutionError::InvalidTx {
-                    hash: t.hash,
-                    reason: InclusionError::Malformed(e.to_string()),
-                })?;
-                match eth.to {
-                    Some(to) => Target::Call {
-                        to,
-                        input: eth.input,
-                        value: eth.value,
-                    },
-                    None => Target::Create {
-                        vm: VmKind::Evm,
-                        code: eth.input,
-                        input: Vec::new(),
-                        value: eth.value,
-                    },
-                }
-            }
-            _ => unreachable!("only contract actions come here"),
-        };
         self.run_target(
             overlay,
             block,
@@ -806,6 +770,49 @@ impl Executor {
             events: run.events,
         })
     }
+}
+
+/// What a contract action runs: `None` for native actions. An Ethereum
+/// transaction whose raw bytes do not decode cannot be in a valid block.
+fn contract_target(t: &CheckedTx) -> Result<Option<Target>, ExecutionError> {
+    Ok(Some(match &t.tx.tx.action {
+        Action::Transfer { .. } | Action::SetValidators { .. } => return Ok(None),
+        Action::Deploy {
+            vm,
+            code,
+            args,
+            value,
+        } => Target::Create {
+            vm: *vm,
+            code: code.clone(),
+            input: args.clone(),
+            value: *value,
+        },
+        Action::Call { to, input, value } => Target::Call {
+            to: *to,
+            input: input.clone(),
+            value: *value,
+        },
+        Action::Ethereum { raw } => {
+            let eth = EthTx::decode(raw).map_err(|e| ExecutionError::InvalidTx {
+                hash: t.hash,
+                reason: InclusionError::Malformed(e.to_string()),
+            })?;
+            match eth.to {
+                Some(to) => Target::Call {
+                    to,
+                    input: eth.input,
+                    value: eth.value,
+                },
+                None => Target::Create {
+                    vm: VmKind::Evm,
+                    code: eth.input,
+                    input: Vec::new(),
+                    value: eth.value,
+                },
+            }
+        }
+    }))
 }
 
 enum Target {
