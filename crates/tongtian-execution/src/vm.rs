@@ -109,15 +109,11 @@ impl VmFailure {
             VmFailure::Revert(data) => match revert_reason(data) {
                 Some(r) => format!("execution reverted: {r}"),
                 None if data.is_empty() => "execution reverted".into(),
-                None => format!("execution reverted (data 0x{})", hex_of(data)),
+                None => format!("execution reverted (data 0x{})", hex::encode(data)),
             },
             other => other.to_string(),
         }
     }
-}
-
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The reason string of revert data: Solidity's `Error(string)`, or a WASM

@@ -151,19 +151,15 @@ pub fn to_json(v: &DynSolValue) -> Value {
         DynSolValue::Bool(b) => Value::Bool(*b),
         DynSolValue::Int(i, _) => Value::String(i.to_string()),
         DynSolValue::Uint(u, _) => Value::String(u.to_string()),
-        DynSolValue::FixedBytes(w, n) => Value::String(format!("0x{}", hex_of(&w[..*n]))),
+        DynSolValue::FixedBytes(w, n) => Value::String(format!("0x{}", hex::encode(&w[..*n]))),
         DynSolValue::Address(a) => Value::String(format!("{a:#x}")),
-        DynSolValue::Bytes(b) => Value::String(format!("0x{}", hex_of(b))),
+        DynSolValue::Bytes(b) => Value::String(format!("0x{}", hex::encode(b))),
         DynSolValue::String(s) => Value::String(s.clone()),
         DynSolValue::Array(xs) | DynSolValue::FixedArray(xs) | DynSolValue::Tuple(xs) => {
             Value::Array(xs.iter().map(to_json).collect())
         }
         other => Value::String(format!("{other:?}")),
     }
-}
-
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -182,7 +178,7 @@ mod tests {
             &json!(["0x00000000000000000000000000000000000000ff", "1000"]),
         )
         .unwrap();
-        assert_eq!(hex_of(&data[..4]), "a9059cbb");
+        assert_eq!(hex::encode(&data[..4]), "a9059cbb");
         assert_eq!(data.len(), 4 + 64);
         assert_eq!(data[4 + 31], 0xff);
         assert_eq!(u16::from_be_bytes([data[66], data[67]]), 1000);

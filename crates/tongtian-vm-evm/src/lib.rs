@@ -161,13 +161,9 @@ pub fn log_event(address: &EAddr, topics: &[B256], data: &[u8]) -> Event {
         name: LOG_EVENT.into(),
         attributes: vec![
             ("topics".into(), topics.join(",")),
-            ("data".into(), format!("0x{}", hex_string(data))),
+            ("data".into(), format!("0x{}", hex::encode(data))),
         ],
     }
-}
-
-fn hex_string(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl EvmVm {

@@ -592,10 +592,7 @@ fn render(v: &Value) -> String {
         Value::Str(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Bytes(b) => format!(
-            "0x{}",
-            tongtian_contract_sdk::hex(b).trim_start_matches("0x")
-        ),
+        Value::Bytes(b) => tongtian_contract_sdk::hex(b),
         other => format!("{other:?}"),
     }
 }
