@@ -20,7 +20,7 @@ use tongtian_node::{ChainRuntime, NodeError};
 use tongtian_storage::StateStore;
 use tongtian_types::codec::{decode, encode};
 use tongtian_types::eth::EthTx;
-use tongtian_types::{Action, Address, BlockHeader, Receipt, SignedTransaction, TxStatus, H256};
+use tongtian_types::{Action, Address, Receipt, SignedTransaction, TxStatus, H256};
 
 /// Gas limit reported for blocks (the chain bounds blocks by count).
 const BLOCK_GAS_LIMIT: u64 = 1_000_000_000;
@@ -386,9 +386,17 @@ fn eth_message(e: &tongtian_mempool::AdmissionError) -> String {
     }
 }
 
-fn block_hash(chain: &ChainRuntime, h: &BlockHeader) -> H256 {
-    h.hash(chain.spec().suite)
+/// The hash of the committed block at `height`.
+fn block_hash_at(chain: &ChainRuntime, height: u64) -> Result<H256, RpcError> {
+    let header = chain
+        .store()
+        .header(height)?
+        .ok_or_else(|| RpcError::server("block missing"))?;
+    Ok(header.hash(chain.spec().suite))
 }
+
+/// `v`, `r`, `s` shown for transactions without an Ethereum signature.
+const NO_SIGNATURE: (u64, [u8; 32], [u8; 32]) = (0, [0; 32], [0; 32]);
 
 /// The Ethereum view of a transaction, mined (`at` = height, block hash,
 /// index) or pending.
@@ -422,18 +430,14 @@ fn tx_view(chain: &ChainRuntime, tx: &SignedTransaction, at: Option<(u64, H256, 
                 let (sv, r, s) = e.signature();
                 (e.to, e.value, e.input, e.tx_type, (sv, r, s))
             }
-            Err(_) => (None, 0, Vec::new(), 0, (0, [0; 32], [0; 32])),
+            Err(_) => (None, 0, Vec::new(), 0, NO_SIGNATURE),
         },
         Action::Transfer { to, amount, memo } => {
-            (Some(*to), *amount, memo.clone(), 0, (0, [0; 32], [0; 32]))
+            (Some(*to), *amount, memo.clone(), 0, NO_SIGNATURE)
         }
-        Action::Call { to, input, value } => {
-            (Some(*to), *value, input.clone(), 0, (0, [0; 32], [0; 32]))
-        }
-        Action::Deploy { code, value, .. } => {
-            (None, *value, code.clone(), 0, (0, [0; 32], [0; 32]))
-        }
-        Action::SetValidators { .. } => (None, 0, Vec::new(), 0, (0, [0; 32], [0; 32])),
+        Action::Call { to, input, value } => (Some(*to), *value, input.clone(), 0, NO_SIGNATURE),
+        Action::Deploy { code, value, .. } => (None, *value, code.clone(), 0, NO_SIGNATURE),
+        Action::SetValidators { .. } => (None, 0, Vec::new(), 0, NO_SIGNATURE),
     };
     v["to"] = to.map_or(Value::Null, |a| Value::String(a.to_string()));
     v["value"] = qty_u128(value);
@@ -468,11 +472,7 @@ fn num(b: &[u8; 32]) -> Num<'_> {
 
 fn tx_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
     if let Some(rec) = chain.store().tx(hash)? {
-        let header = chain
-            .store()
-            .header(rec.height)?
-            .ok_or_else(|| RpcError::server("block missing"))?;
-        let bh = block_hash(chain, &header);
+        let bh = block_hash_at(chain, rec.height)?;
         return Ok(tx_view(chain, &rec.tx, Some((rec.height, bh, rec.index))));
     }
     Ok(chain
@@ -534,11 +534,7 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
     let Some(rec) = chain.store().tx(hash)? else {
         return Ok(Value::Null);
     };
-    let header = chain
-        .store()
-        .header(rec.height)?
-        .ok_or_else(|| RpcError::server("block missing"))?;
-    let bh = block_hash(chain, &header);
+    let bh = block_hash_at(chain, rec.height)?;
     let receipts = block_receipts(chain, rec.height)?;
     let mut cumulative = 0u64;
     let mut log_index = 0u32;
@@ -603,7 +599,7 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
         return Ok(Value::Null);
     };
     let h = &b.header;
-    let bh = block_hash(chain, h);
+    let bh = h.hash(chain.spec().suite);
     let receipts = block_receipts(chain, height)?;
     let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
     let txs: Vec<Value> = b
@@ -705,11 +701,7 @@ fn logs(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
         let bh = match hashes.get(&rec.height) {
             Some(h) => *h,
             None => {
-                let header = chain
-                    .store()
-                    .header(rec.height)?
-                    .ok_or_else(|| RpcError::server("block missing"))?;
-                let h = block_hash(chain, &header);
+                let h = block_hash_at(chain, rec.height)?;
                 hashes.insert(rec.height, h);
                 h
             }
