@@ -592,7 +592,7 @@ fn render(v: &Value) -> String {
         Value::Str(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Bytes(b) => tongtian_contract_sdk::hex(b),
+        Value::Bytes(b) => format!("0x{}", hex::encode(b)),
         other => format!("{other:?}"),
     }
 }
