@@ -3,21 +3,53 @@
 use crate::{CryptoError, CryptoSuite, Hash32, SuiteId, VerifyItem};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
 use zeroize::Zeroizing;
 
 /// Ed25519 signatures with batch verification, SHA-256 hashes.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StandardSuite;
 
-fn verifying_key(pk: &[u8]) -> Result<VerifyingKey, CryptoError> {
+/// Most decoded keys [`KEY_CACHE`] keeps before it starts over.
+const KEY_CACHE_MAX: usize = 1 << 16;
+
+/// Decoded (decompressed) public keys by their encoding, with whether each
+/// is weak (of small order). Decompressing a key costs about a third of a
+/// batched verification here, and a chain's senders repeat, so each key is
+/// decompressed once. Only keys that decode are kept; the cache is cleared
+/// when full, which bounds it against floods of fresh keys.
+/// Decoded keys by encoding, each with whether it is weak.
+type KeyMap = HashMap<[u8; 32], (VerifyingKey, bool)>;
+
+static KEY_CACHE: LazyLock<Mutex<KeyMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The decoded key and whether it is weak, from the cache when possible.
+fn cached_key(pk: &[u8]) -> Result<(VerifyingKey, bool), CryptoError> {
     let bytes: [u8; 32] = pk.try_into().map_err(|_| CryptoError::InvalidPublicKey {
         suite: SuiteId::Standard,
         reason: format!("expected 32 bytes, got {}", pk.len()),
     })?;
-    VerifyingKey::from_bytes(&bytes).map_err(|e| CryptoError::InvalidPublicKey {
+    if let Some(hit) = lock_cache().get(&bytes) {
+        return Ok(*hit);
+    }
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|e| CryptoError::InvalidPublicKey {
         suite: SuiteId::Standard,
         reason: e.to_string(),
-    })
+    })?;
+    let entry = (key, key.is_weak());
+    let mut cache = lock_cache();
+    if cache.len() >= KEY_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(bytes, entry);
+    Ok(entry)
+}
+
+fn lock_cache() -> std::sync::MutexGuard<'static, KeyMap> {
+    // A panic while holding the lock cannot leave the map inconsistent
+    // (inserts and clears are single calls), so a poisoned lock is usable.
+    KEY_CACHE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn signature(sig: &[u8]) -> Result<Signature, CryptoError> {
@@ -69,45 +101,29 @@ impl CryptoSuite for StandardSuite {
 
     fn verify(&self, public_key: &[u8], message: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
         let sig = signature(sig)?;
-        verifying_key(public_key)?
+        cached_key(public_key)?
+            .0
             .verify_strict(message, &sig)
             .map_err(|_| CryptoError::BadSignature)
     }
 
-    fn verify_batch(&self, items: &[VerifyItem<'_>]) -> Result<(), CryptoError> {
+    fn batch_holds(&self, items: &[VerifyItem<'_>]) -> bool {
         let mut keys = Vec::with_capacity(items.len());
         let mut sigs = Vec::with_capacity(items.len());
         let mut msgs = Vec::with_capacity(items.len());
-        for (index, item) in items.iter().enumerate() {
-            let k = verifying_key(item.public_key)
-                .map_err(|_| CryptoError::BadSignatureInBatch { index })?;
+        for item in items {
             // Batch verification is not strict about small-order keys, so
-            // reject those up front to accept exactly what `verify` accepts.
-            if k.is_weak() {
-                return Err(CryptoError::BadSignatureInBatch { index });
-            }
-            keys.push(k);
-            sigs.push(
-                signature(item.signature)
-                    .map_err(|_| CryptoError::BadSignatureInBatch { index })?,
-            );
+            // refuse those up front to accept exactly what `verify` accepts.
+            let (Ok((key, false)), Ok(sig)) =
+                (cached_key(item.public_key), signature(item.signature))
+            else {
+                return false;
+            };
+            keys.push(key);
+            sigs.push(sig);
             msgs.push(item.message);
         }
-        if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-            return Ok(());
-        }
-        // Find the culprit so callers can say which one failed.
-        for (index, item) in items.iter().enumerate() {
-            if self
-                .verify(item.public_key, item.message, item.signature)
-                .is_err()
-            {
-                return Err(CryptoError::BadSignatureInBatch { index });
-            }
-        }
-        // The batch equation failed although each item verifies strictly on
-        // its own (possible only for non-canonical encodings): refuse.
-        Err(CryptoError::BadSignatureInBatch { index: 0 })
+        ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
     }
 
     fn signature_len(&self) -> usize {
