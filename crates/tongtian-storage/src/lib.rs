@@ -64,14 +64,24 @@ const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const BLOCK_TXS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_txs");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const HASH_HEIGHT: TableDefinition<&[u8], u64> = TableDefinition::new("hash_to_height");
-const TXS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("txs");
-const RECEIPTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("receipts");
+/// Transaction hash to its position, (height, index in block).
+const TX_POS: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_positions");
+/// Transactions by position. Keys grow with the chain, so a block's
+/// transactions append to the end of the tree instead of rewriting pages
+/// all over it, as hash keys did.
+const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs_by_position");
+/// Receipts by position, for the same reason.
+const RECEIPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("receipts_by_position");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const SMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_nodes");
 const SMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_values");
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_roots");
 
 const LATEST: &str = "latest_height";
+/// Meta key of the layout version this code writes.
+const SCHEMA: &str = "schema_version";
+/// Layout version: 2 keys transactions and receipts by position.
+const SCHEMA_VERSION: u32 = 2;
 
 /// Pending state writes: key to new value, `None` deletes.
 pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -156,12 +166,35 @@ impl ChainStore {
             w.open_table(BLOCK_TXS).map_err(db_err)?;
             w.open_table(CERTS).map_err(db_err)?;
             w.open_table(HASH_HEIGHT).map_err(db_err)?;
+            w.open_table(TX_POS).map_err(db_err)?;
             w.open_table(TXS).map_err(db_err)?;
             w.open_table(RECEIPTS).map_err(db_err)?;
             w.open_table(STATE).map_err(db_err)?;
             w.open_table(SMT_NODES).map_err(db_err)?;
             w.open_table(SMT_VALUES).map_err(db_err)?;
             w.open_table(ROOTS).map_err(db_err)?;
+            let mut meta = w.open_table(META).map_err(db_err)?;
+            let has_blocks = meta.get(LATEST).map_err(db_err)?.is_some();
+            let version = meta
+                .get(SCHEMA)
+                .map_err(db_err)?
+                .and_then(|g| <[u8; 4]>::try_from(g.value()).ok())
+                .map(u32::from_le_bytes);
+            match version {
+                Some(SCHEMA_VERSION) => {}
+                None if !has_blocks => {
+                    meta.insert(SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())
+                        .map_err(db_err)?;
+                }
+                other => {
+                    return Err(StorageError::Corrupt(format!(
+                        "{} has store layout {}, this build reads layout {SCHEMA_VERSION}: \
+                         start a fresh data directory",
+                        path.display(),
+                        other.map_or("1".to_string(), |v| v.to_string())
+                    )))
+                }
+            }
         }
         w.commit().map_err(db_err)?;
         Ok(ChainStore { db, suite })
@@ -237,16 +270,22 @@ impl ChainStore {
         let Some(header) = self.header(height)? else {
             return Ok(None);
         };
-        let hashes = self.block_tx_hashes(height)?.unwrap_or_default();
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(TXS).map_err(db_err)?;
-        let mut txs = Vec::with_capacity(hashes.len());
-        for h in &hashes {
-            let g = t.get(h.as_bytes()).map_err(db_err)?.ok_or_else(|| {
-                StorageError::Corrupt(format!("block {height} lists missing tx {h}"))
-            })?;
-            let rec: TxRecord = decode("tx record", g.value()).map_err(corrupt)?;
-            txs.push(rec.tx);
+        let txs = t
+            .range((height, 0)..=(height, u32::MAX))
+            .map_err(db_err)?
+            .map(|e| {
+                let (_, v) = e.map_err(db_err)?;
+                decode("transaction", v.value()).map_err(corrupt)
+            })
+            .collect::<Result<Vec<SignedTransaction>, StorageError>>()?;
+        if txs.len() != header.tx_count as usize {
+            return Err(StorageError::Corrupt(format!(
+                "block {height} has {} transactions stored, its header says {}",
+                txs.len(),
+                header.tx_count
+            )));
         }
         Ok(Some(Block { header, txs }))
     }
@@ -258,21 +297,35 @@ impl ChainStore {
         Ok(t.get(hash.as_bytes()).map_err(db_err)?.map(|g| g.value()))
     }
 
+    /// Position (height, index) of a committed transaction.
+    fn tx_position(&self, hash: &H256) -> Result<Option<(u64, u32)>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(TX_POS).map_err(db_err)?;
+        Ok(t.get(hash.as_bytes()).map_err(db_err)?.map(|g| g.value()))
+    }
+
     /// A committed transaction by hash.
     pub fn tx(&self, hash: &H256) -> Result<Option<TxRecord>, StorageError> {
-        self.read(TXS, hash.as_bytes(), "tx record")
+        let Some((height, index)) = self.tx_position(hash)? else {
+            return Ok(None);
+        };
+        let tx = self
+            .read(TXS, (height, index), "transaction")?
+            .ok_or_else(|| StorageError::Corrupt(format!("tx {hash} indexed but missing")))?;
+        Ok(Some(TxRecord { height, index, tx }))
     }
 
     /// Whether a transaction is committed.
     pub fn has_tx(&self, hash: &H256) -> Result<bool, StorageError> {
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(TXS).map_err(db_err)?;
-        Ok(t.get(hash.as_bytes()).map_err(db_err)?.is_some())
+        Ok(self.tx_position(hash)?.is_some())
     }
 
     /// A receipt by transaction hash.
     pub fn receipt(&self, hash: &H256) -> Result<Option<Receipt>, StorageError> {
-        self.read(RECEIPTS, hash.as_bytes(), "receipt")
+        match self.tx_position(hash)? {
+            None => Ok(None),
+            Some(pos) => self.read(RECEIPTS, pos, "receipt"),
+        }
     }
 
     fn latest_root(&self) -> Result<H256, StorageError> {
@@ -318,20 +371,23 @@ impl ChainStore {
                 .insert(hash.as_bytes(), height)
                 .map_err(db_err)?;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
-            let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
-            for (i, (tx, h)) in c.block.txs.iter().zip(c.tx_hashes).enumerate() {
-                let rec = TxRecord {
-                    height,
-                    index: i as u32,
-                    tx: tx.clone(),
-                };
-                txs.insert(h.as_bytes(), encode(&rec).as_slice())
+            for (i, tx) in c.block.txs.iter().enumerate() {
+                txs.insert((height, i as u32), encode(tx).as_slice())
                     .map_err(db_err)?;
             }
+            let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
             for r in c.receipts {
                 receipts
-                    .insert(r.tx_hash.as_bytes(), encode(r).as_slice())
+                    .insert((height, r.index), encode(r).as_slice())
                     .map_err(db_err)?;
+            }
+            // Hash keys are random: insert them in key order, so each
+            // index page is visited once.
+            let mut by_hash: Vec<(&H256, u32)> = c.tx_hashes.iter().zip(0u32..).collect();
+            by_hash.sort_unstable_by_key(|(h, _)| **h);
+            let mut pos = w.open_table(TX_POS).map_err(db_err)?;
+            for (h, i) in by_hash {
+                pos.insert(h.as_bytes(), (height, i)).map_err(db_err)?;
             }
             let mut state = w.open_table(STATE).map_err(db_err)?;
             let mut values = w.open_table(SMT_VALUES).map_err(db_err)?;
@@ -533,6 +589,112 @@ mod tests {
             store.prove(b"k", 9),
             Err(StorageError::UnknownVersion(9))
         ));
+    }
+
+    /// A block of `n` signed transfers at `height`, with their hashes and
+    /// receipts.
+    fn block_of_transfers(
+        store: &ChainStore,
+        height: u64,
+        n: u32,
+    ) -> (Block, Vec<H256>, Vec<Receipt>, StagedState) {
+        let key = tongtian_crypto::Keypair::generate(SuiteId::Standard);
+        let txs: Vec<SignedTransaction> = (0..n)
+            .map(|i| {
+                tongtian_types::Transaction {
+                    chain_id: 1,
+                    nonce: height * 10_000 + u64::from(i),
+                    gas_limit: 21_000,
+                    gas_price: 1,
+                    action: tongtian_types::Action::Transfer {
+                        to: Address([i as u8; 20]),
+                        amount: u128::from(i) + 1,
+                        memo: vec![],
+                    },
+                }
+                .sign(&key)
+            })
+            .collect();
+        let hashes: Vec<H256> = txs.iter().map(|t| t.hash(SuiteId::Standard)).collect();
+        let receipts: Vec<Receipt> = hashes
+            .iter()
+            .zip(0u32..)
+            .map(|(h, index)| Receipt {
+                tx_hash: *h,
+                height,
+                index,
+                sender: Address::ZERO,
+                status: tongtian_types::TxStatus::Success,
+                gas_used: 21_000 + u64::from(index),
+                fee: 0,
+                events: vec![],
+                output: vec![],
+                contract_address: None,
+            })
+            .collect();
+        let staged = store.stage(StateChanges::new()).unwrap();
+        let mut header = header(height, staged.root);
+        header.tx_count = n;
+        (Block { header, txs }, hashes, receipts, staged)
+    }
+
+    #[test]
+    fn transactions_and_receipts_are_found_by_hash_and_by_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let mut blocks = Vec::new();
+        {
+            let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+            commit(&store, 0, StateChanges::new());
+            for height in 1..=2 {
+                let (block, hashes, receipts, staged) =
+                    block_of_transfers(&store, height, 300 * height as u32);
+                store
+                    .commit_block(BlockCommit {
+                        block: &block,
+                        tx_hashes: &hashes,
+                        receipts: &receipts,
+                        certificate: &Certificate::default(),
+                        state: staged,
+                    })
+                    .unwrap();
+                blocks.push((block, hashes, receipts));
+            }
+        }
+        let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+        for (block, hashes, receipts) in &blocks {
+            let height = block.header.height;
+            assert_eq!(store.block(height).unwrap().as_ref(), Some(block));
+            assert_eq!(
+                store.block_tx_hashes(height).unwrap().as_ref(),
+                Some(hashes)
+            );
+            for (i, h) in hashes.iter().enumerate() {
+                let rec = store.tx(h).unwrap().unwrap();
+                assert_eq!((rec.height, rec.index), (height, i as u32));
+                assert_eq!(rec.tx, block.txs[i]);
+                assert!(store.has_tx(h).unwrap());
+                assert_eq!(store.receipt(h).unwrap().as_ref(), Some(&receipts[i]));
+            }
+        }
+        let unknown = H256([9; 32]);
+        assert!(!store.has_tx(&unknown).unwrap());
+        assert_eq!(store.tx(&unknown).unwrap(), None);
+        assert_eq!(store.receipt(&unknown).unwrap(), None);
+        assert_eq!(store.block(3).unwrap(), None);
+    }
+
+    #[test]
+    fn a_store_of_another_layout_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        {
+            let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+            commit(&store, 0, StateChanges::new());
+            store.set_meta(SCHEMA, &1u32.to_le_bytes()).unwrap();
+        }
+        let err = ChainStore::open(&path, SuiteId::Standard).err().unwrap();
+        assert!(err.to_string().contains("layout 1"), "{err}");
     }
 
     #[test]
