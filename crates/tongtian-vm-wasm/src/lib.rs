@@ -12,9 +12,11 @@
 //!
 //! Contracts export `call` (and optionally `deploy`) and talk to the chain
 //! through the `env` imports that `tongtian-contract-sdk` wraps. Compiled
-//! modules are cached by code hash.
+//! modules are cached by code hash, and instances are reused between calls
+//! with their memory and globals restored (see [`pool`]).
 
 pub mod json;
+pub mod pool;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -24,7 +26,8 @@ use tongtian_execution::vm::{CallResult, CodeInfo, Host, Message, Vm, VmFailure}
 use tongtian_execution::ExecutionError;
 use tongtian_types::{Address, Event, VmKind, H256};
 use wasmi::{
-    Caller, Config, Engine, Extern, Linker, Module, Store, StoreLimits, StoreLimitsBuilder,
+    Caller, Config, Engine, Extern, Global, Instance, Linker, Module, Store, StoreLimits,
+    StoreLimitsBuilder, Val,
 };
 
 /// Largest linear memory a contract may have: 16 MiB.
@@ -161,14 +164,101 @@ fn fatal(c: &mut Cx<'_>, e: ExecutionError) -> wasmi::Error {
 pub struct WasmVm {
     engine: Engine,
     linker: Linker<Env>,
-    modules: Mutex<HashMap<[u8; 32], Module>>,
+    modules: Mutex<HashMap<[u8; 32], Arc<Compiled>>>,
+    /// Idle instances, each as instantiation left it.
+    pool: Mutex<Idle>,
+}
+
+/// Idle instances by code hash, and the memory they hold.
+#[derive(Default)]
+struct Idle {
+    by_code: HashMap<[u8; 32], Vec<Pooled>>,
+    /// Linear memory plus saved image of every idle instance, in bytes.
+    bytes: usize,
+}
+
+impl Idle {
+    fn take(&mut self, hash: &[u8; 32]) -> Option<Pooled> {
+        let p = self.by_code.get_mut(hash)?.pop()?;
+        self.bytes -= p.bytes();
+        Some(p)
+    }
+
+    fn put(&mut self, hash: [u8; 32], p: Pooled) {
+        let idle = self.by_code.entry(hash).or_default();
+        if idle.len() < POOL_PER_CONTRACT && self.bytes + p.bytes() <= MAX_POOL_BYTES {
+            self.bytes += p.bytes();
+            idle.push(p);
+        }
+    }
+}
+
+/// Most idle instances kept per contract (nested calls to the same
+/// contract need one each).
+const POOL_PER_CONTRACT: usize = 4;
+/// Most contracts whose compiled modules (and idle instances) are kept.
+const MAX_CACHED_CONTRACTS: usize = 1024;
+/// Most memory idle instances may hold, all contracts together.
+const MAX_POOL_BYTES: usize = 64 << 20;
+
+/// A module ready to run.
+struct Compiled {
+    /// Code hash (the pool's key).
+    hash: [u8; 32],
+    module: Module,
+    /// Export names of its mutable globals when its instances may be
+    /// reused; `None` when every call needs a fresh instance.
+    globals: Option<Vec<String>>,
+}
+
+/// An idle instance, restored to its state right after instantiation.
+struct Pooled {
+    store: Store<Env>,
+    instance: Instance,
+    saved: Saved,
+}
+
+impl Pooled {
+    /// Memory held: the live linear memory and its saved image.
+    fn bytes(&self) -> usize {
+        2 * self.saved.memory.len()
+    }
+}
+
+/// An instance's mutable state right after instantiation.
+struct Saved {
+    memory: Arc<[u8]>,
+    globals: Vec<(Global, Val)>,
+}
+
+impl Saved {
+    /// Put memory and globals back. False (and the instance must not be
+    /// reused) when the memory is gone or has grown.
+    fn restore(&self, store: &mut Store<Env>) -> bool {
+        let Some(m) = store.data().memory else {
+            return false;
+        };
+        let data = m.data_mut(&mut *store);
+        if data.len() != self.memory.len() {
+            return false;
+        }
+        data.copy_from_slice(&self.memory);
+        self.globals
+            .iter()
+            .all(|(g, v)| g.set(&mut *store, v.clone()).is_ok())
+    }
 }
 
 impl WasmVm {
     /// A VM with the deterministic configuration.
     pub fn new() -> Arc<Self> {
         let mut config = Config::default();
+        // Eager translation: wasmi charges fuel for translating a function
+        // lazily at its first call, which would make gas depend on what this
+        // node happened to have compiled before (a restart, a cache
+        // eviction), and validators would disagree on receipts.
         config
+            .compilation_mode(wasmi::CompilationMode::Eager)
             .consume_fuel(true)
             .floats(false)
             .allow_start_fn(false)
@@ -180,6 +270,7 @@ impl WasmVm {
             linker: linker(&engine),
             engine,
             modules: Mutex::new(HashMap::new()),
+            pool: Mutex::new(Idle::default()),
         })
     }
 
@@ -206,27 +297,80 @@ impl WasmVm {
         Ok(module)
     }
 
+    /// Prepare validated `code` (compiled as `original`) to run, pooled
+    /// when it qualifies, and cache it.
+    fn prepare(
+        &self,
+        hash: H256,
+        code: &[u8],
+        original: Module,
+    ) -> Result<Arc<Compiled>, VmFailure> {
+        let (module, globals) = match pool::plan(code) {
+            None => (original, None),
+            Some(p) if p.globals.is_empty() => (original, Some(p.globals)),
+            Some(p) => (
+                Module::new(&self.engine, &p.code[..])
+                    .map_err(|e| VmFailure::InvalidCode(e.to_string()))?,
+                Some(p.globals),
+            ),
+        };
+        let compiled = Arc::new(Compiled {
+            hash: hash.0,
+            module,
+            globals,
+        });
+        let mut cache = self.modules.lock();
+        if cache.len() >= MAX_CACHED_CONTRACTS {
+            cache.clear();
+            *self.pool.lock() = Idle::default();
+        }
+        cache.insert(hash.0, compiled.clone());
+        Ok(compiled)
+    }
+
     fn module(
         &self,
         host: &Host<'_, '_>,
         hash: &H256,
-    ) -> Result<Result<Module, VmFailure>, ExecutionError> {
+    ) -> Result<Result<Arc<Compiled>, VmFailure>, ExecutionError> {
         if let Some(m) = self.modules.lock().get(&hash.0) {
             return Ok(Ok(m.clone()));
         }
         let Some(code) = host.code_blob(hash)? else {
             return Ok(Err(VmFailure::InvalidCode("code missing".into())));
         };
-        let m = match self.validate(&code) {
-            Ok(m) => m,
-            Err(f) => return Ok(Err(f)),
+        Ok(self
+            .validate(&code)
+            .and_then(|m| self.prepare(*hash, &code, m)))
+    }
+
+    /// A fresh store and instance of `c`, with its saved state when its
+    /// instances may be reused.
+    fn instantiate(
+        &self,
+        c: &Compiled,
+        env: Env,
+    ) -> (Store<Env>, Result<Instance, VmFailure>, Option<Saved>) {
+        let mut store = Store::new(&self.engine, env);
+        store.limiter(|e| &mut e.limits);
+        let inst = match self.linker.instantiate_and_start(&mut store, &c.module) {
+            Ok(i) => i,
+            Err(e) => return (store, Err(VmFailure::InvalidCode(e.to_string())), None),
         };
-        let mut cache = self.modules.lock();
-        if cache.len() > 1024 {
-            cache.clear();
-        }
-        cache.insert(hash.0, m.clone());
-        Ok(Ok(m))
+        let memory = inst.get_memory(&store, "memory");
+        store.data_mut().memory = memory;
+        let saved = match (&c.globals, memory) {
+            (Some(names), Some(m)) => names
+                .iter()
+                .map(|n| inst.get_global(&store, n).map(|g| (g, g.get(&store))))
+                .collect::<Option<Vec<_>>>()
+                .map(|globals| Saved {
+                    memory: m.data(&store).into(),
+                    globals,
+                }),
+            _ => None,
+        };
+        (store, Ok(inst), saved)
     }
 
     /// Run `entry` of `module` for `msg`. Value moves first.
@@ -234,7 +378,7 @@ impl WasmVm {
         &self,
         host: &mut Host<'_, '_>,
         msg: &Message,
-        module: &Module,
+        c: &Compiled,
         entry: &str,
         pre_gas: u64,
     ) -> Result<CallResult, ExecutionError> {
@@ -259,30 +403,52 @@ impl WasmVm {
             fatal: None,
             memory: None,
         };
-        let mut store = Store::new(&self.engine, env);
-        store.limiter(|e| &mut e.limits);
+        let idle = match c.globals {
+            Some(_) => self.pool.lock().take(&c.hash),
+            None => None,
+        };
+        let (mut store, inst, saved) = match idle {
+            Some(p) => {
+                let mut store = p.store;
+                let memory = store.data().memory;
+                *store.data_mut() = Env { memory, ..env };
+                (store, Ok(p.instance), Some(p.saved))
+            }
+            None => self.instantiate(c, env),
+        };
         // Invariant: fuel metering is enabled in the engine's config.
         store
             .set_fuel(msg.gas_limit - pre_gas)
             .expect("fuel metering is on");
-        let outcome = self
-            .linker
-            .instantiate_and_start(&mut store, module)
-            .map_err(|e| VmFailure::InvalidCode(e.to_string()))
-            .and_then(|inst| {
-                store.data_mut().memory = inst.get_memory(&store, "memory");
-                inst.get_typed_func::<(), ()>(&store, entry)
-                    .map_err(|_| VmFailure::InvalidCode(format!("no `{entry}` export")))
-            })
-            .map(|f| f.call(&mut store, ()));
+        let outcome = inst.clone().and_then(|inst| {
+            inst.get_typed_func::<(), ()>(&store, entry)
+                .map_err(|_| VmFailure::InvalidCode(format!("no `{entry}` export")))
+                .map(|f| f.call(&mut store, ()))
+        });
         let gas_used = msg.gas_limit - store.get_fuel().unwrap_or(0);
-        let env = store.into_data();
-        if let Some(e) = env.fatal {
+        let env = store.data_mut();
+        env.host = 0;
+        let (output, fatal) = (std::mem::take(&mut env.output), env.fatal.take());
+        if let Some(e) = fatal {
             return Err(e);
+        }
+        // A call that ended normally leaves an instance worth keeping:
+        // restored, it is indistinguishable from a fresh one.
+        if let (Ok(instance), Some(saved), Ok(Ok(()))) = (inst, saved, &outcome) {
+            if saved.restore(&mut store) {
+                self.pool.lock().put(
+                    c.hash,
+                    Pooled {
+                        store,
+                        instance,
+                        saved,
+                    },
+                );
+            }
         }
         let status = match outcome {
             Err(f) => Err(f),
-            Ok(Ok(())) => Ok(env.output),
+            Ok(Ok(())) => Ok(output),
             Ok(Err(e)) => Err(match e.downcast_ref::<Stop>() {
                 Some(Stop::Revert(data)) => VmFailure::Revert(data.clone()),
                 Some(Stop::OutOfGas) => VmFailure::OutOfGas,
@@ -290,6 +456,12 @@ impl WasmVm {
                 None if e.as_trap_code() == Some(wasmi::TrapCode::OutOfFuel) => VmFailure::OutOfGas,
                 None => VmFailure::Trap(e.to_string()),
             }),
+        };
+        // Running out of gas uses all of it, whatever fuel wasmi left
+        // unspent because the next instruction cost more.
+        let gas_used = match status {
+            Err(VmFailure::OutOfGas) => msg.gas_limit,
+            _ => gas_used,
         };
         Ok(CallResult { status, gas_used })
     }
@@ -613,11 +785,14 @@ impl Vm for WasmVm {
             Ok(m) => m,
             Err(f) => return Ok(CallResult::failed(f, deposit.min(msg.gas_limit))),
         };
-        let info = host.set_code(&msg.to, VmKind::Wasm, code);
-        self.modules.lock().insert(info.hash.0, module.clone());
         let has_deploy = module.exports().any(|e| e.name() == "deploy");
+        let info = host.set_code(&msg.to, VmKind::Wasm, code);
+        let compiled = match self.prepare(info.hash, code, module) {
+            Ok(c) => c,
+            Err(f) => return Ok(CallResult::failed(f, deposit.min(msg.gas_limit))),
+        };
         if has_deploy {
-            self.run(host, msg, &module, "deploy", deposit)
+            self.run(host, msg, &compiled, "deploy", deposit)
         } else {
             // No constructor: just the value and the deposit.
             if deposit > msg.gas_limit {

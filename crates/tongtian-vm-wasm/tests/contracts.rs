@@ -568,3 +568,88 @@ fn hostile_modules_fail_cleanly_and_the_chain_goes_on() {
     assert_eq!(codes, ["out_of_gas", "reverted", "success"]);
     assert!(failed_with(&out.receipts[1], "malformed input"));
 }
+
+/// Each call bumps a mutable global and a memory cell, may grow memory
+/// (input byte 1) or trap after bumping (input byte 2), and returns the
+/// global, the cell and the memory size in pages as it saw them.
+const STATEFUL: &str = r#"(module
+  (import "env" "input_len" (func $input_len (result i32)))
+  (import "env" "input_read" (func $input_read (param i32)))
+  (import "env" "ret" (func $ret (param i32 i32)))
+  (memory (export "memory") 1)
+  (global $g (mut i32) (i32.const 41))
+  (data (i32.const 2048) "\07")
+  (func (export "call")
+    (global.set $g (i32.add (global.get $g) (i32.const 1)))
+    (i32.store8 (i32.const 2048) (i32.add (i32.load8_u (i32.const 2048)) (i32.const 1)))
+    (i32.store (i32.const 4096) (global.get $g))
+    (i32.store (i32.const 4100) (i32.load8_u (i32.const 2048)))
+    (i32.store (i32.const 4104) (memory.size))
+    (if (i32.gt_u (call $input_len) (i32.const 0))
+      (then
+        (call $input_read (i32.const 0))
+        (if (i32.eq (i32.load8_u (i32.const 0)) (i32.const 1))
+          (then (drop (memory.grow (i32.const 1)))))
+        (if (i32.eq (i32.load8_u (i32.const 0)) (i32.const 2))
+          (then unreachable))))
+    (call $ret (i32.const 4096) (i32.const 12))))"#;
+
+#[test]
+fn every_call_starts_from_a_fresh_instance_state() {
+    let mut c = chain();
+    let to = deploy_result(&mut c, &wat::parse_str(STATEFUL).unwrap())
+        .contract_address
+        .unwrap();
+    let fresh = [42u32.to_le_bytes(), 8u32.to_le_bytes(), 1u32.to_le_bytes()].concat();
+    let tx = |c: &mut TestChain, k: usize, input: Vec<u8>| {
+        c.tx(
+            k,
+            Action::Call {
+                to,
+                input,
+                value: 0,
+            },
+            200_000,
+        )
+    };
+    // Several calls in one block, then more in later blocks, some of which
+    // grow memory or trap after changing state: every call sees what a
+    // newly instantiated module would.
+    let txs = vec![
+        tx(&mut c, 0, vec![]),
+        tx(&mut c, 1, vec![]),
+        tx(&mut c, 2, vec![1]),
+        tx(&mut c, 3, vec![]),
+        tx(&mut c, 0, vec![2]),
+        tx(&mut c, 1, vec![]),
+    ];
+    let out = c.block(txs).unwrap();
+    let codes: Vec<&str> = out.receipts.iter().map(code_of).collect();
+    assert_eq!(
+        codes,
+        ["success", "success", "success", "success", "trap", "success"]
+    );
+    for (i, r) in out.receipts.iter().enumerate() {
+        if i != 4 {
+            assert_eq!(r.output, fresh, "call {i}");
+        }
+    }
+    let gas: Vec<u64> = [0, 1, 3, 5]
+        .iter()
+        .map(|&i| out.receipts[i].gas_used)
+        .collect();
+    assert!(gas.windows(2).all(|w| w[0] == w[1]), "{gas:?}");
+    for _ in 0..3 {
+        let r = c.run(
+            0,
+            Action::Call {
+                to,
+                input: vec![],
+                value: 0,
+            },
+            200_000,
+        );
+        assert_eq!(r.output, fresh);
+        assert_eq!(r.gas_used, gas[0]);
+    }
+}
