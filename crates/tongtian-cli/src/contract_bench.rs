@@ -16,8 +16,11 @@
 //! number of `transfer` calls through the VM seam, single-threaded as
 //! block execution is: `vm_only_tps`. No signatures, mempool, consensus,
 //! Merkle tree or disk are involved there.
+//!
+//! `verify_bound_tps` is, in the same run, how fast this machine checks
+//! these calls' signatures the way admission does (batched, all cores).
 
-use crate::bench::{drive, fund, percentile, spawn_dev, wait_ready};
+use crate::bench::{drive, fund, percentile, spawn_dev, verify_bound, wait_ready};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -97,6 +100,10 @@ pub struct ContractBenchReport {
     pub vm_only_tps: f64,
     /// `tps / vm_only_tps`.
     pub node_over_vm_only: f64,
+    /// Signatures of these calls this machine checks per second, batched
+    /// on all cores as admission does, measured after the node stopped:
+    /// the ceiling of a node that checks every signature.
+    pub verify_bound_tps: f64,
     /// Token balances summed over the senders after the run equal the
     /// amount handed out (no tokens created or lost).
     pub supply_conserved: bool,
@@ -385,6 +392,8 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
     let supply_conserved = sum == per_sender_tokens * c as u128;
     drop(process);
 
+    let all: Vec<&CheckedTx> = plans.iter().flatten().collect();
+    let verify_bound_tps = verify_bound(suite_id, &all)?;
     let vm_only_tps = tokio::task::spawn_blocking(move || vm_only(vm, &addrs, total)).await??;
     Ok(ContractBenchReport {
         bench: "contracts",
@@ -403,6 +412,7 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
         gas_per_call,
         vm_only_tps,
         node_over_vm_only: tps / vm_only_tps,
+        verify_bound_tps,
         supply_conserved,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })

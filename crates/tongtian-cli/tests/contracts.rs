@@ -401,3 +401,38 @@ fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
     assert_eq!(seen["minedRevert"]["status"], 0);
     assert_eq!(seen["recipientAfter"], seen["recipientBalance"]);
 }
+
+/// `bench contracts` on both VMs with a small count: every call commits,
+/// the token's books balance, and every figure the issue asks for is there.
+#[test]
+fn contract_benchmark_reports_its_figures_on_both_vms() {
+    for vm in ["wasm", "evm"] {
+        let out = Command::new(common::bin())
+            .args([
+                "bench",
+                "contracts",
+                "--vm",
+                vm,
+                "--count",
+                "400",
+                "--concurrency",
+                "4",
+                "--batch",
+                "50",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        let r = json_of(out);
+        assert_eq!(r["vm"], vm);
+        assert_eq!(r["committed"], 400, "{r}");
+        assert_eq!(r["failed"], 0, "{r}");
+        assert_eq!(r["supply_conserved"], true, "{r}");
+        assert!(r["gas_per_call"].as_u64().unwrap() > 21_000, "{r}");
+        for figure in ["tps", "latency_ms_p50", "vm_only_tps", "verify_bound_tps"] {
+            assert!(r[figure].as_f64().unwrap() > 0.0, "{figure}: {r}");
+        }
+        let ratio = r["tps"].as_f64().unwrap() / r["vm_only_tps"].as_f64().unwrap();
+        assert!((r["node_over_vm_only"].as_f64().unwrap() - ratio).abs() < 1e-9);
+    }
+}
