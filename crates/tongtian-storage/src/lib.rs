@@ -10,6 +10,7 @@
 //! values for fast reads, and a [`smt`] sparse Merkle tree whose root goes
 //! into each block header and whose nodes prove any key at any version.
 
+pub mod chunk;
 pub mod smt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -55,6 +56,10 @@ fn db_err<E: std::fmt::Display>(e: E) -> StorageError {
     StorageError::Db(e.to_string())
 }
 
+fn bad_chunk(height: u64) -> StorageError {
+    StorageError::Corrupt(format!("malformed record chunk in block {height}"))
+}
+
 fn corrupt(e: tongtian_types::TypesError) -> StorageError {
     StorageError::Corrupt(e.to_string())
 }
@@ -80,8 +85,9 @@ const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_roots");
 const LATEST: &str = "latest_height";
 /// Meta key of the layout version this code writes.
 const SCHEMA: &str = "schema_version";
-/// Layout version: 2 keys transactions and receipts by position.
-const SCHEMA_VERSION: u32 = 2;
+/// Layout version: 3 stores transactions and receipts in chunks by
+/// position, with a hash-to-position index (1 keyed them by hash).
+const SCHEMA_VERSION: u32 = 3;
 
 /// Pending state writes: key to new value, `None` deletes.
 pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -272,14 +278,16 @@ impl ChainStore {
         };
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(TXS).map_err(db_err)?;
-        let txs = t
-            .range((height, 0)..=(height, u32::MAX))
-            .map_err(db_err)?
-            .map(|e| {
-                let (_, v) = e.map_err(db_err)?;
-                decode("transaction", v.value()).map_err(corrupt)
-            })
-            .collect::<Result<Vec<SignedTransaction>, StorageError>>()?;
+        let mut txs: Vec<SignedTransaction> = Vec::with_capacity(header.tx_count as usize);
+        for e in t.range((height, 0)..=(height, u32::MAX)).map_err(db_err)? {
+            let (_, v) = e.map_err(db_err)?;
+            let c = v.value();
+            let n = chunk::len(c).ok_or_else(|| bad_chunk(height))?;
+            for i in 0..n {
+                let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
+                txs.push(decode("transaction", item).map_err(corrupt)?);
+            }
+        }
         if txs.len() != header.tx_count as usize {
             return Err(StorageError::Corrupt(format!(
                 "block {height} has {} transactions stored, its header says {}",
@@ -304,14 +312,30 @@ impl ChainStore {
         Ok(t.get(hash.as_bytes()).map_err(db_err)?.map(|g| g.value()))
     }
 
+    /// Record `index` of block `height` from a chunked table.
+    fn chunked<T: BorshDeserialize>(
+        &self,
+        table: TableDefinition<(u64, u32), &[u8]>,
+        (height, index): (u64, u32),
+        what: &'static str,
+    ) -> Result<T, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(table).map_err(db_err)?;
+        let key = (height, index / chunk::CHUNK as u32);
+        let g = t.get(key).map_err(db_err)?.ok_or_else(|| {
+            StorageError::Corrupt(format!("{what} {height}/{index} indexed but missing"))
+        })?;
+        let item = chunk::get(g.value(), index as usize % chunk::CHUNK)
+            .ok_or_else(|| bad_chunk(height))?;
+        decode(what, item).map_err(corrupt)
+    }
+
     /// A committed transaction by hash.
     pub fn tx(&self, hash: &H256) -> Result<Option<TxRecord>, StorageError> {
         let Some((height, index)) = self.tx_position(hash)? else {
             return Ok(None);
         };
-        let tx = self
-            .read(TXS, (height, index), "transaction")?
-            .ok_or_else(|| StorageError::Corrupt(format!("tx {hash} indexed but missing")))?;
+        let tx = self.chunked(TXS, (height, index), "transaction")?;
         Ok(Some(TxRecord { height, index, tx }))
     }
 
@@ -324,7 +348,7 @@ impl ChainStore {
     pub fn receipt(&self, hash: &H256) -> Result<Option<Receipt>, StorageError> {
         match self.tx_position(hash)? {
             None => Ok(None),
-            Some(pos) => self.read(RECEIPTS, pos, "receipt"),
+            Some(pos) => self.chunked(RECEIPTS, pos, "receipt").map(Some),
         }
     }
 
@@ -350,6 +374,17 @@ impl ChainStore {
                 latest,
             });
         }
+        let n = c.block.txs.len();
+        if c.tx_hashes.len() != n
+            || c.receipts.len() != n
+            || c.receipts.iter().zip(0u32..).any(|(r, i)| r.index != i)
+        {
+            return Err(StorageError::Corrupt(format!(
+                "block {height}: {n} transactions, {} hashes and {} receipts (in order) do not match",
+                c.tx_hashes.len(),
+                c.receipts.len()
+            )));
+        }
         let s = self.suite();
         let hash = c.block.header.hash(self.suite);
         let w = self.db.begin_write().map_err(db_err)?;
@@ -371,14 +406,16 @@ impl ChainStore {
                 .insert(hash.as_bytes(), height)
                 .map_err(db_err)?;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
-            for (i, tx) in c.block.txs.iter().enumerate() {
-                txs.insert((height, i as u32), encode(tx).as_slice())
+            for (k, part) in c.block.txs.chunks(chunk::CHUNK).enumerate() {
+                let encoded: Vec<Vec<u8>> = part.iter().map(encode).collect();
+                txs.insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
             }
             let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
-            for r in c.receipts {
+            for (k, part) in c.receipts.chunks(chunk::CHUNK).enumerate() {
+                let encoded: Vec<Vec<u8>> = part.iter().map(encode).collect();
                 receipts
-                    .insert((height, r.index), encode(r).as_slice())
+                    .insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
             }
             // Hash keys are random: insert them in key order, so each
@@ -649,6 +686,15 @@ mod tests {
             for height in 1..=2 {
                 let (block, hashes, receipts, staged) =
                     block_of_transfers(&store, height, 300 * height as u32);
+                // Receipts that do not match the transactions are refused.
+                let short = store.commit_block(BlockCommit {
+                    block: &block,
+                    tx_hashes: &hashes,
+                    receipts: &receipts[1..],
+                    certificate: &Certificate::default(),
+                    state: staged.clone(),
+                });
+                assert!(matches!(short, Err(StorageError::Corrupt(_))));
                 store
                     .commit_block(BlockCommit {
                         block: &block,
