@@ -198,6 +198,11 @@ impl Idle {
 const POOL_PER_CONTRACT: usize = 4;
 /// Most contracts whose compiled modules (and idle instances) are kept.
 const MAX_CACHED_CONTRACTS: usize = 1024;
+/// Largest initial memory of a pooled instance. A restore copies every
+/// byte of the image on every call, while a fresh instance's zeroed memory
+/// can come lazily from the system, so big memories are not pooled (not
+/// measured: our contracts start with one page).
+const MAX_POOLED_MEMORY: usize = 4 << 16;
 /// Most memory idle instances may hold, all contracts together.
 const MAX_POOL_BYTES: usize = 64 << 20;
 
@@ -360,7 +365,7 @@ impl WasmVm {
         let memory = inst.get_memory(&store, "memory");
         store.data_mut().memory = memory;
         let saved = match (&c.globals, memory) {
-            (Some(names), Some(m)) => names
+            (Some(names), Some(m)) if m.data(&store).len() <= MAX_POOLED_MEMORY => names
                 .iter()
                 .map(|n| inst.get_global(&store, n).map(|g| (g, g.get(&store))))
                 .collect::<Option<Vec<_>>>()
