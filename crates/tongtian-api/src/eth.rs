@@ -522,6 +522,35 @@ fn log_view(e: &tongtian_types::Event, at: &LogPlace) -> Option<Value> {
     }))
 }
 
+/// Ethereum's 2048-bit log bloom of `events`: for each EVM log, its address
+/// and each topic set three bits, taken from the low 11 bits of the first
+/// three byte pairs of their Keccak-256 hash.
+fn logs_bloom<'a>(events: impl IntoIterator<Item = &'a tongtian_types::Event>) -> [u8; 256] {
+    let mut bloom = [0u8; 256];
+    let mut add = |item: &[u8]| {
+        let h = tongtian_crypto::eth::keccak256(item);
+        for i in [0, 2, 4] {
+            let bit = ((usize::from(h[i]) << 8) | usize::from(h[i + 1])) & 2047;
+            bloom[255 - bit / 8] |= 1 << (bit % 8);
+        }
+    };
+    for e in events
+        .into_iter()
+        .filter(|e| e.name == tongtian_vm_evm::LOG_EVENT)
+    {
+        add(&e.emitter.0);
+        let topics = e.attributes.iter().find(|(n, _)| n == "topics");
+        for t in topics.map_or("", |(_, v)| v.as_str()).split(',') {
+            if let Ok(bytes) = hex::decode(t.trim_start_matches("0x")) {
+                if !bytes.is_empty() {
+                    add(&bytes);
+                }
+            }
+        }
+    }
+    bloom
+}
+
 struct LogPlace {
     height: u64,
     block_hash: H256,
@@ -579,8 +608,8 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
         "gasUsed": qty(r.gas_used),
         "effectiveGasPrice": qty(rec.tx.tx.gas_price),
         "contractAddress": r.contract_address.map_or(Value::Null, |a| Value::String(a.to_string())),
+        "logsBloom": hex_value(&logs_bloom(&r.events)),
         "logs": logs,
-        "logsBloom": hex_value(&[0u8; 256]),
         "status": qty(matches!(r.status, TxStatus::Success) as u64),
         "type": tx["type"].clone(),
     });
@@ -621,7 +650,7 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
         "nonce": "0x0000000000000000",
         "mixHash": hex_value(&[0u8; 32]),
         "sha3Uncles": EMPTY_UNCLES,
-        "logsBloom": hex_value(&[0u8; 256]),
+        "logsBloom": hex_value(&logs_bloom(receipts.iter().flat_map(|r| &r.events))),
         "transactionsRoot": hex_value(&h.tx_root.0),
         "stateRoot": hex_value(&h.state_root.0),
         "receiptsRoot": hex_value(&h.receipts_root.0),

@@ -87,6 +87,26 @@ out.nonce = await provider.getTransactionCount(wallet.address);
 const block = await provider.getBlock(receipt.blockNumber);
 out.blockHasTx = block.transactions.includes(tx.hash);
 check(out.blockHasTx, "block lists the transaction");
+// Log blooms, checked against the rule computed here from ethers' keccak:
+// each of address and topics sets three bits of the 2048.
+function bloomHas(bloomHex, itemHex) {
+  const bloom = ethers.getBytes(bloomHex);
+  const h = ethers.getBytes(ethers.keccak256(itemHex));
+  return [0, 2, 4].every((i) => {
+    const bit = ((h[i] << 8) | h[i + 1]) & 2047;
+    return (bloom[255 - Math.floor(bit / 8)] & (1 << (bit % 8))) !== 0;
+  });
+}
+const transferLog = receipt.logs[0];
+const bloomItems = [transferLog.address, ...transferLog.topics];
+out.receiptBloom = bloomItems.every((x) => bloomHas(receipt.logsBloom, x));
+check(out.receiptBloom, "receipt logsBloom holds the log's address and topics");
+// ethers' Block has no logsBloom: ask the node directly.
+const rawBlock = await provider.send("eth_getBlockByNumber", [ethers.toQuantity(receipt.blockNumber), false]);
+out.blockBloom = bloomItems.every((x) => bloomHas(rawBlock.logsBloom, x));
+check(out.blockBloom, "block logsBloom holds the log's address and topics");
+const payReceipt = await provider.getTransactionReceipt(pay.hash);
+check(/^0x0{512}$/.test(payReceipt.logsBloom), "a payment without logs has an empty bloom");
 const got = await provider.getTransaction(tx.hash);
 out.txFrom = got.from;
 check(got.from === wallet.address, "transaction sender");
