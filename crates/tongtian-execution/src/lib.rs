@@ -269,6 +269,11 @@ impl<'s> StateOverlay<'s> {
         }
     }
 
+    /// Hash of the committed block at `height`, if any.
+    pub fn block_hash(&self, height: u64) -> Result<Option<H256>, ExecutionError> {
+        Ok(self.store.block_hash(height)?)
+    }
+
     /// Write a non-account key.
     pub fn set_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let prev = self.raw.insert(key.clone(), Some(value));

@@ -284,6 +284,12 @@ impl<'o, 's> Host<'o, 's> {
         self.overlay.set_account(a, acct)
     }
 
+    /// Hash of the committed block at `height`, if any (for `BLOCKHASH`;
+    /// the EVM asks only for the 256 blocks before this one).
+    pub fn block_hash(&self, height: u64) -> Result<Option<H256>, ExecutionError> {
+        self.overlay.block_hash(height)
+    }
+
     /// A contract storage slot.
     pub fn storage(&self, a: &Address, key: &[u8]) -> Result<Option<Vec<u8>>, ExecutionError> {
         self.overlay.get_raw(&storage_key(a, key))

@@ -128,6 +128,12 @@ pub trait StateStore: Send + Sync {
     fn root(&self, version: u64) -> Result<Option<H256>, StorageError>;
     /// Prove `key` (value or absence) at `version`.
     fn prove(&self, key: &[u8], version: u64) -> Result<StateProof, StorageError>;
+    /// Hash of the committed block at `height`, if there is one (what the
+    /// EVM's `BLOCKHASH` returns). Stores without blocks have none.
+    fn block_hash(&self, height: u64) -> Result<Option<H256>, StorageError> {
+        let _ = height;
+        Ok(None)
+    }
 }
 
 /// Everything one block writes.
@@ -463,6 +469,10 @@ impl ChainStore {
 }
 
 impl StateStore for ChainStore {
+    fn block_hash(&self, height: u64) -> Result<Option<H256>, StorageError> {
+        Ok(self.header(height)?.map(|h| h.hash(self.suite)))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(STATE).map_err(db_err)?;

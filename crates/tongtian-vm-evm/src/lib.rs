@@ -135,10 +135,13 @@ impl Database for HostDb<'_, '_, '_, '_> {
         }
     }
 
-    fn block_hash(&mut self, _number: u64) -> Result<B256, DbError> {
-        // Contracts get no block hashes (BLOCKHASH is zero): the executor
-        // has only the current block's context.
-        Ok(B256::ZERO)
+    fn block_hash(&mut self, number: u64) -> Result<B256, DbError> {
+        // revm asks only within the last 256 blocks; those are committed,
+        // so every validator answers the same.
+        match self.host.block_hash(number) {
+            Ok(h) => Ok(B256::from(h.map_or([0; 32], |h| h.0))),
+            Err(e) => self.fail(e),
+        }
     }
 }
 

@@ -230,3 +230,71 @@ fn erc721_mints_and_only_owners_transfer() {
         json!(to.to_string())
     );
 }
+
+/// `BLOCKHASH` answers the committed header hashes of the previous 256
+/// blocks and zero otherwise, as Ethereum does.
+#[test]
+fn blockhash_returns_committed_header_hashes() {
+    let (mut c, _) = chain();
+    // Init code copies the 12-byte runtime and returns it; the runtime
+    // returns BLOCKHASH(calldata word 0).
+    let code =
+        hex::decode("600c600c600039600c6000f3".to_owned() + "6000354060005260206000f3").unwrap();
+    let r = c.run(
+        0,
+        Action::Deploy {
+            vm: VmKind::Evm,
+            code,
+            args: vec![],
+            value: 0,
+        },
+        1_000_000,
+    );
+    assert!(r.is_success(), "{:?}", r.status);
+    let at = r.contract_address.unwrap();
+    for _ in 0..3 {
+        c.run(
+            0,
+            Action::Transfer {
+                to: at,
+                amount: 1,
+                memo: vec![],
+            },
+            100_000,
+        );
+    }
+    let ask = |c: &mut TestChain, n: u64| {
+        let mut word = [0u8; 32];
+        word[24..].copy_from_slice(&n.to_be_bytes());
+        let r = c.run(
+            0,
+            Action::Call {
+                to: at,
+                input: word.to_vec(),
+                value: 0,
+            },
+            100_000,
+        );
+        assert!(r.is_success(), "{:?}", r.status);
+        r.output
+    };
+    let next = c.env().height;
+    let hash_of = |c: &TestChain, h: u64| {
+        c.store
+            .header(h)
+            .unwrap()
+            .unwrap()
+            .hash(SuiteId::Standard)
+            .0
+            .to_vec()
+    };
+    assert_eq!(ask(&mut c, next - 1), hash_of(&c, next - 1));
+    let next = c.env().height;
+    assert_eq!(ask(&mut c, next - 3), hash_of(&c, next - 3));
+    assert_ne!(hash_of(&c, next - 3), vec![0u8; 32]);
+    // The current block and later ones have no hash yet.
+    let next = c.env().height;
+    assert_eq!(ask(&mut c, next), vec![0u8; 32]);
+    let next = c.env().height;
+    assert_eq!(ask(&mut c, next + 5), vec![0u8; 32]);
+}
