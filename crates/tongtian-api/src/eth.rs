@@ -4,9 +4,11 @@
 //! Blocks, transactions and receipts are Tongtian's own, shown in
 //! Ethereum's shapes: block hashes are the chain suite's header hashes,
 //! Ethereum transactions keep their Keccak hashes, EVM logs are the `log`
-//! events of receipts. State queries answer from the latest state whatever
-//! block tag is given (historic state is served as Merkle proofs by the
-//! REST API instead). Errors use Ethereum's codes: -32700 parse error,
+//! events of receipts. State queries (`eth_getBalance`,
+//! `eth_getTransactionCount`, `eth_getCode`, `eth_getStorageAt`,
+//! `eth_call`, `eth_estimateGas`) honour the block tag, a block number or
+//! an EIP-1898 `{blockNumber}` / `{blockHash}` object: past blocks are read
+//! through the Merkle tree's versioned roots. Errors use Ethereum's codes: -32700 parse error,
 //! -32600 invalid request, -32601 unknown method, -32602 invalid params,
 //! -32000 rejected transaction, 3 execution reverted (with the revert data).
 
@@ -151,11 +153,13 @@ fn dispatch(chain: &ChainRuntime, method: &str, p: &[Value]) -> RpcResult {
         "eth_gasPrice" | "eth_maxPriorityFeePerGas" => Ok(qty(chain.spec().gas.min_gas_price)),
         "eth_getBalance" => {
             let a = addr_param(p, 0)?;
-            Ok(qty_u128(chain.account(&a)?.balance))
+            let view = View::of(chain, p.get(1))?;
+            Ok(qty_u128(view.account(&a)?.balance))
         }
         "eth_getTransactionCount" => {
             let a = addr_param(p, 0)?;
-            let committed = chain.account(&a)?.nonce;
+            let view = View::of(chain, p.get(1))?;
+            let committed = view.account(&a)?.nonce;
             let pending = p.get(1).and_then(Value::as_str) == Some("pending");
             let n = if pending {
                 chain
@@ -170,15 +174,14 @@ fn dispatch(chain: &ChainRuntime, method: &str, p: &[Value]) -> RpcResult {
         }
         "eth_getCode" => {
             let a = addr_param(p, 0)?;
-            Ok(hex_value(&code_of(chain, &a)?.unwrap_or_default()))
+            let view = View::of(chain, p.get(1))?;
+            Ok(hex_value(&code_of(&view, &a)?.unwrap_or_default()))
         }
         "eth_getStorageAt" => {
             let a = addr_param(p, 0)?;
             let slot = word_param(p, 1)?;
-            let v = chain
-                .store()
-                .get(&storage_key(&a, &slot))?
-                .unwrap_or_default();
+            let view = View::of(chain, p.get(2))?;
+            let v = view.get(&storage_key(&a, &slot))?.unwrap_or_default();
             let mut word = [0u8; 32];
             let n = v.len().min(32);
             word[32 - n..].copy_from_slice(&v[v.len() - n..]);
@@ -308,13 +311,73 @@ fn block_number(chain: &ChainRuntime, v: Option<&Value>) -> Result<Option<u64>, 
     Ok((n <= latest).then_some(n))
 }
 
-fn code_of(chain: &ChainRuntime, a: &Address) -> Result<Option<Vec<u8>>, RpcError> {
-    let store = chain.store();
-    let Some(info) = store.get(&code_key(a))? else {
+/// The state a query reads: the latest, or the state after a past block.
+enum View<'a> {
+    Latest(&'a ChainRuntime),
+    At(tongtian_storage::StateAt<'a>),
+}
+
+impl<'a> View<'a> {
+    /// The state named by a block parameter (absent means latest).
+    fn of(chain: &'a ChainRuntime, v: Option<&Value>) -> Result<Self, RpcError> {
+        Ok(match state_height(chain, v)? {
+            None => View::Latest(chain),
+            Some(h) => View::At(chain.store().at(h)?),
+        })
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, RpcError> {
+        Ok(match self {
+            View::Latest(c) => c.store().get(key)?,
+            View::At(s) => s.get(key)?,
+        })
+    }
+
+    fn account(&self, a: &Address) -> Result<tongtian_types::Account, RpcError> {
+        match self.get(&tongtian_execution::account_key(a))? {
+            None => Ok(tongtian_types::Account::default()),
+            Some(b) => tongtian_execution::decode_account(&b)
+                .ok_or_else(|| RpcError::server(format!("corrupt account {a}"))),
+        }
+    }
+}
+
+/// The height whose post-state a query asks for: `None` for the latest
+/// (the tags `latest`, `pending`, `safe`, `finalized`, or the head's own
+/// number), else a committed height. Accepts a tag, a number, or an
+/// EIP-1898 object with `blockNumber` or `blockHash`.
+fn state_height(chain: &ChainRuntime, v: Option<&Value>) -> Result<Option<u64>, RpcError> {
+    let not_found = || RpcError::server("header not found");
+    let height = match v {
+        Some(Value::Object(o)) => match (o.get("blockHash"), o.get("blockNumber")) {
+            (Some(h), _) => {
+                let h = h
+                    .as_str()
+                    .ok_or_else(|| RpcError::params("blockHash: expected a hash"))?;
+                let h = parse_hex(h, "blockHash")?;
+                let h =
+                    H256::from_slice(&h).map_err(|_| RpcError::params("blockHash: 32 bytes"))?;
+                chain.store().height_of(&h)?.ok_or_else(not_found)?
+            }
+            (None, Some(n)) => return state_height(chain, Some(n)),
+            (None, None) => {
+                return Err(RpcError::params("block: expected blockNumber or blockHash"))
+            }
+        },
+        other => match block_number(chain, other)? {
+            Some(n) => n,
+            None => return Err(not_found()),
+        },
+    };
+    Ok((height < chain.latest().0).then_some(height))
+}
+
+fn code_of(view: &View<'_>, a: &Address) -> Result<Option<Vec<u8>>, RpcError> {
+    let Some(info) = view.get(&code_key(a))? else {
         return Ok(None);
     };
     let info: CodeInfo = decode("code info", &info).map_err(|e| RpcError::server(e.to_string()))?;
-    Ok(store.get(&blob_key(&info.hash))?)
+    view.get(&blob_key(&info.hash))
 }
 
 /// `eth_call` and `eth_estimateGas`.
@@ -345,7 +408,8 @@ fn call(chain: &ChainRuntime, estimate: bool, p: &[Value]) -> RpcResult {
         None | Some(Value::Null) => DEFAULT_CALL_GAS,
         Some(v) => u64::try_from(parse_qty(v, "gas")?).unwrap_or(u64::MAX),
     };
-    let sim = chain.simulate(from, to, data, value, gas)?;
+    let at = state_height(chain, p.get(1))?;
+    let sim = chain.simulate(at, from, to, data, value, gas)?;
     match sim.result.status {
         Ok(out) if !estimate => Ok(hex_value(&out)),
         // Headroom for refunds and the 63/64 rule of nested calls.

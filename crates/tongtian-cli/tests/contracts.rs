@@ -436,3 +436,93 @@ fn contract_benchmark_reports_its_figures_on_both_vms() {
         assert!((r["node_over_vm_only"].as_f64().unwrap() - ratio).abs() < 1e-9);
     }
 }
+
+/// State queries over JSON-RPC answer for the block they name: a tag, a
+/// number, or an EIP-1898 object; a block past the head is "header not
+/// found".
+#[test]
+fn json_rpc_reads_state_at_past_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let key = key0(&node);
+    let head = |node: &DevNode| {
+        let h = call_rpc(node, "eth_blockNumber", json!([]))["result"].clone();
+        u64::from_str_radix(h.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
+    let before_deploy = head(&node);
+    let abi = contract("token/Token.abi");
+    let token = ok(node.cli(&[
+        "contract",
+        "deploy",
+        "--key",
+        &key,
+        "--evm",
+        &contract("token/Token.bin"),
+        "--abi",
+        &abi,
+        "--args",
+        r#"["Tong", "TT", "1000"]"#,
+    ]));
+    let deployed = head(&node);
+    let to = "0x00000000000000000000000000000000000000d7";
+    ok(node.cli(&[
+        "contract",
+        "call",
+        "--key",
+        &key,
+        "--address",
+        &token,
+        "--abi",
+        &abi,
+        "--method",
+        "transfer",
+        "--args",
+        &format!(r#"["{to}", "250"]"#),
+        "--wait",
+    ]));
+    ok(node.cli(&[
+        "transfer", "--key", &key, "--to", to, "--amount", "1000", "--wait",
+    ]));
+    let after = head(&node);
+    assert!(before_deploy < deployed && deployed < after);
+    let tag = |n: u64| json!(format!("0x{n:x}"));
+
+    // Native balance: zero at the earlier heights, 1000 now.
+    let balance = |at: Value| call_rpc(&node, "eth_getBalance", json!([to, at]))["result"].clone();
+    assert_eq!(balance(tag(deployed)), "0x0");
+    assert_eq!(balance(json!({ "blockNumber": tag(deployed) })), "0x0");
+    let deployed_hash = call_rpc(&node, "eth_getBlockByNumber", json!([tag(deployed), false]))
+        ["result"]["hash"]
+        .clone();
+    assert_eq!(balance(json!({ "blockHash": deployed_hash })), "0x0");
+    assert_eq!(balance(json!("latest")), "0x3e8");
+    assert_eq!(balance(tag(after)), "0x3e8");
+
+    // Code exists from the deployment block on.
+    let code = |at: Value| call_rpc(&node, "eth_getCode", json!([token, at]))["result"].clone();
+    assert_eq!(code(tag(before_deploy)), "0x");
+    assert!(code(tag(deployed)).as_str().unwrap().len() > 100);
+
+    // eth_call runs on the state of the block it names.
+    let data = format!("0x70a08231{:0>64}", to.trim_start_matches("0x"));
+    let balance_of = |at: Value| {
+        call_rpc(
+            &node,
+            "eth_call",
+            json!([{ "to": token, "data": data }, at]),
+        )["result"]
+            .clone()
+    };
+    assert_eq!(balance_of(tag(deployed)), format!("0x{:064x}", 0));
+    assert_eq!(balance_of(json!("latest")), format!("0x{:064x}", 250));
+
+    // The nonce of the sender grew; a future block is not found.
+    let sender = common::address(&node.dev_key(0)).to_string();
+    let nonce = |at: Value| {
+        call_rpc(&node, "eth_getTransactionCount", json!([sender, at]))["result"].clone()
+    };
+    assert_ne!(nonce(tag(before_deploy)), nonce(json!("latest")));
+    let future = call_rpc(&node, "eth_getBalance", json!([to, tag(after + 1000)]));
+    assert_eq!(future["error"]["code"], -32000);
+    assert_eq!(future["error"]["message"], "header not found");
+}

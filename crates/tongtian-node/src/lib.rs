@@ -317,23 +317,49 @@ impl ChainRuntime {
             .map_err(|e| NodeError::Storage(StorageError::Corrupt(e)))
     }
 
-    /// Run a call (or, with `to` empty, a creation) against the latest
-    /// state without a transaction; nothing is kept.
+    /// Run a call (or, with `to` empty, a creation) without a transaction;
+    /// nothing is kept. It runs on the latest state as the next block, or
+    /// with `at`, on the state after that committed block (as the block
+    /// after it, with that block's time).
+    #[allow(clippy::too_many_arguments)]
     pub fn simulate(
         &self,
+        at: Option<u64>,
         from: Address,
         to: Option<Address>,
         input: Vec<u8>,
         value: u128,
         gas_limit: u64,
     ) -> Result<Simulation, NodeError> {
-        let env = BlockEnv {
-            height: self.latest().0 + 1,
-            timestamp_ms: now_ms(),
-            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
+        let proposer = Address::from_public_key(self.spec.suite, self.key.public_key());
+        let past;
+        let (state, env): (&dyn StateStore, BlockEnv) = match at {
+            None => (
+                &*self.store,
+                BlockEnv {
+                    height: self.latest().0 + 1,
+                    timestamp_ms: now_ms(),
+                    proposer,
+                },
+            ),
+            Some(h) => {
+                let header = self
+                    .store
+                    .header(h)?
+                    .ok_or(StorageError::UnknownVersion(h))?;
+                past = self.store.at(h)?;
+                (
+                    &past,
+                    BlockEnv {
+                        height: h + 1,
+                        timestamp_ms: header.timestamp_ms,
+                        proposer,
+                    },
+                )
+            }
         };
         Ok(self.executor.simulate(
-            &*self.store,
+            state,
             &env,
             from,
             to,

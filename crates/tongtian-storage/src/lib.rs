@@ -50,6 +50,9 @@ pub enum StorageError {
     /// No state root stored for that version.
     #[error("no state at version {0}")]
     UnknownVersion(u64),
+    /// A past version's state was asked to change.
+    #[error("the state at version {0} is read-only")]
+    Historical(u64),
 }
 
 fn db_err<E: std::fmt::Display>(e: E) -> StorageError {
@@ -468,6 +471,70 @@ impl ChainStore {
     }
 }
 
+impl ChainStore {
+    /// The state as it was after the block at `version`, read through the
+    /// Merkle tree (tree nodes are never overwritten, so every committed
+    /// version stays readable).
+    pub fn at(&self, version: u64) -> Result<StateAt<'_>, StorageError> {
+        self.root(version)?
+            .ok_or(StorageError::UnknownVersion(version))?;
+        Ok(StateAt {
+            store: self,
+            version,
+        })
+    }
+}
+
+/// A read-only view of the state after one committed block; see
+/// [`ChainStore::at`]. Reads walk the tree, so they cost more than reads of
+/// the latest state.
+pub struct StateAt<'a> {
+    store: &'a ChainStore,
+    version: u64,
+}
+
+impl StateAt<'_> {
+    /// The block height whose post-state this is.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+impl StateStore for StateAt<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.store.prove(key, self.version)?.value)
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    fn stage(&self, _changes: StateChanges) -> Result<StagedState, StorageError> {
+        Err(StorageError::Historical(self.version))
+    }
+
+    fn root(&self, version: u64) -> Result<Option<H256>, StorageError> {
+        if version > self.version {
+            return Ok(None);
+        }
+        self.store.root(version)
+    }
+
+    fn prove(&self, key: &[u8], version: u64) -> Result<StateProof, StorageError> {
+        if version > self.version {
+            return Err(StorageError::UnknownVersion(version));
+        }
+        self.store.prove(key, version)
+    }
+
+    fn block_hash(&self, height: u64) -> Result<Option<H256>, StorageError> {
+        if height > self.version {
+            return Ok(None);
+        }
+        self.store.block_hash(height)
+    }
+}
+
 impl StateStore for ChainStore {
     fn block_hash(&self, height: u64) -> Result<Option<H256>, StorageError> {
         Ok(self.header(height)?.map(|h| h.hash(self.suite)))
@@ -751,6 +818,38 @@ mod tests {
         }
         let err = ChainStore::open(&path, SuiteId::Standard).err().unwrap();
         assert!(err.to_string().contains("layout 1"), "{err}");
+    }
+
+    #[test]
+    fn past_versions_read_as_they_were() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
+        let mut c = StateChanges::new();
+        c.insert(b"k".to_vec(), Some(b"v0".to_vec()));
+        commit(&store, 0, c);
+        let mut c = StateChanges::new();
+        c.insert(b"k".to_vec(), Some(b"v1".to_vec()));
+        c.insert(b"new".to_vec(), Some(b"n".to_vec()));
+        commit(&store, 1, c);
+        let mut c = StateChanges::new();
+        c.insert(b"k".to_vec(), None);
+        commit(&store, 2, c);
+        let v0 = store.at(0).unwrap();
+        assert_eq!(v0.get(b"k").unwrap(), Some(b"v0".to_vec()));
+        assert_eq!(v0.get(b"new").unwrap(), None);
+        assert_eq!(
+            store.at(1).unwrap().get_many(&[b"k", b"new"]).unwrap(),
+            vec![Some(b"v1".to_vec()), Some(b"n".to_vec())]
+        );
+        assert_eq!(store.at(2).unwrap().get(b"k").unwrap(), None);
+        assert_eq!(store.get(b"k").unwrap(), None);
+        assert!(matches!(store.at(3), Err(StorageError::UnknownVersion(3))));
+        assert!(matches!(
+            v0.stage(StateChanges::new()),
+            Err(StorageError::Historical(0))
+        ));
+        assert_eq!(v0.block_hash(1).unwrap(), None);
+        assert!(store.at(1).unwrap().block_hash(1).unwrap().is_some());
     }
 
     #[test]
