@@ -900,3 +900,24 @@ fn bft_validators_agree_on_contract_execution() {
     let (_, events) = net.get(3, &format!("/v1/events?emitter={notary}"));
     assert_eq!(events[0]["event"]["name"], "registered");
 }
+
+/// An idle testnet still makes a block about every second (as `tongtian
+/// dev` does), so Ethereum clients waiting for "the next block" are not
+/// left hanging; every node agrees on those blocks.
+#[test]
+fn idle_testnets_make_empty_blocks_and_agree() {
+    for engine in ["raft", "bft"] {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Testnet::init(dir.path(), engine, 4);
+        let start: Vec<u64> = (0..4).map(|i| net.height(i)).collect();
+        std::thread::sleep(Duration::from_millis(3_500));
+        for (i, h) in start.iter().enumerate() {
+            let now = net.height(i);
+            assert!(
+                now >= h + 2,
+                "{engine} node {i}: height {h} -> {now} while idle"
+            );
+        }
+        net.assert_consistent(&[0, 1, 2, 3], &[]);
+    }
+}

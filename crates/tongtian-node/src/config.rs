@@ -215,7 +215,9 @@ pub fn testnet_init(
             engine: engine.to_string(),
             block_interval_ms: 200,
             max_block_txs: 20_000,
-            empty_block_interval_ms: 0,
+            // A block every idle second, as on dev chains: Ethereum clients
+            // wait for "the next block" after a receipt.
+            empty_block_interval_ms: 1_000,
         },
         validators: keys
             .iter()
