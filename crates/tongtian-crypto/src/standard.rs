@@ -11,6 +11,9 @@ use zeroize::Zeroizing;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StandardSuite;
 
+/// Decoded keys by encoding, each with whether it is weak.
+type KeyMap = HashMap<[u8; 32], (VerifyingKey, bool)>;
+
 /// Most decoded keys [`KEY_CACHE`] keeps before it starts over.
 const KEY_CACHE_MAX: usize = 1 << 16;
 
@@ -19,9 +22,6 @@ const KEY_CACHE_MAX: usize = 1 << 16;
 /// batched verification here, and a chain's senders repeat, so each key is
 /// decompressed once. Only keys that decode are kept; the cache is cleared
 /// when full, which bounds it against floods of fresh keys.
-/// Decoded keys by encoding, each with whether it is weak.
-type KeyMap = HashMap<[u8; 32], (VerifyingKey, bool)>;
-
 static KEY_CACHE: LazyLock<Mutex<KeyMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The decoded key and whether it is weak, from the cache when possible.
@@ -87,8 +87,10 @@ impl CryptoSuite for StandardSuite {
     }
 
     fn generate_secret(&self) -> Zeroizing<Vec<u8>> {
-        let sk = SigningKey::generate(&mut rand::rngs::OsRng);
-        Zeroizing::new(sk.to_bytes().to_vec())
+        // An Ed25519 secret key is 32 uniformly random bytes (RFC 8032 5.1.5).
+        let mut secret = Zeroizing::new(vec![0u8; 32]);
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+        secret
     }
 
     fn public_key(&self, secret: &[u8]) -> Result<Vec<u8>, CryptoError> {
