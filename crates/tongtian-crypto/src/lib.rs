@@ -10,6 +10,7 @@
 //! * [`keyfile`] reads and writes key files, optionally encrypted with a
 //!   password (scrypt + ChaCha20-Poly1305).
 
+mod combine;
 pub mod eth;
 pub mod keyfile;
 mod sm;
@@ -20,6 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 use zeroize::Zeroizing;
 
+pub use combine::Combiner;
 pub use sm::SmSuite;
 pub use standard::StandardSuite;
 
@@ -215,8 +217,12 @@ const MIN_VERIFY_CHUNK: usize = 64;
 /// and one bad signature costs more to find.
 const MAX_VERIFY_CHUNK: usize = 1024;
 
-/// Verify many signatures using every core. The items are cut into one
-/// chunk per core (between 64 and 1,024 items, since a larger batch is
+/// A way to check many signatures of one suite, one flag per item, such as
+/// [`verify_many`] or [`Combiner::verify`].
+pub type BatchCheck<'f> = dyn Fn(&dyn CryptoSuite, &[VerifyItem<'_>]) -> Vec<bool> + 'f;
+
+/// Verify many signatures using every core. The items are cut into
+/// chunks, one per core or a few of equal size (each between 64 and 1,024 items, since a larger batch is
 /// cheaper per signature) and each chunk is batch-verified. A chunk that
 /// fails is halved until the bad signatures are isolated, so one forged
 /// signature costs a few batch checks, not one single check per item.
@@ -224,9 +230,12 @@ const MAX_VERIFY_CHUNK: usize = 1024;
 pub fn verify_many(suite: &dyn CryptoSuite, items: &[VerifyItem<'_>]) -> Vec<bool> {
     use rayon::prelude::*;
     let threads = rayon::current_num_threads().max(1);
+    // As many chunks per core as the largest chunk size needs, all of
+    // about one size, so the cores finish together.
+    let rounds = items.len().div_ceil(threads * MAX_VERIFY_CHUNK).max(1);
     let chunk = items
         .len()
-        .div_ceil(threads)
+        .div_ceil(threads * rounds)
         .clamp(MIN_VERIFY_CHUNK, MAX_VERIFY_CHUNK);
     items
         .par_chunks(chunk)
@@ -457,6 +466,43 @@ mod tests {
         for id in both() {
             let s = suite(id);
             assert_eq!(s.hash(b"abcdef"), s.hash_parts(&[b"abc", b"def"]));
+        }
+    }
+
+    #[test]
+    fn ed25519_matches_rfc_8032() {
+        // RFC 8032 section 7.1, tests 1 and 2.
+        let s = suite(SuiteId::Standard);
+        let cases: [(&str, &str, &str, &str); 2] = [
+            (
+                "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+                "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+                "",
+                "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155\
+                 5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+            ),
+            (
+                "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+                "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+                "72",
+                "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da\
+                 085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+            ),
+        ];
+        for (secret, public, msg, sig) in cases {
+            let secret = hex::decode(secret).unwrap();
+            let msg = hex::decode(msg).unwrap();
+            assert_eq!(hex::encode(s.public_key(&secret).unwrap()), public);
+            let signed = s.sign(&secret, &msg).unwrap();
+            assert_eq!(hex::encode(&signed), sig);
+            let pk = hex::decode(public).unwrap();
+            assert!(s.verify(&pk, &msg, &signed).is_ok());
+            let item = VerifyItem {
+                public_key: &pk,
+                message: &msg,
+                signature: &signed,
+            };
+            assert!(s.batch_holds(&[item, item]));
         }
     }
 

@@ -12,11 +12,11 @@
 //! [`Mempool::pending`].
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet, VecDeque};
-use tongtian_crypto::{suite, CryptoSuite};
+use std::collections::{HashMap, VecDeque};
+use tongtian_crypto::{suite, Combiner, CryptoSuite};
 use tongtian_types::codec::decode;
 use tongtian_types::{
-    verify_signatures, Account, Address, ChainSpec, CheckedTx, SignedTransaction, H256,
+    verify_signatures_by, Account, Address, ChainSpec, CheckedTx, SignedTransaction, H256,
 };
 
 /// Why a transaction was refused.
@@ -178,6 +178,8 @@ pub struct Mempool {
     config: MempoolConfig,
     spec: ChainSpec,
     inner: Mutex<Inner>,
+    /// Combines the signature checks of concurrent submissions.
+    combiner: Combiner,
 }
 
 fn max_cost(t: &CheckedTx) -> u128 {
@@ -193,6 +195,7 @@ impl Mempool {
             config,
             spec,
             inner: Mutex::new(Inner::default()),
+            combiner: Combiner::new(),
         }
     }
 
@@ -308,7 +311,11 @@ impl Mempool {
             .filter_map(|(i, r)| r.as_ref().ok().map(|t| (i, &t.tx)))
             .collect();
         let signed: Vec<&SignedTransaction> = passed.iter().map(|(_, t)| *t).collect();
-        let flags = verify_signatures(self.suite(), &signed);
+        // Concurrent submissions' checks are combined into larger batches,
+        // which cost less per signature.
+        let flags = verify_signatures_by(self.suite(), &signed, &|s, items| {
+            self.combiner.verify(s, items)
+        });
         let bad: Vec<usize> = passed
             .iter()
             .zip(flags)
@@ -331,23 +338,30 @@ impl Mempool {
         for (a, v) in fresh.iter_mut() {
             *v = state.account(a);
         }
-        let committed_dupes: HashSet<H256> = results
-            .iter()
-            .flatten()
-            .filter(|t| state.is_committed(&t.hash).unwrap_or(false))
-            .map(|t| t.hash)
-            .collect();
         let mut inner = self.inner.lock();
-        results
+        let mut low = Vec::new();
+        let mut out: Vec<Result<H256, AdmissionError>> = results
             .into_iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let t = r?;
-                if committed_dupes.contains(&t.hash) {
-                    return Err(AdmissionError::AlreadyKnown(t.hash));
+                let hash = t.hash;
+                let res = self.insert(&mut inner, t, &fresh, state);
+                if let Err(AdmissionError::NonceTooLow { .. }) = res {
+                    low.push((i, hash));
                 }
-                self.insert(&mut inner, t, &fresh, state)
+                res
             })
-            .collect()
+            .collect();
+        drop(inner);
+        // A committed transaction's nonce is below its sender's committed
+        // nonce, so only these can be replays; look only them up.
+        for (i, hash) in low {
+            if let Ok(true) = state.is_committed(&hash) {
+                out[i] = Err(AdmissionError::AlreadyKnown(hash));
+            }
+        }
+        out
     }
 
     fn insert(

@@ -24,7 +24,7 @@ pub use primitives::{serde_hex, serde_u128, Address, H256};
 pub use spec::{
     Account, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ValidatorSpec,
 };
-pub use tx::verify_signatures;
+pub use tx::{verify_signatures, verify_signatures_by};
 pub use tx::{
     Action, Block, BlockHeader, Certificate, CertificateSignature, CheckedTx, Event, Receipt,
     SignedTransaction, Transaction, TxStatus, ValidatorSet, VmKind,

@@ -6,7 +6,7 @@ use crate::primitives::{serde_hex, serde_u128};
 use crate::{Address, GasSchedule, ValidatorSpec, H256};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
-use tongtian_crypto::{suite, verify_many, CryptoSuite, Keypair, SuiteId, VerifyItem};
+use tongtian_crypto::{suite, verify_many, BatchCheck, CryptoSuite, Keypair, SuiteId, VerifyItem};
 
 /// Domain tag prepended to a transaction's encoding before signing, so a
 /// transaction signature can never be replayed as another kind of message.
@@ -307,13 +307,24 @@ impl SignedTransaction {
 /// Check many transactions' signatures at once (batched, on all cores);
 /// one flag per transaction, in order.
 pub fn verify_signatures(s: &dyn CryptoSuite, txs: &[&SignedTransaction]) -> Vec<bool> {
+    verify_signatures_by(s, txs, &|s, items| verify_many(s, items))
+}
+
+/// [`verify_signatures`], with the suite's signatures checked by `batch`
+/// (for instance [`tongtian_crypto::Combiner::verify`], to combine them
+/// with other threads' checks). Ethereum signatures are still checked here.
+pub fn verify_signatures_by(
+    s: &dyn CryptoSuite,
+    txs: &[&SignedTransaction],
+    batch: &BatchCheck<'_>,
+) -> Vec<bool> {
     use rayon::prelude::*;
     let is_eth = |t: &&&SignedTransaction| matches!(t.tx.action, Action::Ethereum { .. });
     if txs.iter().any(|t| is_eth(&t)) {
         // Ethereum signatures recover rather than batch: check them one by
         // one in parallel, and the suite's in one batch.
         let native: Vec<&SignedTransaction> = txs.iter().filter(|t| !is_eth(t)).copied().collect();
-        let mut native_ok = verify_signatures(s, &native).into_iter();
+        let mut native_ok = verify_signatures_by(s, &native, batch).into_iter();
         let eth_ok: Vec<bool> = txs
             .par_iter()
             .filter(is_eth)
@@ -341,7 +352,7 @@ pub fn verify_signatures(s: &dyn CryptoSuite, txs: &[&SignedTransaction]) -> Vec
             signature: &t.signature,
         })
         .collect();
-    verify_many(s, &items)
+    batch(s, &items)
 }
 
 /// A transaction that passed admission checks, with the values those
