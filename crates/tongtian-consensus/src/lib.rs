@@ -63,6 +63,19 @@ pub trait Application: Send + Sync + 'static {
 
     /// Persist a finalized block with its certificate.
     async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError>;
+
+    /// [`Application::commit`], for an engine that knows this node will
+    /// propose the next height: the application may build that proposal
+    /// while the block is written, and answer the next
+    /// [`Application::propose`] with it. Returns, like `commit`, once the
+    /// block is durable. By default, just `commit`.
+    async fn commit_and_prepare(
+        &self,
+        block: Block,
+        certificate: Certificate,
+    ) -> Result<(), ConsensusError> {
+        self.commit(block, certificate).await
+    }
 }
 
 /// A consensus engine: runs until `shutdown` turns true.

@@ -76,7 +76,9 @@ impl ConsensusEngine for SoloEngine {
                         signature,
                     }],
                 };
-                app.commit(block, cert).await?;
+                // This node proposes every block: build the next one while
+                // this one is written.
+                app.commit_and_prepare(block, cert).await?;
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(started + self.interval) => {}

@@ -940,7 +940,7 @@ mod tests {
                 tx_hashes: &[],
                 receipts: &[],
                 certificate: &Certificate::default(),
-                state: staged,
+                state: &staged,
             })
             .unwrap();
         let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
@@ -1017,7 +1017,7 @@ mod tests {
                 tx_hashes: &hashes,
                 receipts: &out.receipts,
                 certificate: &Certificate::default(),
-                state: staged,
+                state: &staged,
             })
             .unwrap();
         let mut everyone = a.clone();
@@ -1112,7 +1112,7 @@ mod tests {
                 tx_hashes: &[],
                 receipts: &[],
                 certificate: &Certificate::default(),
-                state: staged,
+                state: &staged,
             })
             .unwrap();
     }

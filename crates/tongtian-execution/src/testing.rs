@@ -115,7 +115,7 @@ impl TestChain {
                 tx_hashes: &hashes,
                 receipts: &receipts,
                 certificate: &Certificate::default(),
-                state: staged,
+                state: &staged,
             })
             .expect("commit");
     }

@@ -95,6 +95,13 @@ struct Executed {
     staged: StagedState,
 }
 
+/// A proposal built ahead, on the state of its parent while that parent
+/// was being written.
+struct Prepared {
+    block: Block,
+    executed: Executed,
+}
+
 /// Most gas a simulated call may use.
 pub const MAX_SIMULATION_GAS: u64 = 50_000_000;
 /// Most blocks one event query scans.
@@ -127,6 +134,11 @@ pub struct ChainRuntime {
     engine_name: RwLock<&'static str>,
     last: RwLock<(u64, H256)>,
     executed: Mutex<HashMap<H256, Executed>>,
+    /// The next block, built while its parent was written (see
+    /// [`Application::commit_and_prepare`]).
+    prepared: Mutex<Option<Prepared>>,
+    /// How many proposals came from `prepared`.
+    prepared_used: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<Arc<BlockEvent>>,
     me: Weak<ChainRuntime>,
 }
@@ -207,7 +219,7 @@ impl ChainRuntime {
                     round: 0,
                     signatures: vec![],
                 },
-                state: staged,
+                state: &staged,
             })?;
             tracing::info!(chain = %spec.name, root = %block.header.state_root, "genesis committed");
         }
@@ -228,6 +240,8 @@ impl ChainRuntime {
             engine_name: RwLock::new("none"),
             last: RwLock::new(last),
             executed: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(None),
+            prepared_used: std::sync::atomic::AtomicU64::new(0),
             events,
             spec,
         }))
@@ -303,6 +317,13 @@ impl ChainRuntime {
     /// Name of the running consensus engine (`none` before start).
     pub fn engine_name(&self) -> &'static str {
         *self.engine_name.read()
+    }
+
+    /// How many of this node's proposals were built ahead, while their
+    /// parent block was being written.
+    pub fn prepared_proposals(&self) -> u64 {
+        self.prepared_used
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Latest committed height and hash.
@@ -501,6 +522,16 @@ impl ChainRuntime {
                 "asked to propose {height} on top of {last_height}"
             )));
         }
+        if let Some(p) = self.prepared.lock().take() {
+            if p.block.header.height == height && p.block.header.parent_hash == parent_hash {
+                self.prepared_used
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.executed
+                    .lock()
+                    .insert(p.block.header.hash(self.spec.suite), p.executed);
+                return Ok(Some(p.block));
+            }
+        }
         let txs = self
             .mempool
             .pending(self.spec.consensus.max_block_txs as usize);
@@ -591,7 +622,75 @@ impl ChainRuntime {
         Ok(hash)
     }
 
-    fn commit_blocking(&self, block: Block, cert: Certificate) -> Result<(), NodeError> {
+    /// Build the block after `parent` (whose state is `staged`, not yet
+    /// committed) from pending transactions other than `parent`'s. `None`
+    /// when there is nothing to include or building fails; the proposal
+    /// is then built the usual way.
+    fn prepare_next(
+        &self,
+        parent: &Block,
+        parent_hash: H256,
+        included: &[H256],
+        staged: &StagedState,
+    ) -> Option<Prepared> {
+        let max = self.spec.consensus.max_block_txs as usize;
+        let skip: std::collections::HashSet<&H256> = included.iter().collect();
+        let txs: Vec<CheckedTx> = self
+            .mempool
+            .pending(max + included.len())
+            .into_iter()
+            .filter(|t| !skip.contains(&t.hash))
+            .take(max)
+            .collect();
+        if txs.is_empty() {
+            return None;
+        }
+        let height = parent.header.height + 1;
+        let view = self.store.ahead(staged, parent.header.height, parent_hash);
+        let env = BlockEnv {
+            height,
+            timestamp_ms: now_ms().max(parent.header.timestamp_ms),
+            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
+        };
+        let built = self
+            .executor
+            .execute(&view, &env, txs, Mode::Propose)
+            .map_err(NodeError::from)
+            .and_then(|outcome| {
+                let next = view.stage(outcome.changes.clone())?;
+                Ok((outcome, next))
+            });
+        let (outcome, next) = match built {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(height, error = %e, "could not build the next block ahead");
+                return None;
+            }
+        };
+        if outcome.included.is_empty() {
+            return None;
+        }
+        let mut header = self.build_header(height, parent_hash, &outcome, next.root);
+        header.timestamp_ms = env.timestamp_ms;
+        let block = Block {
+            txs: outcome.included.iter().map(|t| t.tx.clone()).collect(),
+            header,
+        };
+        Some(Prepared {
+            block,
+            executed: Executed {
+                outcome,
+                staged: next,
+            },
+        })
+    }
+
+    fn commit_blocking(
+        &self,
+        block: Block,
+        cert: Certificate,
+        prepare: bool,
+    ) -> Result<(), NodeError> {
         let hash = block.header.hash(self.spec.suite);
         // Idempotent: an engine replaying its log after a crash may hand
         // over a block that is already committed.
@@ -616,13 +715,32 @@ impl ChainRuntime {
             }
         };
         let tx_hashes: Vec<H256> = outcome.included.iter().map(|t| t.hash).collect();
-        self.store.commit_block(BlockCommit {
-            block: &block,
-            tx_hashes: &tx_hashes,
-            receipts: &outcome.receipts,
-            certificate: &cert,
-            state: staged,
+        // With `prepare`, the next block is built on another thread, on
+        // this block's staged state, while this one is written and announced.
+        let prepared = std::thread::scope(|scope| {
+            let preparer = prepare
+                .then(|| scope.spawn(|| self.prepare_next(&block, hash, &tx_hashes, &staged)));
+            let written = self.store.commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &tx_hashes,
+                receipts: &outcome.receipts,
+                certificate: &cert,
+                state: &staged,
+            });
+            if written.is_ok() {
+                self.committed(&block, hash, &outcome, tx_hashes.clone());
+            }
+            // A preparation that panicked only loses its head start.
+            let prepared = preparer.and_then(|p| p.join().ok().flatten());
+            written.map(|()| prepared)
         })?;
+        *self.prepared.lock() = prepared;
+        Ok(())
+    }
+
+    /// Bookkeeping once a block is durable: the new tip, the mempool, and
+    /// the block event.
+    fn committed(&self, block: &Block, hash: H256, outcome: &Outcome, tx_hashes: Vec<H256>) {
         *self.last.write() = (block.header.height, hash);
         // Proposals built on the old tip are stale now.
         self.executed.lock().clear();
@@ -645,7 +763,6 @@ impl ChainRuntime {
             txs: tx_hashes,
             failed,
         }));
-        Ok(())
     }
 }
 
@@ -734,6 +851,15 @@ impl Application for ChainRuntime {
 
     async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError> {
         let me = self.self_arc();
-        blocking(move || me.commit_blocking(block, certificate)).await
+        blocking(move || me.commit_blocking(block, certificate, false)).await
+    }
+
+    async fn commit_and_prepare(
+        &self,
+        block: Block,
+        certificate: Certificate,
+    ) -> Result<(), ConsensusError> {
+        let me = self.self_arc();
+        blocking(move || me.commit_blocking(block, certificate, true)).await
     }
 }

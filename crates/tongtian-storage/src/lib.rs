@@ -150,7 +150,7 @@ pub struct BlockCommit<'a> {
     /// Its commit certificate.
     pub certificate: &'a Certificate,
     /// Its state changes, staged against the parent's state.
-    pub state: StagedState,
+    pub state: &'a StagedState,
 }
 
 /// A chain's store on disk.
@@ -472,6 +472,54 @@ impl ChainStore {
 }
 
 impl ChainStore {
+    /// Stage `changes` on top of the latest committed state or, with
+    /// `parent`, on top of that staged (not yet committed) state.
+    fn stage_over(
+        &self,
+        parent: Option<&StagedState>,
+        changes: StateChanges,
+    ) -> Result<StagedState, StorageError> {
+        let s = self.suite();
+        let base_root = match parent {
+            Some(p) => p.root,
+            None => self.latest_root()?,
+        };
+        let mut ups: Vec<(Hash32, Option<Hash32>)> = changes
+            .iter()
+            .map(|(k, v)| (s.hash(k), v.as_ref().map(|v| s.hash(v))))
+            .collect();
+        ups.sort_unstable_by_key(|u| u.0);
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(SMT_NODES).map_err(db_err)?;
+        let reader = Layered {
+            top: parent.map(|p| &p.nodes),
+            base: TxnReader(&t),
+        };
+        let mut upd = TreeUpdate::new(s, &reader);
+        let root = upd.apply(base_root.0, &ups)?;
+        Ok(StagedState {
+            base_root,
+            root: H256(root),
+            changes,
+            nodes: upd.created,
+        })
+    }
+
+    /// The state as it will be once `staged`, the state of the block
+    /// `height` with hash `hash`, is committed; read while that commit may
+    /// still be under way. Lets the next block be executed while the
+    /// previous one is being written. Reads see `staged`'s changes over the
+    /// committed state; [`StateStore::stage`] stages on top of `staged`, so
+    /// its result commits once `staged` has.
+    pub fn ahead<'a>(&'a self, staged: &'a StagedState, height: u64, hash: H256) -> Ahead<'a> {
+        Ahead {
+            store: self,
+            staged,
+            height,
+            hash,
+        }
+    }
+
     /// The state as it was after the block at `version`, read through the
     /// Merkle tree (tree nodes are never overwritten, so every committed
     /// version stays readable).
@@ -535,6 +583,86 @@ impl StateStore for StateAt<'_> {
     }
 }
 
+/// Tree nodes of a staged state first, then the committed ones.
+struct Layered<'a, R> {
+    top: Option<&'a HashMap<Hash32, Node>>,
+    base: R,
+}
+
+impl<R: NodeReader> NodeReader for Layered<'_, R> {
+    fn node(&self, hash: &Hash32) -> Result<Option<Node>, StorageError> {
+        if let Some(n) = self.top.and_then(|t| t.get(hash)) {
+            return Ok(Some(*n));
+        }
+        self.base.node(hash)
+    }
+}
+
+/// The state after a staged block that may not be committed yet; see
+/// [`ChainStore::ahead`]. Keys the staged block did not change read the
+/// committed store, whose values for them that block's commit leaves as
+/// they were, so reads agree whether or not the commit has landed.
+pub struct Ahead<'a> {
+    store: &'a ChainStore,
+    staged: &'a StagedState,
+    height: u64,
+    hash: H256,
+}
+
+impl StateStore for Ahead<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        match self.staged.changes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.store.get(key),
+        }
+    }
+
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        let missing: Vec<&[u8]> = keys
+            .iter()
+            .filter(|k| !self.staged.changes.contains_key(**k))
+            .copied()
+            .collect();
+        let mut below = self.store.get_many(&missing)?.into_iter();
+        Ok(keys
+            .iter()
+            .map(|k| match self.staged.changes.get(*k) {
+                Some(v) => v.clone(),
+                None => below.next().flatten(),
+            })
+            .collect())
+    }
+
+    fn stage(&self, changes: StateChanges) -> Result<StagedState, StorageError> {
+        self.store.stage_over(Some(self.staged), changes)
+    }
+
+    fn root(&self, version: u64) -> Result<Option<H256>, StorageError> {
+        if version == self.height {
+            return Ok(Some(self.staged.root));
+        }
+        self.store.root(version)
+    }
+
+    fn prove(&self, key: &[u8], version: u64) -> Result<StateProof, StorageError> {
+        // Proofs are served from committed blocks only.
+        if version >= self.height {
+            return Err(StorageError::UnknownVersion(version));
+        }
+        self.store.prove(key, version)
+    }
+
+    fn block_hash(&self, height: u64) -> Result<Option<H256>, StorageError> {
+        if height == self.height {
+            return Ok(Some(self.hash));
+        }
+        if height > self.height {
+            return Ok(None);
+        }
+        self.store.block_hash(height)
+    }
+}
+
 impl StateStore for ChainStore {
     fn block_hash(&self, height: u64) -> Result<Option<H256>, StorageError> {
         Ok(self.header(height)?.map(|h| h.hash(self.suite)))
@@ -555,24 +683,7 @@ impl StateStore for ChainStore {
     }
 
     fn stage(&self, changes: StateChanges) -> Result<StagedState, StorageError> {
-        let s = self.suite();
-        let base_root = self.latest_root()?;
-        let mut ups: Vec<(Hash32, Option<Hash32>)> = changes
-            .iter()
-            .map(|(k, v)| (s.hash(k), v.as_ref().map(|v| s.hash(v))))
-            .collect();
-        ups.sort_unstable_by_key(|u| u.0);
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(SMT_NODES).map_err(db_err)?;
-        let reader = TxnReader(&t);
-        let mut upd = TreeUpdate::new(s, &reader);
-        let root = upd.apply(base_root.0, &ups)?;
-        Ok(StagedState {
-            base_root,
-            root: H256(root),
-            changes,
-            nodes: upd.created,
-        })
+        self.stage_over(None, changes)
     }
 
     fn root(&self, version: u64) -> Result<Option<H256>, StorageError> {
@@ -645,10 +756,92 @@ mod tests {
                 tx_hashes: &[],
                 receipts: &[],
                 certificate: &Certificate::default(),
-                state: staged,
+                state: &staged,
             })
             .unwrap();
         root
+    }
+
+    fn changes(kv: &[(&str, Option<&str>)]) -> StateChanges {
+        kv.iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn ahead_reads_and_stages_over_an_uncommitted_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, ahead: bool| {
+            let store = ChainStore::open(&dir.path().join(name), SuiteId::Standard).unwrap();
+            commit(
+                &store,
+                0,
+                changes(&[("a", Some("a0")), ("b", Some("b0")), ("c", Some("c0"))]),
+            );
+            // Block 1 is staged; block 2 is built before (ahead) or after
+            // block 1 is committed.
+            let one = store
+                .stage(changes(&[
+                    ("a", Some("a1")),
+                    ("c", None),
+                    ("d", Some("d1")),
+                ]))
+                .unwrap();
+            let block1 = Block {
+                header: header(1, one.root),
+                txs: vec![],
+            };
+            let hash1 = block1.header.hash(SuiteId::Standard);
+            let write1 = || {
+                store
+                    .commit_block(BlockCommit {
+                        block: &block1,
+                        tx_hashes: &[],
+                        receipts: &[],
+                        certificate: &Certificate::default(),
+                        state: &one,
+                    })
+                    .unwrap()
+            };
+            let two_changes = changes(&[("b", Some("b2")), ("d", None), ("e", Some("e2"))]);
+            let two = if ahead {
+                let view = store.ahead(&one, 1, hash1);
+                let keys: [&[u8]; 5] = [b"a", b"b", b"c", b"d", b"z"];
+                let want = [Some("a1"), Some("b0"), None, Some("d1"), None]
+                    .map(|v| v.map(|v| v.as_bytes().to_vec()));
+                for (k, w) in keys.iter().zip(&want) {
+                    assert_eq!(&view.get(k).unwrap(), w);
+                }
+                assert_eq!(view.get_many(&keys).unwrap(), want.to_vec());
+                assert_eq!(view.root(1).unwrap(), Some(one.root));
+                assert_eq!(view.block_hash(1).unwrap(), Some(hash1));
+                assert_eq!(view.block_hash(2).unwrap(), None);
+                assert!(view.prove(b"a", 1).is_err());
+                let two = view.stage(two_changes).unwrap();
+                write1();
+                two
+            } else {
+                write1();
+                store.stage(two_changes).unwrap()
+            };
+            assert_eq!(two.base_root, one.root);
+            store
+                .commit_block(BlockCommit {
+                    block: &Block {
+                        header: header(2, two.root),
+                        txs: vec![],
+                    },
+                    tx_hashes: &[],
+                    receipts: &[],
+                    certificate: &Certificate::default(),
+                    state: &two,
+                })
+                .unwrap();
+            let proof = store.prove(b"e", 2).unwrap();
+            assert_eq!(proof.value.as_deref(), Some(b"e2".as_slice()));
+            two.root
+        };
+        assert_eq!(run("ahead.redb", true), run("after.redb", false));
     }
 
     #[test]
@@ -677,7 +870,7 @@ mod tests {
                     tx_hashes: &[],
                     receipts: &[],
                     certificate: &Certificate::default(),
-                    state: staged
+                    state: &staged
                 }),
                 Err(StorageError::NotNext {
                     height: 5,
@@ -769,7 +962,7 @@ mod tests {
                     tx_hashes: &hashes,
                     receipts: &receipts[1..],
                     certificate: &Certificate::default(),
-                    state: staged.clone(),
+                    state: &staged,
                 });
                 assert!(matches!(short, Err(StorageError::Corrupt(_))));
                 store
@@ -778,7 +971,7 @@ mod tests {
                         tx_hashes: &hashes,
                         receipts: &receipts,
                         certificate: &Certificate::default(),
-                        state: staged,
+                        state: &staged,
                     })
                     .unwrap();
                 blocks.push((block, hashes, receipts));
@@ -870,7 +1063,7 @@ mod tests {
                 tx_hashes: &[],
                 receipts: &[],
                 certificate: &Certificate::default(),
-                state: stale
+                state: &stale
             }),
             Err(StorageError::StaleStage { .. })
         ));
