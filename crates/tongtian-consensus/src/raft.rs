@@ -47,7 +47,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_network::{channels, Network, PeerId};
-use tongtian_types::{Block, BlockHeader, Certificate, CertificateSignature, ChainSpec};
+use tongtian_types::{Address, Block, BlockHeader, Certificate, CertificateSignature, ChainSpec};
 
 /// A replicated block with its leader certificate (Borsh bytes).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -279,6 +279,9 @@ struct StateMachine {
     app: Arc<dyn Application>,
     disk: RaftDisk,
     suite: SuiteId,
+    /// This node's address: blocks it proposed mark it as the leader, which
+    /// most likely proposes the next one too.
+    me: Address,
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, EmptyNode>,
 }
@@ -302,7 +305,13 @@ impl StateMachine {
             );
             return false;
         }
-        match self.app.commit(block, cert).await {
+        // The leader builds its next proposal while this block is written.
+        let committed = if block.header.proposer == self.me {
+            self.app.commit_and_prepare(block, cert).await
+        } else {
+            self.app.commit(block, cert).await
+        };
+        match committed {
             Ok(()) => true,
             Err(e) => {
                 // Deterministic execution makes this a local fault (disk,
@@ -369,6 +378,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             app: self.app.clone(),
             disk: self.disk.clone(),
             suite: self.suite,
+            me: self.me,
             applied: self.applied,
             membership: self.membership.clone(),
         }
@@ -720,6 +730,7 @@ impl ConsensusEngine for RaftEngine {
             app: app.clone(),
             disk: disk.clone(),
             suite: self.spec.suite,
+            me: Address::from_public_key(self.spec.suite, self.ctx.key.public_key()),
             applied: applied.flatten(),
             membership: membership.unwrap_or_default(),
         };
