@@ -624,8 +624,8 @@ impl ChainRuntime {
 
     /// Build the block after `parent` (whose state is `staged`, not yet
     /// committed) from pending transactions other than `parent`'s. `None`
-    /// when there is nothing to include or building fails; the proposal
-    /// is then built the usual way.
+    /// when they do not fill a block or building fails; the proposal is
+    /// then built the usual way.
     fn prepare_next(
         &self,
         parent: &Block,
@@ -642,7 +642,10 @@ impl ChainRuntime {
             .filter(|t| !skip.contains(&t.hash))
             .take(max)
             .collect();
-        if txs.is_empty() {
+        // Only a full block: it is fixed now but proposed after the block
+        // interval, so a partial one would keep out transactions that
+        // arrive meanwhile and would have fit (a latency cost at light load).
+        if txs.len() < max {
             return None;
         }
         let height = parent.header.height + 1;
