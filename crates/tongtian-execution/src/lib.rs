@@ -14,6 +14,7 @@
 pub mod testing;
 pub mod vm;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use tongtian_crypto::suite;
 use tongtian_storage::{StateChanges, StateStore, StorageError};
@@ -160,6 +161,10 @@ pub struct StateOverlay<'s> {
     dirty: BTreeMap<Address, ()>,
     /// Non-account keys written by native modules and contracts.
     raw: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Non-account values read from the store, kept for later reads (the
+    /// store does not change under an overlay). Every call reads its
+    /// contract's code record, so without this each one opened a store read.
+    read: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     journal: Vec<JournalEntry>,
 }
 
@@ -171,6 +176,7 @@ impl<'s> StateOverlay<'s> {
             accounts: HashMap::new(),
             dirty: BTreeMap::new(),
             raw: BTreeMap::new(),
+            read: RefCell::new(HashMap::new()),
             journal: Vec::new(),
         }
     }
@@ -263,10 +269,15 @@ impl<'s> StateOverlay<'s> {
 
     /// Current value of a non-account key.
     pub fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecutionError> {
-        match self.raw.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => Ok(self.store.get(key)?),
+        if let Some(v) = self.raw.get(key) {
+            return Ok(v.clone());
         }
+        if let Some(v) = self.read.borrow().get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.get(key)?;
+        self.read.borrow_mut().insert(key.to_vec(), v.clone());
+        Ok(v)
     }
 
     /// Hash of the committed block at `height`, if any.
