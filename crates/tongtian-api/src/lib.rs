@@ -244,7 +244,8 @@ fn parse_address(s: &str) -> Result<Address, ApiError> {
 }
 
 fn decode_raw(raw: &str) -> Result<Vec<u8>, ApiError> {
-    hex::decode(raw.strip_prefix("0x").unwrap_or(raw))
+    // The `0x` prefix is optional; `decode` takes it off itself.
+    const_hex::decode(raw)
         .map_err(|e| ApiError::bad_request("malformed_tx", format!("raw is not hex: {e}")))
 }
 

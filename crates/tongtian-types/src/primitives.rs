@@ -12,9 +12,8 @@ fn parse_hex<const N: usize>(what: &'static str, s: &str) -> Result<[u8; N], Typ
         what,
         value: s.to_string(),
     };
-    let body = s.strip_prefix("0x").unwrap_or(s);
-    let v = hex::decode(body).map_err(|_| err())?;
-    v.try_into().map_err(|_| err())
+    // The prefix is optional; `decode_to_array` takes it off itself.
+    const_hex::decode_to_array(s).map_err(|_| err())
 }
 
 macro_rules! fixed_bytes {
@@ -55,13 +54,14 @@ macro_rules! fixed_bytes {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "0x{}", hex::encode(self.0))
+                // On the stack: block events and responses print thousands.
+                f.write_str(const_hex::Buffer::<$len, true>::new().format(&self.0))
             }
         }
 
         impl fmt::Debug for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "0x{}", hex::encode(self.0))
+                fmt::Display::fmt(self, f)
             }
         }
 
@@ -137,13 +137,13 @@ pub mod serde_hex {
 
     /// Serialize bytes as `0x` hex.
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("0x{}", hex::encode(v)))
+        s.serialize_str(&const_hex::encode_prefixed(v))
     }
 
     /// Deserialize `0x` hex (prefix optional).
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let s = <String as Deserialize>::deserialize(d)?;
-        hex::decode(s.strip_prefix("0x").unwrap_or(&s)).map_err(serde::de::Error::custom)
+        const_hex::decode(&s).map_err(serde::de::Error::custom)
     }
 }
 
