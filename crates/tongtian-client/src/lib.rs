@@ -203,7 +203,7 @@ impl Client {
             .post(
                 "/v1/txs",
                 &SubmitRequest {
-                    raw: format!("0x{}", hex::encode(raw)),
+                    raw: const_hex::encode_prefixed(raw),
                 },
             )
             .await?;
@@ -213,10 +213,7 @@ impl Client {
     /// Submit many encoded transactions; one result each.
     pub async fn submit_batch(&self, raws: &[Vec<u8>]) -> Result<Vec<BatchItem>, ClientError> {
         let req = BatchSubmitRequest {
-            raws: raws
-                .iter()
-                .map(|r| format!("0x{}", hex::encode(r)))
-                .collect(),
+            raws: raws.iter().map(const_hex::encode_prefixed).collect(),
         };
         let r: BatchSubmitResponse = self.post("/v1/txs/batch", &req).await?;
         Ok(r.results)
