@@ -222,8 +222,9 @@ const MAX_VERIFY_CHUNK: usize = 1024;
 pub type BatchCheck<'f> = dyn Fn(&dyn CryptoSuite, &[VerifyItem<'_>]) -> Vec<bool> + 'f;
 
 /// Verify many signatures using every core. The items are cut into
-/// chunks, one per core or a few of equal size (each between 64 and 1,024 items, since a larger batch is
-/// cheaper per signature) and each chunk is batch-verified. A chunk that
+/// chunks of about one size, as many as the cores or a multiple of them
+/// (each between 64 and 1,024 items, since a larger batch is cheaper per
+/// signature), and each chunk is batch-verified. A chunk that
 /// fails is halved until the bad signatures are isolated, so one forged
 /// signature costs a few batch checks, not one single check per item.
 /// Returns one result per item, so a caller can reject exactly the bad ones.

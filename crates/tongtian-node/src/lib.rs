@@ -95,9 +95,9 @@ struct Executed {
     staged: StagedState,
 }
 
-/// A proposal built ahead, on the state of its parent while that parent
-/// was being written.
-struct Prepared {
+/// A proposal with its execution: built for `propose`, or ahead of it (on
+/// the state of its parent while that parent was being written).
+struct Built {
     block: Block,
     executed: Executed,
 }
@@ -136,7 +136,7 @@ pub struct ChainRuntime {
     executed: Mutex<HashMap<H256, Executed>>,
     /// The next block, built while its parent was written (see
     /// [`Application::commit_and_prepare`]).
-    prepared: Mutex<Option<Prepared>>,
+    prepared: Mutex<Option<Built>>,
     /// How many proposals came from `prepared`.
     prepared_used: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<Arc<BlockEvent>>,
@@ -526,10 +526,7 @@ impl ChainRuntime {
             if p.block.header.height == height && p.block.header.parent_hash == parent_hash {
                 self.prepared_used
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.executed
-                    .lock()
-                    .insert(p.block.header.hash(self.spec.suite), p.executed);
-                return Ok(Some(p.block));
+                return Ok(Some(self.offer(p)));
             }
         }
         let txs = self
@@ -539,11 +536,7 @@ impl ChainRuntime {
         if txs.is_empty() && !heartbeat {
             return Ok(None);
         }
-        let env = BlockEnv {
-            height,
-            timestamp_ms: now_ms(),
-            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
-        };
+        let env = self.block_env(height, now_ms());
         let outcome = self
             .executor
             .execute(&*self.store, &env, txs, Mode::Propose)?;
@@ -553,18 +546,47 @@ impl ChainRuntime {
             self.mempool.on_commit(&[], &dropped, &[]);
             return Ok(None);
         }
-        let staged = self.store.stage(outcome.changes.clone())?;
-        let mut header = self.build_header(height, parent_hash, &outcome, staged.root);
+        let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
+        Ok(Some(self.offer(built)))
+    }
+
+    /// The environment of a block this node proposes.
+    fn block_env(&self, height: u64, timestamp_ms: u64) -> BlockEnv {
+        BlockEnv {
+            height,
+            timestamp_ms,
+            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
+        }
+    }
+
+    /// An executed proposal made a block: its changes staged on `state`
+    /// (the state it was executed on), the header over them.
+    fn assemble(
+        &self,
+        state: &dyn StateStore,
+        env: &BlockEnv,
+        parent_hash: H256,
+        outcome: Outcome,
+    ) -> Result<Built, NodeError> {
+        let staged = state.stage(outcome.changes.clone())?;
+        let mut header = self.build_header(env.height, parent_hash, &outcome, staged.root);
         header.timestamp_ms = env.timestamp_ms;
         let block = Block {
             txs: outcome.included.iter().map(|t| t.tx.clone()).collect(),
             header,
         };
-        self.executed.lock().insert(
-            block.header.hash(self.spec.suite),
-            Executed { outcome, staged },
-        );
-        Ok(Some(block))
+        Ok(Built {
+            block,
+            executed: Executed { outcome, staged },
+        })
+    }
+
+    /// Keep a proposal's execution for its commit, and hand out the block.
+    fn offer(&self, built: Built) -> Block {
+        self.executed
+            .lock()
+            .insert(built.block.header.hash(self.spec.suite), built.executed);
+        built.block
     }
 
     /// Whether an empty block is due: the spec asks for them and the last
@@ -632,7 +654,7 @@ impl ChainRuntime {
         parent_hash: H256,
         included: &[H256],
         staged: &StagedState,
-    ) -> Option<Prepared> {
+    ) -> Option<Built> {
         let max = self.spec.consensus.max_block_txs as usize;
         let skip: std::collections::HashSet<&H256> = included.iter().collect();
         let txs: Vec<CheckedTx> = self
@@ -648,43 +670,24 @@ impl ChainRuntime {
         if txs.len() < max {
             return None;
         }
-        let height = parent.header.height + 1;
         let view = self.store.ahead(staged, parent.header.height, parent_hash);
-        let env = BlockEnv {
-            height,
-            timestamp_ms: now_ms().max(parent.header.timestamp_ms),
-            proposer: Address::from_public_key(self.spec.suite, self.key.public_key()),
-        };
+        let env = self.block_env(
+            parent.header.height + 1,
+            now_ms().max(parent.header.timestamp_ms),
+        );
         let built = self
             .executor
             .execute(&view, &env, txs, Mode::Propose)
             .map_err(NodeError::from)
             .and_then(|outcome| {
-                let next = view.stage(outcome.changes.clone())?;
-                Ok((outcome, next))
+                if outcome.included.is_empty() {
+                    return Ok(None);
+                }
+                self.assemble(&view, &env, parent_hash, outcome).map(Some)
             });
-        let (outcome, next) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(height, error = %e, "could not build the next block ahead");
-                return None;
-            }
-        };
-        if outcome.included.is_empty() {
-            return None;
-        }
-        let mut header = self.build_header(height, parent_hash, &outcome, next.root);
-        header.timestamp_ms = env.timestamp_ms;
-        let block = Block {
-            txs: outcome.included.iter().map(|t| t.tx.clone()).collect(),
-            header,
-        };
-        Some(Prepared {
-            block,
-            executed: Executed {
-                outcome,
-                staged: next,
-            },
+        built.unwrap_or_else(|e| {
+            tracing::warn!(height = env.height, error = %e, "could not build the next block ahead");
+            None
         })
     }
 
