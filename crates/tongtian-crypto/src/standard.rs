@@ -226,7 +226,11 @@ mod tests {
         let secret = suite.generate_secret();
         let pk = suite.public_key(&secret).unwrap();
         let other = suite.public_key(&suite.generate_secret()).unwrap();
-        let (m1, m2, m3) = (b"first".as_slice(), b"second".as_slice(), b"third".as_slice());
+        let (m1, m2, m3) = (
+            b"first".as_slice(),
+            b"second".as_slice(),
+            b"third".as_slice(),
+        );
         let s1 = suite.sign(&secret, m1).unwrap();
         let s2 = suite.sign(&secret, m2).unwrap();
         let s3 = suite.sign(&secret, m3).unwrap();
