@@ -6,6 +6,10 @@
 //! ([`ChainStore::commit_block`]), so a process killed at any instant finds
 //! either the whole block or none of it on restart.
 //!
+//! The transaction-hash index is the exception that proves the rule: its
+//! keys are random, so it is written in batches (see [`TxTail`]), and the
+//! batch not yet written is rebuilt from the blocks on open.
+//!
 //! State is kept twice, in the same transaction: a flat table of the latest
 //! values for fast reads, and a [`smt`] sparse Merkle tree whose root goes
 //! into each block header and whose nodes prove any key at any version.
@@ -18,6 +22,7 @@ use redb::{Database, ReadableTable, TableDefinition};
 use smt::{Node, NodeReader, StateProof, TreeUpdate, EMPTY};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tongtian_crypto::{suite, CryptoSuite, Hash32, SuiteId};
 use tongtian_types::codec::{decode, encode};
 use tongtian_types::{Block, BlockHeader, Certificate, Receipt, SignedTransaction, H256};
@@ -86,6 +91,15 @@ const SMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_valu
 const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_roots");
 
 const LATEST: &str = "latest_height";
+/// Meta key: the first height whose transactions are not yet in
+/// [`TX_POS`] (every lower height's are). Absent in stores written before
+/// the index was batched, which indexed every block as it came.
+const TX_INDEXED: &str = "tx_index_next_height";
+/// The hash index is written once this many transactions wait for it...
+const TAIL_MAX_TXS: usize = 16_384;
+/// ...or once this many blocks do (idle chains make many empty blocks, and
+/// opening the store rescans the blocks still waiting).
+const TAIL_MAX_BLOCKS: u64 = 256;
 /// Meta key of the layout version this code writes.
 const SCHEMA: &str = "schema_version";
 /// Layout version: 3 stores transactions and receipts in chunks by
@@ -157,6 +171,26 @@ pub struct BlockCommit<'a> {
 pub struct ChainStore {
     db: Database,
     suite: SuiteId,
+    tail: RwLock<TxTail>,
+}
+
+/// Positions of the latest blocks' transactions, not yet in [`TX_POS`].
+///
+/// Transaction hashes are random, so each insert into the hash index lands
+/// on a different page of its B-tree, and redb copies and rewrites a whole
+/// page for it: with a few thousand transactions a block, the index cost
+/// about a tenth of a busy node's CPU. So the index is written once per
+/// [`TAIL_MAX_TXS`] transactions or [`TAIL_MAX_BLOCKS`] blocks, in the
+/// write transaction of the block that fills it, where many keys share each
+/// page. Until then lookups find those transactions here. Nothing is lost
+/// to a crash: `since` is stored with every batch, and opening the store
+/// rebuilds the tail from the blocks' own hash lists ([`BLOCK_TXS`]), which
+/// are written with each block.
+#[derive(Debug, Default)]
+struct TxTail {
+    /// First height not yet in the index.
+    since: u64,
+    positions: HashMap<H256, (u64, u32)>,
 }
 
 struct TxnReader<'t, T: ReadableTable<&'static [u8], &'static [u8]>>(&'t T);
@@ -200,6 +234,8 @@ impl ChainStore {
                 None if !has_blocks => {
                     meta.insert(SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())
                         .map_err(db_err)?;
+                    meta.insert(TX_INDEXED, 0u64.to_le_bytes().as_slice())
+                        .map_err(db_err)?;
                 }
                 other => {
                     return Err(StorageError::Corrupt(format!(
@@ -212,7 +248,55 @@ impl ChainStore {
             }
         }
         w.commit().map_err(db_err)?;
-        Ok(ChainStore { db, suite })
+        let store = ChainStore {
+            db,
+            suite,
+            tail: RwLock::new(TxTail::default()),
+        };
+        store.rebuild_tail()?;
+        Ok(store)
+    }
+
+    /// Fill the tail with the blocks stored since the index was last
+    /// written.
+    fn rebuild_tail(&self) -> Result<(), StorageError> {
+        let next = self.latest_height()?.map_or(0, |h| h + 1);
+        let since = match self.meta(TX_INDEXED)? {
+            Some(b) => u64::from_le_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| StorageError::Corrupt("malformed index height".into()))?,
+            ),
+            None => next,
+        };
+        let mut positions = HashMap::new();
+        for height in since..next {
+            let hashes = self.block_tx_hashes(height)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("block {height} has no transaction list"))
+            })?;
+            positions.extend(
+                hashes
+                    .into_iter()
+                    .zip(0u32..)
+                    .map(|(h, i)| (h, (height, i))),
+            );
+        }
+        tracing::debug!(
+            since,
+            txs = positions.len(),
+            "transaction index tail rebuilt"
+        );
+        *self.tail_mut() = TxTail { since, positions };
+        Ok(())
+    }
+
+    fn tail(&self) -> RwLockReadGuard<'_, TxTail> {
+        // Updates are single assignments or inserts, never half done.
+        self.tail.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tail_mut(&self) -> RwLockWriteGuard<'_, TxTail> {
+        self.tail.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The suite hashes are computed with.
@@ -316,6 +400,11 @@ impl ChainStore {
 
     /// Position (height, index) of a committed transaction.
     fn tx_position(&self, hash: &H256) -> Result<Option<(u64, u32)>, StorageError> {
+        // The tail first: it is emptied only after its entries are
+        // committed to the index, so a miss here is then found below.
+        if let Some(pos) = self.tail().positions.get(hash) {
+            return Ok(Some(*pos));
+        }
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(TX_POS).map_err(db_err)?;
         Ok(t.get(hash.as_bytes()).map_err(db_err)?.map(|g| g.value()))
@@ -396,6 +485,12 @@ impl ChainStore {
         }
         let s = self.suite();
         let hash = c.block.header.hash(self.suite);
+        // Write the hash index with this block when the tail is full. Only
+        // this method changes the tail, and blocks commit one at a time.
+        // Readers keep using the tail meanwhile.
+        let tail = self.tail();
+        let flush = tail.positions.len() + n >= TAIL_MAX_TXS
+            || (height + 1).saturating_sub(tail.since) >= TAIL_MAX_BLOCKS;
         let w = self.db.begin_write().map_err(db_err)?;
         {
             w.open_table(HEADERS)
@@ -427,13 +522,25 @@ impl ChainStore {
                     .insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
             }
-            // Hash keys are random: insert them in key order, so each
-            // index page is visited once.
-            let mut by_hash: Vec<(&H256, u32)> = c.tx_hashes.iter().zip(0u32..).collect();
-            by_hash.sort_unstable_by_key(|(h, _)| **h);
-            let mut pos = w.open_table(TX_POS).map_err(db_err)?;
-            for (h, i) in by_hash {
-                pos.insert(h.as_bytes(), (height, i)).map_err(db_err)?;
+            if flush {
+                // Hash keys are random: insert them in key order, so each
+                // index page is visited once.
+                let mut by_hash: Vec<(&H256, (u64, u32))> = tail
+                    .positions
+                    .iter()
+                    .map(|(h, p)| (h, *p))
+                    .chain(
+                        c.tx_hashes
+                            .iter()
+                            .zip(0u32..)
+                            .map(|(h, i)| (h, (height, i))),
+                    )
+                    .collect();
+                by_hash.sort_unstable_by_key(|(h, _)| **h);
+                let mut pos = w.open_table(TX_POS).map_err(db_err)?;
+                for (h, p) in by_hash {
+                    pos.insert(h.as_bytes(), p).map_err(db_err)?;
+                }
             }
             let mut state = w.open_table(STATE).map_err(db_err)?;
             let mut values = w.open_table(SMT_VALUES).map_err(db_err)?;
@@ -464,8 +571,30 @@ impl ChainStore {
                 .map_err(db_err)?
                 .insert(LATEST, height.to_le_bytes().as_slice())
                 .map_err(db_err)?;
+            if flush {
+                w.open_table(META)
+                    .map_err(db_err)?
+                    .insert(TX_INDEXED, (height + 1).to_le_bytes().as_slice())
+                    .map_err(db_err)?;
+            }
         }
         w.commit().map_err(db_err)?;
+        drop(tail);
+        let mut tail = self.tail_mut();
+        if flush {
+            *tail = TxTail {
+                since: height + 1,
+                positions: HashMap::new(),
+            };
+        } else {
+            tail.positions.extend(
+                c.tx_hashes
+                    .iter()
+                    .zip(0u32..)
+                    .map(|(h, i)| (*h, (height, i))),
+            );
+        }
+        drop(tail);
         tracing::debug!(height, txs = c.block.txs.len(), root = %c.state.root, "block committed");
         Ok(())
     }
@@ -998,6 +1127,67 @@ mod tests {
         assert_eq!(store.tx(&unknown).unwrap(), None);
         assert_eq!(store.receipt(&unknown).unwrap(), None);
         assert_eq!(store.block(3).unwrap(), None);
+    }
+
+    fn indexed_on_disk(store: &ChainStore, hash: &H256) -> Option<(u64, u32)> {
+        let r = store.db.begin_read().unwrap();
+        let t = r.open_table(TX_POS).unwrap();
+        t.get(hash.as_bytes()).unwrap().map(|g| g.value())
+    }
+
+    #[test]
+    fn the_hash_index_is_written_in_batches_and_rebuilt_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chain.redb");
+        let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+        commit(&store, 0, StateChanges::new());
+        let (block, hashes, receipts, staged) = block_of_transfers(&store, 1, 50);
+        store
+            .commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &hashes,
+                receipts: &receipts,
+                certificate: &Certificate::default(),
+                state: &staged,
+            })
+            .unwrap();
+        // Found at once, though not yet in the on-disk index.
+        assert_eq!(store.tx(&hashes[7]).unwrap().map(|r| r.index), Some(7));
+        assert_eq!(indexed_on_disk(&store, &hashes[7]), None);
+        // Dropped without writing it (as a crash would): rebuilt on open.
+        drop(store);
+        let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+        assert_eq!(
+            store.receipt(&hashes[49]).unwrap().as_ref(),
+            Some(&receipts[49])
+        );
+        assert_eq!(indexed_on_disk(&store, &hashes[49]), None);
+        // Empty blocks up to the block limit write the index, in the same
+        // transaction as the block that fills it.
+        let mut height = 2;
+        while indexed_on_disk(&store, &hashes[0]).is_none() {
+            assert!(
+                height <= TAIL_MAX_BLOCKS,
+                "index not written by height {height}"
+            );
+            commit(&store, height, StateChanges::new());
+            height += 1;
+        }
+        assert_eq!(height, TAIL_MAX_BLOCKS);
+        assert!(store.tail().positions.is_empty());
+        assert_eq!(store.tail().since, height);
+        for (i, h) in hashes.iter().enumerate() {
+            assert_eq!(indexed_on_disk(&store, h), Some((1, i as u32)));
+            assert!(store.has_tx(h).unwrap());
+        }
+        drop(store);
+        let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+        assert_eq!(store.tail().since, TAIL_MAX_BLOCKS);
+        assert_eq!(
+            store.tx(&hashes[3]).unwrap().map(|r| (r.height, r.index)),
+            Some((1, 3))
+        );
+        assert_eq!(store.tx(&H256([9; 32])).unwrap(), None);
     }
 
     #[test]
