@@ -1086,23 +1086,9 @@ mod tests {
                 let (block, hashes, receipts, staged) =
                     block_of_transfers(&store, height, 300 * height as u32);
                 // Receipts that do not match the transactions are refused.
-                let short = store.commit_block(BlockCommit {
-                    block: &block,
-                    tx_hashes: &hashes,
-                    receipts: &receipts[1..],
-                    certificate: &Certificate::default(),
-                    state: &staged,
-                });
+                let short = commit_with(&store, &block, &hashes, &receipts[1..], &staged);
                 assert!(matches!(short, Err(StorageError::Corrupt(_))));
-                store
-                    .commit_block(BlockCommit {
-                        block: &block,
-                        tx_hashes: &hashes,
-                        receipts: &receipts,
-                        certificate: &Certificate::default(),
-                        state: &staged,
-                    })
-                    .unwrap();
+                commit_with(&store, &block, &hashes, &receipts, &staged).unwrap();
                 blocks.push((block, hashes, receipts));
             }
         }
@@ -1129,6 +1115,22 @@ mod tests {
         assert_eq!(store.block(3).unwrap(), None);
     }
 
+    fn commit_with(
+        store: &ChainStore,
+        block: &Block,
+        tx_hashes: &[H256],
+        receipts: &[Receipt],
+        state: &StagedState,
+    ) -> Result<(), StorageError> {
+        store.commit_block(BlockCommit {
+            block,
+            tx_hashes,
+            receipts,
+            certificate: &Certificate::default(),
+            state,
+        })
+    }
+
     fn indexed_on_disk(store: &ChainStore, hash: &H256) -> Option<(u64, u32)> {
         let r = store.db.begin_read().unwrap();
         let t = r.open_table(TX_POS).unwrap();
@@ -1142,15 +1144,7 @@ mod tests {
         let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
         commit(&store, 0, StateChanges::new());
         let (block, hashes, receipts, staged) = block_of_transfers(&store, 1, 50);
-        store
-            .commit_block(BlockCommit {
-                block: &block,
-                tx_hashes: &hashes,
-                receipts: &receipts,
-                certificate: &Certificate::default(),
-                state: &staged,
-            })
-            .unwrap();
+        commit_with(&store, &block, &hashes, &receipts, &staged).unwrap();
         // Found at once, though not yet in the on-disk index.
         assert_eq!(store.tx(&hashes[7]).unwrap().map(|r| r.index), Some(7));
         assert_eq!(indexed_on_disk(&store, &hashes[7]), None);
