@@ -89,13 +89,11 @@ fn batch_equation_holds(items: &[VerifyItem<'_>]) -> bool {
         let Ok((key, false)) = cached_key(item.public_key) else {
             return false;
         };
-        let Ok(sig) = <[u8; 64]>::try_from(item.signature) else {
+        let Ok(sig) = signature(item.signature) else {
             return false;
         };
-        let (r, s) = sig.split_at(32);
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(
-            s.try_into().expect("32 of 64 bytes"),
-        )) else {
+        let r = sig.r_bytes();
+        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(*sig.s_bytes())) else {
             return false;
         };
         let a = key.as_bytes();
@@ -110,7 +108,7 @@ fn batch_equation_holds(items: &[VerifyItem<'_>]) -> bool {
         let z = Scalar::from(rng.gen::<u128>());
         B_coefficient += z * s;
         z_of_R.push(z);
-        R_bytes.push(CompressedEdwardsY(r.try_into().expect("32 of 64 bytes")));
+        R_bytes.push(CompressedEdwardsY(*r));
         let slot = *key_slot.entry(*a).or_insert_with(|| {
             A_points.push(Some(key.to_edwards()));
             A_scalars.push(Scalar::ZERO);

@@ -193,6 +193,14 @@ struct TxTail {
     positions: HashMap<H256, (u64, u32)>,
 }
 
+/// Each of a block's transaction hashes with its position in the chain.
+fn block_positions(height: u64, hashes: &[H256]) -> impl Iterator<Item = (H256, (u64, u32))> + '_ {
+    hashes
+        .iter()
+        .zip(0u32..)
+        .map(move |(h, i)| (*h, (height, i)))
+}
+
 struct TxnReader<'t, T: ReadableTable<&'static [u8], &'static [u8]>>(&'t T);
 
 impl<T: ReadableTable<&'static [u8], &'static [u8]>> NodeReader for TxnReader<'_, T> {
@@ -274,12 +282,7 @@ impl ChainStore {
             let hashes = self.block_tx_hashes(height)?.ok_or_else(|| {
                 StorageError::Corrupt(format!("block {height} has no transaction list"))
             })?;
-            positions.extend(
-                hashes
-                    .into_iter()
-                    .zip(0u32..)
-                    .map(|(h, i)| (h, (height, i))),
-            );
+            positions.extend(block_positions(height, &hashes));
         }
         tracing::debug!(
             since,
@@ -525,18 +528,13 @@ impl ChainStore {
             if flush {
                 // Hash keys are random: insert them in key order, so each
                 // index page is visited once.
-                let mut by_hash: Vec<(&H256, (u64, u32))> = tail
+                let mut by_hash: Vec<(H256, (u64, u32))> = tail
                     .positions
                     .iter()
-                    .map(|(h, p)| (h, *p))
-                    .chain(
-                        c.tx_hashes
-                            .iter()
-                            .zip(0u32..)
-                            .map(|(h, i)| (h, (height, i))),
-                    )
+                    .map(|(h, p)| (*h, *p))
+                    .chain(block_positions(height, c.tx_hashes))
                     .collect();
-                by_hash.sort_unstable_by_key(|(h, _)| **h);
+                by_hash.sort_unstable_by_key(|(h, _)| *h);
                 let mut pos = w.open_table(TX_POS).map_err(db_err)?;
                 for (h, p) in by_hash {
                     pos.insert(h.as_bytes(), p).map_err(db_err)?;
@@ -587,12 +585,7 @@ impl ChainStore {
                 positions: HashMap::new(),
             };
         } else {
-            tail.positions.extend(
-                c.tx_hashes
-                    .iter()
-                    .zip(0u32..)
-                    .map(|(h, i)| (*h, (height, i))),
-            );
+            tail.positions.extend(block_positions(height, c.tx_hashes));
         }
         drop(tail);
         tracing::debug!(height, txs = c.block.txs.len(), root = %c.state.root, "block committed");
