@@ -181,6 +181,25 @@ impl<'s> StateOverlay<'s> {
         }
     }
 
+    /// An overlay over `store` that already holds the writes of an earlier
+    /// run over the same store (`changes` and `touched` as
+    /// [`StateOverlay::into_changes`] gave them), so execution can go on
+    /// where that run stopped.
+    pub fn resume(
+        store: &'s dyn StateStore,
+        mut changes: StateChanges,
+        touched: Vec<(Address, Account)>,
+    ) -> Self {
+        let mut overlay = StateOverlay::new(store);
+        for (a, acct) in touched {
+            changes.remove(&account_key(&a));
+            overlay.accounts.insert(a, acct);
+            overlay.dirty.insert(a, ());
+        }
+        overlay.raw = changes;
+        overlay
+    }
+
     /// A point [`StateOverlay::revert_to`] can return to.
     pub fn checkpoint(&self) -> usize {
         self.journal.len()
@@ -485,7 +504,52 @@ impl Executor {
                 });
             }
         }
-        let mut overlay = StateOverlay::new(store);
+        self.run(
+            StateOverlay::new(store),
+            block,
+            Outcome::default(),
+            txs,
+            mode,
+        )
+    }
+
+    /// Go on with a block whose first transactions gave `prior` (executed
+    /// over `store`, in propose mode): `txs` run after them, on the state
+    /// they left, and the outcome covers the whole block. A prepared block
+    /// takes in what arrived after it was built this way.
+    pub fn execute_after(
+        &self,
+        store: &dyn StateStore,
+        block: &BlockEnv,
+        prior: Outcome,
+        txs: Vec<CheckedTx>,
+    ) -> Result<Outcome, ExecutionError> {
+        let Outcome {
+            included,
+            receipts,
+            dropped,
+            changes,
+            touched,
+        } = prior;
+        let overlay = StateOverlay::resume(store, changes, touched);
+        let out = Outcome {
+            included,
+            receipts,
+            dropped,
+            ..Outcome::default()
+        };
+        self.run(overlay, block, out, txs, Mode::Propose)
+    }
+
+    /// Apply `txs` in order after what `out` already holds.
+    fn run(
+        &self,
+        mut overlay: StateOverlay<'_>,
+        block: &BlockEnv,
+        mut out: Outcome,
+        txs: Vec<CheckedTx>,
+        mode: Mode,
+    ) -> Result<Outcome, ExecutionError> {
         overlay.prefetch(
             txs.iter()
                 .flat_map(|t| {
@@ -497,7 +561,6 @@ impl Executor {
                 })
                 .chain(std::iter::once(block.proposer)),
         )?;
-        let mut out = Outcome::default();
         for t in txs {
             overlay.clear_journal();
             match self.apply(&mut overlay, block, out.receipts.len() as u32, &t)? {
@@ -1045,6 +1108,42 @@ mod tests {
         let acct2 = decode_account(&store.get(&account_key(&a[2])).unwrap().unwrap()).unwrap();
         assert_eq!(acct2.nonce, 1);
         assert_eq!(acct2.balance, 1_000_000_000 - out.receipts[3].fee);
+    }
+
+    #[test]
+    fn a_block_run_in_two_parts_equals_one_run() {
+        let (_d, store, ex, keys, proposer) = setup();
+        let a: Vec<Address> = keys
+            .iter()
+            .map(|k| Address::from_public_key(SuiteId::Standard, k.public_key()))
+            .collect();
+        let txs = vec![
+            transfer(&keys[0], 0, a[1], 500),
+            transfer(&keys[1], 0, a[2], 40),
+            transfer(&keys[0], 1, Address([0xee; 20]), 7),
+            transfer(&keys[0], 9, a[1], 1), // bad nonce: dropped
+            transfer(&keys[1], 1, a[0], 3),
+            transfer(&keys[2], 0, a[0], 10_000_000_000), // included, failed
+            transfer(&keys[0], 2, a[2], 11),
+        ];
+        let e = env(1, proposer);
+        let whole = ex.execute(&store, &e, txs.clone(), Mode::Propose).unwrap();
+        // The second part reads what the first wrote: keys[0]'s nonce and
+        // the balances of a[1] and a[2].
+        let first = ex
+            .execute(&store, &e, txs[..3].to_vec(), Mode::Propose)
+            .unwrap();
+        let parts = ex
+            .execute_after(&store, &e, first, txs[3..].to_vec())
+            .unwrap();
+        let hashes = |o: &Outcome| o.included.iter().map(|t| t.hash).collect::<Vec<_>>();
+        assert_eq!(hashes(&parts), hashes(&whole));
+        assert_eq!(parts.receipts, whole.receipts);
+        assert_eq!(parts.receipts[4].index, 4);
+        assert_eq!(parts.changes, whole.changes);
+        assert_eq!(parts.touched, whole.touched);
+        assert_eq!(parts.dropped.len(), 1);
+        assert_eq!(parts.dropped[0].0, whole.dropped[0].0);
     }
 
     #[test]
