@@ -440,11 +440,18 @@ impl Mempool {
     /// arrival, each sender's in nonce order. They stay pending until
     /// committed.
     pub fn pending(&self, max: usize) -> Vec<CheckedTx> {
+        self.pending_except(max, |_| false)
+    }
+
+    /// [`Mempool::pending`] without the transactions whose hashes `skip`
+    /// holds for (those already in a block being built), which are passed
+    /// over rather than copied.
+    pub fn pending_except(&self, max: usize, skip: impl Fn(&H256) -> bool) -> Vec<CheckedTx> {
         let inner = self.inner.lock();
         let mut out = Vec::with_capacity(max.min(inner.count));
         for a in &inner.order {
             if let Some(q) = inner.senders.get(a) {
-                for t in &q.txs {
+                for t in q.txs.iter().filter(|t| !skip(&t.hash)) {
                     if out.len() == max {
                         return out;
                     }
@@ -695,6 +702,17 @@ mod tests {
         assert_eq!(res[4].as_ref().unwrap_err().code(), "mempool_full");
         let pending = pool.pending(10);
         assert_eq!(pending.len(), 4);
+        // Passing over some keeps the order of the rest and the limit.
+        let skip = [pending[0].hash, pending[2].hash];
+        let rest: Vec<H256> = pool
+            .pending_except(10, |h| skip.contains(h))
+            .iter()
+            .map(|t| t.hash)
+            .collect();
+        assert_eq!(rest, vec![pending[1].hash, pending[3].hash]);
+        let one = pool.pending_except(1, |h| skip.contains(h));
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].hash, pending[1].hash);
         let first = &pending[0];
         pool.on_commit(
             &[first.hash],
