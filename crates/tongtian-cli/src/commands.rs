@@ -413,6 +413,7 @@ async fn prove(
 }
 
 async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
+    admission_at_low_priority();
     let home_cfg = tongtian_node::config::NodeHome::load(home, password)?;
     let network = tongtian_network::Network::start(home_cfg.network_config()?)
         .await
@@ -475,6 +476,7 @@ async fn serve_until_signal(
 }
 
 async fn run_dev(args: DevArgs) -> Result<()> {
+    admission_at_low_priority();
     let chain = dev::init_or_load(&args.data_dir, args.suite)?;
     let runtime = ChainRuntime::open(
         &chain.chain_dir,
@@ -524,3 +526,40 @@ pub(crate) async fn wait_for_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
 }
+
+/// Signature checks of incoming transactions (rayon's global pool, which
+/// only they use in a node) run at a lower priority than the threads that
+/// execute and write blocks. Under a flood of submissions the block
+/// builder then keeps its core instead of sharing it with admission, so
+/// blocks keep coming and admission takes the time that is left; when
+/// there is no block work, admission still gets every core.
+fn admission_at_low_priority() {
+    let built = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("admission-{i}"))
+        .start_handler(|_| lower_this_thread())
+        .build_global();
+    if let Err(e) = built {
+        tracing::debug!(error = %e, "signature pool already set up");
+    }
+}
+
+/// How far below normal (nice 0) the admission threads run.
+#[cfg(target_os = "linux")]
+const ADMISSION_NICENESS: libc::c_int = 10;
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lower_this_thread() {
+    // SAFETY: gettid and setpriority take no pointers and act only on the
+    // calling thread's scheduling priority.
+    let done = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, ADMISSION_NICENESS)
+    };
+    if done != 0 {
+        tracing::debug!("could not lower the priority of a signature thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_thread() {}

@@ -89,6 +89,23 @@ impl RunningChain {
     }
 }
 
+/// Threads that check the signatures of other validators' blocks, one per
+/// core, at normal priority (see `verify_blocking`).
+/// `None` (use the global pool) if the threads cannot be started.
+fn block_check_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("block-check-{i}"))
+            .build()
+            .map_err(
+                |e| tracing::warn!(error = %e, "no block-check threads; using the shared pool"),
+            )
+            .ok()
+    })
+    .as_ref()
+}
+
 /// A proposal that was executed, kept until it is committed.
 struct Executed {
     outcome: Outcome,
@@ -139,6 +156,8 @@ pub struct ChainRuntime {
     prepared: Mutex<Option<Built>>,
     /// How many proposals came from `prepared`.
     prepared_used: std::sync::atomic::AtomicU64,
+    /// How many of those took in transactions that arrived after it was built.
+    topped_up: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<Arc<BlockEvent>>,
     me: Weak<ChainRuntime>,
 }
@@ -242,6 +261,7 @@ impl ChainRuntime {
             executed: Mutex::new(HashMap::new()),
             prepared: Mutex::new(None),
             prepared_used: std::sync::atomic::AtomicU64::new(0),
+            topped_up: std::sync::atomic::AtomicU64::new(0),
             events,
             spec,
         }))
@@ -324,6 +344,12 @@ impl ChainRuntime {
     pub fn prepared_proposals(&self) -> u64 {
         self.prepared_used
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many proposals built ahead were topped up when proposed with
+    /// transactions that arrived after they were built.
+    pub fn topped_up_proposals(&self) -> u64 {
+        self.topped_up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Latest committed height and hash.
@@ -526,7 +552,8 @@ impl ChainRuntime {
             if p.block.header.height == height && p.block.header.parent_hash == parent_hash {
                 self.prepared_used
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(Some(self.offer(p)));
+                let built = self.top_up(p, parent_hash)?;
+                return Ok(Some(self.offer(built)));
             }
         }
         let txs = self
@@ -548,6 +575,41 @@ impl ChainRuntime {
         }
         let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
         Ok(Some(self.offer(built)))
+    }
+
+    /// A prepared block with room left takes in the pending transactions
+    /// that arrived after it was built: they run after its own, on the
+    /// state they left (its parent is committed now, so the store is the
+    /// state it was built on), and the block is assembled again.
+    fn top_up(&self, prepared: Built, parent_hash: H256) -> Result<Built, NodeError> {
+        let max = self.spec.consensus.max_block_txs as usize;
+        let outcome = &prepared.executed.outcome;
+        let room = max.saturating_sub(outcome.included.len());
+        if room == 0 {
+            return Ok(prepared);
+        }
+        let seen: std::collections::HashSet<H256> = outcome
+            .included
+            .iter()
+            .map(|t| t.hash)
+            .chain(outcome.dropped.iter().map(|(h, _, _)| *h))
+            .collect();
+        let extra = self.mempool.pending_except(room, |h| seen.contains(h));
+        if extra.is_empty() {
+            return Ok(prepared);
+        }
+        self.topped_up
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let h = &prepared.block.header;
+        let env = BlockEnv {
+            height: h.height,
+            timestamp_ms: h.timestamp_ms,
+            proposer: h.proposer,
+        };
+        let outcome =
+            self.executor
+                .execute_after(&*self.store, &env, prepared.executed.outcome, extra)?;
+        self.assemble(&*self.store, &env, parent_hash, outcome)
     }
 
     /// The environment of a block this node proposes.
@@ -625,11 +687,19 @@ impl ChainRuntime {
             timestamp_ms: h.timestamp_ms,
             proposer: h.proposer,
         };
-        let outcome =
+        // Its own pool: a node binary may run rayon's global pool, which
+        // admission uses, below normal priority; a block check is on the
+        // consensus path and keeps normal priority.
+        let check = || {
             self.executor
                 .verify_block(&*self.store, &env, txs, Mode::Verify, |hash| {
                     self.mempool.contains(hash)
-                })?;
+                })
+        };
+        let outcome = match block_check_pool() {
+            Some(pool) => pool.install(check),
+            None => check(),
+        }?;
         let staged = self.store.stage(outcome.changes.clone())?;
         let mut expect = self.build_header(h.height, parent_hash, &outcome, staged.root);
         expect.timestamp_ms = h.timestamp_ms;
@@ -650,31 +720,21 @@ impl ChainRuntime {
     /// then built the usual way.
     fn prepare_next(
         &self,
-        parent: &Block,
+        parent: &BlockHeader,
         parent_hash: H256,
         included: &[H256],
         staged: &StagedState,
     ) -> Option<Built> {
         let max = self.spec.consensus.max_block_txs as usize;
         let skip: std::collections::HashSet<&H256> = included.iter().collect();
-        let txs: Vec<CheckedTx> = self
-            .mempool
-            .pending(max + included.len())
-            .into_iter()
-            .filter(|t| !skip.contains(&t.hash))
-            .take(max)
-            .collect();
-        // Only a full block: it is fixed now but proposed after the block
-        // interval, so a partial one would keep out transactions that
-        // arrive meanwhile and would have fit (a latency cost at light load).
-        if txs.len() < max {
+        let txs = self.mempool.pending_except(max, |h| skip.contains(h));
+        // A partial block is topped up when it is proposed (`top_up`), so
+        // transactions arriving meanwhile still make it in.
+        if txs.is_empty() {
             return None;
         }
-        let view = self.store.ahead(staged, parent.header.height, parent_hash);
-        let env = self.block_env(
-            parent.header.height + 1,
-            now_ms().max(parent.header.timestamp_ms),
-        );
+        let view = self.store.ahead(staged, parent.height, parent_hash);
+        let env = self.block_env(parent.height + 1, now_ms().max(parent.timestamp_ms));
         let built = self
             .executor
             .execute(&view, &env, txs, Mode::Propose)
@@ -723,9 +783,10 @@ impl ChainRuntime {
         let tx_hashes: Vec<H256> = outcome.included.iter().map(|t| t.hash).collect();
         // With `prepare`, the next block is built on another thread, on
         // this block's staged state, while this one is written and announced.
+        let header = block.header.clone();
         let prepared = std::thread::scope(|scope| {
             let preparer = prepare
-                .then(|| scope.spawn(|| self.prepare_next(&block, hash, &tx_hashes, &staged)));
+                .then(|| scope.spawn(|| self.prepare_next(&header, hash, &tx_hashes, &staged)));
             let written = self.store.commit_block(BlockCommit {
                 block: &block,
                 tx_hashes: &tx_hashes,
@@ -736,6 +797,9 @@ impl ChainRuntime {
             if written.is_ok() {
                 self.committed(&block, hash, &outcome, tx_hashes.clone());
             }
+            // Free this block's transactions and receipts here, while the
+            // next block is still being built, not after.
+            drop((block, outcome));
             // A preparation that panicked only loses its head start.
             let prepared = preparer.and_then(|p| p.join().ok().flatten());
             written.map(|()| prepared)
