@@ -543,22 +543,19 @@ fn admission_at_low_priority() {
     }
 }
 
-/// How far below normal (nice 0) the admission threads run.
+/// How many nice levels below the node's own priority the admission
+/// threads run.
 #[cfg(target_os = "linux")]
 const ADMISSION_NICENESS: libc::c_int = 10;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn lower_this_thread() {
-    // SAFETY: gettid and setpriority take no pointers and act only on the
-    // calling thread's scheduling priority.
-    let done = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, ADMISSION_NICENESS)
-    };
-    if done != 0 {
-        tracing::debug!("could not lower the priority of a signature thread");
-    }
+    // SAFETY: `nice` takes no pointers; on Linux it changes only the
+    // calling thread's priority (nice values are per thread there), and
+    // lowering one's own priority is always allowed.
+    let now = unsafe { libc::nice(ADMISSION_NICENESS) };
+    tracing::trace!(nice = now, "signature thread priority lowered");
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -463,6 +463,40 @@ fn api_serves_openapi_status_and_block_stream() {
     });
 }
 
+/// Admission's signature threads run 10 nice levels below the threads
+/// that build and write blocks (which keep the process's own priority).
+#[cfg(target_os = "linux")]
+#[test]
+fn admission_threads_run_below_block_building() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let tasks = std::path::PathBuf::from(format!("/proc/{}/task", node.pid()));
+    // (thread id, name, nice) of every thread; nice is the 19th field of
+    // `stat`, the 17th after the parenthesised name.
+    let threads: Vec<(u32, String, i64)> = std::fs::read_dir(&tasks)
+        .unwrap()
+        .map(|t| {
+            let t = t.unwrap().path();
+            let tid = t.file_name().unwrap().to_str().unwrap().parse().unwrap();
+            let name = std::fs::read_to_string(t.join("comm")).unwrap();
+            let stat = std::fs::read_to_string(t.join("stat")).unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let nice = after.split(' ').nth(16).unwrap().parse().unwrap();
+            (tid, name.trim().to_string(), nice)
+        })
+        .collect();
+    let base = threads.iter().find(|t| t.0 == node.pid()).unwrap().2;
+    let (admission, others): (Vec<_>, Vec<_>) = threads
+        .iter()
+        .partition(|(_, n, _)| n.starts_with("admission-"));
+    assert!(!admission.is_empty(), "no admission threads in {threads:?}");
+    assert!(
+        admission.iter().all(|t| t.2 == (base + 10).min(19)),
+        "{threads:?}"
+    );
+    assert!(others.iter().all(|t| t.2 == base), "{threads:?}");
+}
+
 /// Kill the node with SIGKILL several times while it commits under load;
 /// after each restart every receipt the client saw must be there, the
 /// chain must link up, balances must add up to the genesis supply, and

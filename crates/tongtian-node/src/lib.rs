@@ -548,7 +548,8 @@ impl ChainRuntime {
                 "asked to propose {height} on top of {last_height}"
             )));
         }
-        if let Some(p) = self.prepared.lock().take() {
+        let prepared = self.prepared.lock().take();
+        if let Some(p) = prepared {
             if p.block.header.height == height && p.block.header.parent_hash == parent_hash {
                 self.prepared_used
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

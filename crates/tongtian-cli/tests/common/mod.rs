@@ -88,6 +88,11 @@ impl DevNode {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node is running").id()
+    }
+
     /// SIGKILL the process (no clean shutdown).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
