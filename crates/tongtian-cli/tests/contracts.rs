@@ -434,6 +434,17 @@ fn contract_benchmark_reports_its_figures_on_both_vms() {
         }
         let ratio = r["tps"].as_f64().unwrap() / r["vm_only_tps"].as_f64().unwrap();
         assert!((r["node_over_vm_only"].as_f64().unwrap() - ratio).abs() < 1e-9);
+        // `vm_only_tps` is the median of the VM-only runs.
+        let mut runs: Vec<f64> = r["vm_only_runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 5, "{r}");
+        assert!(runs.iter().all(|v| *v > 0.0), "{r}");
+        runs.sort_by(f64::total_cmp);
+        assert_eq!(r["vm_only_tps"].as_f64().unwrap(), runs[2], "{r}");
     }
 }
 
