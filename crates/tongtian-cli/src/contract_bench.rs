@@ -410,7 +410,7 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
     .await??;
     let mut sorted = vm_only_runs.clone();
     sorted.sort_by(f64::total_cmp);
-    let vm_only_tps = sorted[sorted.len() / 2];
+    let vm_only_tps = percentile(&sorted, 0.5);
     Ok(ContractBenchReport {
         bench: "contracts",
         vm: vm.to_string(),

@@ -26,6 +26,17 @@ pub struct BlockEnv {
     pub proposer: Address,
 }
 
+impl From<&tongtian_types::BlockHeader> for BlockEnv {
+    /// The environment a block's header fixes for its transactions.
+    fn from(h: &tongtian_types::BlockHeader) -> Self {
+        BlockEnv {
+            height: h.height,
+            timestamp_ms: h.timestamp_ms,
+            proposer: h.proposer,
+        }
+    }
+}
+
 /// Chain-wide facts a VM may read.
 #[derive(Clone, Debug)]
 pub struct ChainEnv {

@@ -601,12 +601,7 @@ impl ChainRuntime {
         }
         self.topped_up
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let h = &prepared.block.header;
-        let env = BlockEnv {
-            height: h.height,
-            timestamp_ms: h.timestamp_ms,
-            proposer: h.proposer,
-        };
+        let env = BlockEnv::from(&prepared.block.header);
         let outcome =
             self.executor
                 .execute_after(&*self.store, &env, prepared.executed.outcome, extra)?;
@@ -683,11 +678,7 @@ impl ChainRuntime {
             .collect();
         // Transactions this node admitted had their signatures checked then
         // (the hash covers signature and key); check only the others.
-        let env = BlockEnv {
-            height: h.height,
-            timestamp_ms: h.timestamp_ms,
-            proposer: h.proposer,
-        };
+        let env = BlockEnv::from(h);
         // Its own pool: a node binary may run rayon's global pool, which
         // admission uses, below normal priority; a block check is on the
         // consensus path and keeps normal priority.
@@ -716,9 +707,9 @@ impl ChainRuntime {
     }
 
     /// Build the block after `parent` (whose state is `staged`, not yet
-    /// committed) from pending transactions other than `parent`'s. `None`
-    /// when they do not fill a block or building fails; the proposal is
-    /// then built the usual way.
+    /// committed) from pending transactions other than `parent`'s (a
+    /// partial block is topped up when proposed). `None` when none are
+    /// pending or building fails; the proposal is then built the usual way.
     fn prepare_next(
         &self,
         parent: &BlockHeader,
