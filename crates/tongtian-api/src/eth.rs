@@ -158,19 +158,15 @@ fn dispatch(chain: &ChainRuntime, method: &str, p: &[Value]) -> RpcResult {
         }
         "eth_getTransactionCount" => {
             let a = addr_param(p, 0)?;
+            let pending = p.get(1).and_then(Value::as_str) == Some("pending");
+            // The pool before the state: a block commits its state before it
+            // leaves the pool, so a sender missing from the pool here has
+            // its last transaction in the state read next. The other order
+            // could read the state before the commit and the pool after.
+            let queued = pending.then(|| chain.mempool().next_nonce(&a)).flatten();
             let view = View::of(chain, p.get(1))?;
             let committed = view.account(&a)?.nonce;
-            let pending = p.get(1).and_then(Value::as_str) == Some("pending");
-            let n = if pending {
-                chain
-                    .mempool()
-                    .next_nonce(&a)
-                    .unwrap_or(committed)
-                    .max(committed)
-            } else {
-                committed
-            };
-            Ok(qty(n))
+            Ok(qty(queued.unwrap_or(committed).max(committed)))
         }
         "eth_getCode" => {
             let a = addr_param(p, 0)?;

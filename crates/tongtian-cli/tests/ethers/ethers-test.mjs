@@ -16,7 +16,15 @@ function check(cond, what) {
   }
 }
 
-const provider = new ethers.JsonRpcProvider(url, undefined, { staticNetwork: true, pollingInterval: 100 });
+// cacheTimeout -1: ethers by default answers a request identical to one made
+// in the last 250 ms from that earlier answer. A dev chain mines faster than
+// that, so the "pending" nonce fetched for one transfer would be reused for
+// the next and rejected as already used (NONCE_EXPIRED).
+const provider = new ethers.JsonRpcProvider(url, undefined, {
+  staticNetwork: true,
+  pollingInterval: 100,
+  cacheTimeout: -1,
+});
 const wallet = new ethers.Wallet(KEY0, provider);
 const out = {};
 
