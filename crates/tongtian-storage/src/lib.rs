@@ -77,8 +77,16 @@ const HEADERS: TableDefinition<u64, &[u8]> = TableDefinition::new("headers");
 const BLOCK_TXS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_txs");
 const CERTS: TableDefinition<u64, &[u8]> = TableDefinition::new("certificates");
 const HASH_HEIGHT: TableDefinition<&[u8], u64> = TableDefinition::new("hash_to_height");
-/// Transaction hash to its position, (height, index in block).
-const TX_POS: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_positions");
+/// Transaction hash index: (first 8 bytes of the hash, height, index in
+/// block), with no value. A whole-hash key was 32 bytes of slice plus a
+/// 12-byte value; these fixed 20-byte keys fit more than twice as many to
+/// a page, so a batch of random keys copies half as many pages. Two hashes
+/// that share a prefix are two keys: a lookup takes every position under
+/// its prefix and keeps the one whose transaction has the whole hash.
+const TX_INDEX: TableDefinition<(u64, u64, u32), ()> = TableDefinition::new("tx_index");
+/// Layout 3's index, whole hash to (height, index); moved into [`TX_INDEX`]
+/// when a layout-3 store is opened.
+const TX_POS_V3: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_positions");
 /// Transactions by position. Keys grow with the chain, so a block's
 /// transactions append to the end of the tree instead of rewriting pages
 /// all over it, as hash keys did.
@@ -92,7 +100,7 @@ const ROOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("state_roots");
 
 const LATEST: &str = "latest_height";
 /// Meta key: the first height whose transactions are not yet in
-/// [`TX_POS`] (every lower height's are). Absent in stores written before
+/// [`TX_INDEX`] (every lower height's are). Absent in stores written before
 /// the index was batched, which indexed every block as it came.
 const TX_INDEXED: &str = "tx_index_next_height";
 /// The hash index is written once this many transactions wait for it...
@@ -102,9 +110,10 @@ const TAIL_MAX_TXS: usize = 16_384;
 const TAIL_MAX_BLOCKS: u64 = 256;
 /// Meta key of the layout version this code writes.
 const SCHEMA: &str = "schema_version";
-/// Layout version: 3 stores transactions and receipts in chunks by
-/// position, with a hash-to-position index (1 keyed them by hash).
-const SCHEMA_VERSION: u32 = 3;
+/// Layout version: 4 indexes transaction hashes by prefix ([`TX_INDEX`]);
+/// 3 by whole hash, and is upgraded on open; 3 and 4 store transactions and
+/// receipts in chunks by position (1 keyed them by hash).
+const SCHEMA_VERSION: u32 = 4;
 
 /// Pending state writes: key to new value, `None` deletes.
 pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
@@ -174,7 +183,7 @@ pub struct ChainStore {
     tail: RwLock<TxTail>,
 }
 
-/// Positions of the latest blocks' transactions, not yet in [`TX_POS`].
+/// Positions of the latest blocks' transactions, not yet in [`TX_INDEX`].
 ///
 /// Transaction hashes are random, so each insert into the hash index lands
 /// on a different page of its B-tree, and redb copies and rewrites a whole
@@ -191,6 +200,51 @@ struct TxTail {
     /// First height not yet in the index.
     since: u64,
     positions: HashMap<H256, (u64, u32)>,
+}
+
+/// The [`TX_INDEX`] key prefix of a transaction hash.
+fn hash_prefix(hash: &H256) -> u64 {
+    let mut p = [0u8; 8];
+    p.copy_from_slice(&hash.0[..8]);
+    u64::from_be_bytes(p)
+}
+
+/// Record `index` of block `height` from an open chunked table.
+fn chunk_item<T: BorshDeserialize>(
+    t: &impl ReadableTable<(u64, u32), &'static [u8]>,
+    (height, index): (u64, u32),
+    what: &'static str,
+) -> Result<T, StorageError> {
+    let key = (height, index / chunk::CHUNK as u32);
+    let g = t.get(key).map_err(db_err)?.ok_or_else(|| {
+        StorageError::Corrupt(format!("{what} {height}/{index} indexed but missing"))
+    })?;
+    let item =
+        chunk::get(g.value(), index as usize % chunk::CHUNK).ok_or_else(|| bad_chunk(height))?;
+    decode(what, item).map_err(corrupt)
+}
+
+/// Move a layout-3 store's whole-hash index into [`TX_INDEX`], in the
+/// opening write transaction (so a crash leaves layout 3 as it was).
+fn upgrade_index_v3(w: &redb::WriteTransaction) -> Result<(), StorageError> {
+    let mut keys = Vec::new();
+    {
+        let old = w.open_table(TX_POS_V3).map_err(db_err)?;
+        for entry in old.iter().map_err(db_err)? {
+            let (h, pos) = entry.map_err(db_err)?;
+            let (height, i) = pos.value();
+            let h = H256::from_slice(h.value())
+                .map_err(|_| StorageError::Corrupt("malformed hash in the index".into()))?;
+            keys.push((hash_prefix(&h), height, i));
+        }
+    }
+    keys.sort_unstable();
+    let mut index = w.open_table(TX_INDEX).map_err(db_err)?;
+    for k in keys {
+        index.insert(k, ()).map_err(db_err)?;
+    }
+    w.delete_table(TX_POS_V3).map_err(db_err)?;
+    Ok(())
 }
 
 /// Each of a block's transaction hashes with its position in the chain.
@@ -223,7 +277,7 @@ impl ChainStore {
             w.open_table(BLOCK_TXS).map_err(db_err)?;
             w.open_table(CERTS).map_err(db_err)?;
             w.open_table(HASH_HEIGHT).map_err(db_err)?;
-            w.open_table(TX_POS).map_err(db_err)?;
+            w.open_table(TX_INDEX).map_err(db_err)?;
             w.open_table(TXS).map_err(db_err)?;
             w.open_table(RECEIPTS).map_err(db_err)?;
             w.open_table(STATE).map_err(db_err)?;
@@ -239,6 +293,12 @@ impl ChainStore {
                 .map(u32::from_le_bytes);
             match version {
                 Some(SCHEMA_VERSION) => {}
+                Some(3) => {
+                    upgrade_index_v3(&w)?;
+                    meta.insert(SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())
+                        .map_err(db_err)?;
+                    tracing::info!(path = %path.display(), "store layout 3 upgraded to 4");
+                }
                 None if !has_blocks => {
                     meta.insert(SCHEMA, SCHEMA_VERSION.to_le_bytes().as_slice())
                         .map_err(db_err)?;
@@ -409,26 +469,33 @@ impl ChainStore {
             return Ok(Some(*pos));
         }
         let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(TX_POS).map_err(db_err)?;
-        Ok(t.get(hash.as_bytes()).map_err(db_err)?.map(|g| g.value()))
+        let index = r.open_table(TX_INDEX).map_err(db_err)?;
+        let p = hash_prefix(hash);
+        let candidates = index
+            .range((p, 0, 0)..=(p, u64::MAX, u32::MAX))
+            .map_err(db_err)?;
+        // Almost always one; more only for hashes that share a prefix.
+        let txs = r.open_table(TXS).map_err(db_err)?;
+        for entry in candidates {
+            let (_, height, index) = entry.map_err(db_err)?.0.value();
+            let tx: SignedTransaction = chunk_item(&txs, (height, index), "transaction")?;
+            if tx.hash(self.suite) == *hash {
+                return Ok(Some((height, index)));
+            }
+        }
+        Ok(None)
     }
 
     /// Record `index` of block `height` from a chunked table.
     fn chunked<T: BorshDeserialize>(
         &self,
         table: TableDefinition<(u64, u32), &[u8]>,
-        (height, index): (u64, u32),
+        pos: (u64, u32),
         what: &'static str,
     ) -> Result<T, StorageError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(table).map_err(db_err)?;
-        let key = (height, index / chunk::CHUNK as u32);
-        let g = t.get(key).map_err(db_err)?.ok_or_else(|| {
-            StorageError::Corrupt(format!("{what} {height}/{index} indexed but missing"))
-        })?;
-        let item = chunk::get(g.value(), index as usize % chunk::CHUNK)
-            .ok_or_else(|| bad_chunk(height))?;
-        decode(what, item).map_err(corrupt)
+        chunk_item(&t, pos, what)
     }
 
     /// A committed transaction by hash.
@@ -528,16 +595,17 @@ impl ChainStore {
             if flush {
                 // Hash keys are random: insert them in key order, so each
                 // index page is visited once.
-                let mut by_hash: Vec<(H256, (u64, u32))> = tail
+                let mut keys: Vec<(u64, u64, u32)> = tail
                     .positions
                     .iter()
                     .map(|(h, p)| (*h, *p))
                     .chain(block_positions(height, c.tx_hashes))
+                    .map(|(h, (height, i))| (hash_prefix(&h), height, i))
                     .collect();
-                by_hash.sort_unstable_by_key(|(h, _)| *h);
-                let mut pos = w.open_table(TX_POS).map_err(db_err)?;
-                for (h, p) in by_hash {
-                    pos.insert(h.as_bytes(), p).map_err(db_err)?;
+                keys.sort_unstable();
+                let mut index = w.open_table(TX_INDEX).map_err(db_err)?;
+                for k in keys {
+                    index.insert(k, ()).map_err(db_err)?;
                 }
             }
             let mut state = w.open_table(STATE).map_err(db_err)?;
@@ -1124,10 +1192,88 @@ mod tests {
         })
     }
 
+    /// The first position the on-disk index holds under `hash`'s prefix.
     fn indexed_on_disk(store: &ChainStore, hash: &H256) -> Option<(u64, u32)> {
         let r = store.db.begin_read().unwrap();
-        let t = r.open_table(TX_POS).unwrap();
-        t.get(hash.as_bytes()).unwrap().map(|g| g.value())
+        let t = r.open_table(TX_INDEX).unwrap();
+        let p = hash_prefix(hash);
+        let mut range = t.range((p, 0, 0)..=(p, u64::MAX, u32::MAX)).unwrap();
+        range.next().map(|e| {
+            let (_, height, i) = e.unwrap().0.value();
+            (height, i)
+        })
+    }
+
+    /// A store with one block of `n` transfers at height 1, its index
+    /// written to disk (by empty blocks up to the tail's block limit).
+    fn store_with_indexed_block(path: &Path, n: u32) -> (ChainStore, Vec<H256>) {
+        let store = ChainStore::open(path, SuiteId::Standard).unwrap();
+        commit(&store, 0, StateChanges::new());
+        let (block, hashes, receipts, staged) = block_of_transfers(&store, 1, n);
+        commit_with(&store, &block, &hashes, &receipts, &staged).unwrap();
+        for height in 2..TAIL_MAX_BLOCKS {
+            commit(&store, height, StateChanges::new());
+        }
+        assert!(store.tail().positions.is_empty(), "index not written");
+        (store, hashes)
+    }
+
+    #[test]
+    fn index_entries_under_a_shared_prefix_are_told_apart_by_the_whole_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, hashes) = store_with_indexed_block(&dir.path().join("c.redb"), 10);
+        // A hash that shares transaction 9's prefix but is not committed,
+        // and a stray entry that puts transaction 2 under 9's prefix too
+        // (sorted before 9's own), as two hashes with one prefix would.
+        let mut stranger = hashes[9];
+        stranger.0[31] ^= 1;
+        let w = store.db.begin_write().unwrap();
+        w.open_table(TX_INDEX)
+            .unwrap()
+            .insert((hash_prefix(&hashes[9]), 1, 2), ())
+            .unwrap();
+        w.commit().unwrap();
+        assert_eq!(indexed_on_disk(&store, &hashes[9]), Some((1, 2)));
+        assert_eq!(
+            store.tx(&hashes[9]).unwrap().map(|r| (r.height, r.index)),
+            Some((1, 9))
+        );
+        assert!(!store.has_tx(&stranger).unwrap());
+        assert_eq!(store.receipt(&stranger).unwrap(), None);
+        assert_eq!(store.tx(&hashes[2]).unwrap().map(|r| r.index), Some(2));
+    }
+
+    #[test]
+    fn a_layout_3_store_has_its_index_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        let (store, hashes) = store_with_indexed_block(&path, 20);
+        // Rewrite the index as layout 3 kept it: whole hash to position.
+        let w = store.db.begin_write().unwrap();
+        w.delete_table(TX_INDEX).unwrap();
+        {
+            let mut old = w.open_table(TX_POS_V3).unwrap();
+            for (h, i) in hashes.iter().zip(0u32..) {
+                old.insert(h.as_bytes(), (1, i)).unwrap();
+            }
+            w.open_table(META)
+                .unwrap()
+                .insert(SCHEMA, 3u32.to_le_bytes().as_slice())
+                .unwrap();
+        }
+        w.commit().unwrap();
+        drop(store);
+        let store = ChainStore::open(&path, SuiteId::Standard).unwrap();
+        assert_eq!(
+            store.meta(SCHEMA).unwrap(),
+            Some(SCHEMA_VERSION.to_le_bytes().to_vec())
+        );
+        for (h, i) in hashes.iter().zip(0u32..) {
+            assert_eq!(indexed_on_disk(&store, h), Some((1, i)));
+            assert_eq!(store.tx(h).unwrap().map(|r| r.index), Some(i));
+        }
+        let r = store.db.begin_read().unwrap();
+        assert!(r.open_table(TX_POS_V3).is_err(), "old index kept");
     }
 
     #[test]
