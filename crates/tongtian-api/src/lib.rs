@@ -650,6 +650,18 @@ mod tests {
         assert_eq!(v["mempool_size"], 1);
         assert_eq!(v["height"], 0);
         assert_eq!(v["chain_id"], rt.spec().chain_id);
+        // The Ethereum nonce counts the pooled transaction only when asked
+        // for "pending", as wallets do before they sign the next one.
+        let sender = Address::from_public_key(SuiteId::Standard, user.public_key());
+        for (tag, want) in [("pending", "0x1"), ("latest", "0x0")] {
+            let body = serde_json::json!({
+                "jsonrpc": "2.0", "id": 1,
+                "method": "eth_getTransactionCount",
+                "params": [sender.to_string(), tag],
+            });
+            let (_, v) = call(router(rt.clone()), post("/eth", &body.to_string())).await;
+            assert_eq!(v["result"], want, "{tag}: {v}");
+        }
     }
 }
 
