@@ -22,7 +22,7 @@ use tongtian_node::{ChainRuntime, NodeError};
 use tongtian_storage::StateStore;
 use tongtian_types::codec::{decode, encode};
 use tongtian_types::eth::EthTx;
-use tongtian_types::{Action, Address, Receipt, SignedTransaction, TxStatus, H256};
+use tongtian_types::{Action, Address, SignedTransaction, TxStatus, H256};
 
 /// Gas limit reported for blocks (the chain bounds blocks by count).
 const BLOCK_GAS_LIMIT: u64 = 1_000_000_000;
@@ -541,18 +541,6 @@ fn tx_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
         .map_or(Value::Null, |t| tx_view(chain, &t.tx, None)))
 }
 
-/// The receipts of a block, in order.
-fn block_receipts(chain: &ChainRuntime, height: u64) -> Result<Vec<Receipt>, RpcError> {
-    let hashes = chain.store().block_tx_hashes(height)?.unwrap_or_default();
-    let mut out = Vec::with_capacity(hashes.len());
-    for h in hashes {
-        if let Some(r) = chain.store().receipt(&h)? {
-            out.push(r);
-        }
-    }
-    Ok(out)
-}
-
 fn log_view(e: &tongtian_types::Event, at: &LogPlace) -> Option<Value> {
     if e.name != tongtian_vm_evm::LOG_EVENT {
         return None;
@@ -624,7 +612,7 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
         return Ok(Value::Null);
     };
     let bh = block_hash_at(chain, rec.height)?;
-    let receipts = block_receipts(chain, rec.height)?;
+    let receipts = chain.store().block_receipts(rec.height)?;
     let mut cumulative = 0u64;
     let mut log_index = 0u32;
     let mut mine = None;
@@ -689,7 +677,7 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
     };
     let h = &b.header;
     let bh = h.hash(chain.spec().suite);
-    let receipts = block_receipts(chain, height)?;
+    let receipts = chain.store().block_receipts(height)?;
     let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
     let txs: Vec<Value> = b
         .txs

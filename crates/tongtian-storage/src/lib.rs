@@ -247,6 +247,10 @@ fn upgrade_index_v3(w: &redb::WriteTransaction) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// A committed transaction's position (height, index), with the
+/// transaction when finding it meant reading it.
+type Located = ((u64, u32), Option<SignedTransaction>);
+
 /// Each of a block's transaction hashes with its position in the chain.
 fn block_positions(height: u64, hashes: &[H256]) -> impl Iterator<Item = (H256, (u64, u32))> + '_ {
     hashes
@@ -432,18 +436,7 @@ impl ChainStore {
         let Some(header) = self.header(height)? else {
             return Ok(None);
         };
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(TXS).map_err(db_err)?;
-        let mut txs: Vec<SignedTransaction> = Vec::with_capacity(header.tx_count as usize);
-        for e in t.range((height, 0)..=(height, u32::MAX)).map_err(db_err)? {
-            let (_, v) = e.map_err(db_err)?;
-            let c = v.value();
-            let n = chunk::len(c).ok_or_else(|| bad_chunk(height))?;
-            for i in 0..n {
-                let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
-                txs.push(decode("transaction", item).map_err(corrupt)?);
-            }
-        }
+        let txs: Vec<SignedTransaction> = self.all_chunked(TXS, height, "transaction")?;
         if txs.len() != header.tx_count as usize {
             return Err(StorageError::Corrupt(format!(
                 "block {height} has {} transactions stored, its header says {}",
@@ -452,6 +445,34 @@ impl ChainStore {
             )));
         }
         Ok(Some(Block { header, txs }))
+    }
+
+    /// The receipts of the block at a height, in order (none for a height
+    /// not committed).
+    pub fn block_receipts(&self, height: u64) -> Result<Vec<Receipt>, StorageError> {
+        self.all_chunked(RECEIPTS, height, "receipt")
+    }
+
+    /// Every record of block `height` in a chunked table, in order.
+    fn all_chunked<T: BorshDeserialize>(
+        &self,
+        table: TableDefinition<(u64, u32), &[u8]>,
+        height: u64,
+        what: &'static str,
+    ) -> Result<Vec<T>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(table).map_err(db_err)?;
+        let mut out = Vec::new();
+        for e in t.range((height, 0)..=(height, u32::MAX)).map_err(db_err)? {
+            let (_, v) = e.map_err(db_err)?;
+            let c = v.value();
+            let n = chunk::len(c).ok_or_else(|| bad_chunk(height))?;
+            for i in 0..n {
+                let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
+                out.push(decode(what, item).map_err(corrupt)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Height of the block with this header hash.
@@ -463,10 +484,16 @@ impl ChainStore {
 
     /// Position (height, index) of a committed transaction.
     fn tx_position(&self, hash: &H256) -> Result<Option<(u64, u32)>, StorageError> {
+        Ok(self.locate(hash)?.map(|(pos, _)| pos))
+    }
+
+    /// Position of a committed transaction, with the transaction itself
+    /// when finding it meant reading it (on disk, to check the whole hash).
+    fn locate(&self, hash: &H256) -> Result<Option<Located>, StorageError> {
         // The tail first: it is emptied only after its entries are
         // committed to the index, so a miss here is then found below.
         if let Some(pos) = self.tail().positions.get(hash) {
-            return Ok(Some(*pos));
+            return Ok(Some((*pos, None)));
         }
         let r = self.db.begin_read().map_err(db_err)?;
         let index = r.open_table(TX_INDEX).map_err(db_err)?;
@@ -480,7 +507,7 @@ impl ChainStore {
             let (_, height, index) = entry.map_err(db_err)?.0.value();
             let tx: SignedTransaction = chunk_item(&txs, (height, index), "transaction")?;
             if tx.hash(self.suite) == *hash {
-                return Ok(Some((height, index)));
+                return Ok(Some(((height, index), Some(tx))));
             }
         }
         Ok(None)
@@ -500,10 +527,13 @@ impl ChainStore {
 
     /// A committed transaction by hash.
     pub fn tx(&self, hash: &H256) -> Result<Option<TxRecord>, StorageError> {
-        let Some((height, index)) = self.tx_position(hash)? else {
+        let Some(((height, index), read)) = self.locate(hash)? else {
             return Ok(None);
         };
-        let tx = self.chunked(TXS, (height, index), "transaction")?;
+        let tx = match read {
+            Some(tx) => tx,
+            None => self.chunked(TXS, (height, index), "transaction")?,
+        };
         Ok(Some(TxRecord { height, index, tx }))
     }
 
@@ -1161,6 +1191,7 @@ mod tests {
                 store.block_tx_hashes(height).unwrap().as_ref(),
                 Some(hashes)
             );
+            assert_eq!(&store.block_receipts(height).unwrap(), receipts);
             for (i, h) in hashes.iter().enumerate() {
                 let rec = store.tx(h).unwrap().unwrap();
                 assert_eq!((rec.height, rec.index), (height, i as u32));
@@ -1174,6 +1205,7 @@ mod tests {
         assert_eq!(store.tx(&unknown).unwrap(), None);
         assert_eq!(store.receipt(&unknown).unwrap(), None);
         assert_eq!(store.block(3).unwrap(), None);
+        assert!(store.block_receipts(3).unwrap().is_empty());
     }
 
     fn commit_with(
