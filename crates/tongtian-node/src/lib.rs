@@ -433,19 +433,14 @@ impl ChainRuntime {
         }
         let mut out = Vec::new();
         for height in from..=to {
-            let Some(hashes) = self.store.block_tx_hashes(height)? else {
-                continue;
-            };
+            // A block's receipts in order, read by position: no hash lookups.
             let mut log_index = 0u32;
-            for hash in hashes {
-                let Some(r) = self.store.receipt(&hash)? else {
-                    continue;
-                };
+            for r in self.store.block_receipts(height)? {
                 for e in r.events {
                     if emitter.is_none_or(|a| a == e.emitter) {
                         out.push(EventRecord {
                             height,
-                            tx_hash: hash,
+                            tx_hash: r.tx_hash,
                             tx_index: r.index,
                             log_index,
                             event: e,
