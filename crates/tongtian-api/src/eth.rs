@@ -11,12 +11,20 @@
 //! through the Merkle tree's versioned roots. Errors use Ethereum's codes: -32700 parse error,
 //! -32600 invalid request, -32601 unknown method, -32602 invalid params,
 //! -32000 rejected transaction, 3 execution reverted (with the revert data).
+//!
+//! Filters (`eth_newFilter`, `eth_newBlockFilter`, polled with
+//! `eth_getFilterChanges`, read whole with `eth_getFilterLogs`, removed
+//! with `eth_uninstallFilter`) are kept per node in [`crate::filters`],
+//! so ethers.js event listeners and web3.py's `create_filter` work as on
+//! Geth. Pending-transaction filters are not offered.
 
+use crate::filters::{FilterKind, Filters};
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Instant;
 use tongtian_execution::vm::{blob_key, code_key, storage_key, CodeInfo, VmFailure};
 use tongtian_node::{ChainRuntime, NodeError};
 use tongtian_storage::StateStore;
@@ -74,8 +82,21 @@ impl From<tongtian_storage::StorageError> for RpcError {
 
 type RpcResult = Result<Value, RpcError>;
 
+/// The filters a node's Ethereum API keeps.
+pub(crate) type EthFilters = Filters<LogQuery>;
+
+/// What one request may use: the chain and the node's installed filters.
+struct Rpc<'a> {
+    chain: &'a ChainRuntime,
+    filters: &'a EthFilters,
+}
+
 /// `POST /eth`: one JSON-RPC request or a batch.
-pub async fn handle(chain: Arc<ChainRuntime>, body: Bytes) -> Response {
+pub(crate) async fn handle(
+    chain: Arc<ChainRuntime>,
+    filters: Arc<EthFilters>,
+    body: Bytes,
+) -> Response {
     let parsed: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -90,17 +111,23 @@ pub async fn handle(chain: Arc<ChainRuntime>, body: Bytes) -> Response {
             .into_response()
         }
     };
-    let answer = tokio::task::spawn_blocking(move || match parsed {
-        Value::Array(reqs) if reqs.is_empty() => error_response(
-            Value::Null,
-            RpcError {
-                code: -32600,
-                message: "empty batch".into(),
-                data: None,
-            },
-        ),
-        Value::Array(reqs) => Value::Array(reqs.into_iter().map(|r| one(&chain, r)).collect()),
-        req => one(&chain, req),
+    let answer = tokio::task::spawn_blocking(move || {
+        let rpc = Rpc {
+            chain: &chain,
+            filters: &filters,
+        };
+        match parsed {
+            Value::Array(reqs) if reqs.is_empty() => error_response(
+                Value::Null,
+                RpcError {
+                    code: -32600,
+                    message: "empty batch".into(),
+                    data: None,
+                },
+            ),
+            Value::Array(reqs) => Value::Array(reqs.into_iter().map(|r| one(&rpc, r)).collect()),
+            req => one(&rpc, req),
+        }
     })
     .await
     .unwrap_or_else(|e| error_response(Value::Null, RpcError::server(e.to_string())));
@@ -115,7 +142,7 @@ fn error_response(id: Value, e: RpcError) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": err})
 }
 
-fn one(chain: &ChainRuntime, req: Value) -> Value {
+fn one(rpc: &Rpc<'_>, req: Value) -> Value {
     let id = req.get("id").cloned().unwrap_or(Value::Null);
     let Some(method) = req.get("method").and_then(Value::as_str) else {
         return error_response(
@@ -132,13 +159,14 @@ fn one(chain: &ChainRuntime, req: Value) -> Value {
         Some(Value::Array(p)) => p.clone(),
         Some(_) => return error_response(id, RpcError::params("params must be an array")),
     };
-    match dispatch(chain, method, &params) {
+    match dispatch(rpc, method, &params) {
         Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
         Err(e) => error_response(id, e),
     }
 }
 
-fn dispatch(chain: &ChainRuntime, method: &str, p: &[Value]) -> RpcResult {
+fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
+    let chain = rpc.chain;
     match method {
         "eth_chainId" => Ok(qty(chain.spec().chain_id)),
         "net_version" => Ok(Value::String(chain.spec().chain_id.to_string())),
@@ -201,7 +229,28 @@ fn dispatch(chain: &ChainRuntime, method: &str, p: &[Value]) -> RpcResult {
                 None => Ok(Value::Null),
             }
         }
-        "eth_getLogs" => logs(chain, p),
+        "eth_getLogs" => {
+            let q = log_query(p)?;
+            let (from, to) = q.span(chain)?;
+            find_logs(chain, &q, from, to)
+        }
+        "eth_newFilter" => install(rpc, FilterKind::Logs(log_query(p)?)),
+        "eth_newBlockFilter" => install(rpc, FilterKind::Blocks),
+        "eth_getFilterChanges" => filter_changes(rpc, filter_id(p)?),
+        "eth_getFilterLogs" => {
+            let id = filter_id(p)?;
+            match rpc.filters.get(id, Instant::now()) {
+                None => Err(filter_not_found()),
+                Some(FilterKind::Blocks) => Err(RpcError::params(format!(
+                    "filter {id} is a block filter; eth_getFilterLogs reads log filters"
+                ))),
+                Some(FilterKind::Logs(q)) => {
+                    let (from, to) = q.span(chain)?;
+                    find_logs(chain, &q, from, to)
+                }
+            }
+        }
+        "eth_uninstallFilter" => Ok(Value::Bool(rpc.filters.uninstall(filter_id(p)?))),
         "eth_feeHistory" => Ok(json!({
             "oldestBlock": qty(chain.latest().0),
             "baseFeePerGas": [qty(0), qty(0)],
@@ -293,17 +342,31 @@ fn parse_qty(v: &Value, what: &str) -> Result<u128, RpcError> {
     }
 }
 
+/// The height a block parameter names, if it names one: `None` for the
+/// moving tags (`latest`, `pending`, `safe`, `finalized`) and for an absent
+/// parameter; `earliest` is 0.
+fn fixed_height(v: Option<&Value>) -> Result<Option<u64>, RpcError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s))
+            if matches!(s.as_str(), "latest" | "pending" | "safe" | "finalized") =>
+        {
+            Ok(None)
+        }
+        Some(Value::String(s)) if s == "earliest" => Ok(Some(0)),
+        Some(v) => {
+            let n = parse_qty(v, "block number")?;
+            u64::try_from(n)
+                .map(Some)
+                .map_err(|_| RpcError::params("block number too large"))
+        }
+    }
+}
+
 /// A block tag or number; `None` for a number past the head.
 fn block_number(chain: &ChainRuntime, v: Option<&Value>) -> Result<Option<u64>, RpcError> {
     let latest = chain.latest().0;
-    let n = match v.and_then(Value::as_str) {
-        None | Some("latest" | "pending" | "safe" | "finalized") => latest,
-        Some("earliest") => 0,
-        Some(_) => {
-            let n = parse_qty(v.unwrap_or(&Value::Null), "block number")?;
-            u64::try_from(n).map_err(|_| RpcError::params("block number too large"))?
-        }
-    };
+    let n = fixed_height(v)?.unwrap_or(latest);
     Ok((n <= latest).then_some(n))
 }
 
@@ -716,24 +779,60 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
     }))
 }
 
-fn logs(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
+/// A checked `eth_getLogs` / `eth_newFilter` filter object. Block bounds
+/// keep their tags, so a filter's `latest` moves with the chain.
+#[derive(Clone, Debug)]
+pub(crate) struct LogQuery {
+    /// `blockHash`: that block only (it excludes the bounds).
+    block_hash: Option<H256>,
+    /// `fromBlock` as a height; `None` for a moving tag or none.
+    from: Option<u64>,
+    /// `toBlock` as a height; `None` for a moving tag or none.
+    to: Option<u64>,
+    /// Emitters wanted; empty for any.
+    addresses: Vec<Address>,
+    /// `topics[i]`: `None` for any, else the alternatives (lower-case hex).
+    topics: Vec<Option<Vec<String>>>,
+}
+
+impl LogQuery {
+    /// The heights the query covers now (`from > to` when none): its block,
+    /// or its bounds with the moving tags read as the head.
+    fn span(&self, chain: &ChainRuntime) -> Result<(u64, u64), RpcError> {
+        let latest = chain.latest().0;
+        Ok(match self.block_hash {
+            Some(h) => {
+                let height = chain
+                    .store()
+                    .height_of(&h)?
+                    .ok_or_else(|| RpcError::params("unknown block hash"))?;
+                (height, height)
+            }
+            None => (
+                self.from.unwrap_or(latest),
+                self.to.unwrap_or(latest).min(latest),
+            ),
+        })
+    }
+}
+
+/// Parameter 0 as a log filter object.
+fn log_query(p: &[Value]) -> Result<LogQuery, RpcError> {
     let filter = p
         .first()
         .and_then(Value::as_object)
         .ok_or_else(|| RpcError::params("expected a filter object"))?;
-    let latest = chain.latest().0;
-    let (from, to) = if let Some(bh) = filter.get("blockHash").and_then(Value::as_str) {
-        let hash = hash_param(&[Value::String(bh.to_string())], 0)?;
-        let h = chain
-            .store()
-            .height_of(&hash)?
-            .ok_or_else(|| RpcError::params("unknown block hash"))?;
-        (h, h)
-    } else {
-        let f = block_number(chain, filter.get("fromBlock"))?.unwrap_or(latest + 1);
-        let t = block_number(chain, filter.get("toBlock"))?.unwrap_or(latest);
-        (f, t)
+    let block_hash = match filter.get("blockHash") {
+        None | Some(Value::Null) => None,
+        Some(bh) => {
+            if filter.contains_key("fromBlock") || filter.contains_key("toBlock") {
+                return Err(RpcError::params("blockHash excludes fromBlock and toBlock"));
+            }
+            Some(hash_param(std::slice::from_ref(bh), 0)?)
+        }
     };
+    let from = fixed_height(filter.get("fromBlock"))?;
+    let to = fixed_height(filter.get("toBlock"))?;
     let addresses: Vec<Address> = match filter.get("address") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::String(s)) => vec![parse_addr(s)?],
@@ -762,6 +861,18 @@ fn logs(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(RpcError::params("topics: expected a list")),
     };
+    Ok(LogQuery {
+        block_hash,
+        from,
+        to,
+        addresses,
+        topics: topic_filter,
+    })
+}
+
+/// The logs of heights `from..=to` that `q` matches.
+fn find_logs(chain: &ChainRuntime, q: &LogQuery, from: u64, to: u64) -> RpcResult {
+    let (addresses, topic_filter) = (&q.addresses, &q.topics);
     if from > to {
         return Ok(json!([]));
     }
@@ -808,4 +919,44 @@ fn logs(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
         }
     }
     Ok(Value::Array(out))
+}
+
+fn filter_not_found() -> RpcError {
+    RpcError::server("filter not found")
+}
+
+fn filter_id(p: &[Value]) -> Result<&str, RpcError> {
+    str_param(p, 0, "filter id")
+}
+
+/// Install a filter that reports blocks after the current head.
+fn install(rpc: &Rpc<'_>, kind: FilterKind<LogQuery>) -> RpcResult {
+    let next = rpc.chain.latest().0 + 1;
+    rpc.filters
+        .install(kind, next, Instant::now())
+        .map(Value::String)
+        .map_err(|e| RpcError::server(e.to_string()))
+}
+
+/// `eth_getFilterChanges`: what a filter matched in the blocks committed
+/// since it was installed or last polled.
+fn filter_changes(rpc: &Rpc<'_>, id: &str) -> RpcResult {
+    let chain = rpc.chain;
+    let (kind, heights) = rpc
+        .filters
+        .poll(id, chain.latest().0, Instant::now())
+        .ok_or_else(filter_not_found)?;
+    match kind {
+        FilterKind::Blocks => heights
+            .map(|h| block_hash_at(chain, h).map(|b| hex_value(&b.0)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        // A filter on one block hash saw that block before it was installed.
+        FilterKind::Logs(q) if q.block_hash.is_some() => Ok(json!([])),
+        FilterKind::Logs(q) => {
+            let from = (*heights.start()).max(q.from.unwrap_or(0));
+            let to = (*heights.end()).min(q.to.unwrap_or(u64::MAX));
+            find_logs(chain, &q, from, to)
+        }
+    }
 }

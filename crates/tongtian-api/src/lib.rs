@@ -6,6 +6,7 @@
 //! failure), so callers can branch on `code` without parsing prose.
 
 pub mod eth;
+pub mod filters;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -109,6 +110,17 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
 #[derive(Clone)]
 struct AppState {
     chain: Arc<ChainRuntime>,
+    /// Filters installed through the Ethereum API.
+    filters: Arc<eth::EthFilters>,
+}
+
+impl AppState {
+    fn new(chain: Arc<ChainRuntime>) -> Self {
+        AppState {
+            chain,
+            filters: Arc::default(),
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -174,7 +186,7 @@ pub fn router(chain: Arc<ChainRuntime>) -> Router {
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
-        .with_state(AppState { chain })
+        .with_state(AppState::new(chain))
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.
@@ -222,7 +234,7 @@ pub fn fault_injection(chain: Arc<ChainRuntime>) -> Router {
     };
     Router::new()
         .route("/v1/debug/network", post(handler))
-        .with_state(AppState { chain })
+        .with_state(AppState::new(chain))
 }
 
 fn parse_hash(s: &str) -> Result<H256, ApiError> {
@@ -715,5 +727,5 @@ async fn get_events(
 
 /// Ethereum JSON-RPC (see [`eth`]).
 async fn eth_rpc(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
-    eth::handle(st.chain, body).await
+    eth::handle(st.chain, st.filters, body).await
 }

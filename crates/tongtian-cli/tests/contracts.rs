@@ -295,6 +295,42 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
         call_rpc(&node, "eth_call", json!(["0x00"]))["error"]["code"],
         -32602
     );
+    // Filters: unknown ids, bad filter objects, the wrong kind of filter.
+    let gone = call_rpc(&node, "eth_getFilterChanges", json!(["0xdead"]));
+    assert_eq!(gone["error"]["code"], -32000);
+    assert_eq!(gone["error"]["message"], "filter not found");
+    assert_eq!(
+        call_rpc(&node, "eth_getFilterChanges", json!([]))["error"]["code"],
+        -32602
+    );
+    assert_eq!(
+        call_rpc(&node, "eth_newFilter", json!([{"fromBlock": "0xzz"}]))["error"]["code"],
+        -32602
+    );
+    let both = json!([{"blockHash": format!("0x{}", "11".repeat(32)), "fromBlock": "0x1"}]);
+    assert_eq!(
+        call_rpc(&node, "eth_newFilter", both)["error"]["code"],
+        -32602
+    );
+    let unknown_block = json!([{"blockHash": format!("0x{}", "11".repeat(32))}]);
+    assert_eq!(
+        call_rpc(&node, "eth_getLogs", unknown_block)["error"]["code"],
+        -32602
+    );
+    let blocks = call_rpc(&node, "eth_newBlockFilter", json!([]));
+    let id = blocks["result"].as_str().unwrap();
+    assert_eq!(
+        call_rpc(&node, "eth_getFilterLogs", json!([id]))["error"]["code"],
+        -32602
+    );
+    assert_eq!(
+        call_rpc(&node, "eth_uninstallFilter", json!([id]))["result"],
+        true
+    );
+    assert_eq!(
+        call_rpc(&node, "eth_uninstallFilter", json!([id]))["result"],
+        false
+    );
     let bad_raw = call_rpc(&node, "eth_sendRawTransaction", json!(["0x02c0"]));
     assert_eq!(bad_raw["error"]["code"], -32000);
     assert!(bad_raw["error"]["message"]
@@ -400,6 +436,10 @@ fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
     assert_eq!(seen["staticRevert"]["error"], "InsufficientBalance");
     assert_eq!(seen["minedRevert"]["status"], 0);
     assert_eq!(seen["recipientAfter"], seen["recipientBalance"]);
+    assert_eq!(seen["filterChanges"].as_array().unwrap().len(), 1);
+    assert_eq!(seen["heard"]["value"], "7");
+    assert_eq!(seen["uninstalled"], true);
+    assert_eq!(seen["goneFilter"], "filter not found");
 }
 
 /// `bench contracts` on both VMs with a small count: every call commits,

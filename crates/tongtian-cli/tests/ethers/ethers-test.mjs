@@ -1,6 +1,6 @@
 // Deploy the ERC-20 example through a Tongtian node's Ethereum JSON-RPC
-// with ethers.js, transfer, read the Transfer logs back with eth_getLogs,
-// and catch reverts. Prints one JSON object of what it saw; exits non-zero
+// with ethers.js, transfer, read the Transfer logs back with eth_getLogs
+// and through filters and an event listener, and catch reverts. Prints one JSON object of what it saw; exits non-zero
 // on the first surprise. Usage: node ethers-test.mjs RPC_URL CONTRACT_DIR
 import { readFileSync } from "node:fs";
 import { ethers } from "ethers";
@@ -118,5 +118,36 @@ check(/^0x0{512}$/.test(payReceipt.logsBloom), "a payment without logs has an em
 const got = await provider.getTransaction(tx.hash);
 out.txFrom = got.from;
 check(got.from === wallet.address, "transaction sender");
+
+// Filters, as web3.py's create_filter and ethers' listeners use them:
+// installed now, they report only what is mined after.
+const transferTopic = token.interface.getEvent("Transfer").topicHash;
+const logFilter = await provider.send("eth_newFilter", [{ address: out.token, topics: [transferTopic] }]);
+const blockFilter = await provider.send("eth_newBlockFilter", []);
+check((await provider.send("eth_getFilterChanges", [logFilter])).length === 0, "a new filter reports nothing old");
+// An ethers listener: with the node offering filters, ethers polls one
+// (eth_newFilter + eth_getFilterChanges) instead of eth_getLogs.
+const heard = new Promise((resolve) => token.once("Transfer", (from, to2, value) => resolve({ from, to: to2, value: value.toString() })));
+const t2 = await token.transfer(to, 7n);
+const r2 = await t2.wait();
+const changes = await provider.send("eth_getFilterChanges", [logFilter]);
+out.filterChanges = changes.map((l) => l.transactionHash);
+check(changes.length === 1 && changes[0].transactionHash === t2.hash, "log filter reports the new transfer once");
+check((await provider.send("eth_getFilterChanges", [logFilter])).length === 0, "and not again");
+const blocks = await provider.send("eth_getFilterChanges", [blockFilter]);
+check(blocks.includes(r2.blockHash), "block filter reports the transfer's block");
+const filterLogs = await provider.send("eth_getFilterLogs", [logFilter]);
+check(filterLogs.some((l) => l.transactionHash === t2.hash), "eth_getFilterLogs reads the filter's range");
+const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("no Transfer event within 10 s")), 10000));
+out.heard = await Promise.race([heard, timeout]);
+check(out.heard.to === to && out.heard.value === "7", "ethers listener heard the transfer");
+out.uninstalled = await provider.send("eth_uninstallFilter", [logFilter]);
+check(out.uninstalled === true, "uninstall");
+try {
+  await provider.send("eth_getFilterChanges", [logFilter]);
+  check(false, "an uninstalled filter is gone");
+} catch (e) {
+  out.goneFilter = e.error?.message ?? e.message;
+}
 
 console.log(JSON.stringify(out));
