@@ -16,7 +16,8 @@
 //! `eth_getFilterChanges`, read whole with `eth_getFilterLogs`, removed
 //! with `eth_uninstallFilter`) are kept per node in [`crate::filters`],
 //! so ethers.js event listeners and web3.py's `create_filter` work as on
-//! Geth. Pending-transaction filters are not offered.
+//! Geth; `eth_newPendingTransactionFilter` reports the hashes the mempool
+//! admits (the last 65,536 are kept for polling).
 
 use crate::filters::{FilterKind, Filters};
 use axum::body::Bytes;
@@ -236,13 +237,14 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
         }
         "eth_newFilter" => install(rpc, FilterKind::Logs(log_query(p)?)),
         "eth_newBlockFilter" => install(rpc, FilterKind::Blocks),
+        "eth_newPendingTransactionFilter" => install(rpc, FilterKind::Pending),
         "eth_getFilterChanges" => filter_changes(rpc, filter_id(p)?),
         "eth_getFilterLogs" => {
             let id = filter_id(p)?;
             match rpc.filters.get(id, Instant::now()) {
                 None => Err(filter_not_found()),
-                Some(FilterKind::Blocks) => Err(RpcError::params(format!(
-                    "filter {id} is a block filter; eth_getFilterLogs reads log filters"
+                Some(FilterKind::Blocks | FilterKind::Pending) => Err(RpcError::params(format!(
+                    "filter {id} is not a log filter; eth_getFilterLogs reads log filters"
                 ))),
                 Some(FilterKind::Logs(q)) => {
                     let (from, to) = q.span(chain)?;
@@ -929,9 +931,18 @@ fn filter_id(p: &[Value]) -> Result<&str, RpcError> {
     str_param(p, 0, "filter id")
 }
 
-/// Install a filter that reports blocks after the current head.
+/// The newest position a filter of `kind` could report: the head's height,
+/// or the mempool's last arrival number.
+fn head(chain: &ChainRuntime, kind: &FilterKind<LogQuery>) -> u64 {
+    match kind {
+        FilterKind::Logs(_) | FilterKind::Blocks => chain.latest().0,
+        FilterKind::Pending => chain.mempool().last_arrival(),
+    }
+}
+
+/// Install a filter that reports what comes after the current head.
 fn install(rpc: &Rpc<'_>, kind: FilterKind<LogQuery>) -> RpcResult {
-    let next = rpc.chain.latest().0 + 1;
+    let next = head(rpc.chain, &kind) + 1;
     rpc.filters
         .install(kind, next, Instant::now())
         .map(Value::String)
@@ -939,23 +950,31 @@ fn install(rpc: &Rpc<'_>, kind: FilterKind<LogQuery>) -> RpcResult {
 }
 
 /// `eth_getFilterChanges`: what a filter matched in the blocks committed
-/// since it was installed or last polled.
+/// (or the transactions admitted) since it was installed or last polled.
 fn filter_changes(rpc: &Rpc<'_>, id: &str) -> RpcResult {
     let chain = rpc.chain;
-    let (kind, heights) = rpc
+    let (kind, positions) = rpc
         .filters
-        .poll(id, chain.latest().0, Instant::now())
+        .poll(id, Instant::now(), |kind| head(chain, kind))
         .ok_or_else(filter_not_found)?;
     match kind {
-        FilterKind::Blocks => heights
+        FilterKind::Pending => Ok(Value::Array(
+            chain
+                .mempool()
+                .arrivals(positions)
+                .iter()
+                .map(|h| hex_value(&h.0))
+                .collect(),
+        )),
+        FilterKind::Blocks => positions
             .map(|h| block_hash_at(chain, h).map(|b| hex_value(&b.0)))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         // A filter on one block hash saw that block before it was installed.
         FilterKind::Logs(q) if q.block_hash.is_some() => Ok(json!([])),
         FilterKind::Logs(q) => {
-            let from = (*heights.start()).max(q.from.unwrap_or(0));
-            let to = (*heights.end()).min(q.to.unwrap_or(u64::MAX));
+            let from = (*positions.start()).max(q.from.unwrap_or(0));
+            let to = (*positions.end()).min(q.to.unwrap_or(u64::MAX));
             find_logs(chain, &q, from, to)
         }
     }

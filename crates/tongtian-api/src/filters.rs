@@ -2,9 +2,10 @@
 //! `eth_newFilter`, `eth_newBlockFilter`, `eth_getFilterChanges`,
 //! `eth_getFilterLogs` and `eth_uninstallFilter`.
 //!
-//! A filter remembers the first block height it has not reported yet; each
-//! poll hands out the heights from there to the head and moves the cursor
-//! past them. As in Geth, a filter that nobody polls for
+//! A filter remembers the first position it has not reported yet (a block
+//! height, or for a pending-transaction filter the number the mempool gave
+//! an admitted transaction); each poll hands out the positions from there
+//! to the head and moves the cursor past them. As in Geth, a filter that nobody polls for
 //! [`FILTER_TIMEOUT`] is removed, and ids are random, so one client cannot
 //! guess and drain another's filter. A node holds at most [`MAX_FILTERS`]
 //! at a time, so a client that installs filters in a loop cannot exhaust
@@ -28,13 +29,17 @@ pub const MAX_POLL_BLOCKS: u64 = tongtian_node::MAX_EVENT_RANGE;
 #[error("too many filters installed (at most {0}); remove some with eth_uninstallFilter")]
 pub struct TooManyFilters(pub usize);
 
-/// What a filter reports: logs matching a query (`Q`), or new block hashes.
+/// What a filter reports: logs matching a query (`Q`), new block hashes,
+/// or hashes of newly admitted transactions.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FilterKind<Q> {
-    /// `eth_newFilter`: logs matching the query.
+    /// `eth_newFilter`: logs matching the query (positions are heights).
     Logs(Q),
-    /// `eth_newBlockFilter`: hashes of new blocks.
+    /// `eth_newBlockFilter`: hashes of new blocks (positions are heights).
     Blocks,
+    /// `eth_newPendingTransactionFilter`: hashes of transactions the
+    /// mempool admitted (positions are its arrival numbers).
+    Pending,
 }
 
 struct Installed<Q> {
@@ -77,7 +82,7 @@ impl<Q: Clone> Filters<Q> {
         }
     }
 
-    /// Install a filter that reports from height `next` on; its id.
+    /// Install a filter that reports from position `next` on; its id.
     pub fn install(
         &self,
         kind: FilterKind<Q>,
@@ -110,20 +115,21 @@ impl<Q: Clone> Filters<Q> {
         Ok(id)
     }
 
-    /// Poll filter `id` with the chain at height `latest`: what it reports
-    /// and the heights not reported before (empty when there are none).
-    /// The cursor moves past them. `None` if there is no such filter (never
-    /// installed, removed, or expired).
+    /// Poll filter `id`, whose newest position is `head` of its kind: what
+    /// it reports and the positions not reported before (empty when there
+    /// are none). The cursor moves past them. `None` if there is no such
+    /// filter (never installed, removed, or expired).
     pub fn poll(
         &self,
         id: &str,
-        latest: u64,
         now: Instant,
+        head: impl FnOnce(&FilterKind<Q>) -> u64,
     ) -> Option<(FilterKind<Q>, RangeInclusive<u64>)> {
         let mut map = self.inner.lock();
         self.sweep(&mut map, now);
         let f = map.get_mut(id)?;
         f.touched = now;
+        let latest = head(&f.kind);
         let from = f.next;
         let to = latest.min(from.saturating_add(MAX_POLL_BLOCKS - 1));
         // An empty range when nothing is new: `from > to`.
@@ -172,15 +178,15 @@ mod tests {
         let t = Instant::now();
         let id = f.install(FilterKind::Logs(7), 5, t).unwrap();
         // Nothing new yet: the head is still below the cursor.
-        let (kind, r) = f.poll(&id, 4, t).unwrap();
+        let (kind, r) = f.poll(&id, t, |_| 4).unwrap();
         assert_eq!(kind, FilterKind::Logs(7));
         assert!(r.is_empty(), "{r:?}");
-        assert_eq!(f.poll(&id, 7, t).unwrap().1, 5..=7);
-        assert!(f.poll(&id, 7, t).unwrap().1.is_empty());
-        assert_eq!(f.poll(&id, 8, t).unwrap().1, 8..=8);
+        assert_eq!(f.poll(&id, t, |_| 7).unwrap().1, 5..=7);
+        assert!(f.poll(&id, t, |_| 7).unwrap().1.is_empty());
+        assert_eq!(f.poll(&id, t, |_| 8).unwrap().1, 8..=8);
         // `get` does not move the cursor.
         assert_eq!(f.get(&id, t), Some(FilterKind::Logs(7)));
-        assert_eq!(f.poll(&id, 9, t).unwrap().1, 9..=9);
+        assert_eq!(f.poll(&id, t, |_| 9).unwrap().1, 9..=9);
     }
 
     #[test]
@@ -189,16 +195,16 @@ mod tests {
         let t = Instant::now();
         let id = f.install(FilterKind::Blocks, 1, t).unwrap();
         let latest = 2 * MAX_POLL_BLOCKS + 10;
-        assert_eq!(f.poll(&id, latest, t).unwrap().1, 1..=MAX_POLL_BLOCKS);
+        assert_eq!(f.poll(&id, t, |_| latest).unwrap().1, 1..=MAX_POLL_BLOCKS);
         assert_eq!(
-            f.poll(&id, latest, t).unwrap().1,
+            f.poll(&id, t, |_| latest).unwrap().1,
             MAX_POLL_BLOCKS + 1..=2 * MAX_POLL_BLOCKS
         );
         assert_eq!(
-            f.poll(&id, latest, t).unwrap().1,
+            f.poll(&id, t, |_| latest).unwrap().1,
             2 * MAX_POLL_BLOCKS + 1..=latest
         );
-        assert!(f.poll(&id, latest, t).unwrap().1.is_empty());
+        assert!(f.poll(&id, t, |_| latest).unwrap().1.is_empty());
     }
 
     #[test]
@@ -208,13 +214,13 @@ mod tests {
         let idle = f.install(FilterKind::Blocks, 0, t0).unwrap();
         let busy = f.install(FilterKind::Blocks, 0, t0).unwrap();
         assert_ne!(idle, busy);
-        assert!(f.poll(&busy, 0, t0 + Duration::from_secs(40)).is_some());
+        assert!(f.poll(&busy, t0 + Duration::from_secs(40), |_| 0).is_some());
         let later = t0 + Duration::from_secs(70);
-        assert!(f.poll(&idle, 0, later).is_none(), "expired");
-        assert!(f.poll(&busy, 0, later).is_some(), "polled 30 s ago");
+        assert!(f.poll(&idle, later, |_| 0).is_none(), "expired");
+        assert!(f.poll(&busy, later, |_| 0).is_some(), "polled 30 s ago");
         assert!(f.uninstall(&busy));
         assert!(!f.uninstall(&busy));
-        assert!(f.poll(&busy, 0, later).is_none());
+        assert!(f.poll(&busy, later, |_| 0).is_none());
         assert!(f.is_empty());
     }
 
@@ -233,6 +239,6 @@ mod tests {
         let t1 = t0 + Duration::from_secs(61);
         assert!(f.install(FilterKind::Blocks, 0, t1).is_ok());
         assert_eq!(f.len(), 1);
-        assert!(f.poll(&again, 0, t1).is_none());
+        assert!(f.poll(&again, t1, |_| 0).is_none());
     }
 }

@@ -438,6 +438,7 @@ fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
     assert_eq!(seen["recipientAfter"], seen["recipientBalance"]);
     assert_eq!(seen["filterChanges"].as_array().unwrap().len(), 1);
     assert_eq!(seen["heard"]["value"], "7");
+    assert_eq!(seen["heardPending"], seen["filterChanges"][0]);
     assert_eq!(seen["uninstalled"], true);
     assert_eq!(seen["goneFilter"], "filter not found");
 }

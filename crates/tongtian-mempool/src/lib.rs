@@ -171,7 +171,58 @@ struct Inner {
     count: usize,
     /// Sum of the encoded sizes of pending transactions.
     bytes: usize,
+    /// The latest admitted transactions, numbered.
+    arrivals: Arrivals,
 }
+
+/// Hashes of the last `cap` admitted transactions, oldest first, numbered
+/// from 1 in admission order.
+struct Arrivals {
+    hashes: VecDeque<H256>,
+    /// The number of the newest (0: none yet).
+    last: u64,
+    cap: usize,
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Arrivals {
+            hashes: VecDeque::new(),
+            last: 0,
+            cap: ARRIVALS_KEPT,
+        }
+    }
+}
+
+impl Arrivals {
+    fn push(&mut self, hash: H256) {
+        if self.hashes.len() == self.cap {
+            self.hashes.pop_front();
+        }
+        self.hashes.push_back(hash);
+        self.last += 1;
+    }
+
+    /// The kept hashes numbered `numbers`, in order.
+    fn range(&self, numbers: std::ops::RangeInclusive<u64>) -> Vec<H256> {
+        let first_kept = self.last + 1 - self.hashes.len() as u64;
+        let from = (*numbers.start()).max(first_kept);
+        let to = (*numbers.end()).min(self.last);
+        if from > to {
+            return Vec::new();
+        }
+        self.hashes
+            .iter()
+            .skip((from - first_kept) as usize)
+            .take((to - from + 1) as usize)
+            .copied()
+            .collect()
+    }
+}
+
+/// How many of the latest admitted transactions [`Mempool::arrivals`] can
+/// still list.
+pub const ARRIVALS_KEPT: usize = 65_536;
 
 /// The pending-transaction pool of one chain.
 pub struct Mempool {
@@ -433,7 +484,21 @@ impl Mempool {
         }
         inner.known.insert(hash, sender);
         inner.count += 1;
+        inner.arrivals.push(hash);
         Ok(hash)
+    }
+
+    /// The number of the last admitted transaction: admitted transactions
+    /// are numbered from 1 in the order they were admitted (0: none yet).
+    pub fn last_arrival(&self) -> u64 {
+        self.inner.lock().arrivals.last
+    }
+
+    /// Hashes of the admitted transactions numbered `numbers`, in order:
+    /// those of the last [`ARRIVALS_KEPT`] (older ones are forgotten).
+    /// They may have been committed or dropped since.
+    pub fn arrivals(&self, numbers: std::ops::RangeInclusive<u64>) -> Vec<H256> {
+        self.inner.lock().arrivals.range(numbers)
     }
 
     /// Up to `max` pending transactions in proposal order: senders by
@@ -659,6 +724,35 @@ mod tests {
             "insufficient_funds"
         );
         assert_eq!(pool.len(), 3);
+    }
+
+    #[test]
+    fn admitted_transactions_are_numbered_in_order() {
+        let (pool, k, st) = setup();
+        assert_eq!(pool.last_arrival(), 0);
+        let a = pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap();
+        // Refused transactions get no number.
+        assert!(pool.submit(&tx(&k, 5, 9, 1, 0), &st).is_err());
+        let b = pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
+        assert_eq!(pool.last_arrival(), 2);
+        assert_eq!(pool.arrivals(1..=2), vec![a, b]);
+        assert_eq!(pool.arrivals(2..=9), vec![b]);
+        assert!(pool.arrivals(3..=9).is_empty());
+        // Only the last `cap` are kept.
+        let mut ring = Arrivals {
+            cap: 3,
+            ..Arrivals::default()
+        };
+        for i in 1..=5u8 {
+            ring.push(H256([i; 32]));
+        }
+        assert_eq!(ring.last, 5);
+        assert_eq!(
+            ring.range(1..=4),
+            vec![H256([3; 32]), H256([4; 32])],
+            "1 and 2 are forgotten"
+        );
+        assert_eq!(ring.range(5..=5), vec![H256([5; 32])]);
     }
 
     #[test]

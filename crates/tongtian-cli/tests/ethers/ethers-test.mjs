@@ -119,27 +119,40 @@ const got = await provider.getTransaction(tx.hash);
 out.txFrom = got.from;
 check(got.from === wallet.address, "transaction sender");
 
+// (unref: a pending timer does not keep the script alive at the end)
+const timeout = () => new Promise((_, reject) => setTimeout(() => reject(new Error("nothing heard within 10 s")), 10000).unref());
 // Filters, as web3.py's create_filter and ethers' listeners use them:
 // installed now, they report only what is mined after.
 const transferTopic = token.interface.getEvent("Transfer").topicHash;
 const logFilter = await provider.send("eth_newFilter", [{ address: out.token, topics: [transferTopic] }]);
 const blockFilter = await provider.send("eth_newBlockFilter", []);
+const pendingFilter = await provider.send("eth_newPendingTransactionFilter", []);
+// Awaiting `once` has ethers send its filter request before any of the
+// transfer's, so the listener cannot miss the transfer.
+let pendingHeard;
+const heardPending = new Promise((resolve) => (pendingHeard = resolve));
+await provider.once("pending", pendingHeard);
 check((await provider.send("eth_getFilterChanges", [logFilter])).length === 0, "a new filter reports nothing old");
 // An ethers listener: with the node offering filters, ethers polls one
 // (eth_newFilter + eth_getFilterChanges) instead of eth_getLogs.
-const heard = new Promise((resolve) => token.once("Transfer", (from, to2, value) => resolve({ from, to: to2, value: value.toString() })));
+let transferHeard;
+const heard = new Promise((resolve) => (transferHeard = resolve));
+await token.once("Transfer", (from, to2, value) => transferHeard({ from, to: to2, value: value.toString() }));
 const t2 = await token.transfer(to, 7n);
 const r2 = await t2.wait();
 const changes = await provider.send("eth_getFilterChanges", [logFilter]);
 out.filterChanges = changes.map((l) => l.transactionHash);
 check(changes.length === 1 && changes[0].transactionHash === t2.hash, "log filter reports the new transfer once");
 check((await provider.send("eth_getFilterChanges", [logFilter])).length === 0, "and not again");
+const pendingHashes = await provider.send("eth_getFilterChanges", [pendingFilter]);
+check(pendingHashes.includes(t2.hash), "pending filter reports the admitted transaction");
+out.heardPending = await Promise.race([heardPending, timeout()]);
+check(/^0x[0-9a-f]{64}$/.test(out.heardPending), "ethers pending listener heard a hash");
 const blocks = await provider.send("eth_getFilterChanges", [blockFilter]);
 check(blocks.includes(r2.blockHash), "block filter reports the transfer's block");
 const filterLogs = await provider.send("eth_getFilterLogs", [logFilter]);
 check(filterLogs.some((l) => l.transactionHash === t2.hash), "eth_getFilterLogs reads the filter's range");
-const timeout = new Promise((_, reject) => setTimeout(() => reject(new Error("no Transfer event within 10 s")), 10000));
-out.heard = await Promise.race([heard, timeout]);
+out.heard = await Promise.race([heard, timeout()]);
 check(out.heard.to === to && out.heard.value === "7", "ethers listener heard the transfer");
 out.uninstalled = await provider.send("eth_uninstallFilter", [logFilter]);
 check(out.uninstalled === true, "uninstall");
@@ -151,3 +164,4 @@ try {
 }
 
 console.log(JSON.stringify(out));
+provider.destroy();
