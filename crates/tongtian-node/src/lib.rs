@@ -112,11 +112,20 @@ struct Executed {
     staged: StagedState,
 }
 
-/// A proposal with its execution: built for `propose`, or ahead of it (on
-/// the state of its parent while that parent was being written).
+/// A proposal with its execution, assembled into a block.
 struct Built {
     block: Block,
     executed: Executed,
+}
+
+/// The next proposal, executed ahead of time on the state of its parent
+/// while that parent was being written. It is assembled into a block (state
+/// staged, header built) only when proposed, after any top-up, so that work
+/// is done once per block.
+struct Prepared {
+    env: BlockEnv,
+    parent_hash: H256,
+    outcome: Outcome,
 }
 
 /// Most gas a simulated call may use.
@@ -153,7 +162,7 @@ pub struct ChainRuntime {
     executed: Mutex<HashMap<H256, Executed>>,
     /// The next block, built while its parent was written (see
     /// [`Application::commit_and_prepare`]).
-    prepared: Mutex<Option<Built>>,
+    prepared: Mutex<Option<Prepared>>,
     /// How many proposals came from `prepared`.
     prepared_used: std::sync::atomic::AtomicU64,
     /// How many of those took in transactions that arrived after it was built.
@@ -545,10 +554,14 @@ impl ChainRuntime {
         }
         let prepared = self.prepared.lock().take();
         if let Some(p) = prepared {
-            if p.block.header.height == height && p.block.header.parent_hash == parent_hash {
+            if p.env.height == height && p.parent_hash == parent_hash {
                 self.prepared_used
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let built = self.top_up(p, parent_hash)?;
+                let env = p.env.clone();
+                let outcome = self.top_up(p)?;
+                // The parent is committed now: the store is the state the
+                // block was executed on.
+                let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
                 return Ok(Some(self.offer(built)));
             }
         }
@@ -576,13 +589,13 @@ impl ChainRuntime {
     /// A prepared block with room left takes in the pending transactions
     /// that arrived after it was built: they run after its own, on the
     /// state they left (its parent is committed now, so the store is the
-    /// state it was built on), and the block is assembled again.
-    fn top_up(&self, prepared: Built, parent_hash: H256) -> Result<Built, NodeError> {
+    /// state it was built on). Its whole outcome.
+    fn top_up(&self, prepared: Prepared) -> Result<Outcome, NodeError> {
         let max = self.spec.consensus.max_block_txs as usize;
-        let outcome = &prepared.executed.outcome;
+        let outcome = prepared.outcome;
         let room = max.saturating_sub(outcome.included.len());
         if room == 0 {
-            return Ok(prepared);
+            return Ok(outcome);
         }
         let seen: std::collections::HashSet<H256> = outcome
             .included
@@ -592,15 +605,13 @@ impl ChainRuntime {
             .collect();
         let extra = self.mempool.pending_except(room, |h| seen.contains(h));
         if extra.is_empty() {
-            return Ok(prepared);
+            return Ok(outcome);
         }
         self.topped_up
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let env = BlockEnv::from(&prepared.block.header);
-        let outcome =
-            self.executor
-                .execute_after(&*self.store, &env, prepared.executed.outcome, extra)?;
-        self.assemble(&*self.store, &env, parent_hash, outcome)
+        Ok(self
+            .executor
+            .execute_after(&*self.store, &prepared.env, outcome, extra)?)
     }
 
     /// The environment of a block this node proposes.
@@ -701,17 +712,18 @@ impl ChainRuntime {
         Ok(hash)
     }
 
-    /// Build the block after `parent` (whose state is `staged`, not yet
+    /// Execute the block after `parent` (whose state is `staged`, not yet
     /// committed) from pending transactions other than `parent`'s (a
-    /// partial block is topped up when proposed). `None` when none are
-    /// pending or building fails; the proposal is then built the usual way.
+    /// partial block is topped up when proposed, and assembled then).
+    /// `None` when none are pending or execution fails; the proposal is
+    /// then built the usual way.
     fn prepare_next(
         &self,
         parent: &BlockHeader,
         parent_hash: H256,
         included: &[H256],
         staged: &StagedState,
-    ) -> Option<Built> {
+    ) -> Option<Prepared> {
         let max = self.spec.consensus.max_block_txs as usize;
         let skip: std::collections::HashSet<&H256> = included.iter().collect();
         let txs = self.mempool.pending_except(max, |h| skip.contains(h));
@@ -722,20 +734,18 @@ impl ChainRuntime {
         }
         let view = self.store.ahead(staged, parent.height, parent_hash);
         let env = self.block_env(parent.height + 1, now_ms().max(parent.timestamp_ms));
-        let built = self
-            .executor
-            .execute(&view, &env, txs, Mode::Propose)
-            .map_err(NodeError::from)
-            .and_then(|outcome| {
-                if outcome.included.is_empty() {
-                    return Ok(None);
-                }
-                self.assemble(&view, &env, parent_hash, outcome).map(Some)
-            });
-        built.unwrap_or_else(|e| {
-            tracing::warn!(height = env.height, error = %e, "could not build the next block ahead");
-            None
-        })
+        match self.executor.execute(&view, &env, txs, Mode::Propose) {
+            Ok(outcome) if outcome.included.is_empty() => None,
+            Ok(outcome) => Some(Prepared {
+                env,
+                parent_hash,
+                outcome,
+            }),
+            Err(e) => {
+                tracing::warn!(height = env.height, error = %e, "could not build the next block ahead");
+                None
+            }
+        }
     }
 
     fn commit_blocking(
