@@ -561,6 +561,9 @@ impl Executor {
                 })
                 .chain(std::iter::once(block.proposer)),
         )?;
+        // Most transactions are included: grow the block's lists once.
+        out.receipts.reserve(txs.len());
+        out.included.reserve(txs.len());
         for t in txs {
             overlay.clear_journal();
             match self.apply(&mut overlay, block, out.receipts.len() as u32, &t)? {
