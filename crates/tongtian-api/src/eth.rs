@@ -35,6 +35,10 @@ use tongtian_types::{Action, Address, SignedTransaction, TxStatus, H256};
 
 /// Gas limit reported for blocks (the chain bounds blocks by count).
 const BLOCK_GAS_LIMIT: u64 = 1_000_000_000;
+/// Most blocks one `eth_feeHistory` covers (Geth's limit).
+const MAX_FEE_HISTORY: u64 = 1024;
+/// Most reward percentiles one `eth_feeHistory` asks for.
+const MAX_REWARD_PERCENTILES: usize = 100;
 /// Gas an `eth_call` or `eth_estimateGas` may use when none is given.
 const DEFAULT_CALL_GAS: u64 = 30_000_000;
 /// Keccak-256 of the RLP of an empty list: the "no uncles" hash.
@@ -253,12 +257,7 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
             }
         }
         "eth_uninstallFilter" => Ok(Value::Bool(rpc.filters.uninstall(filter_id(p)?))),
-        "eth_feeHistory" => Ok(json!({
-            "oldestBlock": qty(chain.latest().0),
-            "baseFeePerGas": [qty(0), qty(0)],
-            "gasUsedRatio": [0.0],
-            "reward": [[qty(chain.spec().gas.min_gas_price)]],
-        })),
+        "eth_feeHistory" => fee_history(chain, p),
         other => Err(RpcError {
             code: -32601,
             message: format!("the method {other} does not exist/is not available"),
@@ -978,4 +977,98 @@ fn filter_changes(rpc: &Rpc<'_>, id: &str) -> RpcResult {
             find_logs(chain, &q, from, to)
         }
     }
+}
+
+/// `eth_feeHistory(blockCount, newestBlock, [rewardPercentiles])`. The
+/// chain has no base fee (always 0), so a block's rewards are the gas
+/// prices its transactions paid, at the requested percentiles of its gas
+/// (Geth's method: transactions sorted by price, weighted by gas used).
+fn fee_history(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
+    let count = p
+        .first()
+        .ok_or_else(|| RpcError::params("missing parameter 0 (blockCount)"))
+        .and_then(|v| parse_qty(v, "blockCount"))?;
+    let count = u64::try_from(count)
+        .unwrap_or(u64::MAX)
+        .min(MAX_FEE_HISTORY);
+    let newest = match p.get(1) {
+        None => return Err(RpcError::params("missing parameter 1 (newestBlock)")),
+        v => {
+            block_number(chain, v)?.ok_or_else(|| RpcError::params("request beyond head block"))?
+        }
+    };
+    let percentiles: Option<Vec<f64>> = match p.get(2) {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(xs)) => Some(
+            xs.iter()
+                .map(|x| {
+                    x.as_f64()
+                        .ok_or_else(|| RpcError::params("rewardPercentiles: expected numbers"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(RpcError::params("rewardPercentiles: expected a list")),
+    };
+    if let Some(ps) = &percentiles {
+        if ps.len() > MAX_REWARD_PERCENTILES
+            || ps.iter().any(|x| !(0.0..=100.0).contains(x))
+            || ps.windows(2).any(|w| w[1] < w[0])
+        {
+            return Err(RpcError::params(format!(
+                "rewardPercentiles: at most {MAX_REWARD_PERCENTILES}, increasing, each within 0-100"
+            )));
+        }
+    }
+    // `count` blocks ending at `newest`, fewer if the chain is shorter.
+    let oldest = (newest + 1).saturating_sub(count);
+    let mut ratios = Vec::new();
+    let mut rewards = Vec::new();
+    for height in oldest..oldest + count.min(newest + 1) {
+        let receipts = chain.store().block_receipts(height)?;
+        let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
+        ratios.push(json!(gas_used as f64 / BLOCK_GAS_LIMIT as f64));
+        if let Some(ps) = &percentiles {
+            let txs = chain
+                .store()
+                .block(height)?
+                .map(|b| b.txs)
+                .unwrap_or_default();
+            let mut paid: Vec<(u64, u64)> = txs
+                .iter()
+                .zip(&receipts)
+                .map(|(t, r)| (t.tx.gas_price, r.gas_used))
+                .collect();
+            paid.sort_unstable();
+            rewards.push(Value::Array(
+                ps.iter()
+                    .map(|pct| qty(price_at(&paid, gas_used, *pct)))
+                    .collect(),
+            ));
+        }
+    }
+    let n = ratios.len();
+    let mut out = json!({
+        "oldestBlock": qty(oldest),
+        "baseFeePerGas": vec![qty(0); if n == 0 { 0 } else { n + 1 }],
+        "gasUsedRatio": ratios,
+    });
+    if percentiles.is_some() {
+        out["reward"] = Value::Array(rewards);
+    }
+    Ok(out)
+}
+
+/// The price paid at percentile `pct` of `gas_used`, over `(price, gas)`
+/// sorted by price: the first whose cumulative gas reaches it (0 for an
+/// empty block).
+fn price_at(paid: &[(u64, u64)], gas_used: u64, pct: f64) -> u64 {
+    let threshold = gas_used as f64 * pct / 100.0;
+    let mut sum = 0u64;
+    for &(price, gas) in paid {
+        sum += gas;
+        if sum as f64 >= threshold {
+            return price;
+        }
+    }
+    paid.last().map_or(0, |&(price, _)| price)
 }

@@ -387,10 +387,46 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
         if r["result"].is_object() {
             assert_eq!(r["result"]["status"], "0x1");
             assert_eq!(r["result"]["gasUsed"], "0x5208");
+            // Its block's fee history: 21,000 gas of a nominal 1e9, and the
+            // price it paid at every percentile (the only transaction).
+            let at = r["result"]["blockNumber"].clone();
+            let paid = call_rpc(&node, "eth_getTransactionByHash", json!([hash]))["result"]
+                ["gasPrice"]
+                .clone();
+            let fh =
+                call_rpc(&node, "eth_feeHistory", json!(["0x1", at, [10, 90]]))["result"].clone();
+            assert_eq!(fh["oldestBlock"], at);
+            assert_eq!(fh["gasUsedRatio"], json!([21_000.0 / 1e9]));
+            assert_eq!(fh["baseFeePerGas"], json!(["0x0", "0x0"]));
+            assert_eq!(fh["reward"], json!([[paid, paid]]));
             break;
         }
         assert!(std::time::Instant::now() < deadline, "not mined");
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Several blocks (as many as there are, up to the count): one entry
+    // each, and no reward without percentiles.
+    let head = call_rpc(&node, "eth_blockNumber", json!([]))["result"].clone();
+    let latest = u64::from_str_radix(head.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let fh = call_rpc(&node, "eth_feeHistory", json!([4, head]))["result"].clone();
+    let n = (latest + 1).min(4);
+    assert_eq!(
+        fh["gasUsedRatio"].as_array().unwrap().len() as u64,
+        n,
+        "{fh}"
+    );
+    assert_eq!(fh["baseFeePerGas"].as_array().unwrap().len() as u64, n + 1);
+    assert_eq!(fh["oldestBlock"], format!("{:#x}", latest + 1 - n));
+    assert!(fh.get("reward").is_none());
+    for bad in [
+        json!(["0x1", "latest", [50, 10]]),
+        json!(["0x1", "latest", [101]]),
+        json!(["0x1", "0xffffff"]),
+    ] {
+        assert_eq!(
+            call_rpc(&node, "eth_feeHistory", bad)["error"]["code"],
+            -32602
+        );
     }
     let replay = call_rpc(&node, "eth_sendRawTransaction", json!([hex_raw]));
     let m = replay["error"]["message"].as_str().unwrap();
