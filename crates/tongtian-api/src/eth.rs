@@ -234,6 +234,23 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
                 None => Ok(Value::Null),
             }
         }
+        "net_peerCount" => Ok(qty(chain.peer_count() as u64)),
+        "eth_getBlockTransactionCountByNumber" | "eth_getUncleCountByBlockNumber" => {
+            let height = block_number(chain, p.first())?;
+            block_count(chain, height, method.contains("Uncle"))
+        }
+        "eth_getBlockTransactionCountByHash" | "eth_getUncleCountByBlockHash" => {
+            let height = chain.store().height_of(&hash_param(p, 0)?)?;
+            block_count(chain, height, method.contains("Uncle"))
+        }
+        "eth_getTransactionByBlockNumberAndIndex" => {
+            let height = block_number(chain, p.first())?;
+            tx_at(chain, height, p.get(1))
+        }
+        "eth_getTransactionByBlockHashAndIndex" => {
+            let height = chain.store().height_of(&hash_param(p, 0)?)?;
+            tx_at(chain, height, p.get(1))
+        }
         "eth_getLogs" => {
             let q = log_query(p)?;
             let (from, to) = q.span(chain)?;
@@ -1071,4 +1088,38 @@ fn price_at(paid: &[(u64, u64)], gas_used: u64, pct: f64) -> u64 {
         }
     }
     paid.last().map_or(0, |&(price, _)| price)
+}
+
+/// A block's transaction count (or its uncle count, always 0); null for a
+/// block that does not exist.
+fn block_count(chain: &ChainRuntime, height: Option<u64>, uncles: bool) -> RpcResult {
+    let Some(header) = height
+        .map(|h| chain.store().header(h))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(Value::Null);
+    };
+    Ok(qty(if uncles {
+        0
+    } else {
+        u64::from(header.tx_count)
+    }))
+}
+
+/// The transaction at position `index` of the block at `height`; null if
+/// there is no such block or position.
+fn tx_at(chain: &ChainRuntime, height: Option<u64>, index: Option<&Value>) -> RpcResult {
+    let index = parse_qty(index.unwrap_or(&Value::Null), "index")?;
+    let Some(height) = height else {
+        return Ok(Value::Null);
+    };
+    let Some(block) = chain.store().block(height)? else {
+        return Ok(Value::Null);
+    };
+    let Some(tx) = usize::try_from(index).ok().and_then(|i| block.txs.get(i)) else {
+        return Ok(Value::Null);
+    };
+    let hash = block.header.hash(chain.spec().suite);
+    Ok(tx_view(chain, tx, Some((height, hash, index as u32))))
 }

@@ -399,6 +399,31 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
             assert_eq!(fh["gasUsedRatio"], json!([21_000.0 / 1e9]));
             assert_eq!(fh["baseFeePerGas"], json!(["0x0", "0x0"]));
             assert_eq!(fh["reward"], json!([[paid, paid]]));
+            // The same transaction found by block and position.
+            let bh = r["result"]["blockHash"].clone();
+            let count = |m: &str, b: &Value| call_rpc(&node, m, json!([b]))["result"].clone();
+            assert_eq!(count("eth_getBlockTransactionCountByNumber", &at), "0x1");
+            assert_eq!(count("eth_getBlockTransactionCountByHash", &bh), "0x1");
+            assert_eq!(count("eth_getUncleCountByBlockNumber", &at), "0x0");
+            assert_eq!(
+                count("eth_getBlockTransactionCountByNumber", &json!("0xffffff")),
+                Value::Null
+            );
+            for (m, b) in [
+                ("eth_getTransactionByBlockNumberAndIndex", &at),
+                ("eth_getTransactionByBlockHashAndIndex", &bh),
+            ] {
+                assert_eq!(
+                    call_rpc(&node, m, json!([b, "0x0"]))["result"]["hash"],
+                    hash
+                );
+                assert_eq!(call_rpc(&node, m, json!([b, "0x1"]))["result"], Value::Null);
+                assert_eq!(
+                    call_rpc(&node, m, json!([b, true]))["error"]["code"],
+                    -32602
+                );
+            }
+            assert_eq!(call_rpc(&node, "net_peerCount", json!([]))["result"], "0x0");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "not mined");
