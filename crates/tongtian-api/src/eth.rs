@@ -251,11 +251,7 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
             let height = chain.store().height_of(&hash_param(p, 0)?)?;
             tx_at(chain, height, p.get(1))
         }
-        "eth_getLogs" => {
-            let q = log_query(p)?;
-            let (from, to) = q.span(chain)?;
-            find_logs(chain, &q, from, to)
-        }
+        "eth_getLogs" => log_query(p)?.logs(chain),
         "eth_newFilter" => install(rpc, FilterKind::Logs(log_query(p)?)),
         "eth_newBlockFilter" => install(rpc, FilterKind::Blocks),
         "eth_newPendingTransactionFilter" => install(rpc, FilterKind::Pending),
@@ -267,10 +263,7 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
                 Some(FilterKind::Blocks | FilterKind::Pending) => Err(RpcError::params(format!(
                     "filter {id} is not a log filter; eth_getFilterLogs reads log filters"
                 ))),
-                Some(FilterKind::Logs(q)) => {
-                    let (from, to) = q.span(chain)?;
-                    find_logs(chain, &q, from, to)
-                }
+                Some(FilterKind::Logs(q)) => q.logs(chain),
             }
         }
         "eth_uninstallFilter" => Ok(Value::Bool(rpc.filters.uninstall(filter_id(p)?))),
@@ -832,6 +825,12 @@ impl LogQuery {
             ),
         })
     }
+
+    /// The logs it matches now (`eth_getLogs`, `eth_getFilterLogs`).
+    fn logs(&self, chain: &ChainRuntime) -> RpcResult {
+        let (from, to) = self.span(chain)?;
+        find_logs(chain, self, from, to)
+    }
 }
 
 /// Parameter 0 as a log filter object.
@@ -1040,7 +1039,7 @@ fn fee_history(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
     let oldest = (newest + 1).saturating_sub(count);
     let mut ratios = Vec::new();
     let mut rewards = Vec::new();
-    for height in oldest..oldest + count.min(newest + 1) {
+    for height in oldest..=newest {
         let receipts = chain.store().block_receipts(height)?;
         let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
         ratios.push(json!(gas_used as f64 / BLOCK_GAS_LIMIT as f64));
