@@ -18,7 +18,16 @@
 //! so ethers.js event listeners and web3.py's `create_filter` work as on
 //! Geth; `eth_newPendingTransactionFilter` reports the hashes the mempool
 //! admits (the last 65,536 are kept for polling).
+//!
+//! A node with unlocked accounts ([`crate::accounts`]; `tongtian dev`
+//! unlocks the development accounts) lists them in `eth_accounts` and signs
+//! with them: `eth_sendTransaction` and `eth_signTransaction` fill in what
+//! the object leaves out (nonce from the pool, gas by estimate, the minimum
+//! gas price) and sign an EIP-1559 transaction; `eth_sign` and
+//! `personal_sign` sign EIP-191 messages, `eth_signTypedData_v4` EIP-712
+//! data. An account the node does not hold gets "unknown account" (-32000).
 
+use crate::accounts::UnlockedAccounts;
 use crate::filters::{FilterKind, Filters};
 use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
@@ -26,11 +35,12 @@ use axum::Json;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
+use tongtian_crypto::eth::{personal_message_digest, EthKey};
 use tongtian_execution::vm::{blob_key, code_key, storage_key, CodeInfo, VmFailure};
 use tongtian_node::{ChainRuntime, NodeError};
 use tongtian_storage::StateStore;
 use tongtian_types::codec::{decode, encode};
-use tongtian_types::eth::EthTx;
+use tongtian_types::eth::{sign_eip1559, EthTx};
 use tongtian_types::{Action, Address, SignedTransaction, TxStatus, H256};
 
 /// Gas limit reported for blocks (the chain bounds blocks by count).
@@ -90,16 +100,19 @@ type RpcResult = Result<Value, RpcError>;
 /// The filters a node's Ethereum API keeps.
 pub(crate) type EthFilters = Filters<LogQuery>;
 
-/// What one request may use: the chain and the node's installed filters.
+/// What one request may use: the chain, the node's installed filters and
+/// the accounts it signs for.
 struct Rpc<'a> {
     chain: &'a ChainRuntime,
     filters: &'a EthFilters,
+    accounts: &'a UnlockedAccounts,
 }
 
 /// `POST /eth`: one JSON-RPC request or a batch.
 pub(crate) async fn handle(
     chain: Arc<ChainRuntime>,
     filters: Arc<EthFilters>,
+    accounts: Arc<UnlockedAccounts>,
     body: Bytes,
 ) -> Response {
     let parsed: Value = match serde_json::from_slice(&body) {
@@ -120,6 +133,7 @@ pub(crate) async fn handle(
         let rpc = Rpc {
             chain: &chain,
             filters: &filters,
+            accounts: &accounts,
         };
         match parsed {
             Value::Array(reqs) if reqs.is_empty() => error_response(
@@ -181,7 +195,12 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
             env!("CARGO_PKG_VERSION")
         ))),
         "eth_syncing" => Ok(Value::Bool(false)),
-        "eth_accounts" => Ok(json!([])),
+        "eth_accounts" => Ok(Value::Array(
+            rpc.accounts
+                .addresses()
+                .map(|a| Value::String(a.to_string()))
+                .collect(),
+        )),
         "eth_blockNumber" => Ok(qty(chain.latest().0)),
         "eth_gasPrice" | "eth_maxPriorityFeePerGas" => Ok(qty(chain.spec().gas.min_gas_price)),
         "eth_getBalance" => {
@@ -191,15 +210,10 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
         }
         "eth_getTransactionCount" => {
             let a = addr_param(p, 0)?;
-            let pending = p.get(1).and_then(Value::as_str) == Some("pending");
-            // The pool before the state: a block commits its state before it
-            // leaves the pool, so a sender missing from the pool here has
-            // its last transaction in the state read next. The other order
-            // could read the state before the commit and the pool after.
-            let queued = pending.then(|| chain.mempool().next_nonce(&a)).flatten();
-            let view = View::of(chain, p.get(1))?;
-            let committed = view.account(&a)?.nonce;
-            Ok(qty(queued.unwrap_or(committed).max(committed)))
+            if p.get(1).and_then(Value::as_str) == Some("pending") {
+                return Ok(qty(pending_nonce(chain, &a)?));
+            }
+            Ok(qty(View::of(chain, p.get(1))?.account(&a)?.nonce))
         }
         "eth_getCode" => {
             let a = addr_param(p, 0)?;
@@ -217,7 +231,27 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
             Ok(hex_value(&word))
         }
         "eth_call" | "eth_estimateGas" => call(chain, method == "eth_estimateGas", p),
-        "eth_sendRawTransaction" => send_raw(chain, p),
+        "eth_sendRawTransaction" => {
+            let raw = parse_hex(str_param(p, 0, "raw transaction")?, "raw transaction")?;
+            submit_raw(chain, raw)
+        }
+        "eth_sendTransaction" => {
+            let object = CallObject::parse(p.first())?;
+            // One at a time from choosing the nonce to entering the pool.
+            let _turn = rpc.accounts.sending();
+            submit_raw(chain, sign_transaction(rpc, &object)?)
+        }
+        "eth_signTransaction" => Ok(hex_value(&sign_transaction(
+            rpc,
+            &CallObject::parse(p.first())?,
+        )?)),
+        "eth_sign" => sign_message(rpc, &addr_param(p, 0)?, &message_param(p, 1)?),
+        "personal_sign" => sign_message(rpc, &addr_param(p, 1)?, &message_param(p, 0)?),
+        "eth_signTypedData_v4" | "eth_signTypedData" => {
+            let key = signing_key(rpc, &addr_param(p, 0)?)?;
+            let digest = typed_data_digest(p.get(1))?;
+            Ok(hex_value(&key.sign_recoverable(&digest)))
+        }
         "eth_getTransactionByHash" => tx_by_hash(chain, &hash_param(p, 0)?),
         "eth_getTransactionReceipt" => receipt_by_hash(chain, &hash_param(p, 0)?),
         "eth_getBlockByNumber" => {
@@ -451,50 +485,187 @@ fn code_of(view: &View<'_>, a: &Address) -> Result<Option<Vec<u8>>, RpcError> {
 }
 
 /// `eth_call` and `eth_estimateGas`.
-fn call(chain: &ChainRuntime, estimate: bool, p: &[Value]) -> RpcResult {
-    let obj = p
-        .first()
-        .and_then(Value::as_object)
-        .ok_or_else(|| RpcError::params("expected a call object"))?;
-    let from = match obj.get("from").and_then(Value::as_str) {
-        Some(s) => parse_addr(s)?,
-        None => Address::ZERO,
-    };
-    let to = match obj.get("to") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(parse_addr(s)?),
-        Some(_) => return Err(RpcError::params("to: expected an address")),
-    };
-    let data = match obj.get("data").or_else(|| obj.get("input")) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => parse_hex(s, "data")?,
-        Some(_) => return Err(RpcError::params("data: expected hex")),
-    };
-    let value = match obj.get("value") {
-        None | Some(Value::Null) => 0,
-        Some(v) => parse_qty(v, "value")?,
-    };
-    let gas = match obj.get("gas") {
-        None | Some(Value::Null) => DEFAULT_CALL_GAS,
-        Some(v) => u64::try_from(parse_qty(v, "gas")?).unwrap_or(u64::MAX),
-    };
-    let at = state_height(chain, p.get(1))?;
-    let sim = chain.simulate(at, from, to, data, value, gas)?;
-    match sim.result.status {
-        Ok(out) if !estimate => Ok(hex_value(&out)),
-        // Headroom for refunds and the 63/64 rule of nested calls.
-        Ok(_) => Ok(qty(sim.result.gas_used + sim.result.gas_used / 4)),
-        Err(VmFailure::Revert(data)) => Err(RpcError {
-            code: 3,
-            message: VmFailure::Revert(data.clone()).message(),
-            data: Some(format!("0x{}", hex::encode(&data))),
-        }),
-        Err(f) => Err(RpcError::server(f.message())),
+/// The fields of a call or transaction object (`eth_call`,
+/// `eth_estimateGas`, `eth_sendTransaction`, `eth_signTransaction`).
+#[derive(Debug, Default)]
+struct CallObject {
+    from: Option<Address>,
+    to: Option<Address>,
+    data: Vec<u8>,
+    value: u128,
+    gas: Option<u64>,
+    /// `gasPrice`, or else `maxFeePerGas`.
+    gas_price: Option<u128>,
+    nonce: Option<u64>,
+    chain_id: Option<u64>,
+}
+
+impl CallObject {
+    fn parse(v: Option<&Value>) -> Result<CallObject, RpcError> {
+        let obj = v
+            .and_then(Value::as_object)
+            .ok_or_else(|| RpcError::params("expected a call object"))?;
+        let present = |k: &str| obj.get(k).filter(|v| !v.is_null());
+        let address = |k: &str| match present(k) {
+            None => Ok(None),
+            Some(Value::String(s)) => parse_addr(s).map(Some),
+            Some(_) => Err(RpcError::params(format!("{k}: expected an address"))),
+        };
+        let number = |k: &str| {
+            present(k)
+                .map(|v| parse_qty(v, k).map(|n| u64::try_from(n).unwrap_or(u64::MAX)))
+                .transpose()
+        };
+        Ok(CallObject {
+            from: address("from")?,
+            to: address("to")?,
+            data: match present("data").or_else(|| present("input")) {
+                None => Vec::new(),
+                Some(Value::String(s)) => parse_hex(s, "data")?,
+                Some(_) => return Err(RpcError::params("data: expected hex")),
+            },
+            value: present("value")
+                .map(|v| parse_qty(v, "value"))
+                .transpose()?
+                .unwrap_or(0),
+            gas: number("gas")?,
+            gas_price: present("gasPrice")
+                .map(|v| parse_qty(v, "gasPrice"))
+                .or_else(|| present("maxFeePerGas").map(|v| parse_qty(v, "maxFeePerGas")))
+                .transpose()?,
+            nonce: number("nonce")?,
+            chain_id: number("chainId")?,
+        })
+    }
+
+    /// Run it on the state at `at` (`None`: the latest): its output and
+    /// the gas it used, or the revert (code 3, with its data) or failure.
+    fn run(&self, chain: &ChainRuntime, at: Option<u64>) -> Result<(Vec<u8>, u64), RpcError> {
+        let sim = chain.simulate(
+            at,
+            self.from.unwrap_or(Address::ZERO),
+            self.to,
+            self.data.clone(),
+            self.value,
+            self.gas.unwrap_or(DEFAULT_CALL_GAS),
+        )?;
+        match sim.result.status {
+            Ok(out) => Ok((out, sim.result.gas_used)),
+            Err(VmFailure::Revert(data)) => Err(RpcError {
+                code: 3,
+                message: VmFailure::Revert(data.clone()).message(),
+                data: Some(format!("0x{}", hex::encode(&data))),
+            }),
+            Err(f) => Err(RpcError::server(f.message())),
+        }
     }
 }
 
-fn send_raw(chain: &ChainRuntime, p: &[Value]) -> RpcResult {
-    let raw = parse_hex(str_param(p, 0, "raw transaction")?, "raw transaction")?;
+/// The gas to offer for a call that used `gas_used`: headroom for refunds
+/// and the 63/64 rule of nested calls.
+fn with_headroom(gas_used: u64) -> u64 {
+    gas_used + gas_used / 4
+}
+
+fn call(chain: &ChainRuntime, estimate: bool, p: &[Value]) -> RpcResult {
+    let object = CallObject::parse(p.first())?;
+    let (out, gas_used) = object.run(chain, state_height(chain, p.get(1))?)?;
+    Ok(if estimate {
+        qty(with_headroom(gas_used))
+    } else {
+        hex_value(&out)
+    })
+}
+
+/// The next nonce of `a` counting its transactions in the pool.
+fn pending_nonce(chain: &ChainRuntime, a: &Address) -> Result<u64, RpcError> {
+    // The pool before the state: a block commits its state before it
+    // leaves the pool, so a sender missing from the pool here has its last
+    // transaction in the state read next. The other order could read the
+    // state before the commit and the pool after.
+    let queued = chain.mempool().next_nonce(a);
+    let committed = View::Latest(chain).account(a)?.nonce;
+    Ok(queued.unwrap_or(committed).max(committed))
+}
+
+/// The key of an unlocked account.
+fn signing_key<'a>(rpc: &Rpc<'a>, a: &Address) -> Result<&'a EthKey, RpcError> {
+    rpc.accounts
+        .key(a)
+        .ok_or_else(|| RpcError::server(format!("unknown account {a}")))
+}
+
+/// `eth_sendTransaction` / `eth_signTransaction`: the object made a signed
+/// EIP-1559 transaction of its unlocked `from`, with what it leaves out
+/// filled in: the pending nonce, the estimated gas (a call that would
+/// revert is refused here, with its revert data), the minimum gas price.
+fn sign_transaction(rpc: &Rpc<'_>, c: &CallObject) -> Result<Vec<u8>, RpcError> {
+    let chain = rpc.chain;
+    let from = c
+        .from
+        .ok_or_else(|| RpcError::params("from: the sending account is required"))?;
+    let key = signing_key(rpc, &from)?;
+    let chain_id = chain.spec().chain_id;
+    if let Some(id) = c.chain_id.filter(|id| *id != chain_id) {
+        return Err(RpcError::params(format!(
+            "chainId {id} is not this chain's ({chain_id})"
+        )));
+    }
+    let gas = match c.gas {
+        Some(g) => g,
+        None => with_headroom(c.run(chain, None)?.1),
+    };
+    let price = c
+        .gas_price
+        .unwrap_or(u128::from(chain.spec().gas.min_gas_price));
+    let nonce = match c.nonce {
+        Some(n) => n,
+        None => pending_nonce(chain, &from)?,
+    };
+    Ok(sign_eip1559(
+        key, chain_id, nonce, price, gas, c.to, c.value, &c.data,
+    ))
+}
+
+/// A message to sign: hex bytes, or else the string's own UTF-8 bytes (as
+/// Anvil takes `personal_sign` text).
+fn message_param(p: &[Value], i: usize) -> Result<Vec<u8>, RpcError> {
+    let s = str_param(p, i, "message")?;
+    if s.starts_with("0x") {
+        parse_hex(s, "message")
+    } else {
+        Ok(s.as_bytes().to_vec())
+    }
+}
+
+/// `eth_sign` / `personal_sign`: the EIP-191 signature of `message` by an
+/// unlocked account, 65 bytes `r || s || v`.
+fn sign_message(rpc: &Rpc<'_>, a: &Address, message: &[u8]) -> RpcResult {
+    let key = signing_key(rpc, a)?;
+    Ok(hex_value(
+        &key.sign_recoverable(&personal_message_digest(message)),
+    ))
+}
+
+/// The EIP-712 signing digest of typed data given as an object or as its
+/// JSON text (as ethers and MetaMask send it).
+fn typed_data_digest(v: Option<&Value>) -> Result<[u8; 32], RpcError> {
+    let bad = |e: String| RpcError::params(format!("typed data: {e}"));
+    let typed: alloy_dyn_abi::eip712::TypedData = match v {
+        Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| bad(e.to_string()))?,
+        Some(o @ Value::Object(_)) => {
+            serde_json::from_value(o.clone()).map_err(|e| bad(e.to_string()))?
+        }
+        _ => return Err(bad("expected an object or its JSON text".into())),
+    };
+    let digest = typed
+        .eip712_signing_hash()
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(digest.0)
+}
+
+/// Admit a raw Ethereum transaction; its hash.
+fn submit_raw(chain: &ChainRuntime, raw: Vec<u8>) -> RpcResult {
     let tx = SignedTransaction::from_ethereum(raw)
         .map_err(|e| RpcError::server(format!("invalid transaction: {e}")))?;
     let bytes = encode(&tx);

@@ -5,6 +5,7 @@
 //! a 4xx status for the client's mistakes (bad JSON, bad hex, any admission
 //! failure), so callers can branch on `code` without parsing prose.
 
+pub mod accounts;
 pub mod eth;
 pub mod filters;
 
@@ -107,18 +108,29 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
+/// What a node's API offers besides its chain.
+#[derive(Debug, Default)]
+pub struct ApiOptions {
+    /// Ethereum accounts the node signs for (`tongtian dev`: the
+    /// development accounts; none by default).
+    pub unlocked: accounts::UnlockedAccounts,
+}
+
 #[derive(Clone)]
 struct AppState {
     chain: Arc<ChainRuntime>,
     /// Filters installed through the Ethereum API.
     filters: Arc<eth::EthFilters>,
+    /// Accounts the Ethereum API signs for.
+    accounts: Arc<accounts::UnlockedAccounts>,
 }
 
 impl AppState {
-    fn new(chain: Arc<ChainRuntime>) -> Self {
+    fn new(chain: Arc<ChainRuntime>, options: ApiOptions) -> Self {
         AppState {
             chain,
             filters: Arc::default(),
+            accounts: Arc::new(options.unlocked),
         }
     }
 }
@@ -167,7 +179,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The API's router for one chain.
-pub fn router(chain: Arc<ChainRuntime>) -> Router {
+pub fn router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/eth", post(eth_rpc))
@@ -186,16 +198,17 @@ pub fn router(chain: Arc<ChainRuntime>) -> Router {
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
-        .with_state(AppState::new(chain))
+        .with_state(AppState::new(chain, options))
 }
 
-/// Serve the API on `listener` until `shutdown` resolves.
+/// Serve the API (no unlocked accounts) on `listener` until `shutdown`
+/// resolves.
 pub async fn serve(
     listener: TcpListener,
     chain: Arc<ChainRuntime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_router(listener, router(chain), shutdown).await
+    serve_router(listener, router(chain, ApiOptions::default()), shutdown).await
 }
 
 /// Serve a router (e.g. [`router`] plus [`fault_injection`]) until `shutdown`.
@@ -234,7 +247,7 @@ pub fn fault_injection(chain: Arc<ChainRuntime>) -> Router {
     };
     Router::new()
         .route("/v1/debug/network", post(handler))
-        .with_state(AppState::new(chain))
+        .with_state(AppState::new(chain, ApiOptions::default()))
 }
 
 fn parse_hash(s: &str) -> Result<H256, ApiError> {
@@ -590,19 +603,23 @@ mod tests {
     async fn json_errors_carry_codes() {
         let dir = tempfile::tempdir().unwrap();
         let (rt, _) = runtime(dir.path());
-        let (s, v) = call(router(rt.clone()), post("/v1/txs", "{oops")).await;
+        let (s, v) = call(
+            router(rt.clone(), ApiOptions::default()),
+            post("/v1/txs", "{oops"),
+        )
+        .await;
         assert_eq!(
             (s, v["code"].as_str().unwrap()),
             (StatusCode::BAD_REQUEST, "bad_json")
         );
         let req = Request::post("/v1/txs").body(Body::from("{}")).unwrap();
-        let (s, v) = call(router(rt.clone()), req).await;
+        let (s, v) = call(router(rt.clone(), ApiOptions::default()), req).await;
         assert_eq!(
             (s, v["code"].as_str().unwrap()),
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_json")
         );
         let (s, v) = call(
-            router(rt.clone()),
+            router(rt.clone(), ApiOptions::default()),
             post("/v1/txs", r#"{"raw":"0xdeadbeef"}"#),
         )
         .await;
@@ -612,11 +629,76 @@ mod tests {
         );
         let big: Vec<String> = (0..MAX_BATCH + 1).map(|_| "0x00".to_string()).collect();
         let body = serde_json::to_string(&BatchSubmitRequest { raws: big }).unwrap();
-        let (s, v) = call(router(rt), post("/v1/txs/batch", &body)).await;
+        let (s, v) = call(
+            router(rt, ApiOptions::default()),
+            post("/v1/txs/batch", &body),
+        )
+        .await;
         assert_eq!(
             (s, v["code"].as_str().unwrap()),
             (StatusCode::BAD_REQUEST, "batch_too_large")
         );
+    }
+
+    #[tokio::test]
+    async fn only_unlocked_accounts_are_listed_and_sign() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _) = runtime(dir.path());
+        let rpc = |method: &str, params: serde_json::Value| {
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+                .to_string()
+        };
+        let dev0 = accounts::UnlockedAccounts::dev()
+            .addresses()
+            .next()
+            .unwrap()
+            .to_string();
+        // A node that unlocks nothing (every node but `tongtian dev`).
+        let (_, v) = call(
+            router(rt.clone(), ApiOptions::default()),
+            post("/eth", &rpc("eth_accounts", serde_json::json!([]))),
+        )
+        .await;
+        assert_eq!(v["result"], serde_json::json!([]));
+        for (method, params) in [
+            (
+                "eth_sendTransaction",
+                serde_json::json!([{"from": dev0, "to": dev0}]),
+            ),
+            ("personal_sign", serde_json::json!(["0x00", dev0])),
+        ] {
+            let (_, v) = call(
+                router(rt.clone(), ApiOptions::default()),
+                post("/eth", &rpc(method, params)),
+            )
+            .await;
+            assert_eq!(v["error"]["code"], -32000, "{method}: {v}");
+            assert_eq!(
+                v["error"]["message"],
+                format!("unknown account {dev0}"),
+                "{method}"
+            );
+        }
+        assert_eq!(rt.mempool().len(), 0);
+        // The same chain with the development accounts unlocked.
+        let unlocked = || ApiOptions {
+            unlocked: accounts::UnlockedAccounts::dev(),
+        };
+        let (_, v) = call(
+            router(rt.clone(), unlocked()),
+            post("/eth", &rpc("eth_accounts", serde_json::json!([]))),
+        )
+        .await;
+        assert_eq!(v["result"][0], dev0.as_str());
+        let (_, v) = call(
+            router(rt.clone(), unlocked()),
+            post(
+                "/eth",
+                &rpc("personal_sign", serde_json::json!(["0x00", dev0])),
+            ),
+        )
+        .await;
+        assert_eq!(v["result"].as_str().unwrap().len(), 2 + 130, "{v}");
     }
 
     #[tokio::test]
@@ -639,12 +721,16 @@ mod tests {
             raw: format!("0x{}", hex::encode(encode(&tx))),
         })
         .unwrap();
-        let (s, v) = call(router(rt.clone()), post("/v1/txs", &body)).await;
+        let (s, v) = call(
+            router(rt.clone(), ApiOptions::default()),
+            post("/v1/txs", &body),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let hash: H256 = v["hash"].as_str().unwrap().parse().unwrap();
         assert!(rt.mempool().contains(&hash));
         let (s, v) = call(
-            router(rt.clone()),
+            router(rt.clone(), ApiOptions::default()),
             Request::get(format!("/v1/txs/{hash}"))
                 .body(Body::empty())
                 .unwrap(),
@@ -655,7 +741,7 @@ mod tests {
             (StatusCode::OK, "pending")
         );
         let (_, v) = call(
-            router(rt.clone()),
+            router(rt.clone(), ApiOptions::default()),
             Request::get("/v1/status").body(Body::empty()).unwrap(),
         )
         .await;
@@ -671,7 +757,11 @@ mod tests {
                 "method": "eth_getTransactionCount",
                 "params": [sender.to_string(), tag],
             });
-            let (_, v) = call(router(rt.clone()), post("/eth", &body.to_string())).await;
+            let (_, v) = call(
+                router(rt.clone(), ApiOptions::default()),
+                post("/eth", &body.to_string()),
+            )
+            .await;
             assert_eq!(v["result"], want, "{tag}: {v}");
         }
     }
@@ -727,5 +817,5 @@ async fn get_events(
 
 /// Ethereum JSON-RPC (see [`eth`]).
 async fn eth_rpc(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
-    eth::handle(st.chain, st.filters, body).await
+    eth::handle(st.chain, st.filters, st.accounts, body).await
 }

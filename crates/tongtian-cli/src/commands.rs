@@ -441,7 +441,15 @@ async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
     } else {
         tongtian_consensus::Faults::default()
     };
-    serve_until_signal(runtime, Some(network.clone()), listener, faults, byzantine).await?;
+    serve_until_signal(
+        runtime,
+        Some(network.clone()),
+        listener,
+        faults,
+        byzantine,
+        tongtian_api::ApiOptions::default(),
+    )
+    .await?;
     network.shutdown();
     Ok(())
 }
@@ -454,10 +462,11 @@ async fn serve_until_signal(
     listener: tokio::net::TcpListener,
     fault_injection: bool,
     byzantine: tongtian_consensus::Faults,
+    api_options: tongtian_api::ApiOptions,
 ) -> Result<()> {
     let running = runtime.start_with_faults(network, byzantine)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut router = tongtian_api::router(runtime.clone());
+    let mut router = tongtian_api::router(runtime.clone(), api_options);
     if fault_injection {
         router = router.merge(tongtian_api::fault_injection(runtime.clone()));
     }
@@ -500,8 +509,29 @@ async fn run_dev(args: DevArgs) -> Result<()> {
     for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
         println!("    {}  {}", acct.address, path.display());
     }
+    println!(
+        "  Ethereum dev accounts (mnemonic \"{}\"), unlocked for eth_sendTransaction and eth_sign*:",
+        tongtian_crypto::eth::DEV_MNEMONIC
+    );
+    for key in tongtian_crypto::eth::EthKey::dev_accounts(dev::DEV_ACCOUNTS as u32) {
+        println!(
+            "    {}  key 0x{}",
+            Address(key.address()),
+            hex::encode(key.secret())
+        );
+    }
     tracing::info!(api = %api_addr, "dev chain running");
-    serve_until_signal(runtime, None, listener, false, Default::default()).await
+    serve_until_signal(
+        runtime,
+        None,
+        listener,
+        false,
+        Default::default(),
+        tongtian_api::ApiOptions {
+            unlocked: tongtian_api::accounts::UnlockedAccounts::dev(),
+        },
+    )
+    .await
 }
 
 /// Wait for SIGINT or SIGTERM.

@@ -295,6 +295,65 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
         call_rpc(&node, "eth_call", json!(["0x00"]))["error"]["code"],
         -32602
     );
+    // Signing with the node's unlocked accounts: a missing sender, bad
+    // fields, another chain's id, an account the node does not hold, and
+    // typed data that is not EIP-712. None of them reaches the pool.
+    let dev0 = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    let stranger = "0x0202020202020202020202020202020202020202";
+    for (method, params, code) in [
+        ("eth_sendTransaction", json!([{"to": stranger}]), -32602),
+        (
+            "eth_sendTransaction",
+            json!([{"from": dev0, "data": "0xzz"}]),
+            -32602,
+        ),
+        (
+            "eth_sendTransaction",
+            json!([{"from": dev0, "to": stranger, "chainId": "0x1"}]),
+            -32602,
+        ),
+        ("eth_sendTransaction", json!(["0x00"]), -32602),
+        (
+            "eth_sendTransaction",
+            json!([{"from": stranger, "to": dev0, "value": "0x1"}]),
+            -32000,
+        ),
+        ("eth_signTransaction", json!([{"from": stranger}]), -32000),
+        ("personal_sign", json!(["0x68656c6c6f", stranger]), -32000),
+        ("eth_sign", json!([stranger, "0x68656c6c6f"]), -32000),
+        ("eth_signTypedData_v4", json!([dev0, {"types": 1}]), -32602),
+        ("eth_signTypedData_v4", json!([dev0, "{not json"]), -32602),
+    ] {
+        let v = call_rpc(&node, method, params.clone());
+        assert_eq!(v["error"]["code"], code, "{method} {params}: {v}");
+    }
+    // A signed but unsent transaction is a raw one the chain accepts later
+    // (from account #5: the test sends from #0 below).
+    let dev5 = "0x9965507d1a55bcc2695c58ba16fb37d819b0a4dc";
+    let pending = |node: &DevNode| {
+        call_rpc(node, "eth_getTransactionCount", json!([dev5, "pending"]))["result"].clone()
+    };
+    assert_eq!(pending(&node), "0x0");
+    let signed = call_rpc(
+        &node,
+        "eth_signTransaction",
+        json!([{"from": dev5, "to": stranger, "value": "0x5"}]),
+    );
+    let raw = signed["result"].as_str().unwrap().to_string();
+    assert_eq!(pending(&node), "0x0", "signing alone sends nothing");
+    let sent = call_rpc(&node, "eth_sendRawTransaction", json!([raw]));
+    assert_eq!(pending(&node), "0x1");
+    // Mined before the fee-history check below, which wants a block of one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !call_rpc(&node, "eth_getTransactionReceipt", json!([sent["result"]]))["result"]
+        .is_object()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "signed transaction not mined"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     // Filters: unknown ids, bad filter objects, the wrong kind of filter.
     let gone = call_rpc(&node, "eth_getFilterChanges", json!(["0xdead"]));
     assert_eq!(gone["error"]["code"], -32000);
@@ -502,6 +561,23 @@ fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
     assert_eq!(seen["heardPending"], seen["filterChanges"][0]);
     assert_eq!(seen["uninstalled"], true);
     assert_eq!(seen["goneFilter"], "filter not found");
+    // The node's unlocked development accounts.
+    assert_eq!(seen["nodeAccounts"].as_array().unwrap().len(), 10);
+    let account1 = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+    assert_eq!(seen["nodeAccounts"][1], account1);
+    assert_eq!(seen["nodeDeployer"], account1);
+    assert_eq!(seen["nodeTransfer"]["to"], "40");
+    assert_eq!(seen["nodeRevert"]["code"], "CALL_EXCEPTION");
+    assert_eq!(seen["nodeRevert"]["error"], "InsufficientBalance");
+    assert_eq!(seen["signedMessageBy"], account1);
+    assert_eq!(seen["signedTypedDataBy"], account1);
+    assert!(
+        seen["unknownAccount"]
+            .as_str()
+            .unwrap()
+            .contains("unknown account"),
+        "{seen}"
+    );
 }
 
 /// `bench contracts` on both VMs with a small count: every call commits,

@@ -18,6 +18,18 @@ pub fn keccak256(data: &[u8]) -> [u8; 32] {
     Keccak256::digest(data).into()
 }
 
+/// The digest an account signs for a message under EIP-191 version 0x45
+/// (`eth_sign`, `personal_sign`, ethers' `signMessage`): Keccak-256 of
+/// `"\x19Ethereum Signed Message:\n" || decimal length || message`, so a
+/// signed message can never be a valid transaction.
+pub fn personal_message_digest(message: &[u8]) -> [u8; 32] {
+    let mut h = Keccak256::new();
+    h.update(b"\x19Ethereum Signed Message:\n");
+    h.update(message.len().to_string().as_bytes());
+    h.update(message);
+    h.finalize().into()
+}
+
 /// Address of a secp256k1 public key.
 pub fn address_of(key: &VerifyingKey) -> [u8; 20] {
     let point = key.to_encoded_point(false);
@@ -93,6 +105,16 @@ impl EthKey {
         (sig.to_bytes().into(), id.to_byte())
     }
 
+    /// Sign a 32-byte digest in the 65-byte form of Ethereum's signing
+    /// methods: `r || s || v` with `v` = 27 + the recovery id.
+    pub fn sign_recoverable(&self, digest: &[u8; 32]) -> [u8; 65] {
+        let (rs, id) = self.sign_digest(digest);
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&rs);
+        out[64] = 27 + id;
+        out
+    }
+
     /// The key at BIP-44 path `m/44'/60'/0'/0/index` of a BIP-39 mnemonic
     /// (empty passphrase): the derivation of MetaMask, Hardhat and Anvil.
     pub fn from_mnemonic(mnemonic: &str, index: u32) -> Result<Self, CryptoError> {
@@ -123,6 +145,27 @@ impl EthKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_message_recovers_its_signer_and_only_for_that_message() {
+        let key = EthKey::dev_accounts(1).remove(0);
+        let digest = personal_message_digest(b"hello");
+        // The digest covers the prefix and the length, not the bare message.
+        assert_ne!(digest, keccak256(b"hello"));
+        assert_ne!(digest, personal_message_digest(b"hello!"));
+        let sig = key.sign_recoverable(&digest);
+        assert!(sig[64] == 27 || sig[64] == 28);
+        let rs: [u8; 64] = sig[..64].try_into().unwrap();
+        assert_eq!(
+            recover_address(&digest, &rs, sig[64] - 27).unwrap(),
+            key.address()
+        );
+        let other = personal_message_digest(b"hellO");
+        assert_ne!(
+            recover_address(&other, &rs, sig[64] - 27).ok(),
+            Some(key.address())
+        );
+    }
 
     #[test]
     fn keccak_of_empty_input() {

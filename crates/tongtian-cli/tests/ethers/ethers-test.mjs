@@ -1,7 +1,10 @@
 // Deploy the ERC-20 example through a Tongtian node's Ethereum JSON-RPC
 // with ethers.js, transfer, read the Transfer logs back with eth_getLogs
-// and through filters and an event listener, and catch reverts. Prints one JSON object of what it saw; exits non-zero
-// on the first surprise. Usage: node ethers-test.mjs RPC_URL CONTRACT_DIR
+// and through filters and an event listener, and catch reverts; then do it
+// again with the node's own unlocked accounts (eth_accounts,
+// eth_sendTransaction, personal_sign, eth_signTypedData_v4), as Hardhat's
+// `localhost` network does. Prints one JSON object of what it saw; exits
+// non-zero on the first surprise. Usage: node ethers-test.mjs RPC_URL CONTRACT_DIR
 import { readFileSync } from "node:fs";
 import { ethers } from "ethers";
 
@@ -161,6 +164,54 @@ try {
   check(false, "an uninstalled filter is gone");
 } catch (e) {
   out.goneFilter = e.error?.message ?? e.message;
+}
+
+// The node's own accounts: `tongtian dev` unlocks the development
+// accounts, so a signer that holds no key works, as against Hardhat's or
+// Anvil's node. The node picks nonce and gas and signs.
+const nodeSigners = await provider.listAccounts();
+out.nodeAccounts = nodeSigners.map((s) => s.address);
+check(out.nodeAccounts.length === 10 && out.nodeAccounts[0] === wallet.address, "eth_accounts lists the dev accounts");
+const nodeSigner = await provider.getSigner(1);
+const nodeToken = await new ethers.ContractFactory(abi, bin, nodeSigner).deploy("Node Token", "NTK", 1000n);
+await nodeToken.waitForDeployment();
+out.nodeDeployer = (await provider.getTransaction(nodeToken.deploymentTransaction().hash)).from;
+check(out.nodeDeployer === nodeSigner.address, "eth_sendTransaction deployed from the node's account");
+const nodeTransfer = await (await nodeToken.transfer(to, 40n)).wait();
+out.nodeTransfer = { status: nodeTransfer.status, to: (await nodeToken.balanceOf(to)).toString() };
+check(nodeTransfer.status === 1 && out.nodeTransfer.to === "40", "transfer signed by the node");
+// Sent back to back without waiting: the node gives them consecutive nonces.
+const [p1, p2] = await Promise.all([
+  nodeSigner.sendTransaction({ to, value: 5n }),
+  nodeSigner.sendTransaction({ to, value: 6n }),
+]);
+await Promise.all([p1.wait(), p2.wait()]);
+out.nodePayments = [p1.nonce, p2.nonce].sort((a, b) => a - b);
+check(out.nodePayments[1] === out.nodePayments[0] + 1, "consecutive nonces");
+check((await provider.getBalance(to)) === 12345n + 11n, "payments signed by the node arrived");
+try {
+  await nodeToken.transfer(to, 5000n);
+  check(false, "an over-transfer should be refused when the node estimates its gas");
+} catch (e) {
+  // Through a node-side signer ethers leaves the custom error undecoded;
+  // the revert data is there, and it is InsufficientBalance's.
+  out.nodeRevert = { code: e.code, error: token.interface.parseError(e.data ?? "0x")?.name ?? null };
+}
+const message = "Tongtian notarizes this";
+const signature = await nodeSigner.signMessage(message);
+out.signedMessageBy = ethers.verifyMessage(message, signature);
+check(out.signedMessageBy === nodeSigner.address, "personal_sign signature recovers the account");
+const domain = { name: "Deed", version: "1", chainId: out.chainId, verifyingContract: out.token };
+const types = { Grant: [{ name: "to", type: "address" }, { name: "amount", type: "uint256" }, { name: "memo", type: "string" }] };
+const grant = { to, amount: 7n, memo: "data use grant" };
+const typedSignature = await nodeSigner.signTypedData(domain, types, grant);
+out.signedTypedDataBy = ethers.verifyTypedData(domain, types, grant, typedSignature);
+check(out.signedTypedDataBy === nodeSigner.address, "eth_signTypedData_v4 signature recovers the account");
+try {
+  await provider.send("eth_sendTransaction", [{ from: to, to, value: "0x1" }]);
+  check(false, "an account the node does not hold cannot send");
+} catch (e) {
+  out.unknownAccount = e.error?.message ?? e.message;
 }
 
 console.log(JSON.stringify(out));
