@@ -1,6 +1,7 @@
 //! Contracts end to end on a real `tongtian dev` process: every example
 //! contract through the CLI, the Ethereum JSON-RPC's answers to bad
-//! input, and ethers.js (from npm) driving the JSON-RPC.
+//! input, and ethers.js (from npm) and web3.py (from PyPI) driving the
+//! JSON-RPC.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -526,6 +527,66 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
         )["result"],
         "0x1"
     );
+}
+
+/// Install web3.py from PyPI into a virtual environment once (the test
+/// setup, versions pinned in requirements.txt), then run the script: the
+/// node's unlocked accounts, a deployment, filters, logs, a legacy
+/// transaction signed by web3.py, a custom-error revert, `eth_sign`.
+#[test]
+fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web3py");
+    let venv = py.join(".venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let st = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .expect("Python 3 is needed for the web3.py test");
+        assert!(st.success(), "python3 -m venv failed");
+        let st = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("-r")
+            .arg(py.join("requirements.txt"))
+            .status()
+            .unwrap();
+        if !st.success() {
+            // Leave no half-built environment for the next run to trust.
+            let _ = std::fs::remove_dir_all(&venv);
+            panic!("pip install of web3.py failed");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let out = Command::new(&python)
+        .arg(py.join("web3-test.py"))
+        .arg(format!("{}/eth", node.url()))
+        .arg(contract("token"))
+        .output()
+        .expect("run python");
+    let seen = json_of(out);
+    let account0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    assert_eq!(seen["chainId"], 8645);
+    assert_eq!(seen["accounts"], 10);
+    assert_eq!(seen["deployStatus"], 1);
+    assert_eq!(seen["balance"], 25);
+    assert_eq!(seen["filterEntries"][0][0], account0);
+    assert_eq!(seen["filterEntries"][0][2], 25);
+    assert_eq!(seen["logs"], 2);
+    assert_eq!(seen["legacyType"], 0);
+    assert_eq!(seen["legacyStatus"], 1);
+    assert_eq!(seen["ethBalance"], 12);
+    // InsufficientBalance(uint256,uint256)'s selector.
+    assert_eq!(seen["revertData"], "0xcf479181");
+    assert_eq!(seen["signedBy"], account0);
+    assert_eq!(seen["feeHistoryBlocks"], 2);
 }
 
 /// Install ethers.js from npm once (the test setup), then run the script.
