@@ -1,7 +1,7 @@
 //! Contracts end to end on a real `tongtian dev` process: every example
 //! contract through the CLI, the Ethereum JSON-RPC's answers to bad
-//! input, and ethers.js (from npm) and web3.py (from PyPI) driving the
-//! JSON-RPC.
+//! input, and ethers.js and Hardhat (from npm) and web3.py (from PyPI)
+//! driving the JSON-RPC.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -589,18 +589,59 @@ fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
     assert_eq!(seen["feeHistoryBlocks"], 2);
 }
 
+/// The npm project `tests/NAME`, its packages installed from its lock file
+/// once (`npm ci`) when `node_modules/PROBE` is missing.
+fn npm_project(name: &str, probe: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name);
+    if !dir.join("node_modules").join(probe).exists() {
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for the ethers.js and Hardhat tests (Node.js 18+)");
+        assert!(st.success(), "npm ci in tests/{name} failed");
+    }
+    dir
+}
+
+/// Hardhat 2 against a dev chain configured as for its own `localhost`
+/// node: no keys, so its signers are the node's unlocked accounts. A
+/// script run with `hardhat run` deploys the ERC-20, transfers from two
+/// signers, reads the events and decodes a revert.
+#[test]
+fn hardhat_deploys_and_transfers_with_the_nodes_accounts() {
+    let hh = npm_project("hardhat", "hardhat");
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let out = Command::new("npx")
+        .args(["--no-install", "hardhat", "run", "--no-compile"])
+        .arg("scripts/deploy.js")
+        .current_dir(&hh)
+        .env("TONGTIAN_RPC", format!("{}/eth", node.url()))
+        .env("TONGTIAN_CONTRACTS", contract("token"))
+        .env("HARDHAT_DISABLE_TELEMETRY_PROMPT", "true")
+        .output()
+        .expect("run hardhat");
+    let seen = json_of(out);
+    assert_eq!(seen["chainId"], 8645);
+    assert_eq!(seen["signers"], 10);
+    assert_eq!(seen["owner"], "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
+    // Hardhat account #0's first deployment, as on Hardhat's own node.
+    assert_eq!(seen["token"], "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+    assert_eq!(seen["transferStatus"], 1);
+    assert_eq!(seen["events"].as_array().unwrap().len(), 2);
+    assert_eq!(seen["events"][1][2], "30");
+    assert_eq!(seen["ownerBalance"], "980");
+    assert_eq!(seen["revert"]["code"], 3);
+    assert_eq!(seen["revert"]["error"], "InsufficientBalance");
+}
+
 /// Install ethers.js from npm once (the test setup), then run the script.
 #[test]
 fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ethers");
-    if !js.join("node_modules/ethers").exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&js)
-            .status()
-            .expect("npm is needed for the ethers.js test (Node.js 18+)");
-        assert!(st.success(), "npm ci failed");
-    }
+    let js = npm_project("ethers", "ethers");
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(&dir.path().join("node"), "standard");
     let out = Command::new("node")
