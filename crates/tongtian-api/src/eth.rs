@@ -26,6 +26,9 @@
 //! gas price) and sign an EIP-1559 transaction; `eth_sign` and
 //! `personal_sign` sign EIP-191 messages, `eth_signTypedData_v4` EIP-712
 //! data. An account the node does not hold gets "unknown account" (-32000).
+//!
+//! Over a WebSocket ([`crate::subscriptions`]) the same methods answer, and
+//! `eth_subscribe` reports new heads, logs and pending transactions.
 
 use crate::accounts::UnlockedAccounts;
 use crate::filters::{FilterKind, Filters};
@@ -56,7 +59,7 @@ const EMPTY_UNCLES: &str = "0x1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0
 
 /// A JSON-RPC error.
 #[derive(Debug)]
-struct RpcError {
+pub(crate) struct RpcError {
     code: i64,
     message: String,
     data: Option<String>,
@@ -100,12 +103,15 @@ type RpcResult = Result<Value, RpcError>;
 /// The filters a node's Ethereum API keeps.
 pub(crate) type EthFilters = Filters<LogQuery>;
 
-/// What one request may use: the chain, the node's installed filters and
-/// the accounts it signs for.
-struct Rpc<'a> {
-    chain: &'a ChainRuntime,
-    filters: &'a EthFilters,
-    accounts: &'a UnlockedAccounts,
+/// What one request may use: the chain, the node's installed filters, the
+/// accounts it signs for, and on a WebSocket the connection's
+/// subscriptions.
+pub(crate) struct Rpc<'a> {
+    pub(crate) chain: &'a ChainRuntime,
+    pub(crate) filters: &'a EthFilters,
+    pub(crate) accounts: &'a UnlockedAccounts,
+    /// `None` over HTTP, which cannot carry notifications.
+    pub(crate) subscriptions: Option<&'a EthFilters>,
 }
 
 /// `POST /eth`: one JSON-RPC request or a batch.
@@ -115,42 +121,43 @@ pub(crate) async fn handle(
     accounts: Arc<UnlockedAccounts>,
     body: Bytes,
 ) -> Response {
-    let parsed: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Json(error_response(
-                Value::Null,
-                RpcError {
-                    code: -32700,
-                    message: format!("parse error: {e}"),
-                    data: None,
-                },
-            ))
-            .into_response()
-        }
-    };
     let answer = tokio::task::spawn_blocking(move || {
         let rpc = Rpc {
             chain: &chain,
             filters: &filters,
             accounts: &accounts,
+            subscriptions: None,
         };
-        match parsed {
-            Value::Array(reqs) if reqs.is_empty() => error_response(
-                Value::Null,
-                RpcError {
-                    code: -32600,
-                    message: "empty batch".into(),
-                    data: None,
-                },
-            ),
-            Value::Array(reqs) => Value::Array(reqs.into_iter().map(|r| one(&rpc, r)).collect()),
-            req => one(&rpc, req),
-        }
+        answer(&rpc, &body)
     })
     .await
     .unwrap_or_else(|e| error_response(Value::Null, RpcError::server(e.to_string())));
     Json(answer).into_response()
+}
+
+/// The answer to one JSON-RPC request or batch in `body` (blocking: it
+/// reads the store).
+pub(crate) fn answer(rpc: &Rpc<'_>, body: &[u8]) -> Value {
+    match serde_json::from_slice(body) {
+        Err(e) => error_response(
+            Value::Null,
+            RpcError {
+                code: -32700,
+                message: format!("parse error: {e}"),
+                data: None,
+            },
+        ),
+        Ok(Value::Array(reqs)) if reqs.is_empty() => error_response(
+            Value::Null,
+            RpcError {
+                code: -32600,
+                message: "empty batch".into(),
+                data: None,
+            },
+        ),
+        Ok(Value::Array(reqs)) => Value::Array(reqs.into_iter().map(|r| one(rpc, r)).collect()),
+        Ok(req) => one(rpc, req),
+    }
 }
 
 fn error_response(id: Value, e: RpcError) -> Value {
@@ -254,6 +261,19 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
         }
         "eth_getTransactionByHash" => tx_by_hash(chain, &hash_param(p, 0)?),
         "eth_getTransactionReceipt" => receipt_by_hash(chain, &hash_param(p, 0)?),
+        "eth_getBlockReceipts" => {
+            let height = match p.first() {
+                Some(Value::String(s)) if s.len() == 66 => {
+                    chain.store().height_of(&hash_param(p, 0)?)?
+                }
+                other => block_number(chain, other)?,
+            };
+            block_receipts(chain, height)
+        }
+        "web3_sha3" => Ok(hex_value(&tongtian_crypto::eth::keccak256(&parse_hex(
+            str_param(p, 0, "data")?,
+            "data",
+        )?))),
         "eth_getBlockByNumber" => {
             let full = p.get(1).and_then(Value::as_bool).unwrap_or(false);
             match block_number(chain, p.first())? {
@@ -301,6 +321,12 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
             }
         }
         "eth_uninstallFilter" => Ok(Value::Bool(rpc.filters.uninstall(filter_id(p)?))),
+        "eth_subscribe" => subscribe(rpc, p),
+        "eth_unsubscribe" => Ok(Value::Bool(subscriptions(rpc)?.uninstall(str_param(
+            p,
+            0,
+            "subscription id",
+        )?))),
         "eth_feeHistory" => fee_history(chain, p),
         other => Err(RpcError {
             code: -32601,
@@ -858,21 +884,83 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
     };
     let bh = block_hash_at(chain, rec.height)?;
     let receipts = chain.store().block_receipts(rec.height)?;
-    let mut cumulative = 0u64;
-    let mut log_index = 0u32;
-    let mut mine = None;
+    let mut at = ReceiptPlace::first(rec.height, bh);
     for r in &receipts {
-        cumulative += r.gas_used;
         if r.index == rec.index {
-            mine = Some((r.clone(), cumulative, log_index));
-            break;
+            return Ok(receipt_view(chain, &rec.tx, r, &at.next(r)));
         }
-        log_index += r.events.len() as u32;
+        at = at.next(r);
     }
-    let Some((r, cumulative, first_log)) = mine else {
+    Ok(Value::Null)
+}
+
+/// `eth_getBlockReceipts`: every receipt of a block, in order; null for a
+/// block that does not exist.
+fn block_receipts(chain: &ChainRuntime, height: Option<u64>) -> RpcResult {
+    let Some(block) = height
+        .map(|h| chain.store().block(h))
+        .transpose()?
+        .flatten()
+    else {
         return Ok(Value::Null);
     };
-    let tx = tx_view(chain, &rec.tx, Some((rec.height, bh, rec.index)));
+    let height = block.header.height;
+    let receipts = chain.store().block_receipts(height)?;
+    let mut at = ReceiptPlace::first(height, block.header.hash(chain.spec().suite));
+    let mut out = Vec::with_capacity(receipts.len());
+    for (tx, r) in block.txs.iter().zip(&receipts) {
+        let next = at.next(r);
+        out.push(receipt_view(chain, tx, r, &next));
+        at = next;
+    }
+    Ok(Value::Array(out))
+}
+
+/// Where a receipt stands in its block: the gas used up to and including
+/// it, and the block-wide index of its first log.
+#[derive(Clone, Copy)]
+struct ReceiptPlace {
+    height: u64,
+    block_hash: H256,
+    cumulative_gas: u64,
+    first_log: u32,
+    /// Logs of the receipts so far, this one included.
+    logs_through: u32,
+}
+
+impl ReceiptPlace {
+    /// Before a block's first receipt.
+    fn first(height: u64, block_hash: H256) -> Self {
+        ReceiptPlace {
+            height,
+            block_hash,
+            cumulative_gas: 0,
+            first_log: 0,
+            logs_through: 0,
+        }
+    }
+
+    /// The place of `r`, the receipt after this one.
+    fn next(&self, r: &tongtian_types::Receipt) -> Self {
+        ReceiptPlace {
+            cumulative_gas: self.cumulative_gas + r.gas_used,
+            first_log: self.logs_through,
+            logs_through: self.logs_through + r.events.len() as u32,
+            ..*self
+        }
+    }
+}
+
+/// The Ethereum view of the receipt `r` of transaction `tx` at `at`.
+fn receipt_view(
+    chain: &ChainRuntime,
+    tx: &SignedTransaction,
+    r: &tongtian_types::Receipt,
+    at: &ReceiptPlace,
+) -> Value {
+    let hash = tx.hash(chain.spec().suite);
+    let bh = at.block_hash;
+    let view = tx_view(chain, tx, Some((at.height, bh, r.index)));
     let logs: Vec<Value> = r
         .events
         .iter()
@@ -881,30 +969,30 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
             log_view(
                 e,
                 &LogPlace {
-                    height: rec.height,
+                    height: at.height,
                     block_hash: bh,
-                    tx_hash: *hash,
-                    tx_index: rec.index,
-                    log_index: first_log + i as u32,
+                    tx_hash: hash,
+                    tx_index: r.index,
+                    log_index: at.first_log + i as u32,
                 },
             )
         })
         .collect();
     let mut v = json!({
         "transactionHash": hex_value(&hash.0),
-        "transactionIndex": qty(rec.index as u64),
+        "transactionIndex": qty(r.index as u64),
         "blockHash": hex_value(&bh.0),
-        "blockNumber": qty(rec.height),
+        "blockNumber": qty(at.height),
         "from": r.sender.to_string(),
-        "to": tx["to"].clone(),
-        "cumulativeGasUsed": qty(cumulative),
+        "to": view["to"].clone(),
+        "cumulativeGasUsed": qty(at.cumulative_gas),
         "gasUsed": qty(r.gas_used),
-        "effectiveGasPrice": qty(rec.tx.tx.gas_price),
+        "effectiveGasPrice": qty(tx.tx.gas_price),
         "contractAddress": r.contract_address.map_or(Value::Null, |a| Value::String(a.to_string())),
         "logsBloom": hex_value(&logs_bloom(&r.events)),
         "logs": logs,
         "status": qty(matches!(r.status, TxStatus::Success) as u64),
-        "type": tx["type"].clone(),
+        "type": view["type"].clone(),
     });
     if let TxStatus::Failed { code, message } = &r.status {
         v["tongtianStatus"] = json!({"code": code, "message": message});
@@ -912,7 +1000,7 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
             v["revertReason"] = hex_value(&r.output);
         }
     }
-    Ok(v)
+    v
 }
 
 fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
@@ -1143,6 +1231,25 @@ fn filter_changes(rpc: &Rpc<'_>, id: &str) -> RpcResult {
         .filters
         .poll(id, Instant::now(), |kind| head(chain, kind))
         .ok_or_else(filter_not_found)?;
+    changes(chain, &kind, positions, BlocksAs::Hashes)
+}
+
+/// How new blocks are reported: by hash (`eth_newBlockFilter`) or by
+/// header (`eth_subscribe("newHeads")`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlocksAs {
+    Hashes,
+    Headers,
+}
+
+/// What a filter of `kind` reports for `positions` (heights, or mempool
+/// arrival numbers): logs, blocks, or transaction hashes.
+fn changes(
+    chain: &ChainRuntime,
+    kind: &FilterKind<LogQuery>,
+    positions: std::ops::RangeInclusive<u64>,
+    blocks_as: BlocksAs,
+) -> RpcResult {
     match kind {
         FilterKind::Pending => Ok(Value::Array(
             chain
@@ -1152,6 +1259,16 @@ fn filter_changes(rpc: &Rpc<'_>, id: &str) -> RpcResult {
                 .map(|h| hex_value(&h.0))
                 .collect(),
         )),
+        FilterKind::Blocks if blocks_as == BlocksAs::Headers => positions
+            .map(|h| {
+                let mut header = block(chain, h, false)?;
+                if let Value::Object(o) = &mut header {
+                    o.remove("transactions");
+                }
+                Ok(header)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
         FilterKind::Blocks => positions
             .map(|h| block_hash_at(chain, h).map(|b| hex_value(&b.0)))
             .collect::<Result<Vec<_>, _>>()
@@ -1161,8 +1278,65 @@ fn filter_changes(rpc: &Rpc<'_>, id: &str) -> RpcResult {
         FilterKind::Logs(q) => {
             let from = (*positions.start()).max(q.from.unwrap_or(0));
             let to = (*positions.end()).min(q.to.unwrap_or(u64::MAX));
-            find_logs(chain, &q, from, to)
+            find_logs(chain, q, from, to)
         }
+    }
+}
+
+/// The connection's subscriptions; an error over HTTP.
+fn subscriptions<'a>(rpc: &Rpc<'a>) -> Result<&'a EthFilters, RpcError> {
+    rpc.subscriptions.ok_or_else(|| RpcError {
+        code: -32601,
+        message: "notifications not supported: eth_subscribe needs a WebSocket (ws://.../eth)"
+            .into(),
+        data: None,
+    })
+}
+
+/// `eth_subscribe`: `["newHeads"]`, `["logs", filter]` or
+/// `["newPendingTransactions"]`, reported from the next block (or
+/// admission) on; the subscription id.
+fn subscribe(rpc: &Rpc<'_>, p: &[Value]) -> RpcResult {
+    let subs = subscriptions(rpc)?;
+    let kind = match str_param(p, 0, "subscription kind")? {
+        "newHeads" => FilterKind::Blocks,
+        "newPendingTransactions" => FilterKind::Pending,
+        "logs" => {
+            let filter = p.get(1).cloned().unwrap_or_else(|| json!({}));
+            let q = log_query(&[filter])?;
+            if q.block_hash.is_some() || q.from.is_some() || q.to.is_some() {
+                return Err(RpcError::params(
+                    "a logs subscription reports new blocks: no blockHash, fromBlock or toBlock",
+                ));
+            }
+            FilterKind::Logs(q)
+        }
+        other => {
+            return Err(RpcError::params(format!(
+                "unknown subscription {other:?}: expected newHeads, logs or newPendingTransactions"
+            )))
+        }
+    };
+    let next = head(rpc.chain, &kind) + 1;
+    subs.install(kind, next, Instant::now())
+        .map(Value::String)
+        .map_err(|e| RpcError::server(e.to_string()))
+}
+
+/// What subscription `id` has to report since its last poll: one item per
+/// notification (a header, a log or a transaction hash). Empty when
+/// nothing is new or the subscription is gone.
+pub(crate) fn subscription_changes(rpc: &Rpc<'_>, id: &str) -> Result<Vec<Value>, RpcError> {
+    let Some(subs) = rpc.subscriptions else {
+        return Ok(Vec::new());
+    };
+    let chain = rpc.chain;
+    let Some((kind, positions)) = subs.poll(id, Instant::now(), |kind| head(chain, kind)) else {
+        return Ok(Vec::new());
+    };
+    match changes(chain, &kind, positions, BlocksAs::Headers)? {
+        Value::Array(items) => Ok(items),
+        other => Ok(vec![other]),
     }
 }
 

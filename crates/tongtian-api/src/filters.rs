@@ -152,6 +152,11 @@ impl<Q: Clone> Filters<Q> {
         self.inner.lock().remove(id).is_some()
     }
 
+    /// The ids of the filters installed now.
+    pub fn ids(&self) -> Vec<String> {
+        self.inner.lock().keys().cloned().collect()
+    }
+
     /// Filters installed now.
     pub fn len(&self) -> usize {
         self.inner.lock().len()

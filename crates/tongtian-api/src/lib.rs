@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod eth;
 pub mod filters;
+pub mod subscriptions;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -182,9 +183,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/eth", post(eth_rpc))
+        .route("/eth", post(eth_rpc).get(eth_socket))
         // Wallets often take a bare node URL as their RPC endpoint.
-        .route("/", post(eth_rpc))
+        .route("/", post(eth_rpc).get(eth_socket))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/v1/txs", post(submit))
         .route("/v1/txs/batch", post(submit_batch))
@@ -818,4 +819,14 @@ async fn get_events(
 /// Ethereum JSON-RPC (see [`eth`]).
 async fn eth_rpc(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
     eth::handle(st.chain, st.filters, st.accounts, body).await
+}
+
+/// `GET /eth` (or `/`) upgraded to a WebSocket: JSON-RPC with
+/// subscriptions ([`subscriptions`]).
+async fn eth_socket(
+    State(st): State<AppState>,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> Response {
+    upgrade
+        .on_upgrade(move |socket| subscriptions::serve(socket, st.chain, st.filters, st.accounts))
 }

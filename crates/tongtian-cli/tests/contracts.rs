@@ -484,6 +484,21 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
                 );
             }
             assert_eq!(call_rpc(&node, "net_peerCount", json!([]))["result"], "0x0");
+            // All of the block's receipts: this one.
+            for b in [&at, &bh] {
+                assert_eq!(
+                    call_rpc(&node, "eth_getBlockReceipts", json!([b]))["result"],
+                    json!([r["result"]])
+                );
+            }
+            assert_eq!(
+                call_rpc(&node, "eth_getBlockReceipts", json!(["0xffffff"]))["result"],
+                Value::Null
+            );
+            assert_eq!(
+                call_rpc(&node, "web3_sha3", json!(["0x"]))["result"],
+                "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "not mined");
@@ -587,6 +602,9 @@ fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
     assert_eq!(seen["revertData"], "0xcf479181");
     assert_eq!(seen["signedBy"], account0);
     assert_eq!(seen["feeHistoryBlocks"], 2);
+    assert_eq!(seen["socketHead"], true);
+    assert_eq!(seen["socketLog"], true);
+    assert_eq!(seen["socketUnsubscribed"], true);
 }
 
 /// The npm project `tests/NAME`, its packages installed from its lock file
@@ -669,6 +687,14 @@ fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
     assert_eq!(seen["nodeAccounts"][1], account1);
     assert_eq!(seen["nodeDeployer"], account1);
     assert_eq!(seen["nodeTransfer"]["to"], "40");
+    assert_eq!(seen["blockReceiptsAgree"], true);
+    // Subscriptions over a WebSocket.
+    assert_eq!(seen["ws"]["transfer"]["value"], "9");
+    assert!(seen["ws"]["block"].as_u64().is_some(), "{seen}");
+    assert!(seen["ws"]["pending"].as_str().unwrap().starts_with("0x"));
+    assert_eq!(seen["wsUnsubscribed"], json!([true, false]));
+    assert_eq!(seen["wsBadSubscription"], -32602);
+    assert_eq!(seen["httpSubscription"], -32601);
     assert_eq!(seen["nodeRevert"]["code"], "CALL_EXCEPTION");
     assert_eq!(seen["nodeRevert"]["error"], "InsufficientBalance");
     assert_eq!(seen["signedMessageBy"], account1);

@@ -189,6 +189,19 @@ await Promise.all([p1.wait(), p2.wait()]);
 out.nodePayments = [p1.nonce, p2.nonce].sort((a, b) => a - b);
 check(out.nodePayments[1] === out.nodePayments[0] + 1, "consecutive nonces");
 check((await provider.getBalance(to)) === 12345n + 11n, "payments signed by the node arrived");
+// eth_getBlockReceipts answers what eth_getTransactionReceipt answers for
+// each transaction of the block (cumulative gas, log indexes), by number
+// and by hash.
+async function blockReceiptsAgree(blockNumber) {
+  const block = await provider.send("eth_getBlockByNumber", [ethers.toQuantity(blockNumber), false]);
+  const each = await Promise.all(block.transactions.map((h) => provider.send("eth_getTransactionReceipt", [h])));
+  const byNumber = await provider.send("eth_getBlockReceipts", [ethers.toQuantity(blockNumber)]);
+  const byHash = await provider.send("eth_getBlockReceipts", [block.hash]);
+  return each.length > 0 && JSON.stringify(byNumber) === JSON.stringify(each) && JSON.stringify(byHash) === JSON.stringify(each);
+}
+const receiptBlocks = [...new Set([receipt.blockNumber, r2.blockNumber, nodeTransfer.blockNumber, (await p1.wait()).blockNumber, (await p2.wait()).blockNumber])];
+out.blockReceiptsAgree = (await Promise.all(receiptBlocks.map(blockReceiptsAgree))).every(Boolean);
+check(out.blockReceiptsAgree, "eth_getBlockReceipts agrees with eth_getTransactionReceipt");
 try {
   await nodeToken.transfer(to, 5000n);
   check(false, "an over-transfer should be refused when the node estimates its gas");
@@ -213,6 +226,48 @@ try {
 } catch (e) {
   out.unknownAccount = e.error?.message ?? e.message;
 }
+
+// The same listeners over a WebSocket: ethers' WebSocketProvider uses
+// eth_subscribe ("newHeads", "logs", "newPendingTransactions") and is told
+// by the node instead of polling.
+const ws = new ethers.WebSocketProvider(url.replace(/^http/, "ws"), undefined, { staticNetwork: true });
+const wsToken = new ethers.Contract(out.token, abi, ws);
+const heardOnSocket = (subscribe) => new Promise((resolve) => subscribe(resolve));
+let wsBlock, wsTransfer, wsPending;
+const blockOnSocket = heardOnSocket((r) => (wsBlock = r));
+const transferOnSocket = heardOnSocket((r) => (wsTransfer = r));
+const pendingOnSocket = heardOnSocket((r) => (wsPending = r));
+await ws.once("block", (n) => wsBlock(n));
+await wsToken.once("Transfer", (from, to2, value) => wsTransfer({ from, to: to2, value: value.toString() }));
+await ws.once("pending", (h) => wsPending(h));
+// A round trip after the subscribe requests on the same socket: they are
+// in place before the transfer is sent.
+await ws.send("eth_blockNumber", []);
+const t4 = await token.transfer(to, 9n);
+await t4.wait();
+out.ws = {
+  transfer: await Promise.race([transferOnSocket, timeout()]),
+  block: await Promise.race([blockOnSocket, timeout()]),
+  pending: await Promise.race([pendingOnSocket, timeout()]),
+};
+check(out.ws.transfer.value === "9" && out.ws.transfer.to === to, "Transfer heard over the socket");
+check(Number.isInteger(out.ws.block), "new head heard over the socket");
+check(out.ws.pending === t4.hash, "pending transaction heard over the socket");
+const subscription = await ws.send("eth_subscribe", ["newHeads"]);
+out.wsUnsubscribed = [await ws.send("eth_unsubscribe", [subscription]), await ws.send("eth_unsubscribe", [subscription])];
+try {
+  await ws.send("eth_subscribe", ["nonsense"]);
+  check(false, "an unknown subscription is refused");
+} catch (e) {
+  out.wsBadSubscription = e.error?.code ?? e.code;
+}
+try {
+  await provider.send("eth_subscribe", ["newHeads"]);
+  check(false, "no subscriptions over HTTP");
+} catch (e) {
+  out.httpSubscription = e.error?.code ?? e.code;
+}
+await ws.destroy();
 
 console.log(JSON.stringify(out));
 provider.destroy();

@@ -2,18 +2,20 @@
 tutorials do: the node's own unlocked accounts (w3.eth.accounts,
 transact/send_transaction), a contract deployed from its ABI and bytecode,
 event filters and logs, a legacy EIP-155 transaction signed locally, a
-custom-error revert, message signing and the fee history. Prints one JSON
+custom-error revert, message signing and the fee history; then
+subscriptions over a WebSocket (eth_subscribe "newHeads" and "logs"). Prints one JSON
 object of what it saw; exits non-zero on the first surprise.
 
 Usage: python web3-test.py RPC_URL CONTRACT_DIR
 """
 
+import asyncio
 import json
 import sys
 
 from eth_account import Account
 from eth_account.messages import encode_defunct
-from web3 import Web3
+from web3 import AsyncWeb3, Web3, WebSocketProvider
 from web3.exceptions import ContractCustomError
 
 url, contract_dir = sys.argv[1:3]
@@ -102,4 +104,30 @@ out["feeHistoryBlocks"] = len(history["gasUsedRatio"])
 block = w3.eth.get_block(sent.blockNumber, full_transactions=True)
 out["blockHasTransfer"] = any(t["hash"] == sent.transactionHash for t in block.transactions)
 check(out["blockHasTransfer"], "block lists the transfer")
+
+
+async def over_socket():
+    """Subscribe to new heads and the token's logs, then transfer."""
+    async with AsyncWeb3(WebSocketProvider(url.replace("http", "ws", 1))) as aw3:
+        heads = await aw3.eth.subscribe("newHeads")
+        logs = await aw3.eth.subscribe("logs", {"address": token.address})
+        sent = token.functions.transfer(to, 3).transact({"from": me})
+        seen = {}
+        async for msg in aw3.socket.process_subscriptions():
+            if msg["subscription"] == heads:
+                seen.setdefault("headNumber", msg["result"]["number"])
+            elif msg["subscription"] == logs:
+                seen["logTx"] = "0x" + bytes(msg["result"]["transactionHash"]).hex()
+            if len(seen) == 2:
+                break
+        seen["sent"] = "0x" + bytes(sent).hex()
+        seen["unsubscribed"] = await aw3.eth.unsubscribe(heads)
+        return seen
+
+
+socket = asyncio.run(asyncio.wait_for(over_socket(), 30))
+out["socketHead"] = socket["headNumber"] > 0
+out["socketLog"] = socket["logTx"] == socket["sent"]
+out["socketUnsubscribed"] = socket["unsubscribed"]
+check(out["socketLog"], "the logs subscription reported the transfer")
 print(json.dumps(out))
