@@ -110,11 +110,22 @@ impl IntoResponse for ApiError {
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// What a node's API offers besides its chain.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ApiOptions {
     /// Ethereum accounts the node signs for (`tongtian dev`: the
     /// development accounts; none by default).
     pub unlocked: accounts::UnlockedAccounts,
+    /// WebSockets served at a time (default [`subscriptions::MAX_SOCKETS`]).
+    pub max_sockets: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            unlocked: accounts::UnlockedAccounts::default(),
+            max_sockets: subscriptions::MAX_SOCKETS,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -124,6 +135,10 @@ struct AppState {
     filters: Arc<eth::EthFilters>,
     /// Accounts the Ethereum API signs for.
     accounts: Arc<accounts::UnlockedAccounts>,
+    /// Permits for open WebSockets ([`ApiOptions::max_sockets`]).
+    sockets: Arc<tokio::sync::Semaphore>,
+    /// The number of those permits.
+    max_sockets: usize,
 }
 
 impl AppState {
@@ -132,6 +147,8 @@ impl AppState {
             chain,
             filters: Arc::default(),
             accounts: Arc::new(options.unlocked),
+            sockets: Arc::new(tokio::sync::Semaphore::new(options.max_sockets)),
+            max_sockets: options.max_sockets,
         }
     }
 }
@@ -684,6 +701,7 @@ mod tests {
         // The same chain with the development accounts unlocked.
         let unlocked = || ApiOptions {
             unlocked: accounts::UnlockedAccounts::dev(),
+            ..ApiOptions::default()
         };
         let (_, v) = call(
             router(rt.clone(), unlocked()),
@@ -700,6 +718,62 @@ mod tests {
         )
         .await;
         assert_eq!(v["result"].as_str().unwrap().len(), 2 + 130, "{v}");
+    }
+
+    /// The status line a WebSocket upgrade request to `/eth` gets, with the
+    /// connection (kept open when upgraded).
+    fn upgrade(addr: std::net::SocketAddr) -> (String, std::net::TcpStream) {
+        use std::io::{BufRead, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        write!(
+            s,
+            "GET /eth HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(s.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (line, s)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn websockets_beyond_the_limit_are_refused_until_one_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _) = runtime(dir.path());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = ApiOptions {
+            max_sockets: 1,
+            ..ApiOptions::default()
+        };
+        tokio::spawn(serve_router(
+            listener,
+            router(rt, options),
+            std::future::pending(),
+        ));
+        tokio::task::spawn_blocking(move || {
+            let (first, open) = upgrade(addr);
+            assert!(first.starts_with("HTTP/1.1 101"), "{first}");
+            let (second, _) = upgrade(addr);
+            assert!(second.starts_with("HTTP/1.1 503"), "{second}");
+            // Closing the first frees its place.
+            drop(open);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let (again, _) = upgrade(addr);
+                if again.starts_with("HTTP/1.1 101") {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{again}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -827,6 +901,19 @@ async fn eth_socket(
     State(st): State<AppState>,
     upgrade: axum::extract::WebSocketUpgrade,
 ) -> Response {
-    upgrade
-        .on_upgrade(move |socket| subscriptions::serve(socket, st.chain, st.filters, st.accounts))
+    let Ok(open) = st.sockets.clone().try_acquire_owned() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sockets",
+            format!(
+                "this node already serves {} WebSockets; use HTTP or try later",
+                st.max_sockets
+            ),
+        )
+        .into_response();
+    };
+    upgrade.on_upgrade(move |socket| async move {
+        subscriptions::serve(socket, st.chain, st.filters, st.accounts).await;
+        drop(open);
+    })
 }

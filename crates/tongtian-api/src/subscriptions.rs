@@ -9,7 +9,7 @@
 //! a block is committed and every [`POLL_INTERVAL`]; what it reports goes
 //! out as `eth_subscription` notifications, one per header, log or
 //! transaction hash. A connection holds at most [`MAX_SUBSCRIPTIONS`], and
-//! they end with it.
+//! they end with it; a node serves at most [`MAX_SOCKETS`] connections.
 
 use crate::accounts::UnlockedAccounts;
 use crate::eth::{self, EthFilters, Rpc};
@@ -24,6 +24,8 @@ use tongtian_node::ChainRuntime;
 
 /// Subscriptions one connection may hold.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
+/// WebSockets one node serves at a time; more are refused (503).
+pub const MAX_SOCKETS: usize = 1024;
 /// How often subscriptions are polled besides at each block (pending
 /// transactions arrive between blocks).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -97,7 +99,9 @@ pub(crate) async fn serve(
                 Ok(_) | Err(RecvError::Lagged(_)) => notify(&shared, &mut out).await,
                 Err(RecvError::Closed) => break,
             },
-            _ = tick.tick() => notify(&shared, &mut out).await,
+            // Only pending transactions need the clock; an idle socket
+            // sleeps until a message or a block.
+            _ = tick.tick(), if !shared.subscriptions.is_empty() => notify(&shared, &mut out).await,
         };
         if sent.is_err() {
             break;

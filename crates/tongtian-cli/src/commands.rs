@@ -529,6 +529,7 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         Default::default(),
         tongtian_api::ApiOptions {
             unlocked: tongtian_api::accounts::UnlockedAccounts::dev(),
+            ..Default::default()
         },
     )
     .await
