@@ -510,7 +510,6 @@ fn code_of(view: &View<'_>, a: &Address) -> Result<Option<Vec<u8>>, RpcError> {
     view.get(&blob_key(&info.hash))
 }
 
-/// `eth_call` and `eth_estimateGas`.
 /// The fields of a call or transaction object (`eth_call`,
 /// `eth_estimateGas`, `eth_sendTransaction`, `eth_signTransaction`).
 #[derive(Debug, Default)]
@@ -593,6 +592,7 @@ fn with_headroom(gas_used: u64) -> u64 {
     gas_used + gas_used / 4
 }
 
+/// `eth_call` and `eth_estimateGas`.
 fn call(chain: &ChainRuntime, estimate: bool, p: &[Value]) -> RpcResult {
     let object = CallObject::parse(p.first())?;
     let (out, gas_used) = object.run(chain, state_height(chain, p.get(1))?)?;
