@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild every example contract's artifact from source.
-#   Solidity (token, deed): solc 0.8.28 from npm (solcjs), optimizer on,
-#     default EVM version -> <Name>.bin (hex init code) and <Name>.abi.
+#   Solidity (token, deed, and the test fixture fixtures/Nested): solc
+#     0.8.28 from npm (solcjs), optimizer on, default EVM version ->
+#     <Name>.bin (hex init code) and <Name>.abi.
 #   Rust (notary, trace, receivable, wasm-token): cargo for
 #     wasm32-unknown-unknown, release -> <name>.wasm beside the sources.
 # Built artifacts are committed, so tests never need npm or this script.
@@ -15,7 +16,7 @@ solidity() {
     mkdir -p "$tool"
     npm install --silent --prefix "$tool" "solc@$SOLC_VERSION" >/dev/null
   fi
-  for src in "$here"/token/Token.sol "$here"/deed/Deed.sol; do
+  for src in "$here"/token/Token.sol "$here"/deed/Deed.sol "$here"/fixtures/Nested.sol; do
     local dir name out
     dir="$(dirname "$src")"; name="$(basename "$src" .sol)"
     out="$(mktemp -d)"

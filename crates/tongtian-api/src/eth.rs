@@ -586,21 +586,51 @@ impl CallObject {
     }
 }
 
-/// The gas to offer for a call that used `gas_used`: headroom for refunds
-/// and the 63/64 rule of nested calls.
-fn with_headroom(gas_used: u64) -> u64 {
-    gas_used + gas_used / 4
+/// The gas limit to offer for the call `c` on the state at `at`: the gas
+/// it used with a quarter more (refunds are returned only at the end, up
+/// to a fifth of the gas spent), checked by running it at that limit. A
+/// call that still runs short needs more than any fixed margin gives:
+/// every nested call keeps back 1/64 of the gas left (EIP-150), so deep
+/// call chains need far more than they use. Then the least limit that
+/// succeeds is searched for between that and the call's cap, to within
+/// 1%, as Geth does. A call that fails at its cap gets its failure.
+fn estimate_gas(chain: &ChainRuntime, c: &CallObject, at: Option<u64>) -> Result<u64, RpcError> {
+    let cap = c.gas.unwrap_or(DEFAULT_CALL_GAS);
+    let (_, used) = c.run(chain, at)?;
+    let succeeds = |gas: u64| {
+        CallObject {
+            gas: Some(gas),
+            data: c.data.clone(),
+            ..*c
+        }
+        .run(chain, at)
+        .is_ok()
+    };
+    let guess = (used + used / 4).min(cap);
+    if succeeds(guess) {
+        return Ok(guess);
+    }
+    // `low` fails and `high` succeeds.
+    let (mut low, mut high) = (guess, cap);
+    while high - low > (high / 100).max(1) {
+        let mid = low + (high - low) / 2;
+        if succeeds(mid) {
+            high = mid;
+        } else {
+            low = mid;
+        }
+    }
+    Ok(high)
 }
 
 /// `eth_call` and `eth_estimateGas`.
 fn call(chain: &ChainRuntime, estimate: bool, p: &[Value]) -> RpcResult {
     let object = CallObject::parse(p.first())?;
-    let (out, gas_used) = object.run(chain, state_height(chain, p.get(1))?)?;
-    Ok(if estimate {
-        qty(with_headroom(gas_used))
-    } else {
-        hex_value(&out)
-    })
+    let at = state_height(chain, p.get(1))?;
+    if estimate {
+        return Ok(qty(estimate_gas(chain, &object, at)?));
+    }
+    Ok(hex_value(&object.run(chain, at)?.0))
 }
 
 /// The next nonce of `a` counting its transactions in the pool.
@@ -623,8 +653,9 @@ fn signing_key<'a>(rpc: &Rpc<'a>, a: &Address) -> Result<&'a EthKey, RpcError> {
 
 /// `eth_sendTransaction` / `eth_signTransaction`: the object made a signed
 /// EIP-1559 transaction of its unlocked `from`, with what it leaves out
-/// filled in: the pending nonce, the estimated gas (a call that would
-/// revert is refused here, with its revert data), the minimum gas price.
+/// filled in: the pending nonce, the gas as `eth_estimateGas` finds it (a
+/// call that would revert is refused here, with its revert data), the
+/// minimum gas price.
 fn sign_transaction(rpc: &Rpc<'_>, c: &CallObject) -> Result<Vec<u8>, RpcError> {
     let chain = rpc.chain;
     let from = c
@@ -639,7 +670,7 @@ fn sign_transaction(rpc: &Rpc<'_>, c: &CallObject) -> Result<Vec<u8>, RpcError> 
     }
     let gas = match c.gas {
         Some(g) => g,
-        None => with_headroom(c.run(chain, None)?.1),
+        None => estimate_gas(chain, c, None)?,
     };
     let price = c
         .gas_price
