@@ -1,7 +1,7 @@
 //! Contracts end to end on a real `tongtian dev` process: every example
 //! contract through the CLI, the Ethereum JSON-RPC's answers to bad
-//! input, and ethers.js and Hardhat (from npm) and web3.py (from PyPI)
-//! driving the JSON-RPC.
+//! input, and ethers.js, viem and Hardhat (from npm) and web3.py (from
+//! PyPI) driving the JSON-RPC.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -675,6 +675,10 @@ fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
 /// The npm project `tests/NAME`, its packages installed from its lock file
 /// once (`npm ci`) when `node_modules/PROBE` is missing.
 fn npm_project(name: &str, probe: &str) -> std::path::PathBuf {
+    // Tests run in parallel and two of them share the ethers project: one
+    // install at a time (`npm ci` first deletes `node_modules`).
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(|p| p.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join(name);
@@ -683,10 +687,40 @@ fn npm_project(name: &str, probe: &str) -> std::path::PathBuf {
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
             .current_dir(&dir)
             .status()
-            .expect("npm is needed for the ethers.js and Hardhat tests (Node.js 18+)");
+            .expect("npm is needed for the ethers.js, viem and Hardhat tests (Node.js 18+)");
         assert!(st.success(), "npm ci in tests/{name} failed");
     }
     dir
+}
+
+/// viem 2 (from the same npm project as ethers.js): fee estimates, a
+/// deployment and transfer from a local account, a watched `Transfer`
+/// event, a decoded custom error, a payment from the node's own account,
+/// and block numbers over a WebSocket.
+#[test]
+fn viem_deploys_watches_events_and_uses_the_nodes_account() {
+    let js = npm_project("ethers", "viem");
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let out = Command::new("node")
+        .arg(js.join("viem-test.mjs"))
+        .arg(format!("{}/eth", node.url()))
+        .arg(contract("token"))
+        .output()
+        .expect("run node");
+    let seen = json_of(out);
+    assert_eq!(seen["chainId"], 8645);
+    assert_eq!(seen["token"], "0x5fbdb2315678afecb367f032d93f642f64180aa3");
+    assert_eq!(seen["transferStatus"], "success");
+    assert_eq!(seen["balance"], "5");
+    assert_eq!(seen["event"][0][2], "5");
+    assert_eq!(seen["revert"], "InsufficientBalance");
+    assert_eq!(
+        seen["nodeAccount"],
+        "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    );
+    assert_eq!(seen["nodeSend"], "success");
+    assert!(seen["wsBlock"].as_str().unwrap().parse::<u64>().unwrap() > 0);
 }
 
 /// Hardhat 2 against a dev chain configured as for its own `localhost`
@@ -724,7 +758,7 @@ fn hardhat_deploys_and_transfers_with_the_nodes_accounts() {
 /// Install ethers.js from npm once (the test setup), then run the script.
 #[test]
 fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
-    let js = npm_project("ethers", "ethers");
+    let js = npm_project("ethers", "viem");
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(&dir.path().join("node"), "standard");
     let out = Command::new("node")

@@ -1,0 +1,98 @@
+// Drive a Tongtian dev node's Ethereum JSON-RPC with viem 2: fee estimates,
+// deploy the ERC-20 from a local account, simulate and write a transfer,
+// watch its Transfer event (filters), read the balance, decode a custom
+// error, send from the node's own account (eth_accounts), and watch block
+// numbers over a WebSocket (eth_subscribe). Prints one JSON object of what
+// it saw; exits non-zero on the first surprise.
+// Usage: node viem-test.mjs RPC_URL CONTRACT_DIR
+import { readFileSync } from "node:fs";
+import { createPublicClient, createWalletClient, defineChain, http, parseUnits, webSocket } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+
+const [url, dir] = process.argv.slice(2);
+
+function check(cond, what) {
+  if (!cond) {
+    console.error(`check failed: ${what}`);
+    process.exit(1);
+  }
+}
+const within = (promise, what) =>
+  Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error(`${what}: nothing within 10 s`)), 10000).unref())]);
+
+const chain = defineChain({
+  id: 8645,
+  name: "tongtian-dev",
+  nativeCurrency: { name: "Tongtian", symbol: "TT", decimals: 18 },
+  rpcUrls: { default: { http: [url] } },
+});
+// Hardhat/Anvil account #0.
+const account = privateKeyToAccount("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80");
+const pub = createPublicClient({ chain, transport: http(url), pollingInterval: 100 });
+const wallet = createWalletClient({ chain, transport: http(url), account });
+const out = {};
+
+out.chainId = await pub.getChainId();
+const fees = await pub.estimateFeesPerGas();
+out.fees = { maxFeePerGas: fees.maxFeePerGas, maxPriorityFeePerGas: fees.maxPriorityFeePerGas };
+check(fees.maxFeePerGas >= fees.maxPriorityFeePerGas, "EIP-1559 fee estimate");
+
+const abi = JSON.parse(readFileSync(`${dir}/Token.abi`, "utf8"));
+const bytecode = "0x" + readFileSync(`${dir}/Token.bin`, "utf8").trim();
+const deployed = await pub.waitForTransactionReceipt({
+  hash: await wallet.deployContract({ abi, bytecode, args: ["Viem Token", "VIE", parseUnits("1000", 18)] }),
+});
+out.token = deployed.contractAddress;
+check(deployed.status === "success", "deployment");
+
+// A Transfer watcher on the recipient (a filter polled over HTTP), from
+// the deployment's block on, so it cannot miss the transfer.
+const to = "0x000000000000000000000000000000000000bEEF";
+let transferSeen;
+const heardTransfer = new Promise((resolve) => (transferSeen = resolve));
+const unwatch = pub.watchContractEvent({
+  address: out.token,
+  abi,
+  eventName: "Transfer",
+  args: { to },
+  fromBlock: deployed.blockNumber,
+  onLogs: (logs) => transferSeen(logs),
+});
+const { request } = await pub.simulateContract({ address: out.token, abi, functionName: "transfer", args: [to, 5n], account });
+const sent = await pub.waitForTransactionReceipt({ hash: await wallet.writeContract(request) });
+out.transferStatus = sent.status;
+out.balance = await pub.readContract({ address: out.token, abi, functionName: "balanceOf", args: [to] });
+check(out.balance === 5n, "balance read back");
+const logs = await within(heardTransfer, "Transfer watcher");
+unwatch();
+out.event = logs.map((l) => [l.eventName, l.args.to, l.args.value]);
+check(out.event.length === 1 && out.event[0][1] === to && out.event[0][2] === 5n, "watched Transfer");
+
+try {
+  await pub.simulateContract({ address: out.token, abi, functionName: "transfer", args: [to, parseUnits("5000", 18)], account });
+  check(false, "over-transfer should revert");
+} catch (e) {
+  out.revert = e.cause?.data?.errorName ?? e.shortMessage;
+}
+check(out.revert === "InsufficientBalance", "custom error decoded");
+
+// The node's own account: a wallet client with no local account.
+const nodeWallet = createWalletClient({ chain, transport: http(url) });
+const [nodeAccount] = await nodeWallet.getAddresses();
+out.nodeAccount = nodeAccount;
+const paid = await pub.waitForTransactionReceipt({ hash: await nodeWallet.sendTransaction({ account: nodeAccount, to, value: 7n }) });
+out.nodeSend = paid.status;
+check(paid.status === "success" && (await pub.getBalance({ address: to })) === 7n, "node-signed payment");
+
+// Block numbers over a WebSocket.
+const wsClient = createPublicClient({ chain, transport: webSocket(url.replace(/^http/, "ws")) });
+out.wsBlock = await within(
+  new Promise((resolve) => {
+    const stop = wsClient.watchBlockNumber({ onBlockNumber: (n) => { stop(); resolve(n); } });
+  }),
+  "block number over the socket",
+);
+check(out.wsBlock > 0n, "socket block number");
+
+console.log(JSON.stringify(out, (_, v) => (typeof v === "bigint" ? v.toString() : v)));
+process.exit(0);
