@@ -659,6 +659,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_plain_get_of_the_ethereum_endpoint_gets_a_json_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _) = runtime(dir.path());
+        for path in ["/eth", "/"] {
+            let req = Request::get(path).body(Body::empty()).unwrap();
+            let (s, v) = call(router(rt.clone(), ApiOptions::default()), req).await;
+            assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
+            assert_eq!(v["code"], "not_websocket", "{path}: {v}");
+        }
+    }
+
+    #[tokio::test]
     async fn only_unlocked_accounts_are_listed_and_sign() {
         let dir = tempfile::tempdir().unwrap();
         let (rt, _) = runtime(dir.path());
@@ -899,8 +911,26 @@ async fn eth_rpc(State(st): State<AppState>, body: axum::body::Bytes) -> Respons
 /// subscriptions ([`subscriptions`]).
 async fn eth_socket(
     State(st): State<AppState>,
-    upgrade: axum::extract::WebSocketUpgrade,
+    upgrade: Result<
+        axum::extract::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> Response {
+    // A plain GET (a browser, a health check) gets a JSON error like every
+    // other refusal, not the extractor's text.
+    let upgrade = match upgrade {
+        Ok(u) => u,
+        Err(e) => {
+            return ApiError::bad_request(
+                "not_websocket",
+                format!(
+                    "{}: GET here opens a WebSocket for JSON-RPC; send plain JSON-RPC with POST",
+                    e.body_text()
+                ),
+            )
+            .into_response()
+        }
+    };
     let Ok(open) = st.sockets.clone().try_acquire_owned() else {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
