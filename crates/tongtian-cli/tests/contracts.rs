@@ -506,69 +506,59 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
     let hex_raw = format!("0x{}", hex::encode(&raw));
     let sent = call_rpc(&node, "eth_sendRawTransaction", json!([hex_raw]));
     let hash = sent["result"].as_str().unwrap().to_string();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let r = call_rpc(&node, "eth_getTransactionReceipt", json!([hash]));
-        if r["result"].is_object() {
-            assert_eq!(r["result"]["status"], "0x1");
-            assert_eq!(r["result"]["gasUsed"], "0x5208");
-            // Its block's fee history: 21,000 gas of a nominal 1e9, and the
-            // price it paid at every percentile (the only transaction).
-            let at = r["result"]["blockNumber"].clone();
-            let paid = call_rpc(&node, "eth_getTransactionByHash", json!([hash]))["result"]
-                ["gasPrice"]
-                .clone();
-            let fh =
-                call_rpc(&node, "eth_feeHistory", json!(["0x1", at, [10, 90]]))["result"].clone();
-            assert_eq!(fh["oldestBlock"], at);
-            assert_eq!(fh["gasUsedRatio"], json!([21_000.0 / 1e9]));
-            assert_eq!(fh["baseFeePerGas"], json!(["0x0", "0x0"]));
-            assert_eq!(fh["reward"], json!([[paid, paid]]));
-            // The same transaction found by block and position.
-            let bh = r["result"]["blockHash"].clone();
-            let count = |m: &str, b: &Value| call_rpc(&node, m, json!([b]))["result"].clone();
-            assert_eq!(count("eth_getBlockTransactionCountByNumber", &at), "0x1");
-            assert_eq!(count("eth_getBlockTransactionCountByHash", &bh), "0x1");
-            assert_eq!(count("eth_getUncleCountByBlockNumber", &at), "0x0");
-            assert_eq!(
-                count("eth_getBlockTransactionCountByNumber", &json!("0xffffff")),
-                Value::Null
-            );
-            for (m, b) in [
-                ("eth_getTransactionByBlockNumberAndIndex", &at),
-                ("eth_getTransactionByBlockHashAndIndex", &bh),
-            ] {
-                assert_eq!(
-                    call_rpc(&node, m, json!([b, "0x0"]))["result"]["hash"],
-                    hash
-                );
-                assert_eq!(call_rpc(&node, m, json!([b, "0x1"]))["result"], Value::Null);
-                assert_eq!(
-                    call_rpc(&node, m, json!([b, true]))["error"]["code"],
-                    -32602
-                );
-            }
-            assert_eq!(call_rpc(&node, "net_peerCount", json!([]))["result"], "0x0");
-            // All of the block's receipts: this one.
-            for b in [&at, &bh] {
-                assert_eq!(
-                    call_rpc(&node, "eth_getBlockReceipts", json!([b]))["result"],
-                    json!([r["result"]])
-                );
-            }
-            assert_eq!(
-                call_rpc(&node, "eth_getBlockReceipts", json!(["0xffffff"]))["result"],
-                Value::Null
-            );
-            assert_eq!(
-                call_rpc(&node, "web3_sha3", json!(["0x"]))["result"],
-                "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "not mined");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let receipt = mined(&node, &sent["result"]);
+    assert_eq!(receipt["status"], "0x1");
+    assert_eq!(receipt["gasUsed"], "0x5208");
+    // Its block's fee history: 21,000 gas of a nominal 1e9, and the
+    // price it paid at every percentile (the only transaction).
+    let at = receipt["blockNumber"].clone();
+    let paid =
+        call_rpc(&node, "eth_getTransactionByHash", json!([hash]))["result"]["gasPrice"].clone();
+    let fh = call_rpc(&node, "eth_feeHistory", json!(["0x1", at, [10, 90]]))["result"].clone();
+    assert_eq!(fh["oldestBlock"], at);
+    assert_eq!(fh["gasUsedRatio"], json!([21_000.0 / 1e9]));
+    assert_eq!(fh["baseFeePerGas"], json!(["0x0", "0x0"]));
+    assert_eq!(fh["reward"], json!([[paid, paid]]));
+    // The same transaction found by block and position.
+    let bh = receipt["blockHash"].clone();
+    let count = |m: &str, b: &Value| call_rpc(&node, m, json!([b]))["result"].clone();
+    assert_eq!(count("eth_getBlockTransactionCountByNumber", &at), "0x1");
+    assert_eq!(count("eth_getBlockTransactionCountByHash", &bh), "0x1");
+    assert_eq!(count("eth_getUncleCountByBlockNumber", &at), "0x0");
+    assert_eq!(
+        count("eth_getBlockTransactionCountByNumber", &json!("0xffffff")),
+        Value::Null
+    );
+    for (m, b) in [
+        ("eth_getTransactionByBlockNumberAndIndex", &at),
+        ("eth_getTransactionByBlockHashAndIndex", &bh),
+    ] {
+        assert_eq!(
+            call_rpc(&node, m, json!([b, "0x0"]))["result"]["hash"],
+            hash
+        );
+        assert_eq!(call_rpc(&node, m, json!([b, "0x1"]))["result"], Value::Null);
+        assert_eq!(
+            call_rpc(&node, m, json!([b, true]))["error"]["code"],
+            -32602
+        );
     }
+    assert_eq!(call_rpc(&node, "net_peerCount", json!([]))["result"], "0x0");
+    // All of the block's receipts: this one.
+    for b in [&at, &bh] {
+        assert_eq!(
+            call_rpc(&node, "eth_getBlockReceipts", json!([b]))["result"],
+            json!([receipt])
+        );
+    }
+    assert_eq!(
+        call_rpc(&node, "eth_getBlockReceipts", json!(["0xffffff"]))["result"],
+        Value::Null
+    );
+    assert_eq!(
+        call_rpc(&node, "web3_sha3", json!(["0x"]))["result"],
+        "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    );
     // Several blocks (as many as there are, up to the count): one entry
     // each, and no reward without percentiles.
     let head = call_rpc(&node, "eth_blockNumber", json!([]))["result"].clone();
@@ -643,15 +633,7 @@ fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
             panic!("pip install of web3.py failed");
         }
     }
-    let dir = tempfile::tempdir().unwrap();
-    let node = DevNode::start(&dir.path().join("node"), "standard");
-    let out = Command::new(&python)
-        .arg(py.join("web3-test.py"))
-        .arg(format!("{}/eth", node.url()))
-        .arg(contract("token"))
-        .output()
-        .expect("run python");
-    let seen = json_of(out);
+    let seen = client_report(&python, &py.join("web3-test.py"));
     let account0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
     assert_eq!(seen["chainId"], 8645);
     assert_eq!(seen["accounts"], 10);
@@ -670,6 +652,22 @@ fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
     assert_eq!(seen["socketHead"], true);
     assert_eq!(seen["socketLog"], true);
     assert_eq!(seen["socketUnsubscribed"], true);
+}
+
+/// Run an Ethereum client's test script against a fresh dev node as
+/// `PROGRAM SCRIPT RPC_URL CONTRACT_DIR` (the ERC-20's directory); the JSON
+/// object it prints of what it saw.
+fn client_report(program: impl AsRef<std::ffi::OsStr>, script: &Path) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let program = program.as_ref();
+    let out = Command::new(program)
+        .arg(script)
+        .arg(format!("{}/eth", node.url()))
+        .arg(contract("token"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program:?}: {e}"));
+    json_of(out)
 }
 
 /// The npm project `tests/NAME`, its packages installed from its lock file
@@ -700,15 +698,7 @@ fn npm_project(name: &str, probe: &str) -> std::path::PathBuf {
 #[test]
 fn viem_deploys_watches_events_and_uses_the_nodes_account() {
     let js = npm_project("ethers", "viem");
-    let dir = tempfile::tempdir().unwrap();
-    let node = DevNode::start(&dir.path().join("node"), "standard");
-    let out = Command::new("node")
-        .arg(js.join("viem-test.mjs"))
-        .arg(format!("{}/eth", node.url()))
-        .arg(contract("token"))
-        .output()
-        .expect("run node");
-    let seen = json_of(out);
+    let seen = client_report("node", &js.join("viem-test.mjs"));
     assert_eq!(seen["chainId"], 8645);
     assert_eq!(seen["token"], "0x5fbdb2315678afecb367f032d93f642f64180aa3");
     assert_eq!(seen["transferStatus"], "success");
@@ -759,15 +749,7 @@ fn hardhat_deploys_and_transfers_with_the_nodes_accounts() {
 #[test]
 fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
     let js = npm_project("ethers", "viem");
-    let dir = tempfile::tempdir().unwrap();
-    let node = DevNode::start(&dir.path().join("node"), "standard");
-    let out = Command::new("node")
-        .arg(js.join("ethers-test.mjs"))
-        .arg(format!("{}/eth", node.url()))
-        .arg(contract("token"))
-        .output()
-        .expect("run node");
-    let seen = json_of(out);
+    let seen = client_report("node", &js.join("ethers-test.mjs"));
     assert_eq!(seen["chainId"], 8645);
     assert_eq!(seen["token"], "0x5FbDB2315678afecb367f032d93F642f64180aa3");
     assert_eq!(seen["transferStatus"], 1);
