@@ -38,14 +38,22 @@ impl UnlockedAccounts {
         }
     }
 
-    /// The ten development accounts of Hardhat and Anvil.
+    /// The development accounts of Hardhat and Anvil, as many as dev
+    /// chains prefund.
     pub fn dev() -> Self {
-        Self::new(EthKey::dev_accounts(10))
+        Self::new(EthKey::dev_accounts(
+            tongtian_node::dev::DEV_ACCOUNTS as u32,
+        ))
     }
 
     /// The unlocked addresses.
     pub fn addresses(&self) -> impl Iterator<Item = &Address> {
         self.keys.iter().map(|(a, _)| a)
+    }
+
+    /// The unlocked accounts with their keys.
+    pub fn keys(&self) -> impl Iterator<Item = (&Address, &EthKey)> {
+        self.keys.iter().map(|(a, k)| (a, k))
     }
 
     /// The key of `address`, if it is unlocked.

@@ -917,10 +917,10 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
     let receipts = chain.store().block_receipts(rec.height)?;
     let mut at = ReceiptPlace::first(rec.height, bh);
     for r in &receipts {
-        if r.index == rec.index {
-            return Ok(receipt_view(chain, &rec.tx, r, &at.next(r)));
-        }
         at = at.next(r);
+        if r.index == rec.index {
+            return Ok(receipt_view(chain, &rec.tx, r, &at));
+        }
     }
     Ok(Value::Null)
 }
@@ -940,9 +940,8 @@ fn block_receipts(chain: &ChainRuntime, height: Option<u64>) -> RpcResult {
     let mut at = ReceiptPlace::first(height, block.header.hash(chain.spec().suite));
     let mut out = Vec::with_capacity(receipts.len());
     for (tx, r) in block.txs.iter().zip(&receipts) {
-        let next = at.next(r);
-        out.push(receipt_view(chain, tx, r, &next));
-        at = next;
+        at = at.next(r);
+        out.push(receipt_view(chain, tx, r, &at));
     }
     Ok(Value::Array(out))
 }

@@ -509,16 +509,13 @@ async fn run_dev(args: DevArgs) -> Result<()> {
     for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
         println!("    {}  {}", acct.address, path.display());
     }
+    let unlocked = tongtian_api::accounts::UnlockedAccounts::dev();
     println!(
         "  Ethereum dev accounts (mnemonic \"{}\"), unlocked for eth_sendTransaction and eth_sign*:",
         tongtian_crypto::eth::DEV_MNEMONIC
     );
-    for key in tongtian_crypto::eth::EthKey::dev_accounts(dev::DEV_ACCOUNTS as u32) {
-        println!(
-            "    {}  key 0x{}",
-            Address(key.address()),
-            hex::encode(key.secret())
-        );
+    for (address, key) in unlocked.keys() {
+        println!("    {address}  key 0x{}", hex::encode(key.secret()));
     }
     tracing::info!(api = %api_addr, "dev chain running");
     serve_until_signal(
@@ -528,7 +525,7 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         false,
         Default::default(),
         tongtian_api::ApiOptions {
-            unlocked: tongtian_api::accounts::UnlockedAccounts::dev(),
+            unlocked,
             ..Default::default()
         },
     )

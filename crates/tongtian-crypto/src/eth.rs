@@ -118,8 +118,11 @@ impl EthKey {
     /// The key at BIP-44 path `m/44'/60'/0'/0/index` of a BIP-39 mnemonic
     /// (empty passphrase): the derivation of MetaMask, Hardhat and Anvil.
     pub fn from_mnemonic(mnemonic: &str, index: u32) -> Result<Self, CryptoError> {
-        let mut seed = [0u8; 64];
-        pbkdf2::pbkdf2_hmac::<sha2::Sha512>(mnemonic.as_bytes(), b"mnemonic", 2048, &mut seed);
+        Self::from_seed_at(&mnemonic_seed(mnemonic), index)
+    }
+
+    /// The key at `m/44'/60'/0'/0/index` below a BIP-39 seed.
+    fn from_seed_at(seed: &[u8; 64], index: u32) -> Result<Self, CryptoError> {
         let path: bip32::DerivationPath =
             format!("m/44'/60'/0'/0/{index}").parse().map_err(|_| {
                 CryptoError::InvalidSecretKey {
@@ -134,12 +137,21 @@ impl EthKey {
         Self::from_secret(&child.to_bytes())
     }
 
-    /// The first `n` development accounts of [`DEV_MNEMONIC`].
+    /// The first `n` development accounts of [`DEV_MNEMONIC`] (the seed,
+    /// 2,048 rounds of PBKDF2, is derived once for all of them).
     pub fn dev_accounts(n: u32) -> Vec<EthKey> {
+        let seed = mnemonic_seed(DEV_MNEMONIC);
         (0..n)
-            .map(|i| Self::from_mnemonic(DEV_MNEMONIC, i).expect("the dev mnemonic derives"))
+            .map(|i| Self::from_seed_at(&seed, i).expect("the dev mnemonic derives"))
             .collect()
     }
+}
+
+/// The BIP-39 seed of a mnemonic with an empty passphrase.
+fn mnemonic_seed(mnemonic: &str) -> [u8; 64] {
+    let mut seed = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha512>(mnemonic.as_bytes(), b"mnemonic", 2048, &mut seed);
+    seed
 }
 
 #[cfg(test)]
