@@ -169,7 +169,8 @@ pub(crate) fn spawn_dev(suite: SuiteId) -> Result<(NodeProcess, String, PathBuf)
             "--suite",
             suite.name(),
             "--log",
-            "warn",
+            // The node's log level (default `warn`), for looking into a run.
+            &std::env::var("TONGTIAN_BENCH_NODE_LOG").unwrap_or_else(|_| "warn".into()),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())

@@ -76,6 +76,22 @@ pub trait Application: Send + Sync + 'static {
     ) -> Result<(), ConsensusError> {
         self.commit(block, certificate).await
     }
+
+    /// Resolves when transactions may have arrived since the last call
+    /// (spurious wake-ups allowed), so an idle proposer need not wait out
+    /// its polling interval. By default, never.
+    async fn transactions_arrived(&self) {
+        std::future::pending::<()>().await
+    }
+
+    /// While the engine waits to propose `height` (this node proposes it),
+    /// the application may execute what is pending now into that proposal,
+    /// so that less is left to do when [`Application::propose`] is called.
+    /// Best effort: a failure only loses the head start. By default,
+    /// nothing.
+    async fn work_ahead(&self, height: u64) {
+        let _ = height;
+    }
 }
 
 /// A consensus engine: runs until `shutdown` turns true.

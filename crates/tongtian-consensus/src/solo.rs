@@ -1,9 +1,16 @@
 //! `solo`: one validator proposes and finalizes every block.
 //!
 //! A new block is proposed as soon as the previous one is committed and at
-//! least one block interval has passed since the previous proposal began;
-//! when there is nothing to propose the engine waits one interval. The
-//! certificate is the single validator's signature over the block hash.
+//! least one block interval has passed since the previous block's proposal
+//! began. When there is nothing to propose the engine waits for the next
+//! interval or for transactions to arrive, whichever comes first (never
+//! sooner than one interval after the previous block began), so a
+//! transaction sent to an idle chain is taken in at once, not up to an
+//! interval later. Transactions that arrive while the engine waits are
+//! executed into the next block as they come
+//! ([`Application::work_ahead`]), so the wait is not lost to execution.
+//! The certificate is the single validator's signature over the block
+//! hash.
 
 use crate::{Application, ConsensusEngine, ConsensusError};
 use async_trait::async_trait;
@@ -58,13 +65,18 @@ impl ConsensusEngine for SoloEngine {
             interval_ms = self.interval.as_millis() as u64,
             "solo engine started"
         );
+        // When the latest block's proposal began.
+        let mut last_block: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
             let started = Instant::now();
             let (height, _) = app.last_committed();
-            if let Some(block) = app.propose(height + 1).await? {
+            let block = app.propose(height + 1).await?;
+            let mut idle = block.is_none();
+            if let Some(block) = block {
+                last_block = Some(started);
                 let hash = block.header.hash(self.suite);
                 let signature = self.key.sign(&BlockHeader::commit_bytes(&hash, 0));
                 let cert = Certificate {
@@ -80,9 +92,25 @@ impl ConsensusEngine for SoloEngine {
                 // this one is written.
                 app.commit_and_prepare(block, cert).await?;
             }
-            tokio::select! {
-                _ = tokio::time::sleep_until(started + self.interval) => {}
-                _ = shutdown.changed() => {}
+            // Wait for the next proposal, working ahead on what arrives.
+            let mut due = started + self.interval;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => break,
+                    _ = app.transactions_arrived() => {}
+                    _ = shutdown.changed() => break,
+                }
+                if idle {
+                    // Something arrived at an idle chain: propose as soon
+                    // as the spacing from the last block allows.
+                    idle = false;
+                    let now = Instant::now();
+                    due = last_block.map_or(now, |last| (last + self.interval).max(now));
+                    if due <= now {
+                        break;
+                    }
+                }
+                app.work_ahead(app.last_committed().0 + 1).await;
             }
         }
     }
@@ -92,6 +120,7 @@ impl ConsensusEngine for SoloEngine {
 mod tests {
     use super::*;
     use parking_lot::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tongtian_crypto::{suite, SuiteId};
     use tongtian_types::{Address, Block, ConsensusSpec, GasSchedule, Limits, ValidatorSpec, H256};
 
@@ -202,6 +231,99 @@ mod tests {
             let h = b.header.hash(SuiteId::Standard);
             assert!(c.verify(suite(SuiteId::Standard), &pks, crate::quorum(&spec), &h));
         }
+    }
+
+    /// An application whose pool is a counter: it proposes a block when
+    /// something is pending, and records the engine's calls.
+    #[derive(Default)]
+    struct Pool {
+        pending: AtomicUsize,
+        heights: Mutex<Vec<u64>>,
+        arrivals: tokio::sync::Notify,
+        worked_ahead: Mutex<Vec<u64>>,
+    }
+
+    impl Pool {
+        fn arrive(&self) {
+            self.pending.fetch_add(1, Ordering::SeqCst);
+            self.arrivals.notify_one();
+        }
+    }
+
+    #[async_trait]
+    impl Application for Pool {
+        fn last_committed(&self) -> (u64, H256) {
+            (self.heights.lock().len() as u64, H256::ZERO)
+        }
+        async fn propose(&self, height: u64) -> Result<Option<Block>, ConsensusError> {
+            if self.pending.swap(0, Ordering::SeqCst) == 0 {
+                return Ok(None);
+            }
+            let mut block = App {
+                committed: Mutex::new(vec![]),
+            }
+            .propose(1)
+            .await?
+            .expect("a block");
+            block.header.height = height;
+            Ok(Some(block))
+        }
+        fn validators(&self) -> Vec<tongtian_types::ValidatorSpec> {
+            vec![]
+        }
+        fn committed_block(&self, _: u64) -> Option<(Block, Certificate)> {
+            None
+        }
+        async fn verify(&self, _: &Block) -> Result<(), ConsensusError> {
+            Ok(())
+        }
+        async fn commit(&self, block: Block, _: Certificate) -> Result<(), ConsensusError> {
+            self.heights.lock().push(block.header.height);
+            Ok(())
+        }
+        async fn transactions_arrived(&self) {
+            self.arrivals.notified().await
+        }
+        async fn work_ahead(&self, height: u64) {
+            self.worked_ahead.lock().push(height);
+        }
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !what() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("in time");
+    }
+
+    #[tokio::test]
+    async fn an_idle_chain_takes_arrivals_at_once_and_works_ahead_between_blocks() {
+        let key = Keypair::from_seed(SuiteId::Standard, b"v");
+        let mut spec = spec(&key);
+        // Far longer than the test: every block below the first is due to
+        // an arrival, not to the interval.
+        spec.consensus.block_interval_ms = 600_000;
+        let engine = crate::engine_for(&spec, ctx(&key)).unwrap();
+        let app = Arc::new(Pool::default());
+        let (tx, rx) = watch::channel(false);
+        let handle = tokio::spawn(engine.run(app.clone(), rx));
+        // Idle from the start: the first arrival is proposed at once.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(app.heights.lock().is_empty());
+        app.arrive();
+        until(|| app.heights.lock().len() == 1).await;
+        // The next arrival comes within an interval of that block: it is
+        // executed ahead, and waits for the interval to be proposed.
+        app.arrive();
+        until(|| app.worked_ahead.lock().len() == 1).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*app.heights.lock(), vec![1]);
+        assert_eq!(*app.worked_ahead.lock(), vec![2]);
+        tx.send(true).unwrap();
+        handle.await.unwrap().unwrap();
     }
 
     #[test]

@@ -168,6 +168,9 @@ pub struct ChainRuntime {
     /// How many of those took in transactions that arrived after it was built.
     topped_up: std::sync::atomic::AtomicU64,
     events: broadcast::Sender<Arc<BlockEvent>>,
+    /// Signalled when the mempool admits transactions, to wake an idle
+    /// proposer ([`Application::transactions_arrived`]).
+    arrivals: tokio::sync::Notify,
     me: Weak<ChainRuntime>,
 }
 
@@ -270,6 +273,7 @@ impl ChainRuntime {
             executed: Mutex::new(HashMap::new()),
             prepared: Mutex::new(None),
             prepared_used: std::sync::atomic::AtomicU64::new(0),
+            arrivals: tokio::sync::Notify::new(),
             topped_up: std::sync::atomic::AtomicU64::new(0),
             events,
             spec,
@@ -469,7 +473,7 @@ impl ChainRuntime {
 
     /// Admit raw transactions (CPU-bound: call from a blocking thread).
     pub fn submit_batch(&self, raws: &[&[u8]]) -> Vec<Result<H256, AdmissionError>> {
-        let results = self.mempool.submit_batch(raws, &StoreAccounts(&self.store));
+        let results = self.admit(raws);
         if let Some(net) = self.network.read().as_ref() {
             let accepted: Vec<Vec<u8>> = raws
                 .iter()
@@ -481,6 +485,16 @@ impl ChainRuntime {
                 let payload = borsh::to_vec(&accepted).unwrap_or_default();
                 net.broadcast(self.spec.chain_id, channels::TX_GOSSIP, &payload);
             }
+        }
+        results
+    }
+
+    /// Offer raw transactions to the mempool, and wake an idle proposer if
+    /// any were admitted.
+    fn admit(&self, raws: &[&[u8]]) -> Vec<Result<H256, AdmissionError>> {
+        let results = self.mempool.submit_batch(raws, &StoreAccounts(&self.store));
+        if results.iter().any(|r| r.is_ok()) {
+            self.arrivals.notify_one();
         }
         results
     }
@@ -577,9 +591,7 @@ impl ChainRuntime {
             .executor
             .execute(&*self.store, &env, txs, Mode::Propose)?;
         if outcome.included.is_empty() && !heartbeat {
-            let dropped: Vec<(H256, Address)> =
-                outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
-            self.mempool.on_commit(&[], &dropped, &[]);
+            self.forget_dropped(&outcome);
             return Ok(None);
         }
         let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
@@ -612,6 +624,60 @@ impl ChainRuntime {
         Ok(self
             .executor
             .execute_after(&*self.store, &prepared.env, outcome, extra)?)
+    }
+
+    /// An execution that included nothing: the transactions it dropped
+    /// leave the mempool, as they would with a block.
+    fn forget_dropped(&self, outcome: &Outcome) {
+        let dropped: Vec<(H256, Address)> =
+            outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
+        self.mempool.on_commit(&[], &dropped, &[]);
+    }
+
+    /// Execute the pending transactions into the block this node will
+    /// propose at `height`, ahead of the proposal: the prepared block is
+    /// topped up, or started when there is none. Its parent must be
+    /// committed (the engine calls this between blocks).
+    fn work_ahead_blocking(&self, height: u64) -> Result<(), NodeError> {
+        let (last_height, parent_hash) = self.latest();
+        if height != last_height + 1 {
+            return Ok(());
+        }
+        let current = self
+            .prepared
+            .lock()
+            .take()
+            .filter(|p| p.env.height == height && p.parent_hash == parent_hash);
+        let prepared = match current {
+            Some(p) => Prepared {
+                env: p.env.clone(),
+                parent_hash,
+                outcome: self.top_up(p)?,
+            },
+            None => {
+                let txs = self
+                    .mempool
+                    .pending(self.spec.consensus.max_block_txs as usize);
+                if txs.is_empty() {
+                    return Ok(());
+                }
+                let env = self.block_env(height, now_ms());
+                let outcome = self
+                    .executor
+                    .execute(&*self.store, &env, txs, Mode::Propose)?;
+                if outcome.included.is_empty() {
+                    self.forget_dropped(&outcome);
+                    return Ok(());
+                }
+                Prepared {
+                    env,
+                    parent_hash,
+                    outcome,
+                }
+            }
+        };
+        *self.prepared.lock() = Some(prepared);
+        Ok(())
     }
 
     /// The environment of a block this node proposes.
@@ -793,6 +859,10 @@ impl ChainRuntime {
             });
             if written.is_ok() {
                 self.committed(&block, hash, &outcome, tx_hashes.clone());
+                // After the announcement: the index write does not delay it.
+                if let Err(e) = self.store.flush_tx_index_if_due() {
+                    tracing::warn!(error = %e, "transaction index not written; kept in memory");
+                }
             }
             // Free this block's transactions and receipts here, while the
             // next block is still being built, not after.
@@ -868,9 +938,7 @@ async fn gossip_in(
         let chain = chain.clone();
         let _ = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
-            chain
-                .mempool
-                .submit_batch(&refs, &StoreAccounts(&chain.store));
+            chain.admit(&refs);
         })
         .await;
     }
@@ -919,6 +987,17 @@ impl Application for ChainRuntime {
     async fn commit(&self, block: Block, certificate: Certificate) -> Result<(), ConsensusError> {
         let me = self.self_arc();
         blocking(move || me.commit_blocking(block, certificate, false)).await
+    }
+
+    async fn transactions_arrived(&self) {
+        self.arrivals.notified().await
+    }
+
+    async fn work_ahead(&self, height: u64) {
+        let me = self.self_arc();
+        if let Err(e) = blocking(move || me.work_ahead_blocking(height)).await {
+            tracing::warn!(height, error = %e, "could not execute ahead of the proposal");
+        }
     }
 
     async fn commit_and_prepare(

@@ -189,9 +189,11 @@ pub struct ChainStore {
 /// on a different page of its B-tree, and redb copies and rewrites a whole
 /// page for it: with a few thousand transactions a block, the index cost
 /// about a tenth of a busy node's CPU. So the index is written once per
-/// [`TAIL_MAX_TXS`] transactions or [`TAIL_MAX_BLOCKS`] blocks, in the
-/// write transaction of the block that fills it, where many keys share each
-/// page. Until then lookups find those transactions here. Nothing is lost
+/// [`TAIL_MAX_TXS`] transactions or [`TAIL_MAX_BLOCKS`] blocks, where many
+/// keys share each page, by [`ChainStore::flush_tx_index_if_due`] in a write
+/// transaction of its own (a node calls it after announcing a block, so
+/// the tens of milliseconds it takes do not delay that block's commit).
+/// Until then lookups find those transactions here. Nothing is lost
 /// to a crash: `since` is stored with every batch, and opening the store
 /// rebuilds the tail from the blocks' own hash lists ([`BLOCK_TXS`]), which
 /// are written with each block.
@@ -585,12 +587,6 @@ impl ChainStore {
         }
         let s = self.suite();
         let hash = c.block.header.hash(self.suite);
-        // Write the hash index with this block when the tail is full. Only
-        // this method changes the tail, and blocks commit one at a time.
-        // Readers keep using the tail meanwhile.
-        let tail = self.tail();
-        let flush = tail.positions.len() + n >= TAIL_MAX_TXS
-            || (height + 1).saturating_sub(tail.since) >= TAIL_MAX_BLOCKS;
         let w = self.db.begin_write().map_err(db_err)?;
         {
             w.open_table(HEADERS)
@@ -622,22 +618,6 @@ impl ChainStore {
                     .insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
             }
-            if flush {
-                // Hash keys are random: insert them in key order, so each
-                // index page is visited once.
-                let mut keys: Vec<(u64, u64, u32)> = tail
-                    .positions
-                    .iter()
-                    .map(|(h, p)| (*h, *p))
-                    .chain(block_positions(height, c.tx_hashes))
-                    .map(|(h, (height, i))| (hash_prefix(&h), height, i))
-                    .collect();
-                keys.sort_unstable();
-                let mut index = w.open_table(TX_INDEX).map_err(db_err)?;
-                for k in keys {
-                    index.insert(k, ()).map_err(db_err)?;
-                }
-            }
             let mut state = w.open_table(STATE).map_err(db_err)?;
             let mut values = w.open_table(SMT_VALUES).map_err(db_err)?;
             for (k, v) in &c.state.changes {
@@ -667,27 +647,62 @@ impl ChainStore {
                 .map_err(db_err)?
                 .insert(LATEST, height.to_le_bytes().as_slice())
                 .map_err(db_err)?;
-            if flush {
-                w.open_table(META)
-                    .map_err(db_err)?
-                    .insert(TX_INDEXED, (height + 1).to_le_bytes().as_slice())
-                    .map_err(db_err)?;
-            }
         }
         w.commit().map_err(db_err)?;
-        drop(tail);
-        let mut tail = self.tail_mut();
-        if flush {
-            *tail = TxTail {
-                since: height + 1,
-                positions: HashMap::new(),
-            };
-        } else {
-            tail.positions.extend(block_positions(height, c.tx_hashes));
-        }
-        drop(tail);
+        self.tail_mut()
+            .positions
+            .extend(block_positions(height, c.tx_hashes));
         tracing::debug!(height, txs = c.block.txs.len(), root = %c.state.root, "block committed");
         Ok(())
+    }
+
+    /// Write the transaction hash index from the tail when the tail holds
+    /// [`TAIL_MAX_TXS`] transactions or spans [`TAIL_MAX_BLOCKS`] blocks
+    /// (see [`TxTail`]), in a write transaction of its own; whether it
+    /// wrote. Lookups use the tail until it is written, and a crash before
+    /// then loses nothing (the tail is rebuilt on open).
+    pub fn flush_tx_index_if_due(&self) -> Result<bool, StorageError> {
+        let Some(latest) = self.latest_height()? else {
+            return Ok(false);
+        };
+        let mut keys: Vec<(u64, u64, u32)> = {
+            let tail = self.tail();
+            let due = tail.positions.len() >= TAIL_MAX_TXS
+                || (latest + 1).saturating_sub(tail.since) >= TAIL_MAX_BLOCKS;
+            if !due {
+                return Ok(false);
+            }
+            tail.positions
+                .iter()
+                .filter(|(_, (height, _))| *height <= latest)
+                .map(|(h, (height, i))| (hash_prefix(h), *height, *i))
+                .collect()
+        };
+        // Hash keys are random: insert them in key order, so each index
+        // page is visited once.
+        keys.sort_unstable();
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut index = w.open_table(TX_INDEX).map_err(db_err)?;
+            for k in &keys {
+                index.insert(*k, ()).map_err(db_err)?;
+            }
+            w.open_table(META)
+                .map_err(db_err)?
+                .insert(TX_INDEXED, (latest + 1).to_le_bytes().as_slice())
+                .map_err(db_err)?;
+        }
+        w.commit().map_err(db_err)?;
+        // Blocks committed meanwhile (none, on a node) stay in the tail.
+        let mut tail = self.tail_mut();
+        tail.positions.retain(|_, (height, _)| *height > latest);
+        tail.since = latest + 1;
+        tracing::debug!(
+            height = latest,
+            txs = keys.len(),
+            "transaction index written"
+        );
+        Ok(true)
     }
 }
 
@@ -1246,6 +1261,7 @@ mod tests {
         for height in 2..TAIL_MAX_BLOCKS {
             commit(&store, height, StateChanges::new());
         }
+        assert!(store.flush_tx_index_if_due().unwrap());
         assert!(store.tail().positions.is_empty(), "index not written");
         (store, hashes)
     }
@@ -1327,8 +1343,8 @@ mod tests {
             Some(&receipts[49])
         );
         assert_eq!(indexed_on_disk(&store, &hashes[49]), None);
-        // Empty blocks up to the block limit write the index, in the same
-        // transaction as the block that fills it.
+        // Empty blocks up to the block limit make the index due; it is
+        // written when asked, after the block that fills the tail.
         let mut height = 2;
         while indexed_on_disk(&store, &hashes[0]).is_none() {
             assert!(
@@ -1336,6 +1352,10 @@ mod tests {
                 "index not written by height {height}"
             );
             commit(&store, height, StateChanges::new());
+            assert_eq!(
+                store.flush_tx_index_if_due().unwrap(),
+                height + 1 == TAIL_MAX_BLOCKS
+            );
             height += 1;
         }
         assert_eq!(height, TAIL_MAX_BLOCKS);
