@@ -131,6 +131,24 @@ pub(crate) struct NodeProcess {
     _dir: tempfile::TempDir,
 }
 
+impl NodeProcess {
+    /// CPU time (user and system, all threads) the node process has used
+    /// so far, from `/proc/<pid>/stat`; `None` where that is unavailable.
+    pub(crate) fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The fields after the command name (in parentheses, which may
+        // hold spaces): state is the first, utime the 12th, stime the 13th.
+        let fields: Vec<&str> = stat
+            .get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect();
+        let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        // In USER_HZ ticks, which Linux fixes at 100 a second on the
+        // architectures we build for.
+        Some(ticks / 100.0)
+    }
+}
+
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -108,6 +108,13 @@ pub struct ContractBenchReport {
     pub vm_only_runs: Vec<f64>,
     /// `tps / vm_only_tps`.
     pub node_over_vm_only: f64,
+    /// CPU the node process used while the calls were driven (from the
+    /// first submission until the last commit was seen), in cores on
+    /// average; `null` where `/proc` is unavailable.
+    pub node_cpu_cores: Option<f64>,
+    /// That CPU time per committed call, in microseconds (compare with
+    /// `1e6 / vm_only_tps`, the VM's own time per call).
+    pub node_cpu_us_per_call: Option<f64>,
     /// Signatures of these calls this machine checks per second, batched
     /// on all cores as admission does, measured after the node stopped:
     /// the ceiling of a node that checks every signature.
@@ -375,6 +382,7 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
         .collect();
     let total: usize = plans.iter().map(|p| p.len()).sum();
     let timeout = Duration::from_secs(60 + (args.count / 500) as u64);
+    let cpu_before = process.cpu_seconds();
     let d = drive(
         &client,
         std::slice::from_ref(&client),
@@ -384,6 +392,10 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
         timeout,
     )
     .await?;
+    let node_cpu = process
+        .cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let committed = d.latencies.len().saturating_sub(d.failed);
     let tps = committed as f64 / d.duration_s;
 
@@ -429,6 +441,10 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
         vm_only_tps,
         vm_only_runs,
         node_over_vm_only: tps / vm_only_tps,
+        node_cpu_cores: node_cpu.map(|c| c / d.duration_s),
+        node_cpu_us_per_call: node_cpu
+            .filter(|_| committed > 0)
+            .map(|c| c * 1e6 / committed as f64),
         verify_bound_tps,
         supply_conserved,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -832,6 +832,17 @@ fn contract_benchmark_reports_its_figures_on_both_vms() {
         assert!(runs.iter().all(|v| *v > 0.0), "{r}");
         runs.sort_by(f64::total_cmp);
         assert_eq!(r["vm_only_tps"].as_f64().unwrap(), runs[2], "{r}");
+        // The node's CPU over the run (read from /proc, in 10 ms ticks,
+        // so a run this short may read 0): no more than its cores allow,
+        // and per call the same time spread over the committed calls.
+        let cores = r["node_cpu_cores"].as_f64().unwrap();
+        let per_call = r["node_cpu_us_per_call"].as_f64().unwrap();
+        assert!(
+            (0.0..=1.5 * r["cores"].as_f64().unwrap()).contains(&cores),
+            "{r}"
+        );
+        let expect = cores * r["duration_s"].as_f64().unwrap() * 1e6 / 400.0;
+        assert!((per_call - expect).abs() <= 1e-6 * expect.max(1.0), "{r}");
     }
 }
 
