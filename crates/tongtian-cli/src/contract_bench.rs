@@ -22,6 +22,10 @@
 //!
 //! `verify_bound_tps` is, in the same run, how fast this machine checks
 //! these calls' signatures the way admission does (batched, all cores).
+//! `node_cpu_cores` and `node_cpu_us_per_call` are the node process's CPU
+//! time while the calls were driven, on average and per call: set against
+//! `1e6 / vm_only_tps`, they show how much of the node's work per call is
+//! not the VM's, and whether the node had the machine's cores to itself.
 
 use crate::bench::{drive, fund, percentile, spawn_dev, verify_bound, wait_ready};
 use anyhow::{bail, Context, Result};
