@@ -566,36 +566,62 @@ impl ChainRuntime {
                 "asked to propose {height} on top of {last_height}"
             )));
         }
-        let prepared = self.prepared.lock().take();
-        if let Some(p) = prepared {
-            if p.env.height == height && p.parent_hash == parent_hash {
-                self.prepared_used
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let env = p.env.clone();
-                let outcome = self.top_up(p)?;
-                // The parent is committed now: the store is the state the
-                // block was executed on.
-                let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
-                return Ok(Some(self.offer(built)));
-            }
+        if let Some(p) = self.take_prepared(height, parent_hash) {
+            self.prepared_used
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let env = p.env.clone();
+            let outcome = self.top_up(p)?;
+            // The parent is committed now: the store is the state the
+            // block was executed on.
+            let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
+            return Ok(Some(self.offer(built)));
         }
+        let (env, outcome) = match self.execute_pending(height)? {
+            Some((_, outcome)) if outcome.included.is_empty() => return Ok(None),
+            Some(fresh) => fresh,
+            None if self.empty_block_due(last_height)? => {
+                let env = self.block_env(height, now_ms());
+                let outcome = self
+                    .executor
+                    .execute(&*self.store, &env, vec![], Mode::Propose)?;
+                (env, outcome)
+            }
+            None => return Ok(None),
+        };
+        let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
+        Ok(Some(self.offer(built)))
+    }
+
+    /// The block prepared for `height` on `parent_hash`, if that is what
+    /// was prepared; a stale one is discarded.
+    fn take_prepared(&self, height: u64, parent_hash: H256) -> Option<Prepared> {
+        self.prepared
+            .lock()
+            .take()
+            .filter(|p| p.env.height == height && p.parent_hash == parent_hash)
+    }
+
+    /// Execute up to a block of pending transactions for `height` over the
+    /// committed state; `None` when nothing is pending. When nothing could
+    /// be included, what was dropped leaves the mempool, as it would with
+    /// a block.
+    fn execute_pending(&self, height: u64) -> Result<Option<(BlockEnv, Outcome)>, NodeError> {
         let txs = self
             .mempool
             .pending(self.spec.consensus.max_block_txs as usize);
-        let heartbeat = txs.is_empty() && self.empty_block_due(last_height)?;
-        if txs.is_empty() && !heartbeat {
+        if txs.is_empty() {
             return Ok(None);
         }
         let env = self.block_env(height, now_ms());
         let outcome = self
             .executor
             .execute(&*self.store, &env, txs, Mode::Propose)?;
-        if outcome.included.is_empty() && !heartbeat {
-            self.forget_dropped(&outcome);
-            return Ok(None);
+        if outcome.included.is_empty() {
+            let dropped: Vec<(H256, Address)> =
+                outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
+            self.mempool.on_commit(&[], &dropped, &[]);
         }
-        let built = self.assemble(&*self.store, &env, parent_hash, outcome)?;
-        Ok(Some(self.offer(built)))
+        Ok(Some((env, outcome)))
     }
 
     /// A prepared block with room left takes in the pending transactions
@@ -626,14 +652,6 @@ impl ChainRuntime {
             .execute_after(&*self.store, &prepared.env, outcome, extra)?)
     }
 
-    /// An execution that included nothing: the transactions it dropped
-    /// leave the mempool, as they would with a block.
-    fn forget_dropped(&self, outcome: &Outcome) {
-        let dropped: Vec<(H256, Address)> =
-            outcome.dropped.iter().map(|(h, a, _)| (*h, *a)).collect();
-        self.mempool.on_commit(&[], &dropped, &[]);
-    }
-
     /// Execute the pending transactions into the block this node will
     /// propose at `height`, ahead of the proposal: the prepared block is
     /// topped up, or started when there is none. Its parent must be
@@ -643,38 +661,20 @@ impl ChainRuntime {
         if height != last_height + 1 {
             return Ok(());
         }
-        let current = self
-            .prepared
-            .lock()
-            .take()
-            .filter(|p| p.env.height == height && p.parent_hash == parent_hash);
-        let prepared = match current {
+        let prepared = match self.take_prepared(height, parent_hash) {
             Some(p) => Prepared {
                 env: p.env.clone(),
                 parent_hash,
                 outcome: self.top_up(p)?,
             },
-            None => {
-                let txs = self
-                    .mempool
-                    .pending(self.spec.consensus.max_block_txs as usize);
-                if txs.is_empty() {
-                    return Ok(());
-                }
-                let env = self.block_env(height, now_ms());
-                let outcome = self
-                    .executor
-                    .execute(&*self.store, &env, txs, Mode::Propose)?;
-                if outcome.included.is_empty() {
-                    self.forget_dropped(&outcome);
-                    return Ok(());
-                }
-                Prepared {
+            None => match self.execute_pending(height)? {
+                Some((env, outcome)) if !outcome.included.is_empty() => Prepared {
                     env,
                     parent_hash,
                     outcome,
-                }
-            }
+                },
+                _ => return Ok(()),
+            },
         };
         *self.prepared.lock() = Some(prepared);
         Ok(())
