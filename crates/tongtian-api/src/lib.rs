@@ -307,6 +307,7 @@ async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
         peers: c.peer_count(),
         validator: c.is_validator(),
         mempool_size: c.mempool().len(),
+        mempool_queued: c.mempool().queued_len(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }
@@ -415,7 +416,11 @@ async fn get_tx(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResu
     match c.mempool().get(&hash) {
         Some(t) => Ok(Json(TxView {
             hash,
-            status: "pending".into(),
+            status: if c.mempool().is_queued(&hash) {
+                "queued".into()
+            } else {
+                "pending".into()
+            },
             height: None,
             index: None,
             sender: t.sender,
@@ -617,6 +622,28 @@ mod tests {
             .unwrap()
     }
 
+    /// `GET path` on a fresh router over `rt`.
+    async fn get(rt: &Arc<ChainRuntime>, path: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::get(path).body(Body::empty()).unwrap();
+        call(router(rt.clone(), ApiOptions::default()), req).await
+    }
+
+    /// `POST /v1/txs` of `tx` on a fresh router over `rt`.
+    async fn submit(
+        rt: &Arc<ChainRuntime>,
+        tx: &tongtian_types::SignedTransaction,
+    ) -> (StatusCode, serde_json::Value) {
+        let body = serde_json::to_string(&SubmitRequest {
+            raw: format!("0x{}", hex::encode(encode(tx))),
+        })
+        .unwrap();
+        call(
+            router(rt.clone(), ApiOptions::default()),
+            post("/v1/txs", &body),
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn json_errors_carry_codes() {
         let dir = tempfile::tempdir().unwrap();
@@ -663,8 +690,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (rt, _) = runtime(dir.path());
         for path in ["/eth", "/"] {
-            let req = Request::get(path).body(Body::empty()).unwrap();
-            let (s, v) = call(router(rt.clone(), ApiOptions::default()), req).await;
+            let (s, v) = get(&rt, path).await;
             assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {v}");
             assert_eq!(v["code"], "not_websocket", "{path}: {v}");
         }
@@ -804,34 +830,16 @@ mod tests {
             },
         }
         .sign(&user);
-        let body = serde_json::to_string(&SubmitRequest {
-            raw: format!("0x{}", hex::encode(encode(&tx))),
-        })
-        .unwrap();
-        let (s, v) = call(
-            router(rt.clone(), ApiOptions::default()),
-            post("/v1/txs", &body),
-        )
-        .await;
+        let (s, v) = submit(&rt, &tx).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let hash: H256 = v["hash"].as_str().unwrap().parse().unwrap();
         assert!(rt.mempool().contains(&hash));
-        let (s, v) = call(
-            router(rt.clone(), ApiOptions::default()),
-            Request::get(format!("/v1/txs/{hash}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+        let (s, v) = get(&rt, &format!("/v1/txs/{hash}")).await;
         assert_eq!(
             (s, v["status"].as_str().unwrap()),
             (StatusCode::OK, "pending")
         );
-        let (_, v) = call(
-            router(rt.clone(), ApiOptions::default()),
-            Request::get("/v1/status").body(Body::empty()).unwrap(),
-        )
-        .await;
+        let (_, v) = get(&rt, "/v1/status").await;
         assert_eq!(v["mempool_size"], 1);
         assert_eq!(v["height"], 0);
         assert_eq!(v["chain_id"], rt.spec().chain_id);
@@ -851,6 +859,23 @@ mod tests {
             .await;
             assert_eq!(v["result"], want, "{tag}: {v}");
         }
+        // Nonce 2 before 1: held as queued, seen as such, not counted as
+        // the pending nonce.
+        let mut gapped = tx.tx.clone();
+        gapped.nonce = 2;
+        let (s, v) = submit(&rt, &gapped.sign(&user)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let queued = v["hash"].as_str().unwrap();
+        assert_eq!(
+            get(&rt, &format!("/v1/txs/{queued}")).await.1["status"],
+            "queued"
+        );
+        let (_, v) = get(&rt, "/v1/status").await;
+        assert_eq!(
+            (v["mempool_size"].clone(), v["mempool_queued"].clone()),
+            (1.into(), 1.into())
+        );
+        assert_eq!(rt.mempool().next_nonce(&sender), Some(1));
     }
 }
 

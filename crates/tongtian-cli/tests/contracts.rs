@@ -693,8 +693,9 @@ fn npm_project(name: &str, probe: &str) -> std::path::PathBuf {
 
 /// viem 2 (from the same npm project as ethers.js): fee estimates, a
 /// deployment and transfer from a local account, a watched `Transfer`
-/// event, a decoded custom error, a payment from the node's own account,
-/// and block numbers over a WebSocket.
+/// event, a decoded custom error, three transfers sent in reverse nonce
+/// order (queued until the gap fills), a payment from the node's own
+/// account, and block numbers over a WebSocket.
 #[test]
 fn viem_deploys_watches_events_and_uses_the_nodes_account() {
     let js = npm_project("ethers", "viem");
@@ -705,6 +706,12 @@ fn viem_deploys_watches_events_and_uses_the_nodes_account() {
     assert_eq!(seen["balance"], "5");
     assert_eq!(seen["event"][0][2], "5");
     assert_eq!(seen["revert"], "InsufficientBalance");
+    assert_eq!(seen["reversed"], json!(["success", "success", "success"]));
+    assert_eq!(seen["reversedBalance"], "8");
+    assert!(seen["replacement"]
+        .as_str()
+        .unwrap()
+        .contains("replacement transaction underpriced"));
     assert_eq!(
         seen["nodeAccount"],
         "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"

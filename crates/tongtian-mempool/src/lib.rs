@@ -10,9 +10,21 @@
 //! The pool is bounded. Transactions stay in it until a block including
 //! them is committed ([`Mempool::on_commit`]); the proposer reads them with
 //! [`Mempool::pending`].
+//!
+//! A transaction whose nonce leaves a gap after its sender's pending ones
+//! is *queued*, as Ethereum clients queue it, rather than refused: clients
+//! that send several transactions at once (viem's and ethers' nonce
+//! managers, parallel deployment scripts) cannot promise the node sees them
+//! in nonce order. A queued transaction is checked as fully as a pending
+//! one, is never proposed, and becomes pending when the gap before it
+//! fills. Queues are small and short-lived: at most
+//! [`MempoolConfig::max_queued_per_sender`] per sender, no further ahead
+//! than that, at most [`MempoolConfig::max_queued`] in all, each kept for
+//! [`MempoolConfig::queued_lifetime`].
 
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 use tongtian_crypto::{suite, Combiner, CryptoSuite};
 use tongtian_types::codec::decode;
 use tongtian_types::{
@@ -52,8 +64,9 @@ pub enum AdmissionError {
         /// The transaction's.
         got: u64,
     },
-    /// Nonce leaves a gap.
-    #[error("nonce {got} is in the future; next nonce is {expected}")]
+    /// Nonce too far ahead of the sender's pending transactions to be
+    /// queued.
+    #[error("nonce {got} is too far in the future; next nonce is {expected}")]
     NonceTooHigh {
         /// Next usable nonce.
         expected: u64,
@@ -137,9 +150,17 @@ pub struct MempoolConfig {
     pub max_txs: usize,
     /// Most pending transactions of one sender.
     pub max_per_sender: usize,
-    /// Most bytes of pending transactions in all (contract code makes
-    /// transactions up to the size limit; this bounds the pool's memory).
+    /// Most bytes of pending and queued transactions in all (contract code
+    /// makes transactions up to the size limit; this bounds the pool's
+    /// memory).
     pub max_bytes: usize,
+    /// Most queued transactions of one sender, and how far past its next
+    /// nonce one may be queued.
+    pub max_queued_per_sender: usize,
+    /// Most queued transactions in all.
+    pub max_queued: usize,
+    /// How long a queued transaction waits for the gap before it to fill.
+    pub queued_lifetime: Duration,
 }
 
 impl Default for MempoolConfig {
@@ -148,6 +169,10 @@ impl Default for MempoolConfig {
             max_txs: 200_000,
             max_per_sender: 50_000,
             max_bytes: 256 << 20,
+            // Geth's defaults are 64 per account and 1,024 in all, kept 3 h.
+            max_queued_per_sender: 64,
+            max_queued: 4_096,
+            queued_lifetime: Duration::from_secs(600),
         }
     }
 }
@@ -159,17 +184,41 @@ struct SenderQueue {
     txs: VecDeque<CheckedTx>,
     /// Sum of the maximum cost of `txs`.
     spend: u128,
+    /// Queued transactions by nonce (all above the pending run), with when
+    /// each was queued.
+    queued: BTreeMap<u64, (CheckedTx, Instant)>,
+}
+
+impl SenderQueue {
+    fn new(committed: Account) -> Self {
+        SenderQueue {
+            committed,
+            txs: VecDeque::new(),
+            spend: 0,
+            queued: BTreeMap::new(),
+        }
+    }
+
+    /// The nonce the next pending transaction must use.
+    fn next_nonce(&self) -> u64 {
+        self.committed.nonce + self.txs.len() as u64
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    /// Pending hashes and their senders.
+    /// Pending and queued hashes and their senders.
     known: HashMap<H256, Address>,
     senders: HashMap<Address, SenderQueue>,
     /// Senders with pending transactions, in order of first arrival.
     order: VecDeque<Address>,
+    /// Pending transactions.
     count: usize,
-    /// Sum of the encoded sizes of pending transactions.
+    /// Queued transactions.
+    queued: usize,
+    /// Senders with queued transactions.
+    queued_senders: HashSet<Address>,
+    /// Sum of the encoded sizes of pending and queued transactions.
     bytes: usize,
     /// The latest admitted transactions, numbered.
     arrivals: Arrivals,
@@ -259,12 +308,19 @@ impl Mempool {
         self.inner.lock().count
     }
 
+    /// Number of queued transactions (waiting for a gap in their sender's
+    /// nonces to fill).
+    pub fn queued_len(&self) -> usize {
+        self.inner.lock().queued
+    }
+
     /// Whether the pool is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Whether a transaction is pending.
+    /// Whether a transaction is pending or queued (its signature was
+    /// checked either way).
     pub fn contains(&self, hash: &H256) -> bool {
         self.inner.lock().known.contains_key(hash)
     }
@@ -272,23 +328,30 @@ impl Mempool {
     /// The nonce the sender's next transaction must use, if it has pending ones.
     pub fn next_nonce(&self, sender: &Address) -> Option<u64> {
         let inner = self.inner.lock();
-        inner
-            .senders
-            .get(sender)
-            .map(|q| q.committed.nonce + q.txs.len() as u64)
+        inner.senders.get(sender).map(SenderQueue::next_nonce)
     }
 
-    /// A pending transaction by hash.
+    /// A pending or queued transaction by hash.
     pub fn get(&self, hash: &H256) -> Option<CheckedTx> {
         let inner = self.inner.lock();
         let sender = inner.known.get(hash)?;
-        inner
-            .senders
-            .get(sender)?
-            .txs
+        let q = inner.senders.get(sender)?;
+        q.txs
             .iter()
+            .chain(q.queued.values().map(|(t, _)| t))
             .find(|t| &t.hash == hash)
             .cloned()
+    }
+
+    /// Whether a transaction is queued (held until the gap before its
+    /// nonce fills) rather than pending.
+    pub fn is_queued(&self, hash: &H256) -> bool {
+        let inner = self.inner.lock();
+        inner
+            .known
+            .get(hash)
+            .and_then(|a| inner.senders.get(a))
+            .is_some_and(|q| q.queued.values().any(|(t, _)| &t.hash == hash))
     }
 
     /// Stateless checks of raw bytes: size, decoding, chain id, gas.
@@ -335,7 +398,8 @@ impl Mempool {
     }
 
     /// Admit many raw transactions; one result per input, in order.
-    /// Transactions of one sender must come in nonce order.
+    /// A sender's transactions may come in any nonce order: one that leaves
+    /// a gap is queued until the gap fills.
     pub fn submit_batch(
         &self,
         raws: &[&[u8]],
@@ -422,12 +486,37 @@ impl Mempool {
         fresh: &HashMap<Address, Result<Account, String>>,
         state: &dyn AccountSource,
     ) -> Result<H256, AdmissionError> {
+        let sender = t.sender;
+        let res = self.place(inner, t, fresh, state);
+        // A refused transaction leaves no empty queue behind (its committed
+        // account would go stale).
+        if res.is_err()
+            && inner
+                .senders
+                .get(&sender)
+                .is_some_and(|q| q.txs.is_empty() && q.queued.is_empty())
+        {
+            inner.senders.remove(&sender);
+        }
+        res
+    }
+
+    /// [`Mempool::insert`]'s checks, and the transaction made pending or
+    /// queued.
+    fn place(
+        &self,
+        inner: &mut Inner,
+        t: CheckedTx,
+        fresh: &HashMap<Address, Result<Account, String>>,
+        state: &dyn AccountSource,
+    ) -> Result<H256, AdmissionError> {
         if inner.known.contains_key(&t.hash) {
             return Err(AdmissionError::AlreadyKnown(t.hash));
         }
-        if inner.count >= self.config.max_txs || inner.bytes + t.encoded_len > self.config.max_bytes
+        if inner.count + inner.queued >= self.config.max_txs
+            || inner.bytes + t.encoded_len > self.config.max_bytes
         {
-            return Err(AdmissionError::Full(inner.count));
+            return Err(AdmissionError::Full(inner.count + inner.queued));
         }
         let committed = match inner.senders.get(&t.sender) {
             Some(q) => q.committed.clone(),
@@ -439,52 +528,63 @@ impl Mempool {
                 None => state.account(&t.sender).map_err(AdmissionError::State)?,
             },
         };
-        let (pending, spend) = inner
+        let q = inner
             .senders
-            .get(&t.sender)
-            .map_or((0, 0), |q| (q.txs.len() as u64, q.spend));
-        let nonce = t.tx.tx.nonce;
-        let expected = committed.nonce + pending;
-        if nonce < committed.nonce {
+            .entry(t.sender)
+            .or_insert_with(|| SenderQueue::new(committed));
+        let (hash, sender, nonce) = (t.hash, t.sender, t.tx.tx.nonce);
+        let expected = q.next_nonce();
+        if nonce < q.committed.nonce {
             return Err(AdmissionError::NonceTooLow {
                 expected,
                 got: nonce,
             });
         }
-        if nonce < expected {
+        if nonce < expected || q.queued.contains_key(&nonce) {
             return Err(AdmissionError::NonceTaken { nonce });
         }
-        if nonce > expected {
-            return Err(AdmissionError::NonceTooHigh {
-                expected,
-                got: nonce,
-            });
-        }
-        if pending as usize >= self.config.max_per_sender {
-            return Err(AdmissionError::Full(pending as usize));
-        }
         let needed = max_cost(&t);
-        let available = committed.balance.saturating_sub(spend);
+        // Pending spends come first; a queued transaction must also leave
+        // room for those queued before it.
+        let available = q.committed.balance.saturating_sub(q.spend);
+        if nonce > expected {
+            let queued_spend: u128 = q.queued.values().map(|(t, _)| max_cost(t)).sum();
+            let available = available.saturating_sub(queued_spend);
+            let ahead = self.config.max_queued_per_sender as u64;
+            if nonce - expected > ahead {
+                return Err(AdmissionError::NonceTooHigh {
+                    expected,
+                    got: nonce,
+                });
+            }
+            if q.queued.len() >= self.config.max_queued_per_sender
+                || inner.queued >= self.config.max_queued
+            {
+                return Err(AdmissionError::Full(inner.count + inner.queued));
+            }
+            if available < needed {
+                return Err(AdmissionError::InsufficientFunds { available, needed });
+            }
+            inner.bytes += t.encoded_len;
+            q.queued.insert(nonce, (t, Instant::now()));
+            inner.queued += 1;
+            inner.queued_senders.insert(sender);
+            inner.known.insert(hash, sender);
+            return Ok(hash);
+        }
+        if q.txs.len() >= self.config.max_per_sender {
+            return Err(AdmissionError::Full(q.txs.len()));
+        }
         if available < needed {
             return Err(AdmissionError::InsufficientFunds { available, needed });
         }
-        let hash = t.hash;
-        let sender = t.sender;
+        let has_queued = !q.queued.is_empty();
         inner.bytes += t.encoded_len;
-        let q = inner.senders.entry(sender).or_insert_with(|| SenderQueue {
-            committed,
-            txs: VecDeque::new(),
-            spend: 0,
-        });
-        let was_empty = q.txs.is_empty();
-        q.spend += needed;
-        q.txs.push_back(t);
-        if was_empty {
-            inner.order.push_back(sender);
-        }
         inner.known.insert(hash, sender);
-        inner.count += 1;
-        inner.arrivals.push(hash);
+        push_pending(inner, t, needed);
+        if has_queued {
+            promote(inner, &sender, self.config.max_per_sender);
+        }
         Ok(hash)
     }
 
@@ -558,7 +658,7 @@ impl Mempool {
             .collect();
         let mut removed = 0;
         let mut removed_bytes = 0;
-        for a in affected {
+        for &a in &affected {
             let Some(q) = inner.senders.get_mut(&a) else {
                 continue;
             };
@@ -597,9 +697,111 @@ impl Mempool {
         }
         inner.count -= removed;
         inner.bytes -= removed_bytes;
-        inner.senders.retain(|_, q| !q.txs.is_empty());
         let senders = &inner.senders;
-        inner.order.retain(|a| senders.contains_key(a));
+        inner
+            .order
+            .retain(|a| senders.get(a).is_some_and(|q| !q.txs.is_empty()));
+        // The new nonces may close the gap before queued transactions.
+        for a in &affected {
+            promote(inner, a, self.config.max_per_sender);
+        }
+        expire_queued(inner, self.config.queued_lifetime);
+        inner
+            .senders
+            .retain(|_, q| !q.txs.is_empty() || !q.queued.is_empty());
+    }
+}
+
+/// Make `t` (its sender's next nonce, paid for) pending.
+fn push_pending(inner: &mut Inner, t: CheckedTx, cost: u128) {
+    let (sender, hash) = (t.sender, t.hash);
+    let Some(q) = inner.senders.get_mut(&sender) else {
+        return;
+    };
+    if q.txs.is_empty() {
+        inner.order.push_back(sender);
+    }
+    q.spend += cost;
+    q.txs.push_back(t);
+    inner.count += 1;
+    inner.arrivals.push(hash);
+}
+
+/// Make `sender`'s queued transactions pending while they follow its
+/// pending run. Queued ones the run has passed are forgotten, and one that
+/// can no longer be paid for (or would overfill the sender's queue) is
+/// dropped, which leaves a gap again.
+fn promote(inner: &mut Inner, sender: &Address, max_per_sender: usize) {
+    if inner
+        .senders
+        .get(sender)
+        .is_none_or(|q| q.queued.is_empty())
+    {
+        return;
+    }
+    loop {
+        let Some(q) = inner.senders.get_mut(sender) else {
+            return;
+        };
+        let next = q.next_nonce();
+        while let Some(entry) = q.queued.first_entry() {
+            if *entry.key() >= next {
+                break;
+            }
+            let (t, _) = entry.remove();
+            inner.known.remove(&t.hash);
+            inner.bytes -= t.encoded_len;
+            inner.queued -= 1;
+        }
+        let Some((t, _)) = q.queued.remove(&next) else {
+            break;
+        };
+        inner.queued -= 1;
+        let cost = max_cost(&t);
+        if q.txs.len() >= max_per_sender || q.committed.balance.saturating_sub(q.spend) < cost {
+            tracing::debug!(tx = %t.hash, "queued transaction dropped: cannot become pending");
+            inner.known.remove(&t.hash);
+            inner.bytes -= t.encoded_len;
+            break;
+        }
+        push_pending(inner, t, cost);
+    }
+    if inner
+        .senders
+        .get(sender)
+        .is_none_or(|q| q.queued.is_empty())
+    {
+        inner.queued_senders.remove(sender);
+    }
+}
+
+/// Forget queued transactions older than `lifetime`.
+fn expire_queued(inner: &mut Inner, lifetime: Duration) {
+    if inner.queued == 0 {
+        return;
+    }
+    let now = Instant::now();
+    let senders: Vec<Address> = inner.queued_senders.iter().copied().collect();
+    for a in senders {
+        let Some(q) = inner.senders.get_mut(&a) else {
+            inner.queued_senders.remove(&a);
+            continue;
+        };
+        let before = q.queued.len();
+        let (known, bytes) = (&mut inner.known, &mut inner.bytes);
+        q.queued.retain(|_, (t, at)| {
+            let keep = now.duration_since(*at) < lifetime;
+            if !keep {
+                tracing::debug!(tx = %t.hash, "queued transaction expired");
+                known.remove(&t.hash);
+                *bytes -= t.encoded_len;
+            }
+            keep
+        });
+        inner.queued -= before - q.queued.len();
+        if q.queued.is_empty() {
+            inner.queued_senders.remove(&a);
+        }
     }
 }
 
@@ -678,6 +880,9 @@ mod tests {
                     max_txs: 4,
                     max_per_sender: 10,
                     max_bytes: 1 << 20,
+                    max_queued_per_sender: 4,
+                    max_queued: 8,
+                    queued_lifetime: Duration::from_secs(600),
                 },
             ),
             k,
@@ -703,10 +908,12 @@ mod tests {
         forged[n - 1] ^= 1;
         assert_eq!(code(pool.submit(&forged, &st)), "bad_signature");
         assert_eq!(code(pool.submit(&tx(&k, 5, 2, 1, 0), &st)), "nonce_too_low");
+        // Next nonce 3; up to 4 ahead would be queued.
         assert_eq!(
-            code(pool.submit(&tx(&k, 5, 4, 1, 0), &st)),
+            code(pool.submit(&tx(&k, 5, 8, 1, 0), &st)),
             "nonce_too_high"
         );
+        assert_eq!(pool.queued_len(), 0);
         assert_eq!(
             code(pool.submit(&tx(&k, 5, 3, 100_000, 0), &st)),
             "insufficient_funds"
@@ -767,6 +974,7 @@ mod tests {
                 max_txs: 1000,
                 max_per_sender: 10,
                 max_bytes: 4 * size + size / 2,
+                ..MempoolConfig::default()
             },
         );
         bounded_pool_frees_on_commit(by_bytes);
@@ -861,6 +1069,156 @@ mod tests {
             pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap_err().code(),
             "nonce_too_low"
         );
+    }
+
+    fn sender(k: &Keypair) -> Address {
+        Address::from_public_key(SuiteId::Standard, k.public_key())
+    }
+
+    fn hashes(txs: &[CheckedTx]) -> Vec<H256> {
+        txs.iter().map(|t| t.hash).collect()
+    }
+
+    #[test]
+    fn out_of_order_nonces_are_queued_until_the_gap_fills() {
+        let (pool, k, st) = setup();
+        // The committed nonce is 3: 5 and 4 arrive first.
+        let h5 = pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap();
+        let h4 = pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
+        assert_eq!((pool.len(), pool.queued_len()), (0, 2));
+        assert!(pool.pending(10).is_empty(), "queued is never proposed");
+        assert_eq!(pool.last_arrival(), 0, "queued is not yet an arrival");
+        assert_eq!(pool.next_nonce(&sender(&k)), Some(3));
+        assert!(pool.contains(&h5) && pool.is_queued(&h5));
+        assert_eq!(pool.get(&h4).map(|t| t.hash), Some(h4));
+        assert_eq!(
+            pool.submit(&tx(&k, 5, 5, 2, 0), &st).unwrap_err().code(),
+            "nonce_taken",
+            "a queued nonce is taken"
+        );
+        assert_eq!(
+            pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap_err().code(),
+            "already_known"
+        );
+        // Nonce 3 closes the gap: all three are pending, in nonce order.
+        let h3 = pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap();
+        assert_eq!((pool.len(), pool.queued_len()), (3, 0));
+        assert!(!pool.is_queued(&h5));
+        assert_eq!(hashes(&pool.pending(10)), vec![h3, h4, h5]);
+        assert_eq!(pool.arrivals(1..=3), vec![h3, h4, h5]);
+        assert_eq!(pool.next_nonce(&sender(&k)), Some(6));
+        // In one batch, in any order (the balance pays for three).
+        let (pool, k, st) = setup();
+        let raws: Vec<Vec<u8>> = [5, 3, 4].iter().map(|&n| tx(&k, 5, n, 1, 0)).collect();
+        let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
+        let res: Vec<H256> = pool
+            .submit_batch(&refs, &st)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(hashes(&pool.pending(10)), vec![res[1], res[2], res[0]]);
+    }
+
+    #[test]
+    fn a_commit_promotes_what_it_unblocks_and_drops_what_it_passes() {
+        let (pool, k, st) = setup();
+        let a = sender(&k);
+        let h4 = pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
+        let h5 = pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap();
+        let h6 = pool.submit(&tx(&k, 5, 6, 1, 0), &st).unwrap();
+        // Nonces 3 and 4 were committed from elsewhere (another node's
+        // block): 4 is passed over, 5 and 6 become pending.
+        let after = |nonce| {
+            [(
+                a,
+                Account {
+                    balance: 100_000,
+                    nonce,
+                },
+            )]
+        };
+        pool.on_commit(&[], &[], &after(5));
+        assert_eq!(hashes(&pool.pending(10)), vec![h5, h6]);
+        assert_eq!(pool.queued_len(), 0);
+        assert!(!pool.contains(&h4));
+        // A queued transaction the balance no longer covers is dropped when
+        // its turn comes, and what follows it waits again.
+        let (pool, k, st) = setup();
+        pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
+        let h5 = pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap();
+        pool.on_commit(
+            &[],
+            &[],
+            &[(
+                a,
+                Account {
+                    balance: 100,
+                    nonce: 4,
+                },
+            )],
+        );
+        assert!(pool.is_empty());
+        assert_eq!(pool.queued_len(), 1);
+        assert!(pool.contains(&h5));
+    }
+
+    #[test]
+    fn queues_are_bounded_paid_for_and_expire() {
+        let (pool, k, st) = setup();
+        // Each transfer may cost 30,001; the balance is 100,000.
+        pool.submit(&tx(&k, 5, 5, 1, 0), &st).unwrap();
+        pool.submit(&tx(&k, 5, 6, 1, 0), &st).unwrap();
+        pool.submit(&tx(&k, 5, 7, 1, 0), &st).unwrap();
+        assert_eq!(
+            pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap_err().code(),
+            "insufficient_funds",
+            "queued spends count against later queued ones"
+        );
+        // A pending transaction comes before queued ones.
+        pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap();
+        assert_eq!((pool.len(), pool.queued_len()), (1, 3));
+        // All senders together: at most `max_queued`.
+        let small = Mempool::new(
+            spec(),
+            MempoolConfig {
+                max_queued: 2,
+                queued_lifetime: Duration::ZERO,
+                ..MempoolConfig::default()
+            },
+        );
+        let keys: Vec<Keypair> = (0..3u8)
+            .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
+            .collect();
+        let rich = State(
+            keys.iter()
+                .map(|k| {
+                    (
+                        sender(k),
+                        Account {
+                            balance: 1 << 40,
+                            nonce: 0,
+                        },
+                    )
+                })
+                .collect(),
+        );
+        let q0 = small.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
+        small.submit(&tx(&keys[1], 5, 1, 1, 0), &rich).unwrap();
+        assert_eq!(
+            small
+                .submit(&tx(&keys[2], 5, 1, 1, 0), &rich)
+                .unwrap_err()
+                .code(),
+            "mempool_full"
+        );
+        let p = small.submit(&tx(&keys[2], 5, 0, 1, 0), &rich).unwrap();
+        // Past their lifetime, queued transactions are forgotten at the
+        // next commit; pending ones stay.
+        small.on_commit(&[], &[], &[]);
+        assert_eq!((small.len(), small.queued_len()), (1, 0));
+        assert!(!small.contains(&q0));
+        assert!(small.contains(&p));
+        small.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
     }
 
     #[test]

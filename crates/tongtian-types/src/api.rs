@@ -28,6 +28,10 @@ pub struct StatusInfo {
     pub validator: bool,
     /// Pending transactions.
     pub mempool_size: usize,
+    /// Queued transactions: admitted, but waiting for an earlier nonce of
+    /// their sender.
+    #[serde(default)]
+    pub mempool_queued: usize,
     /// Node software version.
     pub version: String,
 }
@@ -62,7 +66,8 @@ pub struct SubmitResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchSubmitRequest {
-    /// Hex-encoded transactions; one sender's must be in nonce order.
+    /// Hex-encoded transactions; a sender's may come in any nonce order
+    /// (one after a gap is queued until the gap fills).
     pub raws: Vec<String>,
 }
 

@@ -1,12 +1,13 @@
 // Drive a Tongtian dev node's Ethereum JSON-RPC with viem 2: fee estimates,
 // deploy the ERC-20 from a local account, simulate and write a transfer,
 // watch its Transfer event (filters), read the balance, decode a custom
-// error, send from the node's own account (eth_accounts), and watch block
+// error, send three transfers in reverse nonce order (the node queues the
+// early ones), send from the node's own account (eth_accounts), and watch block
 // numbers over a WebSocket (eth_subscribe). Prints one JSON object of what
 // it saw; exits non-zero on the first surprise.
 // Usage: node viem-test.mjs RPC_URL CONTRACT_DIR
 import { readFileSync } from "node:fs";
-import { createPublicClient, createWalletClient, defineChain, http, parseUnits, webSocket } from "viem";
+import { createPublicClient, createWalletClient, defineChain, encodeFunctionData, http, parseUnits, webSocket } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
 const [url, dir] = process.argv.slice(2);
@@ -75,6 +76,39 @@ try {
   out.revert = e.cause?.data?.errorName ?? e.shortMessage;
 }
 check(out.revert === "InsufficientBalance", "custom error decoded");
+
+// Three transfers signed with consecutive nonces and sent last first, as
+// concurrent senders may deliver them: the node queues the early arrivals
+// until the gap fills, as Geth does, and all three are mined.
+const base = await pub.getTransactionCount({ address: account.address, blockTag: "pending" });
+const signTransfer = (nonce, amount) =>
+  wallet.signTransaction({
+    to: out.token,
+    data: encodeFunctionData({ abi, functionName: "transfer", args: [to, amount] }),
+    nonce,
+    gas: 100000n,
+    maxFeePerGas: fees.maxFeePerGas,
+    maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+  });
+const signed = [];
+for (let i = 0; i < 3; i++) signed.push(await signTransfer(base + i, 1n));
+const hashes = [];
+for (const raw of signed.reverse()) hashes.push(await pub.sendRawTransaction({ serializedTransaction: raw }));
+const mined = await Promise.all(hashes.map((hash) => pub.waitForTransactionReceipt({ hash })));
+out.reversed = mined.map((r) => r.status);
+out.reversedBalance = await pub.readContract({ address: out.token, abi, functionName: "balanceOf", args: [to] });
+check(out.reversedBalance === 8n, "all three out-of-order transfers applied");
+// A second transaction for a nonce already held is refused in Geth's words.
+const held = await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 4, 2n) });
+try {
+  await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 4, 3n) });
+  check(false, "a held nonce is not replaced");
+} catch (e) {
+  out.replacement = e.details ?? e.shortMessage;
+}
+check(/replacement transaction underpriced/.test(out.replacement), "replacement refused");
+await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 3, 2n) });
+check((await pub.waitForTransactionReceipt({ hash: held })).status === "success", "held transfer mined");
 
 // The node's own account: a wallet client with no local account.
 const nodeWallet = createWalletClient({ chain, transport: http(url) });
