@@ -40,11 +40,12 @@ use std::sync::Arc;
 use std::time::Instant;
 use tongtian_crypto::eth::{personal_message_digest, EthKey};
 use tongtian_execution::vm::{blob_key, code_key, storage_key, CodeInfo, VmFailure};
+use tongtian_execution::CallRequest;
 use tongtian_node::{ChainRuntime, NodeError};
 use tongtian_storage::StateStore;
 use tongtian_types::codec::{decode, encode};
-use tongtian_types::eth::{sign_eip1559, EthTx};
-use tongtian_types::{Action, Address, SignedTransaction, TxStatus, H256};
+use tongtian_types::eth::{sign_eip1559_listing, AccessList, EthTx};
+use tongtian_types::{Action, Address, SignedTransaction, TxStatus, VmKind, H256};
 
 /// Gas limit reported for blocks (the chain bounds blocks by count).
 const BLOCK_GAS_LIMIT: u64 = 1_000_000_000;
@@ -523,6 +524,54 @@ struct CallObject {
     gas_price: Option<u128>,
     nonce: Option<u64>,
     chain_id: Option<u64>,
+    /// `accessList`: EIP-2930 entries, applied as a transaction's would be.
+    access_list: AccessList,
+}
+
+/// An `accessList` parameter: `[{"address": .., "storageKeys": [..]}, ..]`.
+fn parse_access_list(v: Option<&Value>) -> Result<AccessList, RpcError> {
+    let bad = || RpcError::params("accessList: expected [{address, storageKeys}]");
+    let Some(v) = v else {
+        return Ok(AccessList::new());
+    };
+    v.as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|entry| {
+            let address = entry
+                .get("address")
+                .and_then(Value::as_str)
+                .ok_or_else(bad)?;
+            let keys = match entry.get("storageKeys") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(keys)) => keys
+                    .iter()
+                    .map(|k| {
+                        let k = k.as_str().ok_or_else(bad)?;
+                        parse_hex(k, "storage key")?
+                            .try_into()
+                            .map_err(|_| RpcError::params("accessList: a storage key of 32 bytes"))
+                    })
+                    .collect::<Result<Vec<[u8; 32]>, RpcError>>()?,
+                Some(_) => return Err(bad()),
+            };
+            Ok((parse_addr(address)?, keys))
+        })
+        .collect()
+}
+
+/// The JSON-RPC view of an access list.
+fn access_list_view(list: &AccessList) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|(a, keys)| {
+                json!({
+                    "address": a.to_string(),
+                    "storageKeys": keys.iter().map(|k| hex_value(k)).collect::<Vec<Value>>(),
+                })
+            })
+            .collect(),
+    )
 }
 
 impl CallObject {
@@ -560,6 +609,7 @@ impl CallObject {
                 .transpose()?,
             nonce: number("nonce")?,
             chain_id: number("chainId")?,
+            access_list: parse_access_list(present("accessList"))?,
         })
     }
 
@@ -568,11 +618,15 @@ impl CallObject {
     fn run(&self, chain: &ChainRuntime, at: Option<u64>) -> Result<(Vec<u8>, u64), RpcError> {
         let sim = chain.simulate(
             at,
-            self.from.unwrap_or(Address::ZERO),
-            self.to,
-            self.data.clone(),
-            self.value,
-            self.gas.unwrap_or(DEFAULT_CALL_GAS),
+            CallRequest {
+                from: self.from.unwrap_or(Address::ZERO),
+                to: self.to,
+                vm: VmKind::Evm,
+                input: self.data.clone(),
+                value: self.value,
+                gas_limit: self.gas.unwrap_or(DEFAULT_CALL_GAS),
+                access_list: self.access_list.clone(),
+            },
         )?;
         match sim.result.status {
             Ok(out) => Ok((out, sim.result.gas_used)),
@@ -601,6 +655,7 @@ fn estimate_gas(chain: &ChainRuntime, c: &CallObject, at: Option<u64>) -> Result
         CallObject {
             gas: Some(gas),
             data: c.data.clone(),
+            access_list: c.access_list.clone(),
             ..*c
         }
         .run(chain, at)
@@ -679,8 +734,16 @@ fn sign_transaction(rpc: &Rpc<'_>, c: &CallObject) -> Result<Vec<u8>, RpcError> 
         Some(n) => n,
         None => pending_nonce(chain, &from)?,
     };
-    Ok(sign_eip1559(
-        key, chain_id, nonce, price, gas, c.to, c.value, &c.data,
+    Ok(sign_eip1559_listing(
+        key,
+        chain_id,
+        nonce,
+        price,
+        gas,
+        c.to,
+        c.value,
+        &c.data,
+        &c.access_list,
     ))
 }
 
@@ -791,6 +854,7 @@ fn tx_view(chain: &ChainRuntime, tx: &SignedTransaction, at: Option<(u64, H256, 
                     v["maxPriorityFeePerGas"] = qty_u128(p);
                     v["maxFeePerGas"] = qty_u128(e.max_fee_per_gas);
                 }
+                v["accessList"] = access_list_view(&e.access_list);
                 let (sv, r, s) = e.signature();
                 (e.to, e.value, e.input, e.tx_type, (sv, r, s))
             }

@@ -243,6 +243,7 @@ pub fn vm_only(vm: VmKind, senders: &[Address], count: usize) -> Result<f64> {
         gas_limit: CALL_GAS * 20,
         gas_price: 0,
         depth: 0,
+        access_list: Vec::new(),
     };
     {
         let mut host = Host::new(&mut overlay, &block, &chain, &vms);

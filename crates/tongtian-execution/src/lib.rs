@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use tongtian_crypto::suite;
 use tongtian_storage::{StateChanges, StateStore, StorageError};
 use tongtian_types::codec::{decode, encode};
-use tongtian_types::eth::{create_address, EthTx};
+use tongtian_types::eth::{create_address, AccessList, EthTx};
 use tongtian_types::{
     verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt,
     SignedTransaction, TxStatus, ValidatorSet, ValidatorSpec, VmKind, H256,
@@ -639,9 +639,9 @@ impl Executor {
         let mut output = Vec::new();
         let mut contract_address = None;
         let mut gas_used = intrinsic;
-        let (status, events) = if let Some(target) = target {
+        let (status, events) = if let Some((target, access_list)) = target {
             overlay.set_account(t.sender, sender);
-            let run = self.run_contract(overlay, block, t, intrinsic, target)?;
+            let run = self.run_contract(overlay, block, t, intrinsic, target, access_list)?;
             gas_used = run.gas_used;
             contract_address = run.contract_address;
             let status = match run.status {
@@ -749,6 +749,7 @@ impl Executor {
         t: &CheckedTx,
         intrinsic: u64,
         target: Target,
+        access_list: AccessList,
     ) -> Result<ContractRun, ExecutionError> {
         let tx = &t.tx.tx;
         self.run_target(
@@ -759,6 +760,7 @@ impl Executor {
             tx.gas_price,
             tx.gas_limit - intrinsic,
             target,
+            access_list,
         )
         .map(|mut r| {
             r.gas_used += intrinsic;
@@ -776,6 +778,7 @@ impl Executor {
         gas_price: u64,
         gas: u64,
         target: Target,
+        access_list: AccessList,
     ) -> Result<ContractRun, ExecutionError> {
         let chain = self.chain_env();
         let mut host = Host::new(overlay, block, &chain, &self.vms);
@@ -788,6 +791,7 @@ impl Executor {
             gas_limit: gas,
             gas_price,
             depth: 0,
+            access_list: access_list.clone(),
         };
         let (result, contract_address) = match target {
             Target::Create {
@@ -817,21 +821,25 @@ impl Executor {
     /// Run a call or creation without a transaction and without keeping
     /// its effects (`eth_call`, `eth_estimateGas`, `contract query`). The
     /// gas reported includes the intrinsic gas of an equivalent Ethereum
-    /// transaction.
-    #[allow(clippy::too_many_arguments)]
+    /// transaction (with its access list).
     pub fn simulate(
         &self,
         store: &dyn StateStore,
         block: &BlockEnv,
-        from: Address,
-        to: Option<Address>,
-        vm: VmKind,
-        input: Vec<u8>,
-        value: u128,
-        gas_limit: u64,
+        call: CallRequest,
     ) -> Result<Simulation, ExecutionError> {
+        let CallRequest {
+            from,
+            to,
+            vm,
+            input,
+            value,
+            gas_limit,
+            access_list,
+        } = call;
         let mut overlay = StateOverlay::new(store);
-        let intrinsic = tongtian_types::eth::intrinsic_gas(&input, to.is_none());
+        let intrinsic = tongtian_types::eth::intrinsic_gas(&input, to.is_none())
+            + tongtian_types::eth::access_list_gas(&access_list);
         let nonce = overlay.account(&from)?.nonce;
         let target = match to {
             Some(to) => Target::Call { to, input, value },
@@ -843,7 +851,16 @@ impl Executor {
             },
         };
         let gas = gas_limit.saturating_sub(intrinsic);
-        let run = self.run_target(&mut overlay, block, from, nonce, 0, gas, target)?;
+        let run = self.run_target(
+            &mut overlay,
+            block,
+            from,
+            nonce,
+            0,
+            gas,
+            target,
+            access_list,
+        )?;
         Ok(Simulation {
             result: CallResult {
                 status: run.status,
@@ -854,10 +871,30 @@ impl Executor {
     }
 }
 
-/// What a contract action runs: `None` for native actions. An Ethereum
-/// transaction whose raw bytes do not decode cannot be in a valid block.
-fn contract_target(t: &CheckedTx) -> Result<Option<Target>, ExecutionError> {
-    Ok(Some(match &t.tx.tx.action {
+/// A call or creation run without a transaction ([`Executor::simulate`]).
+#[derive(Clone, Debug)]
+pub struct CallRequest {
+    /// Caller (and origin).
+    pub from: Address,
+    /// Callee; `None` creates a contract from `input`.
+    pub to: Option<Address>,
+    /// The VM a creation deploys to.
+    pub vm: VmKind,
+    /// Call data, or init code for a creation.
+    pub input: Vec<u8>,
+    /// Native tokens sent along.
+    pub value: u128,
+    /// Gas limit, intrinsic gas included.
+    pub gas_limit: u64,
+    /// EIP-2930 access list (EVM only).
+    pub access_list: AccessList,
+}
+
+/// What a contract action runs, with its access list: `None` for native
+/// actions. An Ethereum transaction whose raw bytes do not decode cannot
+/// be in a valid block.
+fn contract_target(t: &CheckedTx) -> Result<Option<(Target, AccessList)>, ExecutionError> {
+    let target = match &t.tx.tx.action {
         Action::Transfer { .. } | Action::SetValidators { .. } => return Ok(None),
         Action::Deploy {
             vm,
@@ -880,7 +917,7 @@ fn contract_target(t: &CheckedTx) -> Result<Option<Target>, ExecutionError> {
                 hash: t.hash,
                 reason: InclusionError::Malformed(e.to_string()),
             })?;
-            match eth.to {
+            let target = match eth.to {
                 Some(to) => Target::Call {
                     to,
                     input: eth.input,
@@ -892,9 +929,11 @@ fn contract_target(t: &CheckedTx) -> Result<Option<Target>, ExecutionError> {
                     input: Vec::new(),
                     value: eth.value,
                 },
-            }
+            };
+            return Ok(Some((target, eth.access_list)));
         }
-    }))
+    };
+    Ok(Some((target, AccessList::new())))
 }
 
 enum Target {

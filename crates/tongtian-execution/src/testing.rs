@@ -182,12 +182,15 @@ impl TestChain {
             .simulate(
                 &self.store,
                 &self.env(),
-                from,
-                Some(to),
-                VmKind::Evm,
-                input,
-                0,
-                50_000_000,
+                crate::CallRequest {
+                    from,
+                    to: Some(to),
+                    vm: VmKind::Evm,
+                    input,
+                    value: 0,
+                    gas_limit: 50_000_000,
+                    access_list: Vec::new(),
+                },
             )
             .expect("simulate")
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tongtian_crypto::SuiteId;
 use tongtian_types::codec::{decode, encode};
+use tongtian_types::eth::AccessList;
 use tongtian_types::{Account, Address, Event, VmKind, H256};
 
 /// The block a transaction executes in.
@@ -65,6 +66,10 @@ pub struct Message {
     pub gas_price: u64,
     /// Nesting depth, 0 for the transaction's own call.
     pub depth: u32,
+    /// The transaction's EIP-2930 access list, for its own call (depth 0)
+    /// into the EVM: paid for up front and warm from the start. Empty for
+    /// nested calls and native transactions; the WASM VM ignores it.
+    pub access_list: AccessList,
 }
 
 /// Why a call failed. Its effects are rolled back; gas used is still paid.

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tongtian_consensus::{engine_for, Application, ConsensusError, EngineContext};
 use tongtian_crypto::{CryptoSuite, Keypair};
 use tongtian_execution::{
-    account_key, decode_account, BlockEnv, Executor, Mode, Outcome, Simulation,
+    account_key, decode_account, BlockEnv, CallRequest, Executor, Mode, Outcome, Simulation,
 };
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
 use tongtian_network::{channels, Network};
@@ -31,7 +31,7 @@ use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, Storage
 use tongtian_types::api::BlockEvent;
 use tongtian_types::{
     merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus,
-    VmKind, H256,
+    H256,
 };
 
 /// Errors from running a node.
@@ -380,17 +380,9 @@ impl ChainRuntime {
     /// Run a call (or, with `to` empty, a creation) without a transaction;
     /// nothing is kept. It runs on the latest state as the next block, or
     /// with `at`, on the state after that committed block (as the block
-    /// after it, with that block's time).
-    #[allow(clippy::too_many_arguments)]
-    pub fn simulate(
-        &self,
-        at: Option<u64>,
-        from: Address,
-        to: Option<Address>,
-        input: Vec<u8>,
-        value: u128,
-        gas_limit: u64,
-    ) -> Result<Simulation, NodeError> {
+    /// after it, with that block's time). Gas is capped at
+    /// [`MAX_SIMULATION_GAS`].
+    pub fn simulate(&self, at: Option<u64>, call: CallRequest) -> Result<Simulation, NodeError> {
         let proposer = Address::from_public_key(self.spec.suite, self.key.public_key());
         let past;
         let (state, env): (&dyn StateStore, BlockEnv) = match at {
@@ -418,16 +410,11 @@ impl ChainRuntime {
                 )
             }
         };
-        Ok(self.executor.simulate(
-            state,
-            &env,
-            from,
-            to,
-            VmKind::Evm,
-            input,
-            value,
-            gas_limit.min(MAX_SIMULATION_GAS),
-        )?)
+        let call = CallRequest {
+            gas_limit: call.gas_limit.min(MAX_SIMULATION_GAS),
+            ..call
+        };
+        Ok(self.executor.simulate(state, &env, call)?)
     }
 
     /// Committed events of heights `from..=to` (at most

@@ -14,6 +14,7 @@
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
 use revm::context::result::{EVMError, ExecutionResult, HaltReason, Output};
+use revm::context::transaction::{AccessList, AccessListItem};
 use revm::context::{BlockEnv as RevmBlock, CfgEnv, Context, TxEnv};
 use revm::database_interface::DBErrorMarker;
 use revm::primitives::hardfork::SpecId;
@@ -145,11 +146,11 @@ impl Database for HostDb<'_, '_, '_, '_> {
     }
 }
 
-/// Ethereum's intrinsic gas, which revm charges on top of the message's own
-/// gas (the executor has already charged Tongtian's intrinsic gas).
-fn intrinsic(input: &[u8], create: bool) -> u64 {
-    let words = input.len().div_ceil(32) as u64;
-    tongtian_types::eth::intrinsic_gas(input, create) + if create { 2 * words } else { 0 }
+/// Ethereum's intrinsic gas, with the access list's, which revm charges on
+/// top of the message's own gas (the executor has already charged it).
+fn intrinsic(input: &[u8], create: bool, access_list: &tongtian_types::eth::AccessList) -> u64 {
+    tongtian_types::eth::intrinsic_gas(input, create)
+        + tongtian_types::eth::access_list_gas(access_list)
 }
 
 fn u128_of(v: U256) -> u128 {
@@ -178,7 +179,7 @@ impl EvmVm {
         data: Vec<u8>,
     ) -> Result<CallResult, ExecutionError> {
         let create = kind.is_create();
-        let overhead = intrinsic(&data, create);
+        let overhead = intrinsic(&data, create, &msg.access_list);
         let caller = msg.caller;
         let caller_nonce = host.account(&caller)?.nonce;
         let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
@@ -204,6 +205,17 @@ impl EvmVm {
             data: Bytes::from(data),
             nonce: caller_nonce,
             chain_id: None,
+            // revm reads the access list of typed transactions only.
+            tx_type: if msg.access_list.is_empty() { 0 } else { 1 },
+            access_list: AccessList(
+                msg.access_list
+                    .iter()
+                    .map(|(a, keys)| AccessListItem {
+                        address: eaddr(a),
+                        storage_keys: keys.iter().map(|k| B256::from(*k)).collect(),
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         };
         let (outcome, state) = {

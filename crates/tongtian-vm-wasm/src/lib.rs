@@ -742,6 +742,7 @@ fn linker(engine: &Engine) -> Linker<Env> {
                     gas_limit: left,
                     gas_price: msg.gas_price,
                     depth: msg.depth + 1,
+                    access_list: Vec::new(),
                 }
             };
             let r = match host_of(&c).call(&sub) {
