@@ -758,6 +758,153 @@ fn hardhat_deploys_and_transfers_with_the_nodes_accounts() {
     assert_eq!(seen["revert"]["error"], "InsufficientBalance");
 }
 
+/// Foundry's `cast` (from npm) against a dev chain with Anvil's first key:
+/// chain id, a deployment of the ERC-20's compiled code with constructor
+/// arguments, a transfer, typed reads, the `Transfer` logs, a gas
+/// estimate, a revert with its custom error's data, and a payment the node
+/// signs for its unlocked account (`--unlocked`). (`forge` compiles
+/// with a native `solc` it downloads from GitHub, which this machine
+/// cannot reach; `cast` is how Foundry talks to a node.)
+#[test]
+fn foundry_cast_deploys_transfers_reads_logs_and_sees_a_revert() {
+    let dir = npm_project("foundry", "@foundry-rs/cast");
+    let tmp = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&tmp.path().join("node"), "standard");
+    let rpc = format!("{}/eth", node.url());
+    // The platform's binary itself: npm's `cast` shim (bin.mjs) exits 0
+    // even when cast fails.
+    let bin = std::fs::read_dir(dir.join("node_modules/@foundry-rs"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("bin/cast"))
+        .find(|p| p.is_file())
+        .expect("no cast binary for this platform in @foundry-rs");
+    // `cast SUBCOMMAND --rpc-url URL ARGS...` (after `--create` every
+    // argument is the constructor's).
+    let cast = |args: &[&str]| {
+        Command::new(&bin)
+            .arg(args[0])
+            .args(["--rpc-url", &rpc])
+            .args(&args[1..])
+            .output()
+            .expect("run cast")
+    };
+    const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    const OWNER: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+    const TO: &str = "0x000000000000000000000000000000000000bEEF";
+    assert_eq!(ok(cast(&["chain-id"])).trim(), "8645");
+
+    let code = std::fs::read_to_string(contract("token/Token.bin")).unwrap();
+    let code = format!("0x{}", code.trim());
+    let deployed = json_of(cast(&[
+        "send",
+        "--private-key",
+        ANVIL_KEY_0,
+        "--json",
+        "--create",
+        &code,
+        "constructor(string,string,uint256)",
+        "Cast Token",
+        "CST",
+        "1000",
+    ]));
+    assert_eq!(deployed["status"], "0x1", "{deployed}");
+    // Anvil's first key's first deployment, as on Anvil.
+    let token = deployed["contractAddress"].as_str().unwrap().to_string();
+    assert_eq!(token, "0x5fbdb2315678afecb367f032d93f642f64180aa3");
+
+    let sent = json_of(cast(&[
+        "send",
+        "--private-key",
+        ANVIL_KEY_0,
+        "--json",
+        &token,
+        "transfer(address,uint256)",
+        TO,
+        "5",
+    ]));
+    assert_eq!(sent["status"], "0x1", "{sent}");
+    assert_eq!(
+        ok(cast(&["call", &token, "balanceOf(address)(uint256)", TO])).trim(),
+        "5"
+    );
+    assert_eq!(
+        ok(cast(&["call", &token, "symbol()(string)"])).trim(),
+        "\"CST\""
+    );
+
+    // keccak256("Transfer(address,address,uint256)"): the mint and the transfer.
+    let logs = json_of(cast(&[
+        "logs",
+        "--json",
+        "--from-block",
+        "0",
+        "--address",
+        &token,
+        "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef",
+    ]));
+    let logs = logs.as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs[1]["transactionHash"], sent["transactionHash"]);
+
+    let gas: u64 = ok(cast(&[
+        "estimate",
+        "--from",
+        OWNER,
+        &token,
+        "transfer(address,uint256)",
+        TO,
+        "1",
+    ]))
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(gas > 21_000 && gas < 100_000, "{gas}");
+
+    // More than the supply: the call reverts with InsufficientBalance's
+    // selector in its data, and nothing is sent.
+    failed_with(
+        cast(&[
+            "call",
+            "--from",
+            OWNER,
+            &token,
+            "transfer(address,uint256)",
+            TO,
+            "1000000000000000000000000",
+        ]),
+        "0xcf479181",
+    );
+    failed_with(
+        cast(&[
+            "send",
+            "--private-key",
+            ANVIL_KEY_0,
+            &token,
+            "transfer(address,uint256)",
+            TO,
+            "1000000000000000000000000",
+        ]),
+        "execution reverted",
+    );
+    assert_eq!(
+        ok(cast(&["call", &token, "balanceOf(address)(uint256)", TO])).trim(),
+        "5"
+    );
+    // The node signs for its unlocked dev account (`eth_sendTransaction`).
+    let paid = json_of(cast(&[
+        "send",
+        "--unlocked",
+        "--from",
+        OWNER,
+        "--json",
+        "--value",
+        "7",
+        TO,
+    ]));
+    assert_eq!(paid["status"], "0x1", "{paid}");
+    assert_eq!(ok(cast(&["balance", TO])).trim(), "7");
+}
+
 /// Install ethers.js from npm once (the test setup), then run the script.
 #[test]
 fn ethers_js_deploys_transfers_reads_logs_and_catches_reverts() {
