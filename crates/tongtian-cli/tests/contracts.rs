@@ -694,7 +694,8 @@ fn npm_project(name: &str, probe: &str) -> std::path::PathBuf {
 /// viem 2 (from the same npm project as ethers.js): fee estimates, a
 /// deployment and transfer from a local account, a watched `Transfer`
 /// event, a decoded custom error, three transfers sent in reverse nonce
-/// order (queued until the gap fills), access lists charged and applied,
+/// order (queued until the gap fills), a replacement by a higher price,
+/// access lists charged and applied,
 /// a payment from the node's own account, and block numbers over a
 /// WebSocket.
 #[test]
@@ -713,6 +714,7 @@ fn viem_deploys_watches_events_and_uses_the_nodes_account() {
         .as_str()
         .unwrap()
         .contains("replacement transaction underpriced"));
+    assert_eq!(seen["replacedGone"], true);
     // EIP-2930 by Ethereum's arithmetic: 2,400 for an untouched address;
     // 2,400 + 2 x 1,900 - 2 x 2,000 for the transfer's own two slots.
     assert_eq!(seen["accessListGas"]["idle"], "2400");

@@ -73,8 +73,11 @@ pub enum AdmissionError {
         /// The transaction's.
         got: u64,
     },
-    /// Another pending transaction has this nonce.
-    #[error("another pending transaction uses nonce {nonce}")]
+    /// Another pending or queued transaction has this nonce, and this one
+    /// does not offer enough more per gas to replace it.
+    #[error(
+        "another pending transaction uses nonce {nonce}; a replacement must offer at least {REPLACE_BUMP_PERCENT}% more per gas"
+    )]
     NonceTaken {
         /// The nonce.
         nonce: u64,
@@ -133,6 +136,16 @@ impl AdmissionError {
             AdmissionError::State(_) => "state_unavailable",
         }
     }
+}
+
+/// How much more per gas (in percent) a transaction must offer to replace
+/// a pending or queued one of the same sender and nonce (Geth's default).
+pub const REPLACE_BUMP_PERCENT: u128 = 10;
+
+/// Whether `new` offers enough more per gas than `old` to replace it.
+fn outbids(new: &CheckedTx, old: &CheckedTx) -> bool {
+    let (new, old) = (new.tx.tx.gas_price as u128, old.tx.tx.gas_price as u128);
+    new > old && new * 100 >= old * (100 + REPLACE_BUMP_PERCENT)
 }
 
 /// What admission needs to know about committed state.
@@ -540,10 +553,53 @@ impl Mempool {
                 got: nonce,
             });
         }
-        if nonce < expected || q.queued.contains_key(&nonce) {
-            return Err(AdmissionError::NonceTaken { nonce });
-        }
         let needed = max_cost(&t);
+        if nonce < expected {
+            // A pending transaction holds the nonce: replaced if outbid.
+            let i = (nonce - q.committed.nonce) as usize;
+            let old = &q.txs[i];
+            if !outbids(&t, old) {
+                return Err(AdmissionError::NonceTaken { nonce });
+            }
+            let others = q.spend - max_cost(old);
+            let available = q.committed.balance.saturating_sub(others);
+            if available < needed {
+                return Err(AdmissionError::InsufficientFunds { available, needed });
+            }
+            q.spend = others + needed;
+            let len = t.encoded_len;
+            let old = std::mem::replace(&mut q.txs[i], t);
+            replaced(inner, &old, hash, sender, len);
+            inner.arrivals.push(hash);
+            return Ok(hash);
+        }
+        if let Some((old, _)) = q.queued.get(&nonce) {
+            // A queued transaction holds it: the same rule.
+            if !outbids(&t, old) {
+                return Err(AdmissionError::NonceTaken { nonce });
+            }
+            let others: u128 = q
+                .queued
+                .iter()
+                .filter(|(n, _)| **n != nonce)
+                .map(|(_, (t, _))| max_cost(t))
+                .sum();
+            let available = q
+                .committed
+                .balance
+                .saturating_sub(q.spend)
+                .saturating_sub(others);
+            if available < needed {
+                return Err(AdmissionError::InsufficientFunds { available, needed });
+            }
+            let len = t.encoded_len;
+            let (old, _) = q
+                .queued
+                .insert(nonce, (t, Instant::now()))
+                .expect("checked above");
+            replaced(inner, &old, hash, sender, len);
+            return Ok(hash);
+        }
         // Pending spends come first; a queued transaction must also leave
         // room for those queued before it.
         let available = q.committed.balance.saturating_sub(q.spend);
@@ -710,6 +766,15 @@ impl Mempool {
             .senders
             .retain(|_, q| !q.txs.is_empty() || !q.queued.is_empty());
     }
+}
+
+/// Bookkeeping of a replacement: `old`'s hash and size out, the new
+/// transaction's (`hash`, `len` bytes) in.
+fn replaced(inner: &mut Inner, old: &CheckedTx, hash: H256, sender: Address, len: usize) {
+    tracing::debug!(old = %old.hash, new = %hash, "replaced by a higher price");
+    inner.known.remove(&old.hash);
+    inner.known.insert(hash, sender);
+    inner.bytes = inner.bytes - old.encoded_len + len;
 }
 
 /// Make `t` (its sender's next nonce, paid for) pending.
@@ -1219,6 +1284,63 @@ mod tests {
         assert!(!small.contains(&q0));
         assert!(small.contains(&p));
         small.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
+    }
+
+    fn priced(k: &Keypair, nonce: u64, gas_price: u64, amount: u128) -> Vec<u8> {
+        encode(
+            &Transaction {
+                chain_id: 5,
+                nonce,
+                gas_limit: 30_000,
+                gas_price,
+                action: Action::Transfer {
+                    to: Address([1; 20]),
+                    amount,
+                    memo: vec![],
+                },
+            }
+            .sign(k),
+        )
+    }
+
+    #[test]
+    fn a_held_nonce_is_replaced_only_by_a_higher_price() {
+        let (pool, k, _) = setup();
+        let st = State(
+            [(
+                sender(&k),
+                Account {
+                    balance: 10_000_000,
+                    nonce: 3,
+                },
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code();
+        // Pending: the same price, or less than 10% more, is refused.
+        let first = pool.submit(&priced(&k, 3, 10, 1), &st).unwrap();
+        assert_eq!(code(pool.submit(&priced(&k, 3, 10, 2), &st)), "nonce_taken");
+        let second = pool.submit(&priced(&k, 3, 11, 2), &st).unwrap();
+        assert_eq!(hashes(&pool.pending(10)), vec![second]);
+        assert!(!pool.contains(&first) && pool.contains(&second));
+        assert_eq!(pool.arrivals(1..=2), vec![first, second]);
+        // Queued: the same rule, and it stays queued.
+        let later = pool.submit(&priced(&k, 5, 10, 1), &st).unwrap();
+        assert_eq!(code(pool.submit(&priced(&k, 5, 10, 2), &st)), "nonce_taken");
+        let later2 = pool.submit(&priced(&k, 5, 20, 1), &st).unwrap();
+        assert!(!pool.contains(&later) && pool.is_queued(&later2));
+        assert_eq!(pool.queued_len(), 1);
+        let gap = pool.submit(&priced(&k, 4, 10, 1), &st).unwrap();
+        assert_eq!(hashes(&pool.pending(10)), vec![second, gap, later2]);
+        // The replacement must be paid for with the others still held.
+        let (pool, k, st) = setup();
+        pool.submit(&priced(&k, 3, 1, 0), &st).unwrap();
+        pool.submit(&priced(&k, 4, 2, 0), &st).unwrap();
+        assert_eq!(
+            code(pool.submit(&priced(&k, 3, 2, 0), &st)),
+            "insufficient_funds"
+        );
     }
 
     #[test]

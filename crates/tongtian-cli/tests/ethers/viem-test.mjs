@@ -82,14 +82,14 @@ check(out.revert === "InsufficientBalance", "custom error decoded");
 // concurrent senders may deliver them: the node queues the early arrivals
 // until the gap fills, as Geth does, and all three are mined.
 const base = await pub.getTransactionCount({ address: account.address, blockTag: "pending" });
-const signTransfer = (nonce, amount) =>
+const signTransfer = (nonce, amount, feeTimes = 1n) =>
   wallet.signTransaction({
     to: out.token,
     data: encodeFunctionData({ abi, functionName: "transfer", args: [to, amount] }),
     nonce,
     gas: 100000n,
-    maxFeePerGas: fees.maxFeePerGas,
-    maxPriorityFeePerGas: fees.maxPriorityFeePerGas,
+    maxFeePerGas: fees.maxFeePerGas * feeTimes,
+    maxPriorityFeePerGas: fees.maxPriorityFeePerGas * feeTimes,
   });
 const signed = [];
 for (let i = 0; i < 3; i++) signed.push(await signTransfer(base + i, 1n));
@@ -99,17 +99,22 @@ const mined = await Promise.all(hashes.map((hash) => pub.waitForTransactionRecei
 out.reversed = mined.map((r) => r.status);
 out.reversedBalance = await pub.readContract({ address: out.token, abi, functionName: "balanceOf", args: [to] });
 check(out.reversedBalance === 8n, "all three out-of-order transfers applied");
-// A second transaction for a nonce already held is refused in Geth's words.
+// A second transaction for a nonce already held (queued here) replaces it
+// only if it pays at least 10% more per gas, as in Geth: at the same fees
+// it is refused in Geth's words, at twice the fees it takes the place.
 const held = await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 4, 2n) });
 try {
   await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 4, 3n) });
-  check(false, "a held nonce is not replaced");
+  check(false, "a held nonce is not replaced at the same price");
 } catch (e) {
   out.replacement = e.details ?? e.shortMessage;
 }
 check(/replacement transaction underpriced/.test(out.replacement), "replacement refused");
+const bumped = await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 4, 3n, 2n) });
 await pub.sendRawTransaction({ serializedTransaction: await signTransfer(base + 3, 2n) });
-check((await pub.waitForTransactionReceipt({ hash: held })).status === "success", "held transfer mined");
+check((await pub.waitForTransactionReceipt({ hash: bumped })).status === "success", "replacement mined");
+out.replacedGone = await pub.getTransactionReceipt({ hash: held }).then(() => false, () => true);
+check(out.replacedGone, "the replaced transaction is never mined");
 
 // EIP-2930 access lists, by Ethereum's gas arithmetic: listing an address
 // the call never touches costs 2,400 more; listing the two balance slots
