@@ -290,6 +290,12 @@ fn dispatch(rpc: &Rpc<'_>, method: &str, p: &[Value]) -> RpcResult {
             }
         }
         "net_peerCount" => Ok(qty(chain.peer_count() as u64)),
+        "txpool_status" => Ok(json!({
+            "pending": qty(chain.mempool().len() as u64),
+            "queued": qty(chain.mempool().queued_len() as u64),
+        })),
+        "txpool_content" => Ok(txpool_content(chain, None)),
+        "txpool_contentFrom" => Ok(txpool_content(chain, Some(&addr_param(p, 0)?))),
         "eth_getBlockTransactionCountByNumber" | "eth_getUncleCountByBlockNumber" => {
             let height = block_number(chain, p.first())?;
             block_count(chain, height, method.contains("Uncle"))
@@ -896,6 +902,33 @@ impl std::fmt::LowerHex for Num<'_> {
 
 fn num(b: &[u8; 32]) -> Num<'_> {
     Num(b)
+}
+
+/// Most transactions per section `txpool_content` lists.
+const TXPOOL_CONTENT_MAX: usize = 4_096;
+
+/// Geth's `txpool_content` (or, for one sender, `txpool_contentFrom`):
+/// `{"pending": {sender: {nonce: tx}}, "queued": {..}}`, up to
+/// [`TXPOOL_CONTENT_MAX`] transactions per section. With a sender, its
+/// sections are the maps of nonces themselves, as Geth answers.
+fn txpool_content(chain: &ChainRuntime, sender: Option<&Address>) -> Value {
+    let (pending, queued) = chain.mempool().content(sender, TXPOOL_CONTENT_MAX);
+    let section = |txs: Vec<tongtian_types::CheckedTx>| {
+        let mut by_sender = serde_json::Map::new();
+        for t in txs {
+            let entry = by_sender
+                .entry(t.sender.to_string())
+                .or_insert_with(|| json!({}));
+            entry[t.tx.tx.nonce.to_string()] = tx_view(chain, &t.tx, None);
+        }
+        match sender {
+            Some(a) => by_sender
+                .remove(&a.to_string())
+                .unwrap_or_else(|| json!({})),
+            None => Value::Object(by_sender),
+        }
+    };
+    json!({ "pending": section(pending), "queued": section(queued) })
 }
 
 fn tx_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {

@@ -245,6 +245,24 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
         get(&node, &format!("/v1/txs/{later}")).1["status"],
         "queued"
     );
+    // Geth's txpool namespace shows it as queued, under its nonce.
+    let rpc = |method: &str, params: Value| -> Value {
+        http()
+            .post(format!("{}/eth", node.url()))
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["result"]
+            .clone()
+    };
+    assert_eq!(rpc("txpool_status", json!([]))["queued"], "0x1");
+    let mine = rpc("txpool_contentFrom", json!([me.to_string()]));
+    assert_eq!(
+        mine["queued"][(nonce_me + 1).to_string()]["hash"],
+        later.as_str()
+    );
+    assert_eq!(mine["pending"], json!({}));
     let gap = submit(&node, &raw_hex(&transfer(CHAIN_ID, &k, nonce_me, to, 6)));
     assert_eq!(gap.0, 200, "{}", gap.1);
     assert_eq!(wait_receipt(&node, &later)["status"]["status"], "success");

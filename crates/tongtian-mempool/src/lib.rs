@@ -356,6 +356,45 @@ impl Mempool {
             .cloned()
     }
 
+    /// Up to `max` pending and up to `max` queued transactions, of one
+    /// sender or of all, each list by sender (in order of first arrival for
+    /// pending ones) and nonce.
+    pub fn content(
+        &self,
+        sender: Option<&Address>,
+        max: usize,
+    ) -> (Vec<CheckedTx>, Vec<CheckedTx>) {
+        let inner = self.inner.lock();
+        let queues: Vec<&SenderQueue> = match sender {
+            Some(a) => inner.senders.get(a).into_iter().collect(),
+            None => inner
+                .order
+                .iter()
+                .filter_map(|a| inner.senders.get(a))
+                .chain(
+                    inner
+                        .queued_senders
+                        .iter()
+                        .filter_map(|a| inner.senders.get(a))
+                        .filter(|q| q.txs.is_empty()),
+                )
+                .collect(),
+        };
+        let pending = queues
+            .iter()
+            .flat_map(|q| &q.txs)
+            .take(max)
+            .cloned()
+            .collect();
+        let queued = queues
+            .iter()
+            .flat_map(|q| q.queued.values().map(|(t, _)| t))
+            .take(max)
+            .cloned()
+            .collect();
+        (pending, queued)
+    }
+
     /// Whether a transaction is queued (held until the gap before its
     /// nonce fills) rather than pending.
     pub fn is_queued(&self, hash: &H256) -> bool {
@@ -1152,6 +1191,10 @@ mod tests {
         let h4 = pool.submit(&tx(&k, 5, 4, 1, 0), &st).unwrap();
         assert_eq!((pool.len(), pool.queued_len()), (0, 2));
         assert!(pool.pending(10).is_empty(), "queued is never proposed");
+        let (pending, queued) = pool.content(None, 10);
+        assert!(pending.is_empty());
+        assert_eq!(hashes(&queued), vec![h4, h5]);
+        assert_eq!(pool.content(Some(&Address([9; 20])), 10).1.len(), 0);
         assert_eq!(pool.last_arrival(), 0, "queued is not yet an arrival");
         assert_eq!(pool.next_nonce(&sender(&k)), Some(3));
         assert!(pool.contains(&h5) && pool.is_queued(&h5));
@@ -1170,6 +1213,7 @@ mod tests {
         assert_eq!((pool.len(), pool.queued_len()), (3, 0));
         assert!(!pool.is_queued(&h5));
         assert_eq!(hashes(&pool.pending(10)), vec![h3, h4, h5]);
+        assert_eq!(hashes(&pool.content(Some(&sender(&k)), 2).0), vec![h3, h4]);
         assert_eq!(pool.arrivals(1..=3), vec![h3, h4, h5]);
         assert_eq!(pool.next_nonce(&sender(&k)), Some(6));
         // In one batch, in any order (the balance pays for three).
