@@ -76,7 +76,7 @@ pub enum AdmissionError {
     /// Another pending or queued transaction has this nonce, and this one
     /// does not offer enough more per gas to replace it.
     #[error(
-        "another pending transaction uses nonce {nonce}; a replacement must offer at least {REPLACE_BUMP_PERCENT}% more per gas"
+        "another transaction in the pool uses nonce {nonce}; a replacement must offer at least {REPLACE_BUMP_PERCENT}% more per gas"
     )]
     NonceTaken {
         /// The nonce.
