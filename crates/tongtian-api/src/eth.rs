@@ -810,7 +810,7 @@ fn eth_message(e: &tongtian_mempool::AdmissionError) -> String {
     match e.code() {
         "nonce_too_low" => format!("nonce too low: {e}"),
         "nonce_too_high" => format!("nonce too high: {e}"),
-        // The pool never replaces a transaction, whatever its fee.
+        // The nonce is held by a transaction this one does not outbid.
         "nonce_taken" => format!("replacement transaction underpriced: {e}"),
         "insufficient_funds" => format!("insufficient funds for gas * price + value: {e}"),
         "intrinsic_gas_too_low" => format!("intrinsic gas too low: {e}"),

@@ -782,7 +782,8 @@ impl Executor {
     ) -> Result<ContractRun, ExecutionError> {
         let chain = self.chain_env();
         let mut host = Host::new(overlay, block, &chain, &self.vms);
-        let msg = |to: Address, input: Vec<u8>, value: u128| Message {
+        // Called once, on whichever path runs: the list moves into it.
+        let msg = move |to: Address, input: Vec<u8>, value: u128| Message {
             caller: sender,
             origin: sender,
             to,
@@ -791,7 +792,7 @@ impl Executor {
             gas_limit: gas,
             gas_price,
             depth: 0,
-            access_list: access_list.clone(),
+            access_list,
         };
         let (result, contract_address) = match target {
             Target::Create {
@@ -838,8 +839,7 @@ impl Executor {
             access_list,
         } = call;
         let mut overlay = StateOverlay::new(store);
-        let intrinsic = tongtian_types::eth::intrinsic_gas(&input, to.is_none())
-            + tongtian_types::eth::access_list_gas(&access_list);
+        let intrinsic = tongtian_types::eth::intrinsic_gas(&input, to.is_none(), &access_list);
         let nonce = overlay.account(&from)?.nonce;
         let target = match to {
             Some(to) => Target::Call { to, input, value },

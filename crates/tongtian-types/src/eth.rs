@@ -332,10 +332,9 @@ impl EthTx {
     }
 
     /// Gas charged before execution, by Ethereum's rules
-    /// ([`intrinsic_gas`]) plus the access list's 2,400 per address and
-    /// 1,900 per key.
+    /// ([`intrinsic_gas`]).
     pub fn intrinsic_gas(&self) -> u64 {
-        intrinsic_gas(&self.input, self.to.is_none()) + access_list_gas(&self.access_list)
+        intrinsic_gas(&self.input, self.to.is_none(), &self.access_list)
     }
 
     /// Address of the contract a creation by `sender` at `nonce` makes.
@@ -344,10 +343,11 @@ impl EthTx {
     }
 }
 
-/// Ethereum's intrinsic gas of a call or creation with `input`: 21,000,
-/// 4 per zero and 16 per non-zero byte, and for a creation 32,000 plus
-/// 2 per 32-byte word of init code (EIP-3860).
-pub fn intrinsic_gas(input: &[u8], create: bool) -> u64 {
+/// Ethereum's intrinsic gas of a call or creation with `input` and
+/// `access_list`: 21,000, 4 per zero and 16 per non-zero byte, for a
+/// creation 32,000 plus 2 per 32-byte word of init code (EIP-3860), and
+/// the access list's 2,400 per address and 1,900 per key (EIP-2930).
+pub fn intrinsic_gas(input: &[u8], create: bool, access_list: &AccessList) -> u64 {
     let zeros = input.iter().filter(|b| **b == 0).count() as u64;
     let nonzero = input.len() as u64 - zeros;
     let create = if create {
@@ -355,7 +355,7 @@ pub fn intrinsic_gas(input: &[u8], create: bool) -> u64 {
     } else {
         0
     };
-    21_000 + 4 * zeros + 16 * nonzero + create
+    21_000 + 4 * zeros + 16 * nonzero + create + access_list_gas(access_list)
 }
 
 /// `CREATE` address: the last 20 bytes of `keccak256(rlp([sender, nonce]))`.

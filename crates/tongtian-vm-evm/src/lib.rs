@@ -146,13 +146,6 @@ impl Database for HostDb<'_, '_, '_, '_> {
     }
 }
 
-/// Ethereum's intrinsic gas, with the access list's, which revm charges on
-/// top of the message's own gas (the executor has already charged it).
-fn intrinsic(input: &[u8], create: bool, access_list: &tongtian_types::eth::AccessList) -> u64 {
-    tongtian_types::eth::intrinsic_gas(input, create)
-        + tongtian_types::eth::access_list_gas(access_list)
-}
-
 fn u128_of(v: U256) -> u128 {
     u128::try_from(v).unwrap_or(u128::MAX)
 }
@@ -179,7 +172,9 @@ impl EvmVm {
         data: Vec<u8>,
     ) -> Result<CallResult, ExecutionError> {
         let create = kind.is_create();
-        let overhead = intrinsic(&data, create, &msg.access_list);
+        // Ethereum's intrinsic gas, which revm charges on top of the
+        // message's own gas (the executor has already charged it).
+        let overhead = tongtian_types::eth::intrinsic_gas(&data, create, &msg.access_list);
         let caller = msg.caller;
         let caller_nonce = host.account(&caller)?.nonce;
         let mut cfg = CfgEnv::new_with_spec(SpecId::PRAGUE);
