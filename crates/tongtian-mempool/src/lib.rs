@@ -216,6 +216,19 @@ impl SenderQueue {
     fn next_nonce(&self) -> u64 {
         self.committed.nonce + self.txs.len() as u64
     }
+
+    /// Sum of the maximum cost of the queued transactions.
+    fn queued_spend(&self) -> u128 {
+        self.queued.values().map(|(t, _)| max_cost(t)).sum()
+    }
+}
+
+/// `needed` out of `available`, or the refusal that says so.
+fn afford(available: u128, needed: u128) -> Result<(), AdmissionError> {
+    if available < needed {
+        return Err(AdmissionError::InsufficientFunds { available, needed });
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -601,10 +614,7 @@ impl Mempool {
                 return Err(AdmissionError::NonceTaken { nonce });
             }
             let others = q.spend - max_cost(old);
-            let available = q.committed.balance.saturating_sub(others);
-            if available < needed {
-                return Err(AdmissionError::InsufficientFunds { available, needed });
-            }
+            afford(q.committed.balance.saturating_sub(others), needed)?;
             q.spend = others + needed;
             let len = t.encoded_len;
             let old = std::mem::replace(&mut q.txs[i], t);
@@ -617,20 +627,14 @@ impl Mempool {
             if !outbids(&t, old) {
                 return Err(AdmissionError::NonceTaken { nonce });
             }
-            let others: u128 = q
-                .queued
-                .iter()
-                .filter(|(n, _)| **n != nonce)
-                .map(|(_, (t, _))| max_cost(t))
-                .sum();
-            let available = q
-                .committed
-                .balance
-                .saturating_sub(q.spend)
-                .saturating_sub(others);
-            if available < needed {
-                return Err(AdmissionError::InsufficientFunds { available, needed });
-            }
+            let others = q.queued_spend() - max_cost(old);
+            afford(
+                q.committed
+                    .balance
+                    .saturating_sub(q.spend)
+                    .saturating_sub(others),
+                needed,
+            )?;
             let len = t.encoded_len;
             let (old, _) = q
                 .queued
@@ -643,8 +647,6 @@ impl Mempool {
         // room for those queued before it.
         let available = q.committed.balance.saturating_sub(q.spend);
         if nonce > expected {
-            let queued_spend: u128 = q.queued.values().map(|(t, _)| max_cost(t)).sum();
-            let available = available.saturating_sub(queued_spend);
             let ahead = self.config.max_queued_per_sender as u64;
             if nonce - expected > ahead {
                 return Err(AdmissionError::NonceTooHigh {
@@ -657,9 +659,7 @@ impl Mempool {
             {
                 return Err(AdmissionError::Full(inner.count + inner.queued));
             }
-            if available < needed {
-                return Err(AdmissionError::InsufficientFunds { available, needed });
-            }
+            afford(available.saturating_sub(q.queued_spend()), needed)?;
             inner.bytes += t.encoded_len;
             q.queued.insert(nonce, (t, Instant::now()));
             inner.queued += 1;
@@ -670,9 +670,7 @@ impl Mempool {
         if q.txs.len() >= self.config.max_per_sender {
             return Err(AdmissionError::Full(q.txs.len()));
         }
-        if available < needed {
-            return Err(AdmissionError::InsufficientFunds { available, needed });
-        }
+        afford(available, needed)?;
         let has_queued = !q.queued.is_empty();
         inner.bytes += t.encoded_len;
         inner.known.insert(hash, sender);
@@ -966,17 +964,22 @@ mod tests {
         )
     }
 
+    /// Committed state where each of `keys` has `balance` and `nonce`.
+    fn holding<'a>(
+        keys: impl IntoIterator<Item = &'a Keypair>,
+        balance: u128,
+        nonce: u64,
+    ) -> State {
+        State(
+            keys.into_iter()
+                .map(|k| (sender(k), Account { balance, nonce }))
+                .collect(),
+        )
+    }
+
     fn setup() -> (Mempool, Keypair, State) {
         let k = Keypair::from_seed(SuiteId::Standard, b"a");
-        let a = Address::from_public_key(SuiteId::Standard, k.public_key());
-        let mut m = HashMap::new();
-        m.insert(
-            a,
-            Account {
-                balance: 100_000,
-                nonce: 3,
-            },
-        );
+        let st = holding([&k], 100_000, 3);
         (
             Mempool::new(
                 spec(),
@@ -990,7 +993,7 @@ mod tests {
                 },
             ),
             k,
-            State(m),
+            st,
         )
     }
 
@@ -1088,19 +1091,7 @@ mod tests {
         let keys: Vec<Keypair> = (0..5u8)
             .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
             .collect();
-        let st = State(
-            keys.iter()
-                .map(|k| {
-                    (
-                        Address::from_public_key(SuiteId::Standard, k.public_key()),
-                        Account {
-                            balance: 1 << 40,
-                            nonce: 0,
-                        },
-                    )
-                })
-                .collect(),
-        );
+        let st = holding(&keys, 1 << 40, 0);
         let raws: Vec<Vec<u8>> = keys.iter().map(|k| tx(k, 5, 0, 1, 0)).collect();
         let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
         let res = pool.submit_batch(&refs, &st);
@@ -1157,17 +1148,7 @@ mod tests {
         );
         assert!(pool.is_empty());
         // the sender continues from the committed nonce
-        let after = State(
-            [(
-                a,
-                Account {
-                    balance: 50_000,
-                    nonce: 4,
-                },
-            )]
-            .into_iter()
-            .collect(),
-        );
+        let after = holding([&k], 50_000, 4);
         pool.submit(&tx(&k, 5, 4, 1, 0), &after).unwrap();
         assert_eq!(
             pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap_err().code(),
@@ -1298,19 +1279,7 @@ mod tests {
         let keys: Vec<Keypair> = (0..3u8)
             .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
             .collect();
-        let rich = State(
-            keys.iter()
-                .map(|k| {
-                    (
-                        sender(k),
-                        Account {
-                            balance: 1 << 40,
-                            nonce: 0,
-                        },
-                    )
-                })
-                .collect(),
-        );
+        let rich = holding(&keys, 1 << 40, 0);
         let q0 = small.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
         small.submit(&tx(&keys[1], 5, 1, 1, 0), &rich).unwrap();
         assert_eq!(
@@ -1350,17 +1319,7 @@ mod tests {
     #[test]
     fn a_held_nonce_is_replaced_only_by_a_higher_price() {
         let (pool, k, _) = setup();
-        let st = State(
-            [(
-                sender(&k),
-                Account {
-                    balance: 10_000_000,
-                    nonce: 3,
-                },
-            )]
-            .into_iter()
-            .collect(),
-        );
+        let st = holding([&k], 10_000_000, 3);
         let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code();
         // Pending: the same price, or less than 10% more, is refused.
         let first = pool.submit(&priced(&k, 3, 10, 1), &st).unwrap();
