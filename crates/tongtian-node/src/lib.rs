@@ -846,8 +846,11 @@ impl ChainRuntime {
             });
             if written.is_ok() {
                 self.committed(&block, hash, &outcome, tx_hashes.clone());
-                // After the announcement: the index write does not delay it.
-                if let Err(e) = self.store.flush_tx_index_if_due() {
+                // After the announcement: the index write does not delay
+                // it. While transactions wait for the next block, it waits
+                // longer, so a burst is not held up by it.
+                let busy = !self.mempool.is_empty();
+                if let Err(e) = self.store.flush_tx_index_if_due(busy) {
                     tracing::warn!(error = %e, "transaction index not written; kept in memory");
                 }
             }

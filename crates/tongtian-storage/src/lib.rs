@@ -108,6 +108,10 @@ const TAIL_MAX_TXS: usize = 16_384;
 /// ...or once this many blocks do (idle chains make many empty blocks, and
 /// opening the store rescans the blocks still waiting).
 const TAIL_MAX_BLOCKS: u64 = 256;
+/// While more blocks are coming (the caller says it is busy), the index
+/// waits for up to this many transactions instead of [`TAIL_MAX_TXS`], so a
+/// burst is not held up by it; it is written once the burst is over.
+const TAIL_BUSY_MAX_TXS: usize = 65_536;
 /// Meta key of the layout version this code writes.
 const SCHEMA: &str = "schema_version";
 /// Layout version: 4 indexes transaction hashes by prefix ([`TX_INDEX`]);
@@ -657,17 +661,24 @@ impl ChainStore {
     }
 
     /// Write the transaction hash index from the tail when the tail holds
-    /// [`TAIL_MAX_TXS`] transactions or spans [`TAIL_MAX_BLOCKS`] blocks
-    /// (see [`TxTail`]), in a write transaction of its own; whether it
-    /// wrote. Lookups use the tail until it is written, and a crash before
-    /// then loses nothing (the tail is rebuilt on open).
-    pub fn flush_tx_index_if_due(&self) -> Result<bool, StorageError> {
+    /// [`TAIL_MAX_TXS`] transactions ([`TAIL_BUSY_MAX_TXS`] when `busy`:
+    /// the caller has more blocks to commit right away) or spans
+    /// [`TAIL_MAX_BLOCKS`] blocks (see [`TxTail`]), in a write transaction
+    /// of its own; whether it wrote. Lookups use the tail until it is
+    /// written, and a crash before then loses nothing (the tail is rebuilt
+    /// on open).
+    pub fn flush_tx_index_if_due(&self, busy: bool) -> Result<bool, StorageError> {
         let Some(latest) = self.latest_height()? else {
             return Ok(false);
         };
         let mut keys: Vec<(u64, u64, u32)> = {
             let tail = self.tail();
-            let due = tail.positions.len() >= TAIL_MAX_TXS
+            let max_txs = if busy {
+                TAIL_BUSY_MAX_TXS
+            } else {
+                TAIL_MAX_TXS
+            };
+            let due = tail.positions.len() >= max_txs
                 || (latest + 1).saturating_sub(tail.since) >= TAIL_MAX_BLOCKS;
             if !due {
                 return Ok(false);
@@ -1261,7 +1272,7 @@ mod tests {
         for height in 2..TAIL_MAX_BLOCKS {
             commit(&store, height, StateChanges::new());
         }
-        assert!(store.flush_tx_index_if_due().unwrap());
+        assert!(store.flush_tx_index_if_due(false).unwrap());
         assert!(store.tail().positions.is_empty(), "index not written");
         (store, hashes)
     }
@@ -1353,7 +1364,7 @@ mod tests {
             );
             commit(&store, height, StateChanges::new());
             assert_eq!(
-                store.flush_tx_index_if_due().unwrap(),
+                store.flush_tx_index_if_due(false).unwrap(),
                 height + 1 == TAIL_MAX_BLOCKS
             );
             height += 1;
@@ -1373,6 +1384,36 @@ mod tests {
             Some((1, 3))
         );
         assert_eq!(store.tx(&H256([9; 32])).unwrap(), None);
+    }
+
+    #[test]
+    fn a_busy_caller_defers_the_index_to_the_larger_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("chain.redb"), SuiteId::Standard).unwrap();
+        commit(&store, 0, StateChanges::new());
+        commit(&store, 1, StateChanges::new());
+        // Positions of block 1 stand in for its transactions: only their
+        // number decides when the index is written.
+        let fill = |n: usize| {
+            let mut tail = store.tail_mut();
+            for i in tail.positions.len()..n {
+                let mut h = [0u8; 32];
+                h[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                tail.positions.insert(H256(h), (1, i as u32));
+            }
+        };
+        fill(TAIL_MAX_TXS);
+        assert!(!store.flush_tx_index_if_due(true).unwrap());
+        assert_eq!(store.tail().positions.len(), TAIL_MAX_TXS);
+        assert!(store.flush_tx_index_if_due(false).unwrap());
+        assert!(store.tail().positions.is_empty());
+        // Busy or not, the larger limit is where it waits no longer.
+        fill(TAIL_BUSY_MAX_TXS - 1);
+        assert!(!store.flush_tx_index_if_due(true).unwrap());
+        fill(TAIL_BUSY_MAX_TXS);
+        assert!(store.flush_tx_index_if_due(true).unwrap());
+        assert!(store.tail().positions.is_empty());
+        assert_eq!(store.tail().since, 2);
     }
 
     #[test]
