@@ -83,7 +83,7 @@ pub fn to_json(v: &Value) -> Json {
         Value::Int(i) if *i <= (1u128 << 53) => Json::from(*i as u64),
         Value::Int(i) => Json::String(i.to_string()),
         Value::Str(s) => Json::String(s.clone()),
-        Value::Bytes(b) => Json::String(format!("0x{}", hex::encode(b))),
+        Value::Bytes(b) => Json::String(const_hex::encode_prefixed(b)),
         Value::List(xs) => Json::Array(xs.iter().map(to_json).collect()),
         Value::Map(kvs) => Json::Object(kvs.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
     }

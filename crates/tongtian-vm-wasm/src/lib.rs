@@ -789,7 +789,7 @@ fn render(v: &Value) -> String {
         Value::Str(s) => s.clone(),
         Value::Int(i) => i.to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Bytes(b) => format!("0x{}", hex::encode(b)),
+        Value::Bytes(b) => const_hex::encode_prefixed(b),
         other => format!("{other:?}"),
     }
 }
@@ -853,14 +853,35 @@ mod tests {
 
     #[test]
     fn a_copy_in_chunks_copies_every_byte_at_any_length_and_offset() {
-        let src: Vec<u8> = (0..3 * COPY_CHUNK + 77).map(|i| (i * 7 % 251) as u8).collect();
-        for len in [0, 1, COPY_CHUNK - 1, COPY_CHUNK, 2 * COPY_CHUNK + 1, src.len() - 16] {
+        let src: Vec<u8> = (0..3 * COPY_CHUNK + 77)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        for len in [
+            0,
+            1,
+            COPY_CHUNK - 1,
+            COPY_CHUNK,
+            2 * COPY_CHUNK + 1,
+            src.len() - 16,
+        ] {
             // The destination 16 bytes past a buffer's start, the placement
             // that made one large copy slow.
             let mut buf = vec![0u8; len + 16];
             copy_in_chunks(&mut buf[16..], &src[..len]);
             assert_eq!(&buf[16..], &src[..len], "length {len}");
-            assert!(buf[..16].iter().all(|b| *b == 0), "wrote before the destination");
+            assert!(
+                buf[..16].iter().all(|b| *b == 0),
+                "wrote before the destination"
+            );
         }
+    }
+
+    #[test]
+    fn event_attributes_render_as_text() {
+        assert_eq!(render(&Value::Bytes(vec![0xab, 0x01, 0xff])), "0xab01ff");
+        assert_eq!(render(&Value::Bytes(vec![])), "0x");
+        assert_eq!(render(&Value::Int(340)), "340");
+        assert_eq!(render(&Value::Str("lot 7".into())), "lot 7");
+        assert_eq!(render(&Value::Bool(true)), "true");
     }
 }
