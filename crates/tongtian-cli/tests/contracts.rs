@@ -492,6 +492,32 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
         r["error"]["message"].as_str().unwrap().contains("chain id"),
         "{r}"
     );
+    // Gas above the intrinsic 22,600 but below EIP-7623's calldata floor
+    // (21,000 + 10 * 4 * 100 = 25,000) is refused as Geth refuses it, and
+    // uses no nonce: the next transaction below takes nonce 0.
+    let under_floor = tongtian_types::eth::sign_eip1559(
+        &key,
+        8645,
+        0,
+        1,
+        24_999,
+        Some(tongtian_types::Address([1; 20])),
+        1,
+        &[0xff; 100],
+    );
+    let r = call_rpc(
+        &node,
+        "eth_sendRawTransaction",
+        json!([format!("0x{}", hex::encode(under_floor))]),
+    );
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("intrinsic gas too low"),
+        "{r}"
+    );
     // A valid one goes through and a replay of it is refused.
     let raw = tongtian_types::eth::sign_eip1559(
         &key,

@@ -98,8 +98,9 @@ pub enum AdmissionError {
         /// Given.
         got: u64,
     },
-    /// Gas limit under the transaction's intrinsic gas.
-    #[error("gas limit {limit} below intrinsic gas {intrinsic}")]
+    /// Gas limit under the transaction's intrinsic gas (for Ethereum
+    /// transactions, or under EIP-7623's calldata floor if that is more).
+    #[error("gas limit {limit} below the least the transaction needs ({intrinsic})")]
     IntrinsicGasTooLow {
         /// Given.
         limit: u64,
@@ -444,7 +445,7 @@ impl Mempool {
                 got: tx.gas_price,
             });
         }
-        let intrinsic = checked.intrinsic_gas(&self.spec.gas);
+        let intrinsic = checked.min_gas_limit(&self.spec.gas);
         if tx.gas_limit < intrinsic {
             return Err(AdmissionError::IntrinsicGasTooLow {
                 limit: tx.gas_limit,

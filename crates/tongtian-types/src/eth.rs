@@ -337,6 +337,12 @@ impl EthTx {
         intrinsic_gas(&self.input, self.to.is_none(), &self.access_list)
     }
 
+    /// The least gas limit that can include it: its intrinsic gas or, if
+    /// more, EIP-7623's calldata floor ([`floor_gas`]).
+    pub fn min_gas_limit(&self) -> u64 {
+        self.intrinsic_gas().max(floor_gas(&self.input))
+    }
+
     /// Address of the contract a creation by `sender` at `nonce` makes.
     pub fn create_address(sender: &Address, nonce: u64) -> Address {
         create_address(sender, nonce)
@@ -356,6 +362,17 @@ pub fn intrinsic_gas(input: &[u8], create: bool, access_list: &AccessList) -> u6
         0
     };
     21_000 + 4 * zeros + 16 * nonzero + create + access_list_gas(access_list)
+}
+
+/// EIP-7623's floor (Prague) on the gas of a transaction with `input`:
+/// 21,000 plus 10 per calldata token, a zero byte being one token and any
+/// other byte four. A transaction pays at least this, so its gas limit
+/// must cover it; Geth refuses one that does not as "intrinsic gas too
+/// low".
+pub fn floor_gas(input: &[u8]) -> u64 {
+    let zeros = input.iter().filter(|b| **b == 0).count() as u64;
+    let nonzero = input.len() as u64 - zeros;
+    21_000 + 10 * (zeros + 4 * nonzero)
 }
 
 /// `CREATE` address: the last 20 bytes of `keccak256(rlp([sender, nonce]))`.
@@ -474,6 +491,19 @@ mod tests {
         );
         assert_eq!(tx.recover_sender().unwrap(), Address(k.address()));
         assert_eq!(tx.intrinsic_gas(), 21_000 + 4 + 32);
+        // Any calldata puts the floor above the intrinsic gas of a plain
+        // call: 21,000 + 10 * (1 + 2 * 4) for these three bytes.
+        assert_eq!(floor_gas(&tx.input), 21_090);
+        assert_eq!(tx.min_gas_limit(), 21_090);
+        assert_eq!(floor_gas(&[]), 21_000);
+        // A creation's intrinsic gas (32,000 more) stays above its floor.
+        let create = sign_eip1559(&k, 8645, 0, 5, 90_000, None, 0, &[0xff; 100]);
+        let create = EthTx::decode(&create).unwrap();
+        assert_eq!(create.min_gas_limit(), create.intrinsic_gas());
+        let heavy = sign_eip1559(&k, 8645, 0, 5, 50_000, Some(to), 0, &[0xff; 100]);
+        let heavy = EthTx::decode(&heavy).unwrap();
+        assert_eq!(heavy.intrinsic_gas(), 21_000 + 100 * 16);
+        assert_eq!(heavy.min_gas_limit(), 21_000 + 100 * 40);
         assert_eq!(tx.hash, H256(keccak256(&raw)));
         assert!(tx.access_list.is_empty());
     }

@@ -372,6 +372,8 @@ pub struct CheckedTx {
     /// Ethereum transactions: their intrinsic gas by Ethereum's rule
     /// (`u64::MAX` if the raw bytes do not decode, so they never fit).
     eth_intrinsic: Option<u64>,
+    /// Ethereum transactions: EIP-7623's calldata floor (0 otherwise).
+    eth_floor: u64,
 }
 
 impl CheckedTx {
@@ -384,6 +386,13 @@ impl CheckedTx {
             .unwrap_or(gas.tx_base + gas.per_byte * self.encoded_len as u64)
     }
 
+    /// The least gas limit that can include it: its intrinsic gas and, for
+    /// an Ethereum transaction, EIP-7623's calldata floor
+    /// ([`crate::eth::floor_gas`]), which the EVM charges at least.
+    pub fn min_gas_limit(&self, gas: &GasSchedule) -> u64 {
+        self.intrinsic_gas(gas).max(self.eth_floor)
+    }
+
     /// Native tokens the action moves out of the sender's balance.
     pub fn value(&self) -> u128 {
         self.value
@@ -394,13 +403,13 @@ impl CheckedTx {
     /// decoded here once, not by every later stage.
     pub fn new(tx: SignedTransaction, suite_id: SuiteId) -> Self {
         let bytes = encode(&tx);
-        let (value, eth_intrinsic) = match &tx.tx.action {
-            Action::Transfer { amount, .. } => (*amount, None),
-            Action::SetValidators { .. } => (0, None),
-            Action::Deploy { value, .. } | Action::Call { value, .. } => (*value, None),
+        let (value, eth_intrinsic, eth_floor) = match &tx.tx.action {
+            Action::Transfer { amount, .. } => (*amount, None, 0),
+            Action::SetValidators { .. } => (0, None, 0),
+            Action::Deploy { value, .. } | Action::Call { value, .. } => (*value, None, 0),
             Action::Ethereum { raw } => match EthTx::decode(raw) {
-                Ok(e) => (e.value, Some(e.intrinsic_gas())),
-                Err(_) => (0, Some(u64::MAX)),
+                Ok(e) => (e.value, Some(e.intrinsic_gas()), e.min_gas_limit()),
+                Err(_) => (0, Some(u64::MAX), u64::MAX),
             },
         };
         CheckedTx {
@@ -409,6 +418,7 @@ impl CheckedTx {
             encoded_len: bytes.len(),
             value,
             eth_intrinsic,
+            eth_floor,
             tx,
         }
     }
