@@ -585,6 +585,8 @@ const STATEFUL: &str = r#"(module
     (i32.store (i32.const 4096) (global.get $g))
     (i32.store (i32.const 4100) (i32.load8_u (i32.const 2048)))
     (i32.store (i32.const 4104) (memory.size))
+    (i32.store (i32.const 8192) (i32.add (i32.load (i32.const 8192)) (i32.const 1)))
+    (i32.store (i32.const 4108) (i32.load (i32.const 8192)))
     (if (i32.gt_u (call $input_len) (i32.const 0))
       (then
         (call $input_read (i32.const 0))
@@ -592,7 +594,7 @@ const STATEFUL: &str = r#"(module
           (then (drop (memory.grow (i32.const 1)))))
         (if (i32.eq (i32.load8_u (i32.const 0)) (i32.const 2))
           (then unreachable))))
-    (call $ret (i32.const 4096) (i32.const 12))))"#;
+    (call $ret (i32.const 4096) (i32.const 16))))"#;
 
 #[test]
 fn every_call_starts_from_a_fresh_instance_state() {
@@ -600,7 +602,9 @@ fn every_call_starts_from_a_fresh_instance_state() {
     let to = deploy_result(&mut c, &wat::parse_str(STATEFUL).unwrap())
         .contract_address
         .unwrap();
-    let fresh = [42u32.to_le_bytes(), 8u32.to_le_bytes(), 1u32.to_le_bytes()].concat();
+    // The global, the data byte, the memory size, and a counter in a part
+    // of memory that is zero in the image (restored by clearing).
+    let fresh = [42u32, 8, 1, 1].map(u32::to_le_bytes).concat();
     let tx = |c: &mut TestChain, k: usize, input: Vec<u8>| {
         c.tx(
             k,
