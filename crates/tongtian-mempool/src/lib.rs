@@ -174,6 +174,8 @@ pub struct MempoolConfig {
     /// Most queued transactions in all.
     pub max_queued: usize,
     /// How long a queued transaction waits for the gap before it to fill.
+    /// Older ones are dropped at the next commit, or when a full pool
+    /// needs the room.
     pub queued_lifetime: Duration,
 }
 
@@ -245,6 +247,9 @@ struct Inner {
     queued: usize,
     /// Senders with queued transactions.
     queued_senders: HashSet<Address>,
+    /// No queued transaction was admitted before this (a lower bound, so
+    /// [`expire_queued`] scans only when one may be due).
+    queued_since: Option<Instant>,
     /// Sum of the encoded sizes of pending and queued transactions.
     bytes: usize,
     /// The latest admitted transactions, numbered.
@@ -579,6 +584,17 @@ impl Mempool {
         if inner.known.contains_key(&t.hash) {
             return Err(AdmissionError::AlreadyKnown(t.hash));
         }
+        let full = |inner: &Inner| {
+            inner.count + inner.queued >= self.config.max_txs
+                || inner.bytes + t.encoded_len > self.config.max_bytes
+                || inner.queued >= self.config.max_queued
+        };
+        if full(inner) {
+            // Queued transactions are otherwise expired at commits, which
+            // an idle chain may not make: stale ones must not keep a full
+            // pool full.
+            expire_queued(inner, self.config.queued_lifetime);
+        }
         if inner.count + inner.queued >= self.config.max_txs
             || inner.bytes + t.encoded_len > self.config.max_bytes
         {
@@ -662,8 +678,10 @@ impl Mempool {
             }
             afford(available.saturating_sub(q.queued_spend()), needed)?;
             inner.bytes += t.encoded_len;
-            q.queued.insert(nonce, (t, Instant::now()));
+            let now = Instant::now();
+            q.queued.insert(nonce, (t, now));
             inner.queued += 1;
+            inner.queued_since.get_or_insert(now);
             inner.queued_senders.insert(sender);
             inner.known.insert(hash, sender);
             return Ok(hash);
@@ -878,12 +896,21 @@ fn promote(inner: &mut Inner, sender: &Address, max_per_sender: usize) {
     }
 }
 
-/// Forget queued transactions older than `lifetime`.
+/// Forget queued transactions older than `lifetime`. Cheap when none can
+/// be due yet ([`Inner::queued_since`]).
 fn expire_queued(inner: &mut Inner, lifetime: Duration) {
     if inner.queued == 0 {
+        inner.queued_since = None;
         return;
     }
     let now = Instant::now();
+    if inner
+        .queued_since
+        .is_some_and(|since| now.duration_since(since) < lifetime)
+    {
+        return;
+    }
+    let mut oldest: Option<Instant> = None;
     let senders: Vec<Address> = inner.queued_senders.iter().copied().collect();
     for a in senders {
         let Some(q) = inner.senders.get_mut(&a) else {
@@ -894,7 +921,9 @@ fn expire_queued(inner: &mut Inner, lifetime: Duration) {
         let (known, bytes) = (&mut inner.known, &mut inner.bytes);
         q.queued.retain(|_, (t, at)| {
             let keep = now.duration_since(*at) < lifetime;
-            if !keep {
+            if keep {
+                oldest = Some(oldest.map_or(*at, |o| o.min(*at)));
+            } else {
                 tracing::debug!(tx = %t.hash, "queued transaction expired");
                 known.remove(&t.hash);
                 *bytes -= t.encoded_len;
@@ -906,6 +935,7 @@ fn expire_queued(inner: &mut Inner, lifetime: Duration) {
             inner.queued_senders.remove(&a);
         }
     }
+    inner.queued_since = oldest;
 }
 
 #[cfg(test)]
@@ -1269,11 +1299,12 @@ mod tests {
         pool.submit(&tx(&k, 5, 3, 1, 0), &st).unwrap();
         assert_eq!((pool.len(), pool.queued_len()), (1, 3));
         // All senders together: at most `max_queued`.
+        let lifetime = Duration::from_millis(300);
         let small = Mempool::new(
             spec(),
             MempoolConfig {
                 max_queued: 2,
-                queued_lifetime: Duration::ZERO,
+                queued_lifetime: lifetime,
                 ..MempoolConfig::default()
             },
         );
@@ -1291,11 +1322,17 @@ mod tests {
             "mempool_full"
         );
         let p = small.submit(&tx(&keys[2], 5, 0, 1, 0), &rich).unwrap();
-        // Past their lifetime, queued transactions are forgotten at the
-        // next commit; pending ones stay.
+        // Past their lifetime, queued transactions make room for a new one
+        // in a full pool, with no commit in between...
+        std::thread::sleep(lifetime + Duration::from_millis(50));
+        let q1 = small.submit(&tx(&keys[1], 5, 2, 1, 0), &rich).unwrap();
+        assert_eq!((small.len(), small.queued_len()), (1, 1));
+        assert!(!small.contains(&q0) && small.contains(&q1));
+        // ...and are forgotten at the next commit; pending ones stay.
+        std::thread::sleep(lifetime + Duration::from_millis(50));
         small.on_commit(&[], &[], &[]);
         assert_eq!((small.len(), small.queued_len()), (1, 0));
-        assert!(!small.contains(&q0));
+        assert!(!small.contains(&q1));
         assert!(small.contains(&p));
         small.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
     }
