@@ -595,11 +595,13 @@ impl Mempool {
             // pool full.
             expire_queued(inner, self.config.queued_lifetime);
         }
-        if inner.count + inner.queued >= self.config.max_txs
-            || inner.bytes + t.encoded_len > self.config.max_bytes
-        {
-            return Err(AdmissionError::Full(inner.count + inner.queued));
-        }
+        // A new slot must fit in the pool; a replacement takes the slot of
+        // the one it replaces, so only its size must fit (as in Geth, a
+        // full pool still lets a wallet speed a transaction up).
+        let no_room = |held: usize, bytes: usize, freed: usize| {
+            (freed == 0 && held >= self.config.max_txs)
+                || bytes - freed + t.encoded_len > self.config.max_bytes
+        };
         let committed = match inner.senders.get(&t.sender) {
             Some(q) => q.committed.clone(),
             None => match fresh.get(&t.sender) {
@@ -630,6 +632,9 @@ impl Mempool {
             if !outbids(&t, old) {
                 return Err(AdmissionError::NonceTaken { nonce });
             }
+            if no_room(inner.count + inner.queued, inner.bytes, old.encoded_len) {
+                return Err(AdmissionError::Full(inner.count + inner.queued));
+            }
             let others = q.spend - max_cost(old);
             afford(q.committed.balance.saturating_sub(others), needed)?;
             q.spend = others + needed;
@@ -643,6 +648,9 @@ impl Mempool {
             // A queued transaction holds it: the same rule.
             if !outbids(&t, old) {
                 return Err(AdmissionError::NonceTaken { nonce });
+            }
+            if no_room(inner.count + inner.queued, inner.bytes, old.encoded_len) {
+                return Err(AdmissionError::Full(inner.count + inner.queued));
             }
             let others = q.queued_spend() - max_cost(old);
             afford(
@@ -659,6 +667,9 @@ impl Mempool {
                 .expect("checked above");
             replaced(inner, &old, hash, sender, len);
             return Ok(hash);
+        }
+        if no_room(inner.count + inner.queued, inner.bytes, 0) {
+            return Err(AdmissionError::Full(inner.count + inner.queued));
         }
         // Pending spends come first; a queued transaction must also leave
         // room for those queued before it.
@@ -1382,6 +1393,27 @@ mod tests {
             code(pool.submit(&priced(&k, 3, 2, 0), &st)),
             "insufficient_funds"
         );
+        // A full pool refuses a new transaction but still takes a
+        // replacement, pending or queued, in the slot it frees.
+        let full = Mempool::new(
+            spec(),
+            MempoolConfig {
+                max_txs: 2,
+                ..MempoolConfig::default()
+            },
+        );
+        let st = holding([&k], 10_000_000, 3);
+        full.submit(&priced(&k, 3, 10, 1), &st).unwrap();
+        full.submit(&priced(&k, 5, 10, 1), &st).unwrap();
+        assert_eq!(
+            code(full.submit(&priced(&k, 4, 10, 1), &st)),
+            "mempool_full"
+        );
+        let faster = full.submit(&priced(&k, 3, 20, 1), &st).unwrap();
+        let queued = full.submit(&priced(&k, 5, 20, 1), &st).unwrap();
+        assert_eq!(hashes(&full.pending(10)), vec![faster]);
+        assert!(full.is_queued(&queued));
+        assert_eq!((full.len(), full.queued_len()), (1, 1));
     }
 
     #[test]
