@@ -450,11 +450,11 @@ impl Mempool {
                 got: tx.gas_price,
             });
         }
-        let intrinsic = checked.min_gas_limit(&self.spec.gas);
-        if tx.gas_limit < intrinsic {
+        let least = checked.min_gas_limit(&self.spec.gas);
+        if tx.gas_limit < least {
             return Err(AdmissionError::IntrinsicGasTooLow {
                 limit: tx.gas_limit,
-                intrinsic,
+                intrinsic: least,
             });
         }
         Ok(checked)
@@ -584,24 +584,26 @@ impl Mempool {
         if inner.known.contains_key(&t.hash) {
             return Err(AdmissionError::AlreadyKnown(t.hash));
         }
-        let full = |inner: &Inner| {
-            inner.count + inner.queued >= self.config.max_txs
-                || inner.bytes + t.encoded_len > self.config.max_bytes
-                || inner.queued >= self.config.max_queued
+        // A new slot must fit in the pool; a replacement takes the slot of
+        // the one it replaces (`freed` bytes), so only its size must fit
+        // (as in Geth, a full pool still lets a wallet speed a transaction
+        // up).
+        let room = |held: usize, bytes: usize, freed: usize| {
+            if (freed == 0 && held >= self.config.max_txs)
+                || bytes - freed + t.encoded_len > self.config.max_bytes
+            {
+                return Err(AdmissionError::Full(held));
+            }
+            Ok(())
         };
-        if full(inner) {
+        if room(inner.count + inner.queued, inner.bytes, 0).is_err()
+            || inner.queued >= self.config.max_queued
+        {
             // Queued transactions are otherwise expired at commits, which
             // an idle chain may not make: stale ones must not keep a full
             // pool full.
             expire_queued(inner, self.config.queued_lifetime);
         }
-        // A new slot must fit in the pool; a replacement takes the slot of
-        // the one it replaces, so only its size must fit (as in Geth, a
-        // full pool still lets a wallet speed a transaction up).
-        let no_room = |held: usize, bytes: usize, freed: usize| {
-            (freed == 0 && held >= self.config.max_txs)
-                || bytes - freed + t.encoded_len > self.config.max_bytes
-        };
         let committed = match inner.senders.get(&t.sender) {
             Some(q) => q.committed.clone(),
             None => match fresh.get(&t.sender) {
@@ -632,9 +634,7 @@ impl Mempool {
             if !outbids(&t, old) {
                 return Err(AdmissionError::NonceTaken { nonce });
             }
-            if no_room(inner.count + inner.queued, inner.bytes, old.encoded_len) {
-                return Err(AdmissionError::Full(inner.count + inner.queued));
-            }
+            room(inner.count + inner.queued, inner.bytes, old.encoded_len)?;
             let others = q.spend - max_cost(old);
             afford(q.committed.balance.saturating_sub(others), needed)?;
             q.spend = others + needed;
@@ -649,9 +649,7 @@ impl Mempool {
             if !outbids(&t, old) {
                 return Err(AdmissionError::NonceTaken { nonce });
             }
-            if no_room(inner.count + inner.queued, inner.bytes, old.encoded_len) {
-                return Err(AdmissionError::Full(inner.count + inner.queued));
-            }
+            room(inner.count + inner.queued, inner.bytes, old.encoded_len)?;
             let others = q.queued_spend() - max_cost(old);
             afford(
                 q.committed
@@ -668,9 +666,7 @@ impl Mempool {
             replaced(inner, &old, hash, sender, len);
             return Ok(hash);
         }
-        if no_room(inner.count + inner.queued, inner.bytes, 0) {
-            return Err(AdmissionError::Full(inner.count + inner.queued));
-        }
+        room(inner.count + inner.queued, inner.bytes, 0)?;
         // Pending spends come first; a queued transaction must also leave
         // room for those queued before it.
         let available = q.committed.balance.saturating_sub(q.spend);

@@ -354,8 +354,7 @@ impl EthTx {
 /// creation 32,000 plus 2 per 32-byte word of init code (EIP-3860), and
 /// the access list's 2,400 per address and 1,900 per key (EIP-2930).
 pub fn intrinsic_gas(input: &[u8], create: bool, access_list: &AccessList) -> u64 {
-    let zeros = input.iter().filter(|b| **b == 0).count() as u64;
-    let nonzero = input.len() as u64 - zeros;
+    let (zeros, nonzero) = zero_and_nonzero(input);
     let create = if create {
         32_000 + 2 * input.len().div_ceil(32) as u64
     } else {
@@ -370,9 +369,15 @@ pub fn intrinsic_gas(input: &[u8], create: bool, access_list: &AccessList) -> u6
 /// must cover it; Geth refuses one that does not as "intrinsic gas too
 /// low".
 pub fn floor_gas(input: &[u8]) -> u64 {
-    let zeros = input.iter().filter(|b| **b == 0).count() as u64;
-    let nonzero = input.len() as u64 - zeros;
+    let (zeros, nonzero) = zero_and_nonzero(input);
     21_000 + 10 * (zeros + 4 * nonzero)
+}
+
+/// How many bytes of `input` are zero and how many are not: both gas
+/// rules price them apart.
+fn zero_and_nonzero(input: &[u8]) -> (u64, u64) {
+    let zeros = input.iter().filter(|b| **b == 0).count() as u64;
+    (zeros, input.len() as u64 - zeros)
 }
 
 /// `CREATE` address: the last 20 bytes of `keccak256(rlp([sender, nonce]))`.

@@ -1,7 +1,7 @@
 //! Transactions, blocks, certificates and receipts.
 
 use crate::codec::encode;
-use crate::eth::{EthTx, EthTxError};
+use crate::eth::{floor_gas, EthTx, EthTxError};
 use crate::primitives::{serde_hex, serde_u128};
 use crate::{Address, GasSchedule, ValidatorSpec, H256};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -408,7 +408,7 @@ impl CheckedTx {
             Action::SetValidators { .. } => (0, None, 0),
             Action::Deploy { value, .. } | Action::Call { value, .. } => (*value, None, 0),
             Action::Ethereum { raw } => match EthTx::decode(raw) {
-                Ok(e) => (e.value, Some(e.intrinsic_gas()), e.min_gas_limit()),
+                Ok(e) => (e.value, Some(e.intrinsic_gas()), floor_gas(&e.input)),
                 Err(_) => (0, Some(u64::MAX), u64::MAX),
             },
         };
