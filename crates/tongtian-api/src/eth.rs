@@ -44,7 +44,7 @@ use tongtian_execution::CallRequest;
 use tongtian_node::{ChainRuntime, NodeError};
 use tongtian_storage::StateStore;
 use tongtian_types::codec::{decode, encode};
-use tongtian_types::eth::{sign_eip1559_listing, AccessList, EthTx};
+use tongtian_types::eth::{sign_eip1559_listing, AccessList, BloomBits, EthTx, LogsBloom};
 use tongtian_types::{Action, Address, SignedTransaction, TxStatus, VmKind, H256};
 
 /// Gas limit reported for blocks (the chain bounds blocks by count).
@@ -352,7 +352,7 @@ fn qty_u128(n: u128) -> Value {
 }
 
 fn hex_value(b: &[u8]) -> Value {
-    Value::String(format!("0x{}", hex::encode(b)))
+    Value::String(const_hex::encode_prefixed(b))
 }
 
 fn parse_hex(s: &str, what: &str) -> Result<Vec<u8>, RpcError> {
@@ -971,35 +971,6 @@ fn log_view(e: &tongtian_types::Event, at: &LogPlace) -> Option<Value> {
     }))
 }
 
-/// Ethereum's 2048-bit log bloom of `events`: for each EVM log, its address
-/// and each topic set three bits, taken from the low 11 bits of the first
-/// three byte pairs of their Keccak-256 hash.
-fn logs_bloom<'a>(events: impl IntoIterator<Item = &'a tongtian_types::Event>) -> [u8; 256] {
-    let mut bloom = [0u8; 256];
-    let mut add = |item: &[u8]| {
-        let h = tongtian_crypto::eth::keccak256(item);
-        for i in [0, 2, 4] {
-            let bit = ((usize::from(h[i]) << 8) | usize::from(h[i + 1])) & 2047;
-            bloom[255 - bit / 8] |= 1 << (bit % 8);
-        }
-    };
-    for e in events
-        .into_iter()
-        .filter(|e| e.name == tongtian_vm_evm::LOG_EVENT)
-    {
-        add(&e.emitter.0);
-        let topics = e.attributes.iter().find(|(n, _)| n == "topics");
-        for t in topics.map_or("", |(_, v)| v.as_str()).split(',') {
-            if let Ok(bytes) = hex::decode(t.trim_start_matches("0x")) {
-                if !bytes.is_empty() {
-                    add(&bytes);
-                }
-            }
-        }
-    }
-    bloom
-}
-
 struct LogPlace {
     height: u64,
     block_hash: H256,
@@ -1118,7 +1089,7 @@ fn receipt_view(
         "gasUsed": qty(r.gas_used),
         "effectiveGasPrice": qty(tx.tx.gas_price),
         "contractAddress": r.contract_address.map_or(Value::Null, |a| Value::String(a.to_string())),
-        "logsBloom": hex_value(&logs_bloom(&r.events)),
+        "logsBloom": hex_value(&tongtian_vm_evm::logs_bloom(&r.events).0),
         "logs": logs,
         "status": qty(matches!(r.status, TxStatus::Success) as u64),
         "type": view["type"].clone(),
@@ -1134,25 +1105,33 @@ fn receipt_view(
 
 fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
     let store = chain.store();
-    let Some(b) = store.block(height)? else {
+    let Some(h) = store.header(height)? else {
         return Ok(Value::Null);
     };
-    let h = &b.header;
     let bh = h.hash(chain.spec().suite);
-    let receipts = chain.store().block_receipts(height)?;
-    let gas_used: u64 = receipts.iter().map(|r| r.gas_used).sum();
-    let txs: Vec<Value> = b
-        .txs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if full {
-                tx_view(chain, t, Some((height, bh, i as u32)))
-            } else {
-                hex_value(&t.hash(chain.spec().suite).0)
-            }
-        })
-        .collect();
+    // Size, gas and bloom were kept when the block was written: only a
+    // full view reads the transactions, and none reads the receipts.
+    let stats = chain
+        .block_stats(height)
+        .map_err(|e| RpcError::server(e.to_string()))?
+        .ok_or_else(|| RpcError::server(format!("block {height} has a header but no body")))?;
+    let txs: Vec<Value> = if full {
+        let b = store
+            .block(height)?
+            .ok_or_else(|| RpcError::server(format!("block {height} vanished")))?;
+        b.txs
+            .iter()
+            .zip(0u32..)
+            .map(|(t, i)| tx_view(chain, t, Some((height, bh, i))))
+            .collect()
+    } else {
+        store
+            .block_tx_hashes(height)?
+            .unwrap_or_default()
+            .iter()
+            .map(|t| hex_value(&t.0))
+            .collect()
+    };
     Ok(json!({
         "number": qty(height),
         "hash": hex_value(&bh.0),
@@ -1160,7 +1139,7 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
         "nonce": "0x0000000000000000",
         "mixHash": hex_value(&[0u8; 32]),
         "sha3Uncles": EMPTY_UNCLES,
-        "logsBloom": hex_value(&logs_bloom(receipts.iter().flat_map(|r| &r.events))),
+        "logsBloom": hex_value(&stats.logs_bloom),
         "transactionsRoot": hex_value(&h.tx_root.0),
         "stateRoot": hex_value(&h.state_root.0),
         "receiptsRoot": hex_value(&h.receipts_root.0),
@@ -1168,9 +1147,9 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
         "difficulty": "0x0",
         "totalDifficulty": "0x0",
         "extraData": "0x",
-        "size": qty(encode(&b).len() as u64),
+        "size": qty(stats.size),
         "gasLimit": qty(BLOCK_GAS_LIMIT),
-        "gasUsed": qty(gas_used),
+        "gasUsed": qty(stats.gas_used),
         "timestamp": qty(h.timestamp_ms / 1000),
         "baseFeePerGas": "0x0",
         "transactions": txs,
@@ -1276,6 +1255,35 @@ fn log_query(p: &[Value]) -> Result<LogQuery, RpcError> {
 }
 
 /// The logs of heights `from..=to` that `q` matches.
+/// Whether a block's logs bloom may hold a log that `q` matches: one of
+/// its addresses (if it names any), and at each topic position it
+/// constrains, one of the alternatives. A topic that is not 32 bytes of hex
+/// is not tested (the logs themselves are, after).
+fn bloom_test(q: &LogQuery) -> impl Fn(&LogsBloom) -> bool {
+    let addresses: Vec<BloomBits> = q.addresses.iter().map(|a| BloomBits::of(&a.0)).collect();
+    let topics: Vec<Option<Vec<BloomBits>>> = q
+        .topics
+        .iter()
+        .flatten()
+        .map(|alts| {
+            alts.iter()
+                .map(|t| {
+                    const_hex::decode_to_array::<_, 32>(t)
+                        .ok()
+                        .map(|b| BloomBits::of(&b))
+                })
+                .collect()
+        })
+        .collect();
+    move |bloom| {
+        (addresses.is_empty() || addresses.iter().any(|a| bloom.may_contain(a)))
+            && topics.iter().all(|alts| {
+                alts.as_ref()
+                    .is_none_or(|alts| alts.iter().any(|t| bloom.may_contain(t)))
+            })
+    }
+}
+
 fn find_logs(chain: &ChainRuntime, q: &LogQuery, from: u64, to: u64) -> RpcResult {
     let (addresses, topic_filter) = (&q.addresses, &q.topics);
     if from > to {
@@ -1283,7 +1291,7 @@ fn find_logs(chain: &ChainRuntime, q: &LogQuery, from: u64, to: u64) -> RpcResul
     }
     let emitter = (addresses.len() == 1).then(|| addresses[0]);
     let records = chain
-        .events(emitter, from, to)
+        .events_where(emitter, from, to, bloom_test(q))
         .map_err(|e| RpcError::server(e.to_string()))?;
     let mut out = Vec::new();
     let mut hashes: std::collections::HashMap<u64, H256> = Default::default();

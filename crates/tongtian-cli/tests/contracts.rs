@@ -1122,4 +1122,75 @@ fn json_rpc_reads_state_at_past_blocks() {
     let future = call_rpc(&node, "eth_getBalance", json!([to, tag(after + 1000)]));
     assert_eq!(future["error"]["code"], -32000);
     assert_eq!(future["error"]["message"], "header not found");
+
+    // Logs over the whole chain, found through the blocks' blooms: a query
+    // that names the recipient finds its one transfer and nothing else;
+    // one that names an address no log holds finds nothing.
+    let transfer_topic = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
+    let padded = |a: &str| format!("0x{:0>64}", a.trim_start_matches("0x"));
+    let logs = |filter: Value| {
+        let v = call_rpc(&node, "eth_getLogs", json!([filter]));
+        v["result"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .clone()
+    };
+    let all = json!({"fromBlock": "0x0", "toBlock": "latest"});
+    let to_recipient = logs(json!({
+        "fromBlock": "0x0", "toBlock": "latest",
+        "topics": [transfer_topic, null, padded(to)],
+    }));
+    assert_eq!(to_recipient.len(), 1, "{to_recipient:?}");
+    assert_eq!(to_recipient[0]["data"], format!("0x{:064x}", 250));
+    assert_eq!(to_recipient[0]["address"], token.to_lowercase());
+    let either = logs(json!({
+        "fromBlock": "0x0", "toBlock": "latest", "address": [stranger_address(), token.clone()],
+        "topics": [[transfer_topic, padded(to)], null, [padded(to), padded(&stranger_address())]],
+    }));
+    assert_eq!(either, to_recipient);
+    assert!(logs(json!({
+        "fromBlock": "0x0", "toBlock": "latest",
+        "topics": [transfer_topic, null, padded(&stranger_address())],
+    }))
+    .is_empty());
+    assert!(logs(json!({"fromBlock": "0x0", "address": stranger_address()})).is_empty());
+    assert!(logs(all).len() >= to_recipient.len());
+
+    // The block of that transfer: its bloom holds the token and the
+    // recipient, its gas is its one transaction's; the block of the native
+    // payment after it has no Ethereum log, so an empty bloom.
+    let block_of =
+        |n: u64| call_rpc(&node, "eth_getBlockByNumber", json!([tag(n), false]))["result"].clone();
+    let transfer_height = quantity(&to_recipient[0]["blockNumber"]);
+    let b = block_of(transfer_height);
+    let txs = b["transactions"].as_array().unwrap();
+    assert_eq!(txs.len(), 1);
+    let receipt = call_rpc(&node, "eth_getTransactionReceipt", json!([txs[0]]))["result"].clone();
+    assert_eq!(b["gasUsed"], receipt["gasUsed"]);
+    assert_eq!(b["logsBloom"], receipt["logsBloom"]);
+    assert_ne!(b["logsBloom"], format!("0x{}", "0".repeat(512)));
+    assert!(quantity(&b["size"]) > 100);
+    let full = call_rpc(
+        &node,
+        "eth_getBlockByNumber",
+        json!([tag(transfer_height), true]),
+    )["result"]
+        .clone();
+    assert_eq!(full["transactions"][0]["hash"], txs[0]);
+    assert_eq!(
+        (&full["size"], &full["logsBloom"]),
+        (&b["size"], &b["logsBloom"])
+    );
+    let payment_height = (transfer_height + 1..=after)
+        .find(|n| !block_of(*n)["transactions"].as_array().unwrap().is_empty())
+        .expect("the payment's block");
+    assert_eq!(
+        block_of(payment_height)["logsBloom"],
+        format!("0x{}", "0".repeat(512))
+    );
+}
+
+/// An address no test here sends to or from.
+fn stranger_address() -> String {
+    "0x0202020202020202020202020202020202020202".into()
 }

@@ -1057,6 +1057,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &staged,
+                logs_bloom: [0; 256],
             })
             .unwrap();
         let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
@@ -1134,6 +1135,7 @@ mod tests {
                 receipts: &out.receipts,
                 certificate: &Certificate::default(),
                 state: &staged,
+                logs_bloom: [0; 256],
             })
             .unwrap();
         let mut everyone = a.clone();
@@ -1265,6 +1267,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &staged,
+                logs_bloom: [0; 256],
             })
             .unwrap();
     }

@@ -27,8 +27,11 @@ use tongtian_execution::{
 };
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
 use tongtian_network::{channels, Network};
-use tongtian_storage::{BlockCommit, ChainStore, StagedState, StateStore, StorageError};
+use tongtian_storage::{
+    BlockCommit, BlockStats, ChainStore, StagedState, StateStore, StorageError,
+};
 use tongtian_types::api::BlockEvent;
+use tongtian_types::eth::LogsBloom;
 use tongtian_types::{
     merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus,
     H256,
@@ -251,6 +254,7 @@ impl ChainRuntime {
                     signatures: vec![],
                 },
                 state: &staged,
+                logs_bloom: [0; 256],
             })?;
             tracing::info!(chain = %spec.name, root = %block.header.state_root, "genesis committed");
         }
@@ -425,14 +429,40 @@ impl ChainRuntime {
         from: u64,
         to: u64,
     ) -> Result<Vec<EventRecord>, NodeError> {
+        self.events_where(emitter, from, to, |_| true)
+    }
+
+    /// [`ChainRuntime::events`] of the blocks whose logs bloom passes
+    /// `may_match`: a log query's bloom test skips the blocks that cannot
+    /// hold what it asks for without reading their receipts. Blocks stored
+    /// before blooms were kept are read whatever the test.
+    pub fn events_where(
+        &self,
+        emitter: Option<Address>,
+        from: u64,
+        to: u64,
+        may_match: impl Fn(&LogsBloom) -> bool,
+    ) -> Result<Vec<EventRecord>, NodeError> {
         let to = to.min(self.latest().0);
-        if to >= from && to - from >= MAX_EVENT_RANGE {
+        if to < from {
+            return Ok(Vec::new());
+        }
+        if to - from >= MAX_EVENT_RANGE {
             return Err(NodeError::Config(format!(
                 "at most {MAX_EVENT_RANGE} blocks per event query"
             )));
         }
+        let blooms: HashMap<u64, LogsBloom> = self
+            .store
+            .block_stats_range(from, to)?
+            .into_iter()
+            .map(|(h, s)| (h, LogsBloom(s.logs_bloom)))
+            .collect();
         let mut out = Vec::new();
         for height in from..=to {
+            if blooms.get(&height).is_some_and(|b| !may_match(b)) {
+                continue;
+            }
             // A block's receipts in order, read by position: no hash lookups.
             let mut log_index = 0u32;
             for r in self.store.block_receipts(height)? {
@@ -451,6 +481,24 @@ impl ChainRuntime {
             }
         }
         Ok(out)
+    }
+
+    /// The [`BlockStats`] of the block at `height`: as stored with it, or,
+    /// for a block stored before stats were kept, worked out from its
+    /// transactions and receipts. `None` for a height not committed.
+    pub fn block_stats(&self, height: u64) -> Result<Option<BlockStats>, NodeError> {
+        if let Some(stats) = self.store.block_stats(height)? {
+            return Ok(Some(stats));
+        }
+        let Some(block) = self.store.block(height)? else {
+            return Ok(None);
+        };
+        let receipts = self.store.block_receipts(height)?;
+        Ok(Some(BlockStats {
+            size: tongtian_types::codec::encode(&block).len() as u64,
+            gas_used: receipts.iter().map(|r| r.gas_used).sum(),
+            logs_bloom: tongtian_vm_evm::logs_bloom(receipts.iter().flat_map(|r| &r.events)).0,
+        }))
     }
 
     /// Subscribe to committed blocks.
@@ -837,12 +885,17 @@ impl ChainRuntime {
         let prepared = std::thread::scope(|scope| {
             let preparer = prepare
                 .then(|| scope.spawn(|| self.prepare_next(&header, hash, &tx_hashes, &staged)));
+            // Ethereum's logs bloom, kept with the block so that log
+            // queries and block views need not rebuild it from receipts.
+            let bloom =
+                tongtian_vm_evm::logs_bloom(outcome.receipts.iter().flat_map(|r| &r.events));
             let written = self.store.commit_block(BlockCommit {
                 block: &block,
                 tx_hashes: &tx_hashes,
                 receipts: &outcome.receipts,
                 certificate: &cert,
                 state: &staged,
+                logs_bloom: bloom.0,
             });
             if written.is_ok() {
                 self.committed(&block, hash, &outcome, tx_hashes.clone());

@@ -93,6 +93,8 @@ const TX_POS_V3: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_p
 const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs_by_position");
 /// Receipts by position, for the same reason.
 const RECEIPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("receipts_by_position");
+/// [`BlockStats`] by height. Blocks written before it existed have none.
+const BLOCK_STATS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_stats");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const SMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_nodes");
 const SMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_values");
@@ -166,6 +168,20 @@ pub trait StateStore: Send + Sync {
     }
 }
 
+/// Figures of a block that views of it ask for (Ethereum's block object
+/// has all three), kept when it is written so that a view need not read
+/// and decode the block's transactions and receipts again.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockStats {
+    /// Length of the block's encoding, in bytes.
+    pub size: u64,
+    /// Gas its transactions used, summed over the receipts.
+    pub gas_used: u64,
+    /// The caller's filter over the block's logs
+    /// ([`BlockCommit::logs_bloom`]).
+    pub logs_bloom: [u8; 256],
+}
+
 /// Everything one block writes.
 pub struct BlockCommit<'a> {
     /// The block.
@@ -178,6 +194,10 @@ pub struct BlockCommit<'a> {
     pub certificate: &'a Certificate,
     /// Its state changes, staged against the parent's state.
     pub state: &'a StagedState,
+    /// A 2048-bit filter over what its logs hold, stored in its
+    /// [`BlockStats`] for log queries to skip the block by. The store does
+    /// not look inside; a node keeps Ethereum's logs bloom here.
+    pub logs_bloom: [u8; 256],
 }
 
 /// A chain's store on disk.
@@ -290,6 +310,7 @@ impl ChainStore {
             w.open_table(TX_INDEX).map_err(db_err)?;
             w.open_table(TXS).map_err(db_err)?;
             w.open_table(RECEIPTS).map_err(db_err)?;
+            w.open_table(BLOCK_STATS).map_err(db_err)?;
             w.open_table(STATE).map_err(db_err)?;
             w.open_table(SMT_NODES).map_err(db_err)?;
             w.open_table(SMT_VALUES).map_err(db_err)?;
@@ -453,6 +474,35 @@ impl ChainStore {
         Ok(Some(Block { header, txs }))
     }
 
+    /// The [`BlockStats`] of the block at a height (`None` for a height not
+    /// committed, or committed before stats were kept).
+    pub fn block_stats(&self, height: u64) -> Result<Option<BlockStats>, StorageError> {
+        self.read(BLOCK_STATS, height, "block stats")
+    }
+
+    /// The [`BlockStats`] of the blocks from `from` to `to` inclusive that
+    /// have them, in height order, read in one snapshot.
+    pub fn block_stats_range(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, BlockStats)>, StorageError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(BLOCK_STATS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for e in t.range(from..=to).map_err(db_err)? {
+            let (k, v) = e.map_err(db_err)?;
+            out.push((
+                k.value(),
+                decode("block stats", v.value()).map_err(corrupt)?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// The receipts of the block at a height, in order (none for a height
     /// not committed).
     pub fn block_receipts(&self, height: u64) -> Result<Vec<Receipt>, StorageError> {
@@ -593,9 +643,10 @@ impl ChainStore {
         let hash = c.block.header.hash(self.suite);
         let w = self.db.begin_write().map_err(db_err)?;
         {
+            let header = encode(&c.block.header);
             w.open_table(HEADERS)
                 .map_err(db_err)?
-                .insert(height, encode(&c.block.header).as_slice())
+                .insert(height, header.as_slice())
                 .map_err(db_err)?;
             w.open_table(BLOCK_TXS)
                 .map_err(db_err)?
@@ -609,12 +660,25 @@ impl ChainStore {
                 .map_err(db_err)?
                 .insert(hash.as_bytes(), height)
                 .map_err(db_err)?;
+            // The block's encoding is its header, the transaction count
+            // (4 bytes) and the transactions, each encoded as stored here.
+            let mut size = (header.len() + 4) as u64;
             let mut txs = w.open_table(TXS).map_err(db_err)?;
             for (k, part) in c.block.txs.chunks(chunk::CHUNK).enumerate() {
                 let encoded: Vec<Vec<u8>> = part.iter().map(encode).collect();
+                size += encoded.iter().map(|e| e.len() as u64).sum::<u64>();
                 txs.insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
             }
+            let stats = BlockStats {
+                size,
+                gas_used: c.receipts.iter().map(|r| r.gas_used).sum(),
+                logs_bloom: c.logs_bloom,
+            };
+            w.open_table(BLOCK_STATS)
+                .map_err(db_err)?
+                .insert(height, encode(&stats).as_slice())
+                .map_err(db_err)?;
             let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
             for (k, part) in c.receipts.chunks(chunk::CHUNK).enumerate() {
                 let encoded: Vec<Vec<u8>> = part.iter().map(encode).collect();
@@ -1003,6 +1067,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &staged,
+                logs_bloom: [0; 256],
             })
             .unwrap();
         root
@@ -1046,6 +1111,7 @@ mod tests {
                         receipts: &[],
                         certificate: &Certificate::default(),
                         state: &one,
+                        logs_bloom: [0; 256],
                     })
                     .unwrap()
             };
@@ -1081,6 +1147,7 @@ mod tests {
                     receipts: &[],
                     certificate: &Certificate::default(),
                     state: &two,
+                    logs_bloom: [0; 256],
                 })
                 .unwrap();
             let proof = store.prove(b"e", 2).unwrap();
@@ -1116,7 +1183,8 @@ mod tests {
                     tx_hashes: &[],
                     receipts: &[],
                     certificate: &Certificate::default(),
-                    state: &staged
+                    state: &staged,
+                    logs_bloom: [0; 256],
                 }),
                 Err(StorageError::NotNext {
                     height: 5,
@@ -1226,6 +1294,25 @@ mod tests {
                 assert_eq!(store.receipt(h).unwrap().as_ref(), Some(&receipts[i]));
             }
         }
+        // Each block's stats, as written, match the block itself.
+        let stats = store.block_stats_range(0, 9).unwrap();
+        assert_eq!(stats.iter().map(|(h, _)| *h).collect::<Vec<_>>(), [0, 1, 2]);
+        for ((height, got), (block, _, receipts)) in stats[1..].iter().zip(&blocks) {
+            let want = BlockStats {
+                size: encode(block).len() as u64,
+                gas_used: receipts.iter().map(|r| r.gas_used).sum(),
+                logs_bloom: [*height as u8; 256],
+            };
+            assert_eq!(got, &want);
+            assert_eq!(store.block_stats(*height).unwrap(), Some(want));
+        }
+        assert_eq!(stats[0].1.gas_used, 0);
+        assert_eq!(
+            stats[0].1.size,
+            encode(&store.block(0).unwrap().unwrap()).len() as u64
+        );
+        assert_eq!(store.block_stats(3).unwrap(), None);
+        assert!(store.block_stats_range(2, 1).unwrap().is_empty());
         let unknown = H256([9; 32]);
         assert!(!store.has_tx(&unknown).unwrap());
         assert_eq!(store.tx(&unknown).unwrap(), None);
@@ -1247,6 +1334,8 @@ mod tests {
             receipts,
             certificate: &Certificate::default(),
             state,
+            // Any bytes: the store keeps them without looking inside.
+            logs_bloom: [block.header.height as u8; 256],
         })
     }
 
@@ -1479,7 +1568,8 @@ mod tests {
                 tx_hashes: &[],
                 receipts: &[],
                 certificate: &Certificate::default(),
-                state: &stale
+                state: &stale,
+                logs_bloom: [0; 256],
             }),
             Err(StorageError::StaleStage { .. })
         ));

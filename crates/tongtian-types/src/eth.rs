@@ -391,6 +391,60 @@ pub fn create_address(sender: &Address, nonce: u64) -> Address {
     Address(out)
 }
 
+/// Ethereum's 2048-bit logs bloom: every log's address and each of its
+/// topics set three bits, taken from the low 11 bits of the first three
+/// byte pairs of the item's Keccak-256 hash (bit 0 is the last byte's
+/// lowest). A bloom that lacks any bit of an item holds no log with it; one
+/// that has all three may. Receipts and blocks carry one, and a log query
+/// skips every block whose bloom cannot match.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct LogsBloom(pub [u8; 256]);
+
+impl Default for LogsBloom {
+    fn default() -> Self {
+        LogsBloom([0; 256])
+    }
+}
+
+impl std::fmt::Debug for LogsBloom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogsBloom({})", const_hex::encode_prefixed(self.0))
+    }
+}
+
+/// The three bloom bits of one item (an address or a topic), as (byte,
+/// mask) pairs: hashed once, checked against any number of blooms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BloomBits([(u8, u8); 3]);
+
+impl BloomBits {
+    /// The bits `item` sets.
+    pub fn of(item: &[u8]) -> Self {
+        let h = keccak256(item);
+        BloomBits([0, 2, 4].map(|i| {
+            let bit = ((usize::from(h[i]) << 8) | usize::from(h[i + 1])) & 2047;
+            ((255 - bit / 8) as u8, 1 << (bit % 8))
+        }))
+    }
+}
+
+impl LogsBloom {
+    /// Add an item's bits.
+    pub fn accrue(&mut self, bits: BloomBits) {
+        for (byte, mask) in bits.0 {
+            self.0[usize::from(byte)] |= mask;
+        }
+    }
+
+    /// Whether all of an item's bits are set: a log with the item may be
+    /// here (`false` means none is).
+    pub fn may_contain(&self, bits: &BloomBits) -> bool {
+        bits.0
+            .iter()
+            .all(|(byte, mask)| self.0[usize::from(*byte)] & mask == *mask)
+    }
+}
+
 /// Build and sign an EIP-1559 transaction (for tests, benchmarks and the
 /// CLI; wallets do this themselves).
 #[allow(clippy::too_many_arguments)]
@@ -481,6 +535,28 @@ pub fn sign_eip1559_listing(
 mod tests {
     use super::*;
     use tongtian_crypto::eth::EthKey;
+
+    #[test]
+    fn bloom_bits_follow_the_yellow_paper() {
+        // keccak256("") = c5d2 4601 86f7 ...: the low 11 bits of the first
+        // three pairs are 1490, 1537 and 1783, which are bit 2 of byte
+        // 255 - 186, bit 1 of byte 255 - 192 and bit 7 of byte 255 - 222.
+        let mut bloom = LogsBloom::default();
+        bloom.accrue(BloomBits::of(b""));
+        let mut want = [0u8; 256];
+        want[69] = 1 << 2;
+        want[63] = 1 << 1;
+        want[33] = 1 << 7;
+        assert_eq!(bloom, LogsBloom(want));
+        assert!(bloom.may_contain(&BloomBits::of(b"")));
+        // Another item's bits are (almost surely) not all there; once
+        // added, both are.
+        let other = BloomBits::of(&[7u8; 20]);
+        assert!(!bloom.may_contain(&other));
+        bloom.accrue(other);
+        assert!(bloom.may_contain(&other) && bloom.may_contain(&BloomBits::of(b"")));
+        assert!(!LogsBloom::default().may_contain(&other));
+    }
 
     #[test]
     fn eip1559_round_trip_recovers_the_signer() {

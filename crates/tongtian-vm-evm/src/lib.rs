@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tongtian_execution::vm::{CallResult, CodeInfo, Host, Message, Vm, VmFailure};
 use tongtian_execution::ExecutionError;
+use tongtian_types::eth::{BloomBits, LogsBloom};
 use tongtian_types::{Account, Address, Event, VmKind, H256};
 
 pub mod abi;
@@ -150,17 +151,64 @@ fn u128_of(v: U256) -> u128 {
     u128::try_from(v).unwrap_or(u128::MAX)
 }
 
-/// Turn an EVM log into a receipt event.
+/// Turn an EVM log into a receipt event: `topics` is the topics as
+/// 0x-prefixed hex joined by commas, `data` the data as 0x-prefixed hex.
 pub fn log_event(address: &EAddr, topics: &[B256], data: &[u8]) -> Event {
-    let topics: Vec<String> = topics.iter().map(|t| format!("{t:#x}")).collect();
+    let mut joined = String::with_capacity(topics.len() * 67);
+    for (i, t) in topics.iter().enumerate() {
+        if i > 0 {
+            joined.push(',');
+        }
+        joined.push_str(&const_hex::encode_prefixed(t));
+    }
     Event {
         emitter: taddr(address),
         name: LOG_EVENT.into(),
         attributes: vec![
-            ("topics".into(), topics.join(",")),
-            ("data".into(), format!("0x{}", hex::encode(data))),
+            ("topics".into(), joined),
+            ("data".into(), const_hex::encode_prefixed(data)),
         ],
     }
+}
+
+/// The topics of an event made by [`log_event`] (none for other events or
+/// malformed attributes).
+pub fn log_topics(e: &Event) -> Vec<[u8; 32]> {
+    if e.name != LOG_EVENT {
+        return Vec::new();
+    }
+    let Some((_, joined)) = e.attributes.iter().find(|(n, _)| n == "topics") else {
+        return Vec::new();
+    };
+    joined
+        .split(',')
+        .filter_map(|t| const_hex::decode_to_array::<_, 32>(t).ok())
+        .collect()
+}
+
+/// Ethereum's logs bloom of the EVM logs among `events` (other events are
+/// not Ethereum logs and set nothing). A block's logs repeat addresses and
+/// topics (a token's address, its `Transfer` topic), so each distinct item
+/// is hashed once.
+pub fn logs_bloom<'a>(events: impl IntoIterator<Item = &'a Event>) -> LogsBloom {
+    let mut bloom = LogsBloom::default();
+    // Addresses are kept zero-padded to 32 bytes with a marker byte, so an
+    // address and a topic never share an entry.
+    let mut seen: std::collections::HashSet<[u8; 33]> = Default::default();
+    let mut add = |item: &[u8], kind: u8| {
+        let mut key = [kind; 33];
+        key[1..=item.len()].copy_from_slice(item);
+        if seen.insert(key) {
+            bloom.accrue(BloomBits::of(item));
+        }
+    };
+    for e in events.into_iter().filter(|e| e.name == LOG_EVENT) {
+        add(&e.emitter.0, 0);
+        for t in log_topics(e) {
+            add(&t, 1);
+        }
+    }
+    bloom
 }
 
 impl EvmVm {
@@ -342,5 +390,56 @@ impl Vm for EvmVm {
         _code: &CodeInfo,
     ) -> Result<CallResult, ExecutionError> {
         self.run(host, msg, TxKind::Call(eaddr(&msg.to)), msg.input.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blocks_logs_bloom_holds_each_logs_address_and_topics() {
+        let token = EAddr::repeat_byte(0x11);
+        let (t0, t1, t2) = (
+            B256::repeat_byte(0xdd),
+            B256::repeat_byte(0x01),
+            B256::repeat_byte(0x02),
+        );
+        let first = log_event(&token, &[t0, t1], b"x");
+        let second = log_event(&token, &[t0, t2], &[]);
+        assert_eq!(log_topics(&first), vec![t0.0, t1.0]);
+        assert_eq!(log_topics(&second), vec![t0.0, t2.0]);
+        // A WASM event is not an Ethereum log: it sets nothing, whatever
+        // its attributes say.
+        let wasm = Event {
+            emitter: Address([0x22; 20]),
+            name: "transfer".into(),
+            attributes: vec![("topics".into(), format!("{t1:#x}"))],
+        };
+        assert!(log_topics(&wasm).is_empty());
+        assert_eq!(logs_bloom([&wasm]), LogsBloom::default());
+
+        let bloom = logs_bloom([&first, &wasm, &second]);
+        for item in [
+            token.as_slice(),
+            t0.as_slice(),
+            t1.as_slice(),
+            t2.as_slice(),
+        ] {
+            assert!(bloom.may_contain(&BloomBits::of(item)));
+        }
+        // Exactly the items' bits, each item once: the same as adding them
+        // one by one.
+        let mut want = LogsBloom::default();
+        for item in [
+            token.as_slice(),
+            t0.as_slice(),
+            t1.as_slice(),
+            t2.as_slice(),
+        ] {
+            want.accrue(BloomBits::of(item));
+        }
+        assert_eq!(bloom, want);
+        assert!(!bloom.may_contain(&BloomBits::of(&[0x22; 20])));
     }
 }
