@@ -42,7 +42,7 @@ use tongtian_crypto::eth::{personal_message_digest, EthKey};
 use tongtian_execution::vm::{blob_key, code_key, storage_key, CodeInfo, VmFailure};
 use tongtian_execution::CallRequest;
 use tongtian_node::{ChainRuntime, NodeError};
-use tongtian_storage::StateStore;
+use tongtian_storage::{BlockFilters, StateStore};
 use tongtian_types::codec::{decode, encode};
 use tongtian_types::eth::{sign_eip1559_listing, AccessList, BloomBits, EthTx, LogsBloom};
 use tongtian_types::{Action, Address, SignedTransaction, TxStatus, VmKind, H256};
@@ -984,15 +984,17 @@ fn receipt_by_hash(chain: &ChainRuntime, hash: &H256) -> RpcResult {
         return Ok(Value::Null);
     };
     let bh = block_hash_at(chain, rec.height)?;
-    let receipts = chain.store().block_receipts(rec.height)?;
-    let mut at = ReceiptPlace::first(rec.height, bh);
-    for r in &receipts {
-        at = at.next(r);
-        if r.index == rec.index {
-            return Ok(receipt_view(chain, &rec.tx, r, &at));
-        }
-    }
-    Ok(Value::Null)
+    // Its own chunk of receipts is read, not the whole block's.
+    let Some(placed) = chain.store().receipt_at(rec.height, rec.index)? else {
+        return Ok(Value::Null);
+    };
+    let before = ReceiptPlace {
+        cumulative_gas: placed.gas_before,
+        logs_through: placed.events_before,
+        ..ReceiptPlace::first(rec.height, bh)
+    };
+    let r = &placed.receipt;
+    Ok(receipt_view(chain, &rec.tx, r, &before.next(r)))
 }
 
 /// `eth_getBlockReceipts`: every receipt of a block, in order; null for a
@@ -1139,7 +1141,7 @@ fn block(chain: &ChainRuntime, height: u64, full: bool) -> RpcResult {
         "nonce": "0x0000000000000000",
         "mixHash": hex_value(&[0u8; 32]),
         "sha3Uncles": EMPTY_UNCLES,
-        "logsBloom": hex_value(&stats.logs_bloom),
+        "logsBloom": hex_value(&stats.filters.logs),
         "transactionsRoot": hex_value(&h.tx_root.0),
         "stateRoot": hex_value(&h.state_root.0),
         "receiptsRoot": hex_value(&h.receipts_root.0),
@@ -1259,7 +1261,7 @@ fn log_query(p: &[Value]) -> Result<LogQuery, RpcError> {
 /// its addresses (if it names any), and at each topic position it
 /// constrains, one of the alternatives. A topic that is not 32 bytes of hex
 /// is not tested (the logs themselves are, after).
-fn bloom_test(q: &LogQuery) -> impl Fn(&LogsBloom) -> bool {
+fn bloom_test(q: &LogQuery) -> impl Fn(&BlockFilters) -> bool {
     let addresses: Vec<BloomBits> = q.addresses.iter().map(|a| BloomBits::of(&a.0)).collect();
     let topics: Vec<Option<Vec<BloomBits>>> = q
         .topics
@@ -1275,7 +1277,8 @@ fn bloom_test(q: &LogQuery) -> impl Fn(&LogsBloom) -> bool {
                 .collect()
         })
         .collect();
-    move |bloom| {
+    move |filters| {
+        let bloom = LogsBloom(filters.logs);
         (addresses.is_empty() || addresses.iter().any(|a| bloom.may_contain(a)))
             && topics.iter().all(|alts| {
                 alts.as_ref()
@@ -1595,12 +1598,13 @@ fn tx_at(chain: &ChainRuntime, height: Option<u64>, index: Option<&Value>) -> Rp
     let Some(height) = height else {
         return Ok(Value::Null);
     };
-    let Some(block) = chain.store().block(height)? else {
+    // One transaction read alone, not the whole block.
+    let Ok(index) = u32::try_from(index) else {
         return Ok(Value::Null);
     };
-    let Some(tx) = usize::try_from(index).ok().and_then(|i| block.txs.get(i)) else {
+    let Some(tx) = chain.store().tx_at(height, index)? else {
         return Ok(Value::Null);
     };
-    let hash = block.header.hash(chain.spec().suite);
-    Ok(tx_view(chain, tx, Some((height, hash, index as u32))))
+    let hash = block_hash_at(chain, height)?;
+    Ok(tx_view(chain, &tx, Some((height, hash, index))))
 }

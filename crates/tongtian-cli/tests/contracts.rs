@@ -1188,6 +1188,56 @@ fn json_rpc_reads_state_at_past_blocks() {
         block_of(payment_height)["logsBloom"],
         format!("0x{}", "0".repeat(512))
     );
+
+    // Six approvals (a log each, no tokens needed) from one Ethereum dev
+    // account: nonces n+1.. sent first wait in the queue, and n releases
+    // them together, so several share a block. Each receipt alone says
+    // what the block's receipts say of it: its cumulative gas and log
+    // index count the receipts before it.
+    let dev0 = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    let n =
+        quantity(&call_rpc(&node, "eth_getTransactionCount", json!([dev0, "pending"]))["result"]);
+    let raws: Vec<String> = (0..6u64)
+        .map(|k| {
+            let data = format!("0x095ea7b3{:0>64}{:064x}", format!("{:x}", 0xa0 + k), k + 1);
+            let tx = json!([{"from": dev0, "to": token, "data": data, "nonce": tag(n + k), "gas": "0x30000"}]);
+            let signed = call_rpc(&node, "eth_signTransaction", tx);
+            signed["result"].as_str().unwrap_or_else(|| panic!("{signed}")).to_string()
+        })
+        .collect();
+    let hashes: Vec<Value> = raws[1..]
+        .iter()
+        .chain(&raws[..1])
+        .map(|raw| call_rpc(&node, "eth_sendRawTransaction", json!([raw]))["result"].clone())
+        .collect();
+    let receipts: Vec<Value> = hashes.iter().map(|h| mined(&node, h)).collect();
+    let mut heights: Vec<u64> = receipts
+        .iter()
+        .map(|r| quantity(&r["blockNumber"]))
+        .collect();
+    heights.sort_unstable();
+    heights.dedup();
+    assert!(
+        heights.len() < 6,
+        "the approvals did not share a block: {heights:?}"
+    );
+    for h in heights {
+        let all = call_rpc(&node, "eth_getBlockReceipts", json!([tag(h)]))["result"].clone();
+        let all = all.as_array().unwrap();
+        for (i, r) in all.iter().enumerate() {
+            let alone = call_rpc(
+                &node,
+                "eth_getTransactionReceipt",
+                json!([r["transactionHash"]]),
+            )["result"]
+                .clone();
+            assert_eq!(&alone, r, "receipt {i} of block {h}");
+        }
+        if all.len() > 1 {
+            assert!(quantity(&all[1]["cumulativeGasUsed"]) > quantity(&all[0]["gasUsed"]));
+            assert_eq!(all[1]["logs"][0]["logIndex"], "0x1");
+        }
+    }
 }
 
 /// An address no test here sends to or from.

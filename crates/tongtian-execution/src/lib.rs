@@ -1057,7 +1057,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &staged,
-                logs_bloom: [0; 256],
+                filters: Default::default(),
             })
             .unwrap();
         let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
@@ -1135,7 +1135,7 @@ mod tests {
                 receipts: &out.receipts,
                 certificate: &Certificate::default(),
                 state: &staged,
-                logs_bloom: [0; 256],
+                filters: Default::default(),
             })
             .unwrap();
         let mut everyone = a.clone();
@@ -1267,7 +1267,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &staged,
-                logs_bloom: [0; 256],
+                filters: Default::default(),
             })
             .unwrap();
     }

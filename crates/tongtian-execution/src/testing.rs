@@ -116,7 +116,7 @@ impl TestChain {
                 receipts: &receipts,
                 certificate: &Certificate::default(),
                 state: &staged,
-                logs_bloom: [0; 256],
+                filters: Default::default(),
             })
             .expect("commit");
     }

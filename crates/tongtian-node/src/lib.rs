@@ -28,10 +28,10 @@ use tongtian_execution::{
 use tongtian_mempool::{AccountSource, AdmissionError, Mempool, MempoolConfig};
 use tongtian_network::{channels, Network};
 use tongtian_storage::{
-    BlockCommit, BlockStats, ChainStore, StagedState, StateStore, StorageError,
+    BlockCommit, BlockFilters, BlockStats, ChainStore, StagedState, StateStore, StorageError,
 };
 use tongtian_types::api::BlockEvent;
-use tongtian_types::eth::LogsBloom;
+use tongtian_types::eth::{BloomBits, LogsBloom};
 use tongtian_types::{
     merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus,
     H256,
@@ -254,7 +254,7 @@ impl ChainRuntime {
                     signatures: vec![],
                 },
                 state: &staged,
-                logs_bloom: [0; 256],
+                filters: BlockFilters::default(),
             })?;
             tracing::info!(chain = %spec.name, root = %block.header.state_root, "genesis committed");
         }
@@ -422,26 +422,32 @@ impl ChainRuntime {
     }
 
     /// Committed events of heights `from..=to` (at most
-    /// [`MAX_EVENT_RANGE`] blocks), optionally only those of one emitter.
+    /// [`MAX_EVENT_RANGE`] blocks), optionally only those of one emitter
+    /// (then only the blocks whose emitters bloom may hold it are read).
     pub fn events(
         &self,
         emitter: Option<Address>,
         from: u64,
         to: u64,
     ) -> Result<Vec<EventRecord>, NodeError> {
-        self.events_where(emitter, from, to, |_| true)
+        let wanted = emitter.map(|a| BloomBits::of(&a.0));
+        self.events_where(emitter, from, to, |f| {
+            wanted
+                .as_ref()
+                .is_none_or(|bits| LogsBloom(f.emitters).may_contain(bits))
+        })
     }
 
-    /// [`ChainRuntime::events`] of the blocks whose logs bloom passes
-    /// `may_match`: a log query's bloom test skips the blocks that cannot
-    /// hold what it asks for without reading their receipts. Blocks stored
-    /// before blooms were kept are read whatever the test.
+    /// [`ChainRuntime::events`] of the blocks whose [`BlockFilters`] pass
+    /// `may_match`: a query's bloom test skips the blocks that cannot hold
+    /// what it asks for without reading their receipts. Blocks stored
+    /// before filters were kept are read whatever the test.
     pub fn events_where(
         &self,
         emitter: Option<Address>,
         from: u64,
         to: u64,
-        may_match: impl Fn(&LogsBloom) -> bool,
+        may_match: impl Fn(&BlockFilters) -> bool,
     ) -> Result<Vec<EventRecord>, NodeError> {
         let to = to.min(self.latest().0);
         if to < from {
@@ -452,15 +458,15 @@ impl ChainRuntime {
                 "at most {MAX_EVENT_RANGE} blocks per event query"
             )));
         }
-        let blooms: HashMap<u64, LogsBloom> = self
+        let filters: HashMap<u64, BlockFilters> = self
             .store
             .block_stats_range(from, to)?
             .into_iter()
-            .map(|(h, s)| (h, LogsBloom(s.logs_bloom)))
+            .map(|(h, s)| (h, s.filters))
             .collect();
         let mut out = Vec::new();
         for height in from..=to {
-            if blooms.get(&height).is_some_and(|b| !may_match(b)) {
+            if filters.get(&height).is_some_and(|f| !may_match(f)) {
                 continue;
             }
             // A block's receipts in order, read by position: no hash lookups.
@@ -497,7 +503,7 @@ impl ChainRuntime {
         Ok(Some(BlockStats {
             size: tongtian_types::codec::encode(&block).len() as u64,
             gas_used: receipts.iter().map(|r| r.gas_used).sum(),
-            logs_bloom: tongtian_vm_evm::logs_bloom(receipts.iter().flat_map(|r| &r.events)).0,
+            filters: event_filters(&receipts),
         }))
     }
 
@@ -885,17 +891,16 @@ impl ChainRuntime {
         let prepared = std::thread::scope(|scope| {
             let preparer = prepare
                 .then(|| scope.spawn(|| self.prepare_next(&header, hash, &tx_hashes, &staged)));
-            // Ethereum's logs bloom, kept with the block so that log
-            // queries and block views need not rebuild it from receipts.
-            let bloom =
-                tongtian_vm_evm::logs_bloom(outcome.receipts.iter().flat_map(|r| &r.events));
+            // Kept with the block, so that event queries and block views
+            // need not rebuild them from its receipts.
+            let filters = event_filters(&outcome.receipts);
             let written = self.store.commit_block(BlockCommit {
                 block: &block,
                 tx_hashes: &tx_hashes,
                 receipts: &outcome.receipts,
                 certificate: &cert,
                 state: &staged,
-                logs_bloom: bloom.0,
+                filters,
             });
             if written.is_ok() {
                 self.committed(&block, hash, &outcome, tx_hashes.clone());
@@ -943,6 +948,24 @@ impl ChainRuntime {
             txs: tx_hashes,
             failed,
         }));
+    }
+}
+
+/// The [`BlockFilters`] of a block with `receipts`: Ethereum's logs bloom
+/// of its EVM logs, and a bloom of the same form over the emitters of all
+/// its events (each distinct emitter hashed once).
+fn event_filters(receipts: &[tongtian_types::Receipt]) -> BlockFilters {
+    let events = || receipts.iter().flat_map(|r| &r.events);
+    let mut emitters = LogsBloom::default();
+    let mut seen = std::collections::HashSet::new();
+    for e in events() {
+        if seen.insert(e.emitter) {
+            emitters.accrue(BloomBits::of(&e.emitter.0));
+        }
+    }
+    BlockFilters {
+        logs: tongtian_vm_evm::logs_bloom(events()).0,
+        emitters: emitters.0,
     }
 }
 

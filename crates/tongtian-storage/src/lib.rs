@@ -93,6 +93,13 @@ const TX_POS_V3: TableDefinition<&[u8], (u64, u32)> = TableDefinition::new("tx_p
 const TXS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("txs_by_position");
 /// Receipts by position, for the same reason.
 const RECEIPTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("receipts_by_position");
+/// (height, chunk) → (gas used, events emitted) by the block's receipts
+/// before that chunk of [`RECEIPTS`], for chunks after the first: a
+/// receipt's place in its block (Ethereum's cumulative gas and log index)
+/// then takes reading its own chunk only. Blocks written before it existed
+/// have none, and are summed from their receipts.
+const RECEIPT_MARKS: TableDefinition<(u64, u32), (u64, u32)> =
+    TableDefinition::new("receipt_marks");
 /// [`BlockStats`] by height. Blocks written before it existed have none.
 const BLOCK_STATS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_stats");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
@@ -168,18 +175,49 @@ pub trait StateStore: Send + Sync {
     }
 }
 
+/// Filters over what a block's events hold, made by the caller when the
+/// block is written and kept in its [`BlockStats`], so that a query for
+/// some events can skip the blocks that cannot hold them. The store does
+/// not look inside; a node keeps 2048-bit blooms in Ethereum's form.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BlockFilters {
+    /// Over the block's Ethereum logs: their addresses and topics.
+    pub logs: [u8; 256],
+    /// Over the emitters of all its events, of any VM or native module.
+    pub emitters: [u8; 256],
+}
+
+impl Default for BlockFilters {
+    fn default() -> Self {
+        BlockFilters {
+            logs: [0; 256],
+            emitters: [0; 256],
+        }
+    }
+}
+
 /// Figures of a block that views of it ask for (Ethereum's block object
-/// has all three), kept when it is written so that a view need not read
-/// and decode the block's transactions and receipts again.
+/// has size, gas and logs bloom), kept when it is written so that a view
+/// need not read and decode the block's transactions and receipts again.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct BlockStats {
     /// Length of the block's encoding, in bytes.
     pub size: u64,
     /// Gas its transactions used, summed over the receipts.
     pub gas_used: u64,
-    /// The caller's filter over the block's logs
-    /// ([`BlockCommit::logs_bloom`]).
-    pub logs_bloom: [u8; 256],
+    /// The caller's filters over its events ([`BlockCommit::filters`]).
+    pub filters: BlockFilters,
+}
+
+/// A receipt with what the receipts before it in its block add up to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Gas used by the block's receipts before it.
+    pub gas_before: u64,
+    /// Events emitted by the block's receipts before it.
+    pub events_before: u32,
 }
 
 /// Everything one block writes.
@@ -194,10 +232,9 @@ pub struct BlockCommit<'a> {
     pub certificate: &'a Certificate,
     /// Its state changes, staged against the parent's state.
     pub state: &'a StagedState,
-    /// A 2048-bit filter over what its logs hold, stored in its
-    /// [`BlockStats`] for log queries to skip the block by. The store does
-    /// not look inside; a node keeps Ethereum's logs bloom here.
-    pub logs_bloom: [u8; 256],
+    /// Filters over its events, kept in its [`BlockStats`] for event
+    /// queries to skip the block by.
+    pub filters: BlockFilters,
 }
 
 /// A chain's store on disk.
@@ -311,6 +348,7 @@ impl ChainStore {
             w.open_table(TXS).map_err(db_err)?;
             w.open_table(RECEIPTS).map_err(db_err)?;
             w.open_table(BLOCK_STATS).map_err(db_err)?;
+            w.open_table(RECEIPT_MARKS).map_err(db_err)?;
             w.open_table(STATE).map_err(db_err)?;
             w.open_table(SMT_NODES).map_err(db_err)?;
             w.open_table(SMT_VALUES).map_err(db_err)?;
@@ -503,6 +541,64 @@ impl ChainStore {
         Ok(out)
     }
 
+    /// Receipt `index` of the block at `height` with its place in the
+    /// block, reading only its own chunk (`None` past the block's end or
+    /// for a height not committed).
+    pub fn receipt_at(
+        &self,
+        height: u64,
+        index: u32,
+    ) -> Result<Option<PlacedReceipt>, StorageError> {
+        let k = index / chunk::CHUNK as u32;
+        let r = self.db.begin_read().map_err(db_err)?;
+        let receipts = r.open_table(RECEIPTS).map_err(db_err)?;
+        let Some(g) = receipts.get((height, k)).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let mark = if k == 0 {
+            Some((0, 0))
+        } else {
+            let marks = r.open_table(RECEIPT_MARKS).map_err(db_err)?;
+            marks.get((height, k)).map_err(db_err)?.map(|m| m.value())
+        };
+        let (mut gas_before, mut events_before) = match mark {
+            Some(m) => m,
+            // A block written before marks were kept: sum the chunks
+            // before this one.
+            None => {
+                let mut sum = (0, 0);
+                for e in receipts.range((height, 0)..(height, k)).map_err(db_err)? {
+                    let (_, v) = e.map_err(db_err)?;
+                    let c = v.value();
+                    for i in 0..chunk::len(c).ok_or_else(|| bad_chunk(height))? {
+                        let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
+                        let r: Receipt = decode("receipt", item).map_err(corrupt)?;
+                        sum.0 += r.gas_used;
+                        sum.1 += r.events.len() as u32;
+                    }
+                }
+                sum
+            }
+        };
+        let c = g.value();
+        let at = index as usize % chunk::CHUNK;
+        if at >= chunk::len(c).ok_or_else(|| bad_chunk(height))? {
+            return Ok(None);
+        }
+        for i in 0..at {
+            let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
+            let r: Receipt = decode("receipt", item).map_err(corrupt)?;
+            gas_before += r.gas_used;
+            events_before += r.events.len() as u32;
+        }
+        let item = chunk::get(c, at).ok_or_else(|| bad_chunk(height))?;
+        Ok(Some(PlacedReceipt {
+            receipt: decode("receipt", item).map_err(corrupt)?,
+            gas_before,
+            events_before,
+        }))
+    }
+
     /// The receipts of the block at a height, in order (none for a height
     /// not committed).
     pub fn block_receipts(&self, height: u64) -> Result<Vec<Receipt>, StorageError> {
@@ -579,6 +675,21 @@ impl ChainStore {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(table).map_err(db_err)?;
         chunk_item(&t, pos, what)
+    }
+
+    /// Transaction `index` of the block at `height`, read alone (`None`
+    /// past the block's end or for a height not committed).
+    pub fn tx_at(
+        &self,
+        height: u64,
+        index: u32,
+    ) -> Result<Option<SignedTransaction>, StorageError> {
+        match self.header(height)? {
+            Some(h) if index < h.tx_count => {
+                self.chunked(TXS, (height, index), "transaction").map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     /// A committed transaction by hash.
@@ -673,18 +784,27 @@ impl ChainStore {
             let stats = BlockStats {
                 size,
                 gas_used: c.receipts.iter().map(|r| r.gas_used).sum(),
-                logs_bloom: c.logs_bloom,
+                filters: c.filters.clone(),
             };
             w.open_table(BLOCK_STATS)
                 .map_err(db_err)?
                 .insert(height, encode(&stats).as_slice())
                 .map_err(db_err)?;
             let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
+            let mut marks = w.open_table(RECEIPT_MARKS).map_err(db_err)?;
+            let mut before = (0u64, 0u32);
             for (k, part) in c.receipts.chunks(chunk::CHUNK).enumerate() {
                 let encoded: Vec<Vec<u8>> = part.iter().map(encode).collect();
                 receipts
                     .insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
+                if k > 0 {
+                    marks.insert((height, k as u32), before).map_err(db_err)?;
+                }
+                for r in part {
+                    before.0 += r.gas_used;
+                    before.1 += r.events.len() as u32;
+                }
             }
             let mut state = w.open_table(STATE).map_err(db_err)?;
             let mut values = w.open_table(SMT_VALUES).map_err(db_err)?;
@@ -1067,7 +1187,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &staged,
-                logs_bloom: [0; 256],
+                filters: BlockFilters::default(),
             })
             .unwrap();
         root
@@ -1111,7 +1231,7 @@ mod tests {
                         receipts: &[],
                         certificate: &Certificate::default(),
                         state: &one,
-                        logs_bloom: [0; 256],
+                        filters: BlockFilters::default(),
                     })
                     .unwrap()
             };
@@ -1147,7 +1267,7 @@ mod tests {
                     receipts: &[],
                     certificate: &Certificate::default(),
                     state: &two,
-                    logs_bloom: [0; 256],
+                    filters: BlockFilters::default(),
                 })
                 .unwrap();
             let proof = store.prove(b"e", 2).unwrap();
@@ -1184,7 +1304,7 @@ mod tests {
                     receipts: &[],
                     certificate: &Certificate::default(),
                     state: &staged,
-                    logs_bloom: [0; 256],
+                    filters: BlockFilters::default(),
                 }),
                 Err(StorageError::NotNext {
                     height: 5,
@@ -1248,7 +1368,13 @@ mod tests {
                 status: tongtian_types::TxStatus::Success,
                 gas_used: 21_000 + u64::from(index),
                 fee: 0,
-                events: vec![],
+                events: (0..index % 3)
+                    .map(|_| tongtian_types::Event {
+                        emitter: Address::ZERO,
+                        name: "e".into(),
+                        attributes: vec![],
+                    })
+                    .collect(),
                 output: vec![],
                 contract_address: None,
             })
@@ -1286,7 +1412,17 @@ mod tests {
                 Some(hashes)
             );
             assert_eq!(&store.block_receipts(height).unwrap(), receipts);
+            let n = block.txs.len() as u32;
+            assert_eq!(
+                store.tx_at(height, n - 1).unwrap().as_ref(),
+                block.txs.last()
+            );
+            assert_eq!(store.tx_at(height, n).unwrap(), None);
             for (i, h) in hashes.iter().enumerate() {
+                assert_eq!(
+                    store.tx_at(height, i as u32).unwrap().as_ref(),
+                    Some(&block.txs[i])
+                );
                 let rec = store.tx(h).unwrap().unwrap();
                 assert_eq!((rec.height, rec.index), (height, i as u32));
                 assert_eq!(rec.tx, block.txs[i]);
@@ -1294,6 +1430,36 @@ mod tests {
                 assert_eq!(store.receipt(h).unwrap().as_ref(), Some(&receipts[i]));
             }
         }
+        // Each receipt read alone, with what the receipts before it add up
+        // to; the same again for blocks stored before the chunk marks were
+        // kept (the marks removed), which are summed from the receipts.
+        let places = |store: &ChainStore| {
+            for (block, _, receipts) in &blocks {
+                let height = block.header.height;
+                let (mut gas, mut events) = (0, 0);
+                for (i, r) in receipts.iter().enumerate() {
+                    let want = PlacedReceipt {
+                        receipt: r.clone(),
+                        gas_before: gas,
+                        events_before: events,
+                    };
+                    assert_eq!(store.receipt_at(height, i as u32).unwrap(), Some(want));
+                    gas += r.gas_used;
+                    events += r.events.len() as u32;
+                }
+                assert_eq!(
+                    store.receipt_at(height, receipts.len() as u32).unwrap(),
+                    None
+                );
+            }
+            assert_eq!(store.receipt_at(3, 0).unwrap(), None);
+        };
+        places(&store);
+        let w = store.db.begin_write().unwrap();
+        assert!(w.delete_table(RECEIPT_MARKS).unwrap());
+        w.open_table(RECEIPT_MARKS).unwrap();
+        w.commit().unwrap();
+        places(&store);
         // Each block's stats, as written, match the block itself.
         let stats = store.block_stats_range(0, 9).unwrap();
         assert_eq!(stats.iter().map(|(h, _)| *h).collect::<Vec<_>>(), [0, 1, 2]);
@@ -1301,7 +1467,10 @@ mod tests {
             let want = BlockStats {
                 size: encode(block).len() as u64,
                 gas_used: receipts.iter().map(|r| r.gas_used).sum(),
-                logs_bloom: [*height as u8; 256],
+                filters: BlockFilters {
+                    logs: [*height as u8; 256],
+                    emitters: [!(*height as u8); 256],
+                },
             };
             assert_eq!(got, &want);
             assert_eq!(store.block_stats(*height).unwrap(), Some(want));
@@ -1318,6 +1487,7 @@ mod tests {
         assert_eq!(store.tx(&unknown).unwrap(), None);
         assert_eq!(store.receipt(&unknown).unwrap(), None);
         assert_eq!(store.block(3).unwrap(), None);
+        assert_eq!(store.tx_at(3, 0).unwrap(), None);
         assert!(store.block_receipts(3).unwrap().is_empty());
     }
 
@@ -1335,7 +1505,10 @@ mod tests {
             certificate: &Certificate::default(),
             state,
             // Any bytes: the store keeps them without looking inside.
-            logs_bloom: [block.header.height as u8; 256],
+            filters: BlockFilters {
+                logs: [block.header.height as u8; 256],
+                emitters: [!(block.header.height as u8); 256],
+            },
         })
     }
 
@@ -1569,7 +1742,7 @@ mod tests {
                 receipts: &[],
                 certificate: &Certificate::default(),
                 state: &stale,
-                logs_bloom: [0; 256],
+                filters: BlockFilters::default(),
             }),
             Err(StorageError::StaleStage { .. })
         ));
