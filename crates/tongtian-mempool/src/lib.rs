@@ -724,23 +724,31 @@ impl Mempool {
     /// arrival, each sender's in nonce order. They stay pending until
     /// committed.
     pub fn pending(&self, max: usize) -> Vec<CheckedTx> {
-        self.pending_except(max, |_| false)
+        self.pending_from(max, |_| 0)
     }
 
-    /// [`Mempool::pending`] without the transactions whose hashes `skip`
-    /// holds for (those already in a block being built), which are passed
-    /// over rather than copied.
-    pub fn pending_except(&self, max: usize, skip: impl Fn(&H256) -> bool) -> Vec<CheckedTx> {
+    /// [`Mempool::pending`] without what a block being built already holds:
+    /// of each sender, the transactions with nonces below `from(sender)`
+    /// (`u64::MAX` leaves out all of them). A sender's pending transactions
+    /// run in consecutive nonces, so those are passed over by position,
+    /// not looked up one by one.
+    pub fn pending_from(&self, max: usize, from: impl Fn(&Address) -> u64) -> Vec<CheckedTx> {
         let inner = self.inner.lock();
         let mut out = Vec::with_capacity(max.min(inner.count));
         for a in &inner.order {
-            if let Some(q) = inner.senders.get(a) {
-                for t in q.txs.iter().filter(|t| !skip(&t.hash)) {
-                    if out.len() == max {
-                        return out;
-                    }
-                    out.push(t.clone());
+            let Some(q) = inner.senders.get(a) else {
+                continue;
+            };
+            let held = from(a).saturating_sub(q.committed.nonce);
+            for t in q
+                .txs
+                .iter()
+                .skip(usize::try_from(held).unwrap_or(usize::MAX))
+            {
+                if out.len() == max {
+                    return out;
                 }
+                out.push(t.clone());
             }
         }
         out
@@ -1137,17 +1145,17 @@ mod tests {
         assert_eq!(res[4].as_ref().unwrap_err().code(), "mempool_full");
         let pending = pool.pending(10);
         assert_eq!(pending.len(), 4);
-        // Passing over some keeps the order of the rest and the limit.
-        let skip = [pending[0].hash, pending[2].hash];
-        let rest: Vec<H256> = pool
-            .pending_except(10, |h| skip.contains(h))
-            .iter()
-            .map(|t| t.hash)
-            .collect();
+        // Passing over the senders of some (their only transaction, nonce
+        // 0) keeps the order of the rest and the limit.
+        let held = [pending[0].sender, pending[2].sender];
+        let from = |a: &Address| u64::from(held.contains(a));
+        let rest: Vec<H256> = pool.pending_from(10, from).iter().map(|t| t.hash).collect();
         assert_eq!(rest, vec![pending[1].hash, pending[3].hash]);
-        let one = pool.pending_except(1, |h| skip.contains(h));
+        let one = pool.pending_from(1, from);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].hash, pending[1].hash);
+        let none = pool.pending_from(10, |_| u64::MAX);
+        assert!(none.is_empty());
         let first = &pending[0];
         pool.on_commit(
             &[first.hash],
@@ -1172,6 +1180,22 @@ mod tests {
             .map(|n| pool.submit(&tx(&k, 5, n, 1, 0), &st).unwrap())
             .collect();
         let a = Address::from_public_key(SuiteId::Standard, k.public_key());
+        // The committed nonce is 3: a block being built that holds 3 and 4
+        // leaves 5; one that holds none of them (or another sender's)
+        // leaves all three.
+        assert_eq!(
+            hashes(&pool.pending_from(10, |s| if *s == a { 5 } else { 0 })),
+            [hs[2]]
+        );
+        assert_eq!(
+            hashes(&pool.pending_from(10, |s| if *s == a { 0 } else { 9 })),
+            hs
+        );
+        assert_eq!(
+            hashes(&pool.pending_from(10, |s| if *s == a { 3 } else { 9 })),
+            hs
+        );
+        assert!(pool.pending_from(10, |_| 6).is_empty());
         // nonce 3 committed, nonce 4 dropped by the proposer
         pool.on_commit(
             &[hs[0]],

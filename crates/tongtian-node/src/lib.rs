@@ -676,13 +676,10 @@ impl ChainRuntime {
         if room == 0 {
             return Ok(outcome);
         }
-        let seen: std::collections::HashSet<H256> = outcome
-            .included
-            .iter()
-            .map(|t| t.hash)
-            .chain(outcome.dropped.iter().map(|(h, _, _)| *h))
-            .collect();
-        let extra = self.mempool.pending_except(room, |h| seen.contains(h));
+        let held = held_nonces(&outcome);
+        let extra = self
+            .mempool
+            .pending_from(room, |a| held.get(a).copied().unwrap_or(0));
         if extra.is_empty() {
             return Ok(outcome);
         }
@@ -820,20 +817,21 @@ impl ChainRuntime {
     }
 
     /// Execute the block after `parent` (whose state is `staged`, not yet
-    /// committed) from pending transactions other than `parent`'s (a
-    /// partial block is topped up when proposed, and assembled then).
-    /// `None` when none are pending or execution fails; the proposal is
-    /// then built the usual way.
+    /// committed) from pending transactions other than `parent`'s (`held`:
+    /// [`held_nonces`] of its outcome; a partial block is topped up when
+    /// proposed, and assembled then). `None` when none are pending or
+    /// execution fails; the proposal is then built the usual way.
     fn prepare_next(
         &self,
         parent: &BlockHeader,
         parent_hash: H256,
-        included: &[H256],
+        held: &HashMap<Address, u64>,
         staged: &StagedState,
     ) -> Option<Prepared> {
         let max = self.spec.consensus.max_block_txs as usize;
-        let skip: std::collections::HashSet<&H256> = included.iter().collect();
-        let txs = self.mempool.pending_except(max, |h| skip.contains(h));
+        let txs = self
+            .mempool
+            .pending_from(max, |a| held.get(a).copied().unwrap_or(0));
         // A partial block is topped up when it is proposed (`top_up`), so
         // transactions arriving meanwhile still make it in.
         if txs.is_empty() {
@@ -888,9 +886,14 @@ impl ChainRuntime {
         // With `prepare`, the next block is built on another thread, on
         // this block's staged state, while this one is written and announced.
         let header = block.header.clone();
+        let held = if prepare {
+            held_nonces(&outcome)
+        } else {
+            HashMap::new()
+        };
         let prepared = std::thread::scope(|scope| {
-            let preparer = prepare
-                .then(|| scope.spawn(|| self.prepare_next(&header, hash, &tx_hashes, &staged)));
+            let preparer =
+                prepare.then(|| scope.spawn(|| self.prepare_next(&header, hash, &held, &staged)));
             // Kept with the block, so that event queries and block views
             // need not rebuild them from its receipts.
             let filters = event_filters(&outcome.receipts);
@@ -949,6 +952,23 @@ impl ChainRuntime {
             failed,
         }));
     }
+}
+
+/// What a block being built holds of each sender's transactions: the
+/// nonce after its last included one, or `u64::MAX` for a sender one of
+/// whose transactions it dropped (none of its later nonces can follow in
+/// this block). Pending transactions below these are left to it
+/// ([`Mempool::pending_from`]).
+fn held_nonces(outcome: &Outcome) -> HashMap<Address, u64> {
+    let mut held: HashMap<Address, u64> = HashMap::new();
+    for t in &outcome.included {
+        let next = held.entry(t.sender).or_insert(0);
+        *next = (*next).max(t.tx.tx.nonce + 1);
+    }
+    for (_, sender, _) in &outcome.dropped {
+        held.insert(*sender, u64::MAX);
+    }
+    held
 }
 
 /// The [`BlockFilters`] of a block with `receipts`: Ethereum's logs bloom
