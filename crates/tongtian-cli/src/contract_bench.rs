@@ -71,7 +71,43 @@ pub struct ContractBenchArgs {
     /// Offer at most this many calls per second in total.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// Afterwards, time the node's read paths on the chain the run built
+    /// (`reads` in the report).
+    #[arg(long)]
+    pub reads: bool,
 }
+
+/// Read paths timed on the chain a run built (`--reads`): each the median
+/// of [`READ_TRIES`] requests, in milliseconds, as the client sees them.
+#[derive(Debug, Serialize)]
+pub struct ReadTimes {
+    /// Height of the largest block, which the block and receipt reads use.
+    pub block: u64,
+    /// Its transactions.
+    pub block_txs: u64,
+    /// `eth_getBlockByNumber` of it with transaction hashes.
+    pub block_ms: f64,
+    /// The same with whole transactions.
+    pub block_full_ms: f64,
+    /// `eth_getTransactionReceipt` of its last transaction.
+    pub last_receipt_ms: f64,
+    /// `eth_getLogs` over the whole chain for a topic no log holds.
+    pub logs_none_ms: f64,
+    /// `eth_getLogs` over the whole chain for the transfers to one sender
+    /// (the recipient topic; none on the WASM token, whose events are not
+    /// Ethereum logs).
+    pub logs_one_ms: f64,
+    /// Logs that query found.
+    pub logs_one_found: usize,
+    /// `GET /v1/events?emitter=` over the whole chain for an address that
+    /// emitted nothing.
+    pub events_none_ms: f64,
+    /// Blocks on the chain.
+    pub blocks: u64,
+}
+
+/// Requests per timed read.
+pub const READ_TRIES: usize = 5;
 
 /// What the benchmark prints.
 #[derive(Debug, Serialize)]
@@ -128,6 +164,9 @@ pub struct ContractBenchReport {
     pub supply_conserved: bool,
     /// Cores available.
     pub cores: usize,
+    /// Read paths timed afterwards, with `--reads`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reads: Option<ReadTimes>,
 }
 
 /// Call data of `transfer(to, amount)` on the chosen VM.
@@ -415,6 +454,10 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
         sum += decode_balance(vm, &bytes)?;
     }
     let supply_conserved = sum == per_sender_tokens * c as u128;
+    let reads = match args.reads {
+        true => Some(time_reads(&client, &addrs[1]).await?),
+        false => None,
+    };
     drop(process);
 
     let all: Vec<&CheckedTx> = plans.iter().flatten().collect();
@@ -453,5 +496,81 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
         verify_bound_tps,
         supply_conserved,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        reads,
+    })
+}
+
+/// Median milliseconds of [`READ_TRIES`] runs of `read`, and its last
+/// answer.
+async fn timed<T, F, Fut>(read: F) -> Result<(f64, T)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tongtian_client::ClientError>>,
+{
+    let mut times = Vec::with_capacity(READ_TRIES);
+    let mut last = None;
+    for _ in 0..READ_TRIES {
+        let t = Instant::now();
+        last = Some(read().await?);
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((percentile(&times, 0.5), last.context("no tries")?))
+}
+
+/// Time the read paths of `--reads` on the node behind `client`;
+/// `recipient` received transfers in the run.
+async fn time_reads(client: &Client, recipient: &Address) -> Result<ReadTimes> {
+    let head = client.status().await?.height;
+    let qty = |n: u64| json!(format!("{n:#x}"));
+    let mut block = (0, 0);
+    for h in 0..=head {
+        let n = client
+            .eth("eth_getBlockTransactionCountByNumber", json!([qty(h)]))
+            .await?;
+        let n = u64::from_str_radix(n.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)?;
+        if n > block.1 {
+            block = (h, n);
+        }
+    }
+    let (block_ms, b) =
+        timed(|| client.eth("eth_getBlockByNumber", json!([qty(block.0), false]))).await?;
+    let (block_full_ms, _) =
+        timed(|| client.eth("eth_getBlockByNumber", json!([qty(block.0), true]))).await?;
+    let last = b["transactions"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned()
+        .context("the largest block has no transactions")?;
+    let (last_receipt_ms, _) =
+        timed(|| client.eth("eth_getTransactionReceipt", json!([last]))).await?;
+    let topic = |a: &Address| format!("0x{:0>64}", hex::encode(a.0));
+    let nobody = Address([0xee; 20]);
+    let (logs_none_ms, _) = timed(|| {
+        client.eth(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x0", "toBlock": "latest", "topics": [null, null, topic(&nobody)]}]),
+        )
+    })
+    .await?;
+    let (logs_one_ms, found) = timed(|| {
+        client.eth(
+            "eth_getLogs",
+            json!([{"fromBlock": "0x0", "toBlock": "latest", "topics": [null, null, topic(recipient)]}]),
+        )
+    })
+    .await?;
+    let (events_none_ms, _) = timed(|| client.events(Some(&nobody), 0, Some(head))).await?;
+    Ok(ReadTimes {
+        block: block.0,
+        block_txs: block.1,
+        block_ms,
+        block_full_ms,
+        last_receipt_ms,
+        logs_none_ms,
+        logs_one_ms,
+        logs_one_found: found.as_array().map_or(0, Vec::len),
+        events_none_ms,
+        blocks: head + 1,
     })
 }

@@ -995,11 +995,31 @@ fn contract_benchmark_reports_its_figures_on_both_vms() {
                 "--batch",
                 "50",
                 "--json",
+                "--reads",
             ])
             .output()
             .unwrap();
         let r = json_of(out);
         assert_eq!(r["vm"], vm);
+        // The read paths, timed on the chain the run built: the transfers
+        // to one sender are found through the blocks' blooms on the EVM
+        // (100 from the sender before it and the hand-out); the WASM
+        // token's events are not Ethereum logs.
+        let reads = &r["reads"];
+        assert!(reads["block_txs"].as_u64().unwrap() > 0, "{r}");
+        assert!(reads["blocks"].as_u64().unwrap() > reads["block"].as_u64().unwrap());
+        let found = if vm == "evm" { 101 } else { 0 };
+        assert_eq!(reads["logs_one_found"], found, "{r}");
+        for t in [
+            "block_ms",
+            "block_full_ms",
+            "last_receipt_ms",
+            "logs_none_ms",
+            "logs_one_ms",
+            "events_none_ms",
+        ] {
+            assert!(reads[t].as_f64().unwrap() > 0.0, "{t}: {r}");
+        }
         assert_eq!(r["committed"], 400, "{r}");
         assert_eq!(r["failed"], 0, "{r}");
         assert_eq!(r["supply_conserved"], true, "{r}");
