@@ -2,7 +2,8 @@
 //!
 //! A contract is a `cdylib` built for `wasm32-unknown-unknown` that exports
 //! `call` (and optionally `deploy`, run once at creation). Both read their
-//! input with [`input`], and answer with [`ret`] or [`revert`]:
+//! input with `input`, and answer with `ret` or `revert` (these and the
+//! other host calls exist when building for `wasm32`):
 //!
 //! ```ignore
 //! #![no_std]

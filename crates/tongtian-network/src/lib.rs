@@ -3,7 +3,7 @@
 //! Every connection is a Noise `XX` session (X25519, ChaCha20-Poly1305,
 //! BLAKE2s) over TCP. Noise gives confidentiality and integrity; identity
 //! comes from the chain: right after the handshake each side sends a
-//! [`Hello`] with its node public key (Ed25519 or SM2, per the chain's
+//! `Hello` with its node public key (Ed25519 or SM2, per the chain's
 //! suite) and a signature over the session's handshake hash, so the
 //! signature cannot be replayed into another session. A connection whose
 //! key is not in [`NetworkConfig::peers`] is refused.

@@ -7,7 +7,7 @@
 //! either the whole block or none of it on restart.
 //!
 //! The transaction-hash index is the exception that proves the rule: its
-//! keys are random, so it is written in batches (see [`TxTail`]), and the
+//! keys are random, so it is written in batches (see `TxTail`), and the
 //! batch not yet written is rebuilt from the blocks on open.
 //!
 //! State is kept twice, in the same transaction: a flat table of the latest
@@ -845,9 +845,9 @@ impl ChainStore {
     }
 
     /// Write the transaction hash index from the tail when the tail holds
-    /// [`TAIL_MAX_TXS`] transactions ([`TAIL_BUSY_MAX_TXS`] when `busy`:
-    /// the caller has more blocks to commit right away) or spans
-    /// [`TAIL_MAX_BLOCKS`] blocks (see [`TxTail`]), in a write transaction
+    /// `TAIL_MAX_TXS` (16,384) transactions (`TAIL_BUSY_MAX_TXS`, 65,536,
+    /// when `busy`: the caller has more blocks to commit right away) or
+    /// spans `TAIL_MAX_BLOCKS` (256) blocks (see `TxTail`), in a write transaction
     /// of its own; whether it wrote. Lookups use the tail until it is
     /// written, and a crash before then loses nothing (the tail is rebuilt
     /// on open).
