@@ -31,7 +31,7 @@ use tongtian_storage::{
     BlockCommit, BlockFilters, BlockStats, ChainStore, StagedState, StateStore, StorageError,
 };
 use tongtian_types::api::BlockEvent;
-use tongtian_types::eth::{BloomBits, LogsBloom};
+use tongtian_types::eth::{BloomBits, BloomBuilder, LogsBloom};
 use tongtian_types::{
     merkle_root, Account, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, TxStatus,
     H256,
@@ -973,19 +973,16 @@ fn held_nonces(outcome: &Outcome) -> HashMap<Address, u64> {
 
 /// The [`BlockFilters`] of a block with `receipts`: Ethereum's logs bloom
 /// of its EVM logs, and a bloom of the same form over the emitters of all
-/// its events (each distinct emitter hashed once).
+/// its events.
 fn event_filters(receipts: &[tongtian_types::Receipt]) -> BlockFilters {
     let events = || receipts.iter().flat_map(|r| &r.events);
-    let mut emitters = LogsBloom::default();
-    let mut seen = std::collections::HashSet::new();
+    let mut emitters = BloomBuilder::default();
     for e in events() {
-        if seen.insert(e.emitter) {
-            emitters.accrue(BloomBits::of(&e.emitter.0));
-        }
+        emitters.add(&e.emitter.0);
     }
     BlockFilters {
         logs: tongtian_vm_evm::logs_bloom(events()).0,
-        emitters: emitters.0,
+        emitters: emitters.finish().0,
     }
 }
 

@@ -445,6 +445,37 @@ impl LogsBloom {
     }
 }
 
+/// Builds a [`LogsBloom`] from items that repeat (a block's logs repeat
+/// their contract's address and event topic; its events, their emitters):
+/// each distinct item is hashed once.
+#[derive(Default)]
+pub struct BloomBuilder {
+    bloom: LogsBloom,
+    /// Items added, as their length then their bytes (an address and a
+    /// topic never share an entry).
+    seen: std::collections::HashSet<[u8; 33]>,
+}
+
+impl BloomBuilder {
+    /// Add an item's bits, unless it was added before.
+    pub fn add(&mut self, item: &[u8]) {
+        if item.len() <= 32 {
+            let mut key = [0u8; 33];
+            key[0] = item.len() as u8;
+            key[1..=item.len()].copy_from_slice(item);
+            if !self.seen.insert(key) {
+                return;
+            }
+        }
+        self.bloom.accrue(BloomBits::of(item));
+    }
+
+    /// The bloom of everything added.
+    pub fn finish(self) -> LogsBloom {
+        self.bloom
+    }
+}
+
 /// Build and sign an EIP-1559 transaction (for tests, benchmarks and the
 /// CLI; wallets do this themselves).
 #[allow(clippy::too_many_arguments)]
@@ -556,6 +587,17 @@ mod tests {
         bloom.accrue(other);
         assert!(bloom.may_contain(&other) && bloom.may_contain(&BloomBits::of(b"")));
         assert!(!LogsBloom::default().may_contain(&other));
+        // Built from items that repeat, the same bloom; an item longer
+        // than a topic still counts.
+        let mut built = BloomBuilder::default();
+        for item in [&b""[..], &[7u8; 20], &b""[..], &[7u8; 20]] {
+            built.add(item);
+        }
+        assert_eq!(built.finish(), bloom);
+        let long = [3u8; 40];
+        let mut built = BloomBuilder::default();
+        built.add(&long);
+        assert!(built.finish().may_contain(&BloomBits::of(&long)));
     }
 
     #[test]

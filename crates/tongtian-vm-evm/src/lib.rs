@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tongtian_execution::vm::{CallResult, CodeInfo, Host, Message, Vm, VmFailure};
 use tongtian_execution::ExecutionError;
-use tongtian_types::eth::{BloomBits, LogsBloom};
+use tongtian_types::eth::{BloomBuilder, LogsBloom};
 use tongtian_types::{Account, Address, Event, VmKind, H256};
 
 pub mod abi;
@@ -191,24 +191,14 @@ pub fn log_topics(e: &Event) -> Vec<[u8; 32]> {
 /// topics (a token's address, its `Transfer` topic), so each distinct item
 /// is hashed once.
 pub fn logs_bloom<'a>(events: impl IntoIterator<Item = &'a Event>) -> LogsBloom {
-    let mut bloom = LogsBloom::default();
-    // Addresses are kept zero-padded to 32 bytes with a marker byte, so an
-    // address and a topic never share an entry.
-    let mut seen: std::collections::HashSet<[u8; 33]> = Default::default();
-    let mut add = |item: &[u8], kind: u8| {
-        let mut key = [kind; 33];
-        key[1..=item.len()].copy_from_slice(item);
-        if seen.insert(key) {
-            bloom.accrue(BloomBits::of(item));
-        }
-    };
+    let mut bloom = BloomBuilder::default();
     for e in events.into_iter().filter(|e| e.name == LOG_EVENT) {
-        add(&e.emitter.0, 0);
+        bloom.add(&e.emitter.0);
         for t in log_topics(e) {
-            add(&t, 1);
+            bloom.add(&t);
         }
     }
-    bloom
+    bloom.finish()
 }
 
 impl EvmVm {
@@ -396,6 +386,7 @@ impl Vm for EvmVm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tongtian_types::eth::BloomBits;
 
     #[test]
     fn a_blocks_logs_bloom_holds_each_logs_address_and_topics() {
