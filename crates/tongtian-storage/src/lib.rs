@@ -287,6 +287,38 @@ fn chunk_item<T: BorshDeserialize>(
     decode(what, item).map_err(corrupt)
 }
 
+/// The first `n` records of a chunk of block `height` (all of them when
+/// `n` is `None`), decoded.
+fn chunk_records<T: BorshDeserialize>(
+    c: &[u8],
+    n: Option<usize>,
+    height: u64,
+    what: &'static str,
+) -> Result<Vec<T>, StorageError> {
+    let len = chunk::len(c).ok_or_else(|| bad_chunk(height))?;
+    (0..n.unwrap_or(len).min(len))
+        .map(|i| {
+            let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
+            decode(what, item).map_err(corrupt)
+        })
+        .collect()
+}
+
+/// Gas used and events emitted by some of a block's receipts, summed: what
+/// [`RECEIPT_MARKS`] keeps and [`PlacedReceipt`] reports.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    gas: u64,
+    events: u32,
+}
+
+impl Tally {
+    fn add(&mut self, r: &Receipt) {
+        self.gas += r.gas_used;
+        self.events += r.events.len() as u32;
+    }
+}
+
 /// Move a layout-3 store's whole-hash index into [`TX_INDEX`], in the
 /// opening write transaction (so a crash leaves layout 3 as it was).
 fn upgrade_index_v3(w: &redb::WriteTransaction) -> Result<(), StorageError> {
@@ -556,46 +588,44 @@ impl ChainStore {
             return Ok(None);
         };
         let mark = if k == 0 {
-            Some((0, 0))
+            Some(Tally::default())
         } else {
             let marks = r.open_table(RECEIPT_MARKS).map_err(db_err)?;
-            marks.get((height, k)).map_err(db_err)?.map(|m| m.value())
+            let mark = marks.get((height, k)).map_err(db_err)?;
+            mark.map(|m| {
+                let (gas, events) = m.value();
+                Tally { gas, events }
+            })
         };
-        let (mut gas_before, mut events_before) = match mark {
+        let mut before = match mark {
             Some(m) => m,
             // A block written before marks were kept: sum the chunks
             // before this one.
             None => {
-                let mut sum = (0, 0);
+                let mut sum = Tally::default();
                 for e in receipts.range((height, 0)..(height, k)).map_err(db_err)? {
                     let (_, v) = e.map_err(db_err)?;
-                    let c = v.value();
-                    for i in 0..chunk::len(c).ok_or_else(|| bad_chunk(height))? {
-                        let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
-                        let r: Receipt = decode("receipt", item).map_err(corrupt)?;
-                        sum.0 += r.gas_used;
-                        sum.1 += r.events.len() as u32;
+                    for r in chunk_records::<Receipt>(v.value(), None, height, "receipt")? {
+                        sum.add(&r);
                     }
                 }
                 sum
             }
         };
-        let c = g.value();
+        // This chunk up to the receipt, which comes last.
         let at = index as usize % chunk::CHUNK;
-        if at >= chunk::len(c).ok_or_else(|| bad_chunk(height))? {
+        let mut upto: Vec<Receipt> = chunk_records(g.value(), Some(at + 1), height, "receipt")?;
+        if upto.len() <= at {
             return Ok(None);
         }
-        for i in 0..at {
-            let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
-            let r: Receipt = decode("receipt", item).map_err(corrupt)?;
-            gas_before += r.gas_used;
-            events_before += r.events.len() as u32;
+        let receipt = upto.pop().expect("at least at + 1 records");
+        for r in &upto {
+            before.add(r);
         }
-        let item = chunk::get(c, at).ok_or_else(|| bad_chunk(height))?;
         Ok(Some(PlacedReceipt {
-            receipt: decode("receipt", item).map_err(corrupt)?,
-            gas_before,
-            events_before,
+            receipt,
+            gas_before: before.gas,
+            events_before: before.events,
         }))
     }
 
@@ -617,12 +647,7 @@ impl ChainStore {
         let mut out = Vec::new();
         for e in t.range((height, 0)..=(height, u32::MAX)).map_err(db_err)? {
             let (_, v) = e.map_err(db_err)?;
-            let c = v.value();
-            let n = chunk::len(c).ok_or_else(|| bad_chunk(height))?;
-            for i in 0..n {
-                let item = chunk::get(c, i).ok_or_else(|| bad_chunk(height))?;
-                out.push(decode(what, item).map_err(corrupt)?);
-            }
+            out.extend(chunk_records(v.value(), None, height, what)?);
         }
         Ok(out)
     }
@@ -792,18 +817,19 @@ impl ChainStore {
                 .map_err(db_err)?;
             let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
             let mut marks = w.open_table(RECEIPT_MARKS).map_err(db_err)?;
-            let mut before = (0u64, 0u32);
+            let mut before = Tally::default();
             for (k, part) in c.receipts.chunks(chunk::CHUNK).enumerate() {
                 let encoded: Vec<Vec<u8>> = part.iter().map(encode).collect();
                 receipts
                     .insert((height, k as u32), chunk::pack(&encoded).as_slice())
                     .map_err(db_err)?;
                 if k > 0 {
-                    marks.insert((height, k as u32), before).map_err(db_err)?;
+                    marks
+                        .insert((height, k as u32), (before.gas, before.events))
+                        .map_err(db_err)?;
                 }
                 for r in part {
-                    before.0 += r.gas_used;
-                    before.1 += r.events.len() as u32;
+                    before.add(r);
                 }
             }
             let mut state = w.open_table(STATE).map_err(db_err)?;

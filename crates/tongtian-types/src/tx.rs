@@ -372,7 +372,8 @@ pub struct CheckedTx {
     /// Ethereum transactions: their intrinsic gas by Ethereum's rule
     /// (`u64::MAX` if the raw bytes do not decode, so they never fit).
     eth_intrinsic: Option<u64>,
-    /// Ethereum transactions: EIP-7623's calldata floor (0 otherwise).
+    /// Ethereum transactions: EIP-7623's calldata floor (`u64::MAX` if the
+    /// raw bytes do not decode; 0 for other transactions).
     eth_floor: u64,
 }
 
