@@ -1051,6 +1051,15 @@ fn contract_benchmark_reports_its_figures_on_both_vms() {
         );
         let expect = cores * r["duration_s"].as_f64().unwrap() * 1e6 / 400.0;
         assert!((per_call - expect).abs() <= 1e-6 * expect.max(1.0), "{r}");
+        // The ceiling: the ratio at that CPU per call with every core busy.
+        if per_call > 0.0 {
+            let all = r["cores"].as_f64().unwrap() * 1e6 / per_call;
+            let ceiling = all / r["vm_only_tps"].as_f64().unwrap();
+            let got = r["node_over_vm_only_ceiling"].as_f64().unwrap();
+            assert!((got - ceiling).abs() <= 1e-9 * ceiling, "{r}");
+        } else {
+            assert!(r["node_over_vm_only_ceiling"].is_null(), "{r}");
+        }
     }
 }
 
