@@ -26,6 +26,8 @@
 //! time while the calls were driven, on average and per call: set against
 //! `1e6 / vm_only_tps`, they show how much of the node's work per call is
 //! not the VM's, and whether the node had the machine's cores to itself.
+//! `node_over_vm_only_ceiling` is the ratio that CPU per call would give
+//! with every core busy for the whole run.
 
 use crate::bench::{drive, fund, percentile, spawn_dev, verify_bound, wait_ready};
 use anyhow::{bail, Context, Result};
