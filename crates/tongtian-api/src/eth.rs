@@ -33,6 +33,7 @@
 use crate::accounts::UnlockedAccounts;
 use crate::filters::{FilterKind, Filters};
 use axum::body::Bytes;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
@@ -115,6 +116,9 @@ pub(crate) struct Rpc<'a> {
     pub(crate) subscriptions: Option<&'a EthFilters>,
 }
 
+/// Most requests in one JSON-RPC batch (Geth's `BatchRequestLimit`).
+pub const MAX_RPC_BATCH: usize = 1_000;
+
 /// `POST /eth`: one JSON-RPC request or a batch.
 pub(crate) async fn handle(
     chain: Arc<ChainRuntime>,
@@ -129,35 +133,78 @@ pub(crate) async fn handle(
             accounts: &accounts,
             subscriptions: None,
         };
-        answer(&rpc, &body)
+        answer_http(&rpc, &body)
     })
     .await
-    .unwrap_or_else(|e| error_response(Value::Null, RpcError::server(e.to_string())));
-    Json(answer).into_response()
+    .unwrap_or_else(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            error_response(Value::Null, RpcError::server(e.to_string())),
+        )
+    });
+    (answer.0, Json(answer.1)).into_response()
+}
+
+/// A body refused before it was parsed (too large, or not read whole):
+/// a JSON-RPC error with `status`.
+pub(crate) fn refuse_body(status: StatusCode, why: &str) -> Response {
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "request body is larger than {} MiB; send smaller batches",
+            crate::MAX_RPC_BODY >> 20
+        )
+    } else {
+        format!("cannot read the request body: {why}")
+    };
+    let e = RpcError {
+        code: -32600,
+        message,
+        data: None,
+    };
+    (status, Json(error_response(Value::Null, e))).into_response()
 }
 
 /// The answer to one JSON-RPC request or batch in `body` (blocking: it
 /// reads the store).
 pub(crate) fn answer(rpc: &Rpc<'_>, body: &[u8]) -> Value {
+    answer_http(rpc, body).1
+}
+
+/// [`answer`] with the HTTP status it goes with: 200 for anything that
+/// was parsed as requests (each request's own error is in its answer),
+/// 400 for a body that is not JSON or is an empty batch, 413 for a batch
+/// over [`MAX_RPC_BATCH`].
+fn answer_http(rpc: &Rpc<'_>, body: &[u8]) -> (StatusCode, Value) {
+    let refuse = |status, code, message: String| {
+        let e = RpcError {
+            code,
+            message,
+            data: None,
+        };
+        (status, error_response(Value::Null, e))
+    };
     match serde_json::from_slice(body) {
-        Err(e) => error_response(
-            Value::Null,
-            RpcError {
-                code: -32700,
-                message: format!("parse error: {e}"),
-                data: None,
-            },
+        Err(e) => refuse(
+            StatusCode::BAD_REQUEST,
+            -32700,
+            format!("parse error: {e}"),
         ),
-        Ok(Value::Array(reqs)) if reqs.is_empty() => error_response(
-            Value::Null,
-            RpcError {
-                code: -32600,
-                message: "empty batch".into(),
-                data: None,
-            },
+        Ok(Value::Array(reqs)) if reqs.is_empty() => {
+            refuse(StatusCode::BAD_REQUEST, -32600, "empty batch".into())
+        }
+        Ok(Value::Array(reqs)) if reqs.len() > MAX_RPC_BATCH => refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            format!(
+                "batch too large: {} requests, at most {MAX_RPC_BATCH}; split it into smaller batches",
+                reqs.len()
+            ),
         ),
-        Ok(Value::Array(reqs)) => Value::Array(reqs.into_iter().map(|r| one(rpc, r)).collect()),
-        Ok(req) => one(rpc, req),
+        Ok(Value::Array(reqs)) => (
+            StatusCode::OK,
+            Value::Array(reqs.into_iter().map(|r| one(rpc, r)).collect()),
+        ),
+        Ok(req) => (StatusCode::OK, one(rpc, req)),
     }
 }
 

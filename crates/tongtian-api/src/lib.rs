@@ -39,6 +39,20 @@ use utoipa::OpenApi;
 /// Most transactions in one batch submission.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Largest body of `POST /v1/txs`: one transaction at the default size
+/// limit (256 KiB) as hex, with room for the JSON around it.
+pub const MAX_TX_BODY: usize = 1 << 20;
+
+/// Largest body of `POST /v1/txs/batch` (and of any other route): a batch
+/// of [`MAX_BATCH`] transfers is about 4 MiB of hex. A larger body is
+/// refused with 413 before it is read whole, so a hostile sender cannot
+/// make the node buffer more than this.
+pub const MAX_BATCH_BODY: usize = 16 << 20;
+
+/// Largest body of a JSON-RPC request or batch over HTTP (Geth's limit is
+/// 5 MiB; one contract deployment at the size limit is 512 KiB of hex).
+pub const MAX_RPC_BODY: usize = 8 << 20;
+
 /// An error answer.
 #[derive(Debug)]
 pub struct ApiError {
@@ -73,12 +87,23 @@ impl ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let status = match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, "bad_json", r.body_text())
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body is larger than this endpoint takes ({} MiB for /v1/txs, {} MiB for /v1/txs/batch); send fewer or smaller transactions",
+                    MAX_TX_BODY >> 20,
+                    MAX_BATCH_BODY >> 20
+                ),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "bad_json",
+                format!("{}; send Content-Type: application/json", r.body_text()),
+            ),
+            _ => ApiError::bad_request("bad_json", r.body_text()),
+        }
     }
 }
 
@@ -200,12 +225,28 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
     Router::new()
         .route("/v1/status", get(status))
-        .route("/eth", post(eth_rpc).get(eth_socket))
+        .route(
+            "/eth",
+            post(eth_rpc)
+                .get(eth_socket)
+                .layer(DefaultBodyLimit::max(MAX_RPC_BODY)),
+        )
         // Wallets often take a bare node URL as their RPC endpoint.
-        .route("/", post(eth_rpc).get(eth_socket))
+        .route(
+            "/",
+            post(eth_rpc)
+                .get(eth_socket)
+                .layer(DefaultBodyLimit::max(MAX_RPC_BODY)),
+        )
         .route("/v1/openapi.json", get(openapi_json))
-        .route("/v1/txs", post(submit))
-        .route("/v1/txs/batch", post(submit_batch))
+        .route(
+            "/v1/txs",
+            post(submit).layer(DefaultBodyLimit::max(MAX_TX_BODY)),
+        )
+        .route(
+            "/v1/txs/batch",
+            post(submit_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY)),
+        )
         .route("/v1/txs/{hash}", get(get_tx))
         .route("/v1/receipts/{hash}", get(get_receipt))
         .route("/v1/blocks/stream", get(block_stream))
@@ -215,7 +256,7 @@ pub fn router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BODY))
         .with_state(AppState::new(chain, options))
 }
 
@@ -308,6 +349,7 @@ async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
         validator: c.is_validator(),
         mempool_size: c.mempool().len(),
         mempool_queued: c.mempool().queued_len(),
+        mempool_queued_evicted: c.mempool().queued_evicted(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }
@@ -928,8 +970,16 @@ async fn get_events(
 }
 
 /// Ethereum JSON-RPC (see [`eth`]).
-async fn eth_rpc(State(st): State<AppState>, body: axum::body::Bytes) -> Response {
-    eth::handle(st.chain, st.filters, st.accounts, body).await
+async fn eth_rpc(
+    State(st): State<AppState>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match body {
+        Ok(body) => eth::handle(st.chain, st.filters, st.accounts, body).await,
+        // Too large (or cut off): a JSON-RPC error, with the HTTP status
+        // that says why.
+        Err(r) => eth::refuse_body(r.status(), &r.body_text()),
+    }
 }
 
 /// `GET /eth` (or `/`) upgraded to a WebSocket: JSON-RPC with

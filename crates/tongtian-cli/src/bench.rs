@@ -50,7 +50,7 @@ pub struct TransferBenchArgs {
     #[arg(long, default_value_t = 200)]
     pub batch: usize,
     /// Crypto suite of the node the benchmark starts.
-    #[arg(long, default_value = "standard")]
+    #[arg(long, default_value = "standard", value_parser = crate::suite_parser())]
     pub suite: SuiteId,
     /// Use the node at `--node` (or the nodes of `--nodes`) instead of
     /// starting one; this directory holds the chain's prefunded `dev-*.key`
@@ -123,6 +123,26 @@ pub struct TransferBenchReport {
     pub stream_lagged: bool,
     /// Cores available.
     pub cores: usize,
+}
+
+/// The report as a few lines of text (`--json` prints all of it).
+pub fn summary(r: &TransferBenchReport) -> String {
+    format!(
+        "transfers: {} committed ({} failed, {} refused) in {:.2} s over {} node(s), {} {}\n  tps {:.0}   latency p50 {:.1} ms, p99 {:.1} ms   blocks {}\n  signature bound {:.0}/s (tps is {:.2} of it)   (--json for every figure)",
+        r.committed,
+        r.failed,
+        r.rejected,
+        r.duration_s,
+        r.nodes,
+        r.consensus,
+        r.suite,
+        r.tps,
+        r.latency_ms_p50,
+        r.latency_ms_p99,
+        r.blocks,
+        r.verify_bound_tps,
+        r.tps_over_verify_bound
+    )
 }
 
 /// Kills the child node when dropped.
@@ -312,7 +332,7 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
     for n in 0..10 {
         let p = keys_dir.join(format!("dev-{n}.key"));
         if p.exists() {
-            dev_keys.push(crate::commands::load_key(&p, None)?);
+            dev_keys.push(crate::util::load_key(&p, None)?);
         }
     }
     if dev_keys.is_empty() {
@@ -533,12 +553,14 @@ pub(crate) async fn drive(
             let mut codes: HashMap<String, usize> = HashMap::new();
             let mut next = 0;
             while next < raws.len() {
+                let end = (next + batch).min(raws.len());
                 if let Some(rate) = per_client {
-                    // Do not run ahead of the offered rate.
-                    let due = start + Duration::from_secs_f64(next as f64 / rate);
+                    // Do not run ahead of the offered rate: a batch leaves
+                    // when the rate has paid for all of it, so the first
+                    // batches do not all leave at once at the start.
+                    let due = start + Duration::from_secs_f64(end as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
                 }
-                let end = (next + batch).min(raws.len());
                 let t = Instant::now();
                 let results = match client.submit_batch(&raws[next..end]).await {
                     Ok(r) => r,

@@ -1,25 +1,56 @@
 //! Command bodies.
 
+use crate::util::{self, load_key, parse_address, parse_hash, print, receipt_json, usage};
 use crate::{
     AccountCommand, BenchCommand, BlockCommand, Cli, Command, DevArgs, KeyCommand, NodeCommand,
     TestnetCommand, TransferArgs, TxCommand, ValidatorsCommand,
 };
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tongtian_client::Client;
 use tongtian_crypto::keyfile::KeyFile;
 use tongtian_crypto::{suite, Keypair, SuiteId};
 use tongtian_node::{dev, ChainRuntime};
-use tongtian_types::{Action, Address, ChainSpec, Transaction, H256};
+use tongtian_types::{Action, Address, ChainSpec, Transaction};
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::new(&cli.node);
+    let client = Client::with_timeout(&cli.node, Duration::from_secs(cli.timeout.max(1)));
     let json = cli.json;
+    let ctx = util::Ctx {
+        client: client.clone(),
+        json,
+        wait: Duration::from_secs(cli.wait_timeout),
+    };
     match cli.command {
-        Command::Dev(args) => run_dev(args).await,
+        Command::Dev(args) => run_dev(args, json).await,
+        Command::Status => {
+            let st = client.status().await?;
+            print(json, &st, || {
+                format!(
+                    "node        {}\nchain       {} (id {})\nheight      {}\nlatest      {}\nsuite       {}\nconsensus   {}\nvalidator   {}\npeers       {}\npool        {} pending, {} queued\nversion     {}",
+                    client.base(),
+                    st.chain_name,
+                    st.chain_id,
+                    st.height,
+                    st.latest_hash,
+                    st.suite,
+                    st.consensus,
+                    st.validator,
+                    st.peers,
+                    st.mempool_size,
+                    st.mempool_queued,
+                    st.version
+                )
+            })
+        }
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "tongtian", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Node(NodeCommand::Start { home, password }) => {
             run_node(&home, password.as_deref()).await
         }
@@ -50,7 +81,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
             })
         }
-        Command::Testnet(TestnetCommand::Up { dir }) => crate::testnet::up(&dir).await,
+        Command::Testnet(TestnetCommand::Up { dir }) => crate::testnet::up(&dir, &cli.log).await,
         Command::Key(cmd) => key(cmd, json),
         Command::Account(AccountCommand::Show { address }) => {
             let a = parse_address(&address)?;
@@ -67,7 +98,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             height,
             spec,
         }) => prove(&client, &address, height, spec.as_deref(), json).await,
-        Command::Transfer(args) => transfer(&client, args, json).await,
+        Command::Transfer(args) => transfer(&ctx, args).await,
         Command::Block(BlockCommand::Show { id }) => {
             let b = client.block(&id).await?;
             print(json, &b, || {
@@ -80,64 +111,56 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
         }
         Command::Tx(TxCommand::Show { hash }) => {
-            let h: H256 = hash
-                .parse()
-                .with_context(|| format!("{hash:?} is not a 0x transaction hash"))?;
+            let h = parse_hash(&hash)?;
             let tx = client.tx(&h).await?;
             let receipt = match client.receipt(&h).await {
                 Ok(r) => Some(r),
                 Err(e) if e.code() == Some("not_found") => None,
                 Err(e) => return Err(e.into()),
             };
-            let out = serde_json::json!({ "transaction": tx, "receipt": receipt });
+            let out = json!({
+                "tx_hash": tx.hash,
+                "status": tx.status,
+                "height": tx.height,
+                "tx_index": tx.index,
+                "sender": tx.sender,
+                "nonce": tx.tx.tx.nonce,
+                "gas_limit": tx.tx.tx.gas_limit,
+                "gas_price": tx.tx.tx.gas_price,
+                "transaction": tx.tx,
+                "receipt": receipt.as_ref().map(receipt_json),
+            });
             print(json, &out, || {
-                serde_json::to_string_pretty(&out).unwrap_or_default()
+                let mut text = format!(
+                    "hash      {}\nstatus    {}\nsender    {}\nnonce     {}",
+                    tx.hash, tx.status, tx.sender, tx.tx.tx.nonce
+                );
+                if let (Some(height), Some(index)) = (tx.height, tx.index) {
+                    text.push_str(&format!("\nblock     {height} (index {index})"));
+                }
+                if let Some(r) = &receipt {
+                    text.push_str(&format!(
+                        "\nresult    {}\ngas used  {}\nfee       {}\nevents    {}",
+                        util::status_text(&r.status),
+                        r.gas_used,
+                        r.fee,
+                        r.events.len()
+                    ));
+                }
+                text
             })
         }
-        Command::Validators(cmd) => validators(&client, cmd, json).await,
-        Command::Contract(cmd) => crate::contract::run(&client, cmd, json).await,
+        Command::Validators(cmd) => validators(&ctx, cmd).await,
+        Command::Contract(cmd) => crate::contract::run(&ctx, cmd).await,
         Command::Bench(BenchCommand::Contracts(args)) => {
             let report = crate::contract_bench::run(args).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
+            print(json, &report, || crate::contract_bench::summary(&report))
         }
         Command::Bench(BenchCommand::Transfers(args)) => {
-            let report = crate::bench::transfers(&cli.node, args).await?;
-            println!("{}", serde_json::to_string(&report)?);
-            Ok(())
+            let report = crate::bench::transfers(client.base(), args).await?;
+            print(json, &report, || crate::bench::summary(&report))
         }
     }
-}
-
-pub(crate) fn print<T: Serialize>(
-    json: bool,
-    value: &T,
-    human: impl FnOnce() -> String,
-) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    } else {
-        println!("{}", human());
-    }
-    Ok(())
-}
-
-pub(crate) fn parse_address(s: &str) -> Result<Address> {
-    s.parse()
-        .with_context(|| format!("{s:?} is not a 0x-prefixed 20-byte address"))
-}
-
-/// Load a key file, asking for the password only if it is encrypted.
-pub fn load_key(path: &Path, password: Option<&str>) -> Result<Keypair> {
-    let kf = KeyFile::read(path)?;
-    if kf.is_encrypted() && password.is_none() {
-        bail!(
-            "{} is encrypted: pass --password or set TONGTIAN_KEY_PASSWORD",
-            path.display()
-        );
-    }
-    kf.open(password)
-        .with_context(|| format!("opening {}", path.display()))
 }
 
 fn key(cmd: KeyCommand, json: bool) -> Result<()> {
@@ -145,29 +168,104 @@ fn key(cmd: KeyCommand, json: bool) -> Result<()> {
         KeyCommand::New {
             out,
             suite,
+            encrypt,
             password,
         } => {
+            let password = match (password, encrypt) {
+                (Some(p), _) => Some(p),
+                (None, true) => Some(util::new_password()?),
+                (None, false) => None,
+            };
             let kp = Keypair::generate(suite);
-            KeyFile::seal(&kp, password.as_deref())?.write(&out)?;
+            write_key(&kp, password.as_deref(), &out)?;
+            (kp, out)
+        }
+        KeyCommand::Import {
+            out,
+            suite,
+            encrypt,
+        } => {
+            let secret = read_secret()?;
+            let kp = Keypair::from_secret(suite, &secret).map_err(|e| {
+                usage(
+                    "bad_key",
+                    format!("that is not a {suite} private key: {e}"),
+                )
+            })?;
+            let password = match (std::env::var("TONGTIAN_KEY_PASSWORD").ok(), encrypt) {
+                (Some(p), true) => Some(p),
+                (None, true) => Some(util::new_password()?),
+                (_, false) => None,
+            };
+            write_key(&kp, password.as_deref(), &out)?;
             (kp, out)
         }
         KeyCommand::Show { file, password } => (load_key(&file, password.as_deref())?, file),
     };
-    let out = serde_json::json!({
+    let address = Address::from_public_key(kp.suite(), kp.public_key());
+    let out = json!({
         "file": path.display().to_string(),
-        "address": Address::from_public_key(kp.suite(), kp.public_key()),
+        "address": address,
         "public_key": format!("0x{}", hex::encode(kp.public_key())),
         "suite": kp.suite(),
     });
     print(json, &out, || {
         format!(
-            "file        {}\naddress     {}\npublic key  0x{}\nsuite       {}",
+            "file        {}\naddress     {address}\npublic key  0x{}\nsuite       {}",
             path.display(),
-            Address::from_public_key(kp.suite(), kp.public_key()),
             hex::encode(kp.public_key()),
             kp.suite()
         )
     })
+}
+
+/// Write a key file, refusing to overwrite one.
+fn write_key(kp: &Keypair, password: Option<&str>, out: &Path) -> Result<()> {
+    if out.exists() {
+        return Err(usage(
+            "file_exists",
+            format!(
+                "{} already exists; keys are never overwritten: choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    KeyFile::seal(kp, password)?
+        .write(out)
+        .with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// A private key from standard input (one line of hex), or asked for on
+/// a terminal without echo.
+fn read_secret() -> Result<Vec<u8>> {
+    use std::io::{BufRead, IsTerminal};
+    let line = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password("private key (hex): ").context("reading the key")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the key from standard input")?;
+        line
+    };
+    let hex_text = line.trim().trim_start_matches("0x");
+    let secret = hex::decode(hex_text).map_err(|_| {
+        usage(
+            "bad_key",
+            "expected the private key as hex (64 hex digits, 0x optional)",
+        )
+    })?;
+    if secret.len() != 32 {
+        return Err(usage(
+            "bad_key",
+            format!(
+                "expected a 32-byte private key (64 hex digits), got {} bytes",
+                secret.len()
+            ),
+        ));
+    }
+    Ok(secret)
 }
 
 fn read_set(path: &Path) -> Result<Vec<tongtian_types::ValidatorSpec>> {
@@ -181,7 +279,8 @@ fn read_set(path: &Path) -> Result<Vec<tongtian_types::ValidatorSpec>> {
     })
 }
 
-async fn validators(client: &Client, cmd: ValidatorsCommand, json: bool) -> Result<()> {
+async fn validators(ctx: &util::Ctx, cmd: ValidatorsCommand) -> Result<()> {
+    let (client, json) = (&ctx.client, ctx.json);
     match cmd {
         ValidatorsCommand::Show => {
             let set = client.validators().await?;
@@ -249,22 +348,14 @@ async fn validators(client: &Client, cmd: ValidatorsCommand, json: bool) -> Resu
             }
             .sign(&key);
             let hash = client.submit(&tx).await?;
-            if !wait {
-                return print(json, &serde_json::json!({ "hash": hash }), || {
-                    hash.to_string()
-                });
-            }
-            let receipt = client.wait_receipt(&hash, Duration::from_secs(60)).await?;
-            print(json, &receipt, || format!("{hash}: {:?}", receipt.status))?;
-            if !receipt.is_success() {
-                bail!("validator change {hash} failed: {:?}", receipt.status);
-            }
+            util::conclude(ctx, hash, wait, |_, _| String::new()).await?;
             Ok(())
         }
     }
 }
 
-async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()> {
+async fn transfer(ctx: &util::Ctx, args: TransferArgs) -> Result<()> {
+    let client = &ctx.client;
     let to = parse_address(&args.to)?;
     let signer = crate::SignerArgs {
         key: args.key.clone(),
@@ -284,27 +375,7 @@ async fn transfer(client: &Client, args: TransferArgs, json: bool) -> Result<()>
     )
     .await?;
     let hash = client.submit(&tx).await?;
-    if !args.wait {
-        return print(json, &serde_json::json!({ "hash": hash }), || {
-            hash.to_string()
-        });
-    }
-    let receipt = client.wait_receipt(&hash, Duration::from_secs(60)).await?;
-    print(json, &receipt, || {
-        let status = match &receipt.status {
-            tongtian_types::TxStatus::Success => "success".to_string(),
-            tongtian_types::TxStatus::Failed { code, message } => {
-                format!("failed ({code}: {message})")
-            }
-        };
-        format!(
-            "hash     {}\nstatus   {}\nheight   {}\ngas used {}\nfee      {}",
-            hash, status, receipt.height, receipt.gas_used, receipt.fee
-        )
-    })?;
-    if !receipt.is_success() {
-        bail!("transaction {hash} failed");
-    }
+    util::conclude(ctx, hash, args.wait, |_, _| String::new()).await?;
     Ok(())
 }
 
@@ -473,7 +544,7 @@ async fn serve_until_signal(
     let api = tokio::spawn(tongtian_api::serve_router(listener, router, async {
         let _ = api_stopped.await;
     }));
-    wait_for_signal().await;
+    util::wait_for_signal().await;
     tracing::info!("shutting down");
     if let Err(e) = running.stop(Duration::from_secs(10)).await {
         tracing::error!(error = %e, "engine did not stop cleanly");
@@ -484,7 +555,7 @@ async fn serve_until_signal(
     Ok(())
 }
 
-async fn run_dev(args: DevArgs) -> Result<()> {
+async fn run_dev(args: DevArgs, json: bool) -> Result<()> {
     admission_at_low_priority();
     let chain = dev::init_or_load(&args.data_dir, args.suite)?;
     let runtime = ChainRuntime::open(
@@ -496,26 +567,43 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.api))?;
     let api_addr = listener.local_addr()?;
-    println!("Tongtian dev chain");
-    println!("  chain id    {}", chain.spec.chain_id);
-    println!("  suite       {}", chain.spec.suite);
-    println!("  height      {}", runtime.latest().0);
-    println!("  data dir    {}", args.data_dir.display());
-    println!("  api         http://{api_addr}");
-    println!(
-        "  dev accounts (keys in {}):",
-        args.data_dir.join("dev-keys").display()
-    );
-    for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
-        println!("    {}  {}", acct.address, path.display());
-    }
     let unlocked = tongtian_api::accounts::UnlockedAccounts::dev();
-    println!(
-        "  Ethereum dev accounts (mnemonic \"{}\"), unlocked for eth_sendTransaction and eth_sign*:",
-        tongtian_crypto::eth::DEV_MNEMONIC
-    );
-    for (address, key) in unlocked.keys() {
-        println!("    {address}  key 0x{}", hex::encode(key.secret()));
+    let keys_dir = args.data_dir.join("dev-keys");
+    if json {
+        // One line a script can read, then the node runs as usual.
+        let banner = json!({
+            "chain_id": chain.spec.chain_id,
+            "suite": chain.spec.suite,
+            "height": runtime.latest().0,
+            "data_dir": args.data_dir.display().to_string(),
+            "api": format!("http://{api_addr}"),
+            "eth_rpc": format!("http://{api_addr}/eth"),
+            "accounts": chain.dev_keys.iter().zip(&chain.spec.accounts).map(|(path, acct)| {
+                json!({ "address": acct.address, "key_file": path.display().to_string() })
+            }).collect::<Vec<_>>(),
+            "eth_accounts": unlocked.keys().map(|(address, key)| {
+                json!({ "address": address, "private_key": format!("0x{}", hex::encode(key.secret())) })
+            }).collect::<Vec<_>>(),
+        });
+        println!("{banner}");
+    } else {
+        println!("Tongtian dev chain");
+        println!("  chain id    {}", chain.spec.chain_id);
+        println!("  suite       {}", chain.spec.suite);
+        println!("  height      {}", runtime.latest().0);
+        println!("  data dir    {}", args.data_dir.display());
+        println!("  api         http://{api_addr}");
+        println!("  dev accounts (keys in {}):", keys_dir.display());
+        for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
+            println!("    {}  {}", acct.address, path.display());
+        }
+        println!(
+            "  Ethereum dev accounts (mnemonic \"{}\"), unlocked for eth_sendTransaction and eth_sign*:",
+            tongtian_crypto::eth::DEV_MNEMONIC
+        );
+        for (address, key) in unlocked.keys() {
+            println!("    {address}  key 0x{}", hex::encode(key.secret()));
+        }
     }
     tracing::info!(api = %api_addr, "dev chain running");
     serve_until_signal(
@@ -530,29 +618,6 @@ async fn run_dev(args: DevArgs) -> Result<()> {
         },
     )
     .await
-}
-
-/// Wait for SIGINT or SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Signature checks of incoming transactions (rayon's global pool, which

@@ -2,18 +2,18 @@
 //! and EVM contracts. WASM arguments are JSON values (see
 //! `tongtian_vm_wasm::json`); EVM arguments are encoded by the `--abi`.
 
-use crate::commands::{load_key, parse_address, print};
+use crate::util::{self, load_key, parse_address, print, usage};
 use crate::{CallSpec, ContractCommand, SignerArgs};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-use std::time::Duration;
 use tongtian_client::Client;
 use tongtian_crypto::SuiteId;
-use tongtian_types::{Action, Address, Receipt, Transaction, TxStatus, VmKind, H256};
+use tongtian_types::{Action, Address, Transaction, TxStatus, VmKind};
 use tongtian_vm_evm::abi as evm_abi;
 
 /// Run a contract command.
-pub async fn run(client: &Client, cmd: ContractCommand, json: bool) -> Result<()> {
+pub async fn run(ctx: &util::Ctx, cmd: ContractCommand) -> Result<()> {
+    let (client, json) = (&ctx.client, ctx.json);
     match cmd {
         ContractCommand::Deploy {
             signer,
@@ -28,13 +28,17 @@ pub async fn run(client: &Client, cmd: ContractCommand, json: bool) -> Result<()
                 (Some(w), None) => {
                     let code =
                         std::fs::read(&w).with_context(|| format!("reading {}", w.display()))?;
-                    let ctor = tongtian_vm_wasm::json::encode_input("deploy", &args)?;
+                    check_wasm(&w, &code)?;
+                    let ctor = tongtian_vm_wasm::json::encode_input("deploy", &args)
+                        .map_err(|e| usage("bad_args", format!("--args: {e}")))?;
                     (VmKind::Wasm, code, ctor)
                 }
                 (None, Some(e)) => {
                     let code = read_evm_code(&e)?;
                     let ctor = match abi {
-                        Some(a) => evm_abi::encode_constructor(&read_abi(&a)?, &args)?,
+                        Some(a) => evm_abi::encode_constructor(&read_abi(&a)?, &args).map_err(
+                            |e| usage("bad_args", format!("--args do not fit the constructor: {e}")),
+                        )?,
                         None if args.as_array().is_none_or(|a| a.is_empty()) => Vec::new(),
                         None => bail!("constructor arguments of an EVM contract need --abi"),
                     };
@@ -48,9 +52,22 @@ pub async fn run(client: &Client, cmd: ContractCommand, json: bool) -> Result<()
                 args: ctor,
                 value,
             };
-            let (hash, receipt) = send(client, &signer, action, true).await?;
-            let receipt = receipt.context("no receipt")?;
-            fail_unless_success(&hash, &receipt)?;
+            let tx = sign(client, &signer, action, None).await?;
+            let hash = client.submit(&tx).await?;
+            let receipt = util::wait_receipt(client, &hash, ctx.wait).await?;
+            if !receipt.is_success() {
+                let (code, message) = match &receipt.status {
+                    TxStatus::Failed { code, message } => (code.as_str(), message.as_str()),
+                    TxStatus::Success => ("", ""),
+                };
+                return Err(usage(
+                    "deploy_failed",
+                    format!(
+                        "deployment {hash} failed on chain ({code}): {}",
+                        message.lines().next().unwrap_or("")
+                    ),
+                ));
+            }
             let address = receipt
                 .contract_address
                 .context("receipt has no contract address")?;
@@ -68,33 +85,28 @@ pub async fn run(client: &Client, cmd: ContractCommand, json: bool) -> Result<()
             spec,
             value,
             wait,
+            no_dry_run,
         } => {
             let (to, input, abi) = encode_call(&spec)?;
+            if !no_dry_run {
+                dry_run(client, &signer, &to, &input, value).await?;
+            }
             let action = Action::Call { to, input, value };
-            let (hash, receipt) = send(client, &signer, action, wait).await?;
-            let Some(receipt) = receipt else {
-                return print(json, &serde_json::json!({ "hash": hash }), || {
-                    hash.to_string()
-                });
-            };
-            let output = if receipt.is_success() {
-                decode_output(&spec, abi.as_ref(), &receipt.output)
-                    .unwrap_or(serde_json::Value::Null)
-            } else {
-                serde_json::Value::Null
-            };
-            let out = serde_json::json!({ "receipt": receipt, "output": output });
-            print(json, &out, || {
-                format!(
-                    "hash     {hash}\nstatus   {}\nheight   {}\ngas used {}\noutput   {}\nevents   {}",
-                    status_text(&receipt.status),
-                    receipt.height,
-                    receipt.gas_used,
-                    output,
-                    receipt.events.len()
-                )
-            })?;
-            fail_unless_success(&hash, &receipt)
+            let tx = sign(client, &signer, action, None).await?;
+            let hash = client.submit(&tx).await?;
+            util::conclude(ctx, hash, wait, |receipt, out| {
+                let output = if receipt.is_success() {
+                    decode_output(&spec, abi.as_ref(), &receipt.output)
+                        .unwrap_or(serde_json::Value::Null)
+                } else {
+                    serde_json::Value::Null
+                };
+                let text = format!("\noutput    {output}\nevents    {}", receipt.events.len());
+                out["output"] = output;
+                text
+            })
+            .await?;
+            Ok(())
         }
         ContractCommand::Query { spec, from } => {
             let (to, input, abi) = encode_call(&spec)?;
@@ -120,7 +132,18 @@ pub async fn run(client: &Client, cmd: ContractCommand, json: bool) -> Result<()
         ContractCommand::Events { address, from, to } => {
             let a = parse_address(&address)?;
             let events = client.events(Some(&a), from, to).await?;
-            print(json, &events, || {
+            let out: Vec<serde_json::Value> = events
+                .iter()
+                .map(|e| {
+                    let mut v = util::event_json(&e.event);
+                    v["height"] = e.height.into();
+                    v["tx_hash"] = serde_json::json!(e.tx_hash);
+                    v["tx_index"] = e.tx_index.into();
+                    v["log_index"] = e.log_index.into();
+                    v
+                })
+                .collect();
+            print(json, &out, || {
                 events
                     .iter()
                     .map(|e| {
@@ -146,7 +169,78 @@ pub async fn run(client: &Client, cmd: ContractCommand, json: bool) -> Result<()
 }
 
 fn parse_json(s: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(s).with_context(|| format!("--args is not JSON: {s}"))
+    let v: serde_json::Value = serde_json::from_str(s).map_err(|e| {
+        usage(
+            "bad_args",
+            format!("--args is not JSON ({e}): write a JSON array, e.g. '[\"0xab…\", 5]'"),
+        )
+    })?;
+    if !v.is_array() {
+        return Err(usage(
+            "bad_args",
+            format!("--args must be a JSON array of arguments, got {s}"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Refuse, before anything is signed, a file that is not a contract the
+/// WASM VM would accept (deploying it would only fail on chain and cost
+/// gas).
+fn check_wasm(path: &Path, code: &[u8]) -> Result<()> {
+    if !code.starts_with(b"\0asm") {
+        return Err(usage(
+            "invalid_code",
+            format!(
+                "{} is not a WebAssembly module (it does not begin with \\0asm); build the contract for wasm32-unknown-unknown, or pass EVM code with --evm",
+                path.display()
+            ),
+        ));
+    }
+    tongtian_vm_wasm::WasmVm::new()
+        .validate(code)
+        .map_err(|e| {
+            usage(
+                "invalid_code",
+                format!(
+                    "{} is not a contract the chain accepts: {}",
+                    path.display(),
+                    e.message().lines().next().unwrap_or("")
+                ),
+            )
+        })?;
+    Ok(())
+}
+
+/// Run the call read-only first, as the signer, and refuse to send it if
+/// it would fail: a failed call is mined and costs its gas.
+async fn dry_run(
+    client: &Client,
+    signer: &SignerArgs,
+    to: &Address,
+    input: &[u8],
+    value: u128,
+) -> Result<()> {
+    let key = load_key(&signer.key, signer.password.as_deref())?;
+    let from = Address::from_public_key(key.suite(), key.public_key());
+    let call = serde_json::json!({
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "data": format!("0x{}", hex::encode(input)),
+        "value": format!("0x{value:x}"),
+        "gas": format!("0x{:x}", signer.gas_limit),
+    });
+    match client.eth("eth_call", serde_json::json!([call, "latest"])).await {
+        Ok(_) => Ok(()),
+        Err(tongtian_client::ClientError::Api { message, .. }) => Err(usage(
+            "call_would_fail",
+            format!(
+                "the call would fail, so nothing was sent: {}; check --method and --args (or pass --no-dry-run to send it anyway)",
+                message.lines().next().unwrap_or("")
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn read_abi(path: &Path) -> Result<tongtian_vm_evm::abi::JsonAbi> {
@@ -174,12 +268,18 @@ fn encode_call(
     Ok(match &spec.abi {
         Some(p) => {
             let abi = read_abi(p)?;
-            let input = evm_abi::encode_call(&abi, &spec.method, &args)?;
+            let input = evm_abi::encode_call(&abi, &spec.method, &args).map_err(|e| {
+                usage(
+                    "bad_args",
+                    format!("--args do not fit {} in the ABI: {e}", spec.method),
+                )
+            })?;
             (to, input, Some(abi))
         }
         None => (
             to,
-            tongtian_vm_wasm::json::encode_input(&spec.method, &args)?,
+            tongtian_vm_wasm::json::encode_input(&spec.method, &args)
+                .map_err(|e| usage("bad_args", format!("--args: {e}")))?,
             None,
         ),
     })
@@ -198,20 +298,6 @@ fn decode_output(
         }
         None => tongtian_vm_wasm::json::output_to_json(out).map_err(anyhow::Error::msg),
     }
-}
-
-fn status_text(s: &TxStatus) -> String {
-    match s {
-        TxStatus::Success => "success".into(),
-        TxStatus::Failed { code, message } => format!("failed ({code}: {message})"),
-    }
-}
-
-fn fail_unless_success(hash: &H256, r: &Receipt) -> Result<()> {
-    if !r.is_success() {
-        bail!("transaction {hash} failed: {}", status_text(&r.status));
-    }
-    Ok(())
 }
 
 /// Sign `action` with the signer's key for the node's chain, at `nonce` or
@@ -245,20 +331,4 @@ pub async fn sign(
         action,
     }
     .sign(&key))
-}
-
-/// Sign and submit `action`; with `wait`, also wait for its receipt.
-pub async fn send(
-    client: &Client,
-    signer: &SignerArgs,
-    action: Action,
-    wait: bool,
-) -> Result<(H256, Option<Receipt>)> {
-    let tx = sign(client, signer, action, None).await?;
-    let hash = client.submit(&tx).await?;
-    if !wait {
-        return Ok((hash, None));
-    }
-    let receipt = client.wait_receipt(&hash, Duration::from_secs(60)).await?;
-    Ok((hash, Some(receipt)))
 }

@@ -59,7 +59,7 @@ const SUPPLY: u128 = 1_000_000_000_000;
 #[derive(Debug, clap::Args)]
 pub struct ContractBenchArgs {
     /// Which VM runs the token.
-    #[arg(long, default_value = "evm")]
+    #[arg(long, default_value = "evm", value_parser = crate::vm_parser())]
     pub vm: VmKind,
     /// Number of transfer calls. The default keeps the load on for about
     /// three seconds, so that the figures are the node's sustained rate:
@@ -115,6 +115,25 @@ pub struct ReadTimes {
 
 /// Requests per timed read.
 pub const READ_TRIES: usize = 5;
+
+/// The report as a few lines of text (`--json` prints all of it).
+pub fn summary(r: &ContractBenchReport) -> String {
+    format!(
+        "contracts ({}): {} calls committed ({} failed, {} refused) in {:.2} s\n  tps {:.0}   latency p50 {:.1} ms, p99 {:.1} ms   gas per call {}\n  VM alone {:.0}/s (node is {:.2} of it)   supply conserved: {}   (--json for every figure)",
+        r.vm,
+        r.committed,
+        r.failed,
+        r.rejected,
+        r.duration_s,
+        r.tps,
+        r.latency_ms_p50,
+        r.latency_ms_p99,
+        r.gas_per_call,
+        r.vm_only_tps,
+        r.node_over_vm_only,
+        r.supply_conserved
+    )
+}
 
 /// What the benchmark prints.
 #[derive(Debug, Serialize)]
@@ -341,7 +360,7 @@ pub async fn run(args: ContractBenchArgs) -> Result<ContractBenchReport> {
     let suite_id: SuiteId = status.suite.parse()?;
     let chain_id = status.chain_id;
     let dev_keys: Vec<Keypair> = (0..10)
-        .map(|n| crate::commands::load_key(&keys_dir.join(format!("dev-{n}.key")), None))
+        .map(|n| crate::util::load_key(&keys_dir.join(format!("dev-{n}.key")), None))
         .collect::<Result<_>>()?;
     let c = args.concurrency;
     let per_sender = args.count.div_ceil(c);

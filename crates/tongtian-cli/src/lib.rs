@@ -1,14 +1,18 @@
 //! The `tongtian` command line: argument definitions and command bodies.
 //!
 //! Every command that prints data takes `--json`; `--node` (default
-//! `http://127.0.0.1:8645`) says which node to talk to.
+//! `http://127.0.0.1:8645`) says which node to talk to, and `--timeout`
+//! how long one request to it may take. The command modules share
+//! [`util`], which imports none of them.
 
 pub mod bench;
 mod commands;
 mod contract;
 pub mod contract_bench;
 mod testnet;
+pub mod util;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,32 +22,77 @@ pub use commands::run;
 
 /// Tongtian: consortium chains, a chain network, and data value without data movement.
 #[derive(Debug, Parser)]
-#[command(name = "tongtian", version, about)]
+#[command(
+    name = "tongtian",
+    version,
+    about,
+    after_help = "Examples:
+  tongtian dev                                   start a dev chain on http://127.0.0.1:8645
+  tongtian status                                what the node says of its chain
+  tongtian transfer --key .tongtian-dev/dev-keys/dev-0.key --to 0x… --amount 5 --wait
+  tongtian block show latest --json
+  tongtian completions bash > /etc/bash_completion.d/tongtian"
+)]
 pub struct Cli {
-    /// Node API to talk to.
+    /// Node API to talk to (`http://` is assumed when no scheme is given).
     #[arg(long, global = true, env = "TONGTIAN_NODE", default_value = tongtian_client::DEFAULT_NODE)]
     pub node: String,
-    /// Print machine-readable JSON.
+    /// Print machine-readable JSON (errors too, as `{"error": {"code", "message"}}` on stdout).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log filter (tracing `EnvFilter` syntax), e.g. `info,tongtian_node=debug`.
-    #[arg(
-        long,
-        global = true,
-        env = "TONGTIAN_LOG",
-        default_value = "info,openraft=warn"
-    )]
+    /// Seconds one request to the node may take before it is given up.
+    #[arg(long, global = true, env = "TONGTIAN_TIMEOUT", default_value_t = 30)]
+    pub timeout: u64,
+    /// Seconds `--wait` waits for a transaction's receipt.
+    #[arg(long, global = true, default_value_t = 60)]
+    pub wait_timeout: u64,
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `debug` or
+    /// `info,tongtian_node=debug`; `testnet up` passes it to its nodes.
+    #[arg(long, global = true, env = "TONGTIAN_LOG", default_value = DEFAULT_LOG)]
     pub log: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The default log filter: the node's own notices and the warnings of
+/// the libraries it runs on. openraft is left out: it warns and errs on
+/// every contested election and every vote sent before the peers have
+/// connected, which is how Raft works, not a fault (the engine reports
+/// leadership and failures itself); `--log info,openraft=warn` shows it.
+/// (A target matches every module path it begins, so `tongtian` covers
+/// every `tongtian_*` crate.)
+pub const DEFAULT_LOG: &str = "warn,tongtian=info,openraft=off";
+
+/// Possible values of `--suite`.
+pub fn suite_parser() -> impl clap::builder::TypedValueParser<Value = SuiteId> {
+    clap::builder::PossibleValuesParser::new(["standard", "sm"])
+        .try_map(|s| s.parse::<SuiteId>())
+}
+
+/// Possible values of `--vm`.
+pub fn vm_parser() -> impl clap::builder::TypedValueParser<Value = tongtian_types::VmKind> {
+    clap::builder::PossibleValuesParser::new(["wasm", "evm"])
+        .try_map(|s| s.parse::<tongtian_types::VmKind>())
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a single-node development chain with prefunded accounts.
+    #[command(after_help = "Examples:
+  tongtian dev                       resume (or create) ./.tongtian-dev
+  tongtian dev --suite sm            a new chain on SM2/SM3
+  tongtian dev --data-dir /tmp/d --api 127.0.0.1:9000")]
     Dev(DevArgs),
+    /// What the node says of its chain: id, height, engine, peers, pool.
+    Status,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "Example:\n  tongtian completions bash > ~/.local/share/bash-completion/completions/tongtian")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run one node of a consortium chain.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -57,6 +106,9 @@ pub enum Command {
     #[command(subcommand)]
     Account(AccountCommand),
     /// Send native tokens.
+    #[command(after_help = "Examples:
+  tongtian transfer --key alice.key --to 0x… --amount 1000 --wait
+  tongtian transfer --key alice.key --to 0x… --amount 5 --nonce 7 --json")]
     Transfer(TransferArgs),
     /// Read blocks.
     #[command(subcommand)]
@@ -81,8 +133,8 @@ pub struct SignerArgs {
     /// Sender's key file.
     #[arg(long)]
     pub key: PathBuf,
-    /// Password of an encrypted key file.
-    #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+    /// Password of an encrypted key file (asked for on a terminal when not given).
+    #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Gas limit.
     #[arg(long, default_value_t = 10_000_000)]
@@ -150,6 +202,10 @@ pub enum ContractCommand {
         /// if the call failed.
         #[arg(long)]
         wait: bool,
+        /// Send without first running the call read-only (by default a
+        /// call that would fail is refused before it is signed).
+        #[arg(long)]
+        no_dry_run: bool,
     },
     /// Call a contract read-only (nothing is signed or kept).
     Query {
@@ -184,7 +240,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:8645")]
     pub api: SocketAddr,
     /// Crypto suite of a new chain (must match an existing one).
-    #[arg(long)]
+    #[arg(long, value_parser = suite_parser())]
     pub suite: Option<SuiteId>,
 }
 
@@ -197,10 +253,14 @@ pub enum NodeCommand {
         #[arg(long)]
         home: PathBuf,
         /// Password of an encrypted node key.
-        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
 }
+
+/// `testnet init`'s default base port: node i's API on 8745 + i, its
+/// transport on 9745 + i.
+pub const TESTNET_BASE_PORT: u16 = 8745;
 
 /// `tongtian testnet ...`.
 #[derive(Debug, Subcommand)]
@@ -214,13 +274,14 @@ pub enum TestnetCommand {
         #[arg(long, value_parser = ["bft", "raft"])]
         consensus: String,
         /// Crypto suite.
-        #[arg(long, default_value = "standard")]
+        #[arg(long, default_value = "standard", value_parser = suite_parser())]
         suite: SuiteId,
         /// Directory to write.
         #[arg(long)]
         dir: PathBuf,
-        /// Node i serves its API on base-port + i and its transport on base-port + 1000 + i.
-        #[arg(long, default_value_t = 8645)]
+        /// Node i serves its API on base-port + i and its transport on
+        /// base-port + 1000 + i (the default stays clear of `tongtian dev`'s 8645).
+        #[arg(long, default_value_t = TESTNET_BASE_PORT)]
         base_port: u16,
     },
     /// Start every node of DIR as child processes, with one merged log; Ctrl-C stops them all.
@@ -235,23 +296,47 @@ pub enum TestnetCommand {
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
     /// Generate a key file.
+    #[command(after_help = "Examples:
+  tongtian key new --out alice.key
+  tongtian key new --out bob.key --suite sm --encrypt   (asks for a password)")]
     New {
         /// Where to write it (never overwritten).
         #[arg(long)]
         out: PathBuf,
         /// Crypto suite.
-        #[arg(long, default_value = "standard")]
+        #[arg(long, default_value = "standard", value_parser = suite_parser())]
         suite: SuiteId,
-        /// Encrypt with this password.
-        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        /// Encrypt it, with a password asked for on the terminal (or
+        /// TONGTIAN_KEY_PASSWORD).
+        #[arg(long)]
+        encrypt: bool,
+        /// Encrypt with this password (prefer --encrypt: a password on the
+        /// command line stays in the shell's history).
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+    },
+    /// Write a key file for an existing private key (32 bytes of hex),
+    /// read from standard input or asked for on a terminal.
+    #[command(after_help = "Example:
+  echo 0x59c6…690d | tongtian key import --out carol.key")]
+    Import {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+        /// Crypto suite the key is for.
+        #[arg(long, default_value = "standard", value_parser = suite_parser())]
+        suite: SuiteId,
+        /// Encrypt it, with a password asked for on the terminal (or
+        /// TONGTIAN_KEY_PASSWORD).
+        #[arg(long)]
+        encrypt: bool,
     },
     /// Show a key file's address, public key and suite.
     Show {
         /// The key file.
         file: PathBuf,
-        /// Password of an encrypted key file.
-        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        /// Password of an encrypted key file (asked for on a terminal when not given).
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
 }
@@ -283,8 +368,8 @@ pub struct TransferArgs {
     /// Sender's key file.
     #[arg(long)]
     pub key: PathBuf,
-    /// Password of an encrypted key file.
-    #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+    /// Password of an encrypted key file (asked for on a terminal when not given).
+    #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Recipient address.
     #[arg(long)]
@@ -304,7 +389,8 @@ pub struct TransferArgs {
     /// Gas price.
     #[arg(long, default_value_t = 1)]
     pub gas_price: u64,
-    /// Wait for the receipt and print it.
+    /// Wait for the receipt and print it (on a terminal, with what the
+    /// node says of the transaction meanwhile).
     #[arg(long)]
     pub wait: bool,
 }
@@ -341,7 +427,7 @@ pub enum ValidatorsCommand {
         #[arg(long)]
         key: PathBuf,
         /// Password of an encrypted key file.
-        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// JSON file: `[{"name": "...", "public_key": "0x..."}, ...]`.
         #[arg(long)]
@@ -353,7 +439,7 @@ pub enum ValidatorsCommand {
         #[arg(long)]
         key: PathBuf,
         /// Password of an encrypted key file.
-        #[arg(long, env = "TONGTIAN_KEY_PASSWORD")]
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// JSON file of the new set, as for `approve`.
         #[arg(long)]
@@ -379,8 +465,10 @@ pub enum BenchCommand {
 
 /// Set up `tracing` output on stderr.
 pub fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
+        eprintln!("warning: --log {:?} is not a log filter ({e}); using the default", cli.log);
+        tracing_subscriber::EnvFilter::new(DEFAULT_LOG)
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

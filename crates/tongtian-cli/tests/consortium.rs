@@ -615,9 +615,34 @@ fn testnet_up_starts_and_stops_every_node() {
     assert!(out.status.success());
     let init: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(init["nodes"].as_array().unwrap().len(), 3);
+
+    // A node that cannot start is reported by name, the others are
+    // stopped, and `up` exits non-zero.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", base)).unwrap();
+    let failed = Command::new(bin())
+        .args(["testnet", "up", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let failed = failed.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "testnet up succeeded with node-0's port taken");
+    assert!(
+        text.contains("[node-0] FAILED to start") && text.contains("Address already in use"),
+        "{text}"
+    );
+    assert!(text.contains("1 of 3 nodes failed to start"), "{text}");
+    drop(squatter);
+    for i in 1..3 {
+        assert!(port_free(base + i), "node {i} left running after the failed start");
+    }
+
+    // `--log warn` reaches the nodes: none logs at INFO.
     let log = dir.path().join("up.log");
     let mut up = Command::new(bin())
-        .args(["testnet", "up", "--dir"])
+        .args(["--log", "warn", "testnet", "up", "--dir"])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -634,6 +659,22 @@ fn testnet_up_starts_and_stops_every_node() {
     };
     while !(0..3).all(ready) {
         assert!(Instant::now() < deadline, "testnet did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A node that dies later is named.
+    let home2 = dir.path().join("node-2");
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f"])
+        .arg(format!("node start --home {}$", home2.display()))
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no node-2 process to kill");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("[node-2] DIED")
+    {
+        assert!(Instant::now() < deadline, "node-2's death was not reported");
         std::thread::sleep(Duration::from_millis(100));
     }
     Command::new("kill")
@@ -658,10 +699,11 @@ fn testnet_up_starts_and_stops_every_node() {
     let text = std::fs::read_to_string(&log).unwrap();
     for i in 0..3 {
         assert!(
-            text.contains(&format!("[node-{i}]")),
-            "no prefixed log lines of node-{i}"
+            text.contains(&format!("[node-{i}] started: api http://127.0.0.1:{}", base + i as u16)),
+            "node-{i}'s start was not reported: {text}"
         );
     }
+    assert!(!text.contains(" INFO "), "--log warn did not reach the nodes: {text}");
 }
 
 /// One of four bft validators double-signs every vote and proposes blocks

@@ -254,14 +254,20 @@ fn example_contracts_run_through_the_cli() {
 }
 
 fn rpc(node: &DevNode, body: &str) -> Value {
+    let (status, v) = rpc_status(node, body);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// A JSON-RPC body posted as is, with the HTTP status of its answer.
+fn rpc_status(node: &DevNode, body: &str) -> (u16, Value) {
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/eth", node.url()))
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().unwrap()
+    (resp.status().as_u16(), resp.json().unwrap())
 }
 
 fn call_rpc(node: &DevNode, method: &str, params: Value) -> Value {
@@ -353,7 +359,8 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
         call_rpc(&node, "eth_chainId", json!([]))["result"],
         "0x21c5"
     );
-    assert_eq!(rpc(&node, "{not json")["error"]["code"], -32700);
+    let (status, parse) = rpc_status(&node, "{not json");
+    assert_eq!((status, &parse["error"]["code"]), (400, &json!(-32700)));
     assert_eq!(
         call_rpc(&node, "eth_noSuchThing", json!([]))["error"]["code"],
         -32601

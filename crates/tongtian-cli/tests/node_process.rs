@@ -390,7 +390,7 @@ fn cli_transfers_proves_and_resumes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(receipt["status"]["status"], "success");
+    assert_eq!(receipt["status"], "success");
     let tx_hash = receipt["tx_hash"].as_str().unwrap().to_string();
     let height = receipt["height"].as_u64().unwrap();
 
@@ -429,8 +429,11 @@ fn cli_transfers_proves_and_resumes() {
 
     let out = node.cli(&["tx", "show", &tx_hash, "--json"]);
     let t: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(t["transaction"]["status"], "committed");
+    assert_eq!(t["status"], "committed");
+    assert_eq!(t["tx_hash"], json!(tx_hash));
     assert_eq!(t["receipt"]["height"], height);
+    assert_eq!(t["receipt"]["tx_index"], t["tx_index"]);
+    assert_eq!(t["receipt"]["status"], "success");
     let out = node.cli(&["block", "show", &height.to_string(), "--json"]);
     let b: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(b["tx_hashes"]
@@ -683,4 +686,161 @@ fn sigkill_under_load_restarts_consistent() {
         "the load produced too few receipts to mean much: {}",
         seen_receipts.len()
     );
+}
+
+/// POST `len` bytes of `fill` to `path` over a plain socket, streaming the
+/// body from another thread while this one reads the answer (a node that
+/// refuses a body early may stop reading it), and return the status and
+/// JSON body of the answer.
+fn post_huge(node: &DevNode, path: &str, len: usize) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+    );
+    let mut writer = sock.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        if writer.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            // The node may close the connection once it has refused the
+            // body; the rest of it is then never sent.
+            if writer.write_all(&chunk[..n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) if !answer.is_empty() => break,
+            Err(e) => panic!("no answer to a {len}-byte body on {path}: {e}"),
+        }
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(i) = text.find("\r\n\r\n") {
+            let body = &text[i + 4..];
+            if serde_json::from_str::<Value>(body).is_ok() {
+                break;
+            }
+        }
+    }
+    let _ = sock.shutdown(std::net::Shutdown::Both);
+    let _ = sender.join();
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body:?}")),
+    )
+}
+
+/// Resident memory of a process, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// A 50 MB body, malformed JSON and a 10,000-request JSON-RPC batch each
+/// get a clear 4xx with a JSON error, the node's memory stays bounded (it
+/// never buffers a body past its route's limit), and it goes on serving.
+#[test]
+fn hostile_bodies_get_clear_4xx_errors_with_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let before = rss_bytes(node.pid());
+    const HUGE: usize = 50_000_000;
+    for path in ["/v1/txs", "/v1/txs/batch"] {
+        let (status, v) = post_huge(&node, path, HUGE);
+        assert_eq!(status, 413, "{path}: {v}");
+        assert_eq!(v["code"], "body_too_large", "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("MiB"), "{v}");
+    }
+    for path in ["/eth", "/"] {
+        let (status, v) = post_huge(&node, path, HUGE);
+        assert_eq!(status, 413, "{path}: {v}");
+        assert_eq!(v["error"]["code"], -32600, "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("larger than"),
+            "{v}"
+        );
+    }
+    let grown = rss_bytes(node.pid()).saturating_sub(before);
+    assert!(
+        grown < 40 << 20,
+        "four 50 MB bodies grew the node by {} MiB",
+        grown >> 20
+    );
+
+    // Malformed JSON: 400 with the REST code, or JSON-RPC's parse error.
+    let c = http();
+    let r = c
+        .post(format!("{}/v1/txs", node.url()))
+        .header("content-type", "application/json")
+        .body("{\"raw\": ")
+        .send()
+        .unwrap();
+    assert_err((r.status().as_u16(), r.json().unwrap()), 400, "bad_json");
+    let r = c
+        .post(format!("{}/eth", node.url()))
+        .header("content-type", "application/json")
+        .body("{\"jsonrpc\": \"2.0\", \"method\"")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], -32700, "{v}");
+
+    // A 10,000-request batch is refused whole; 1,000 is answered.
+    let batch = |n: usize| {
+        Value::Array(
+            (0..n)
+                .map(|i| json!({"jsonrpc": "2.0", "id": i, "method": "eth_chainId"}))
+                .collect(),
+        )
+    };
+    let r = c
+        .post(format!("{}/eth", node.url()))
+        .json(&batch(10_000))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("at most 1000"),
+        "{v}"
+    );
+    let r = c
+        .post(format!("{}/eth", node.url()))
+        .json(&batch(1_000))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1_000);
+    assert_eq!(v[999]["result"], "0x21c5");
+
+    // And the node still serves.
+    let (s, st) = get(&node, "/v1/status");
+    assert_eq!(s, 200, "{st}");
 }

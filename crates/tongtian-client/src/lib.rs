@@ -33,12 +33,13 @@ pub enum ClientError {
         message: String,
     },
     /// Could not reach the node or read its answer.
-    #[error("cannot reach node at {url}: {source}")]
+    #[error("{}", transport_message(url, cause))]
     Transport {
         /// URL.
         url: String,
-        /// Cause.
-        source: reqwest::Error,
+        /// Cause (not an error `source`: the message already says what it
+        /// adds, and a printed chain would repeat it).
+        cause: reqwest::Error,
     },
     /// The answer was not what the API promises.
     #[error("unexpected answer from {url}: {reason}")]
@@ -64,6 +65,60 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// A stable code for any error: the node's own, or one that says why
+    /// the node could not be asked (`node_unreachable`, `node_timeout`,
+    /// `bad_answer`, `timeout`, `lagged`).
+    pub fn stable_code(&self) -> &str {
+        match self {
+            ClientError::Api { code, .. } => code,
+            ClientError::Transport { cause, .. } if cause.is_timeout() => "node_timeout",
+            ClientError::Transport { .. } => "node_unreachable",
+            ClientError::Decode { .. } => "bad_answer",
+            ClientError::Timeout(_) => "timeout",
+            ClientError::Lagged(_) => "lagged",
+        }
+    }
+}
+
+/// What went wrong reaching `url`, and what to do about it, in one line
+/// (reqwest's own chain repeats itself: "error sending request ... : error
+/// sending request ...").
+fn transport_message(url: &str, e: &reqwest::Error) -> String {
+    let node = url
+        .find("/v1/")
+        .or_else(|| url.find("/eth"))
+        .map_or(url, |i| &url[..i]);
+    if e.is_timeout() {
+        return format!(
+            "the node at {node} did not answer in time; it may be overloaded or stuck (raise --timeout to wait longer)"
+        );
+    }
+    if e.is_connect() {
+        return format!(
+            "cannot connect to a node at {node}: is the node running? start one with `tongtian dev`, or pass --node URL"
+        );
+    }
+    // The innermost cause says the most.
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("lost the connection to the node at {node}: {cause}")
+}
+
+/// How long a request may take by default before it is given up.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node address as a base URL: `127.0.0.1:8645` and `localhost:8645`
+/// mean `http://...`; a trailing slash is dropped.
+pub fn normalize_url(node: &str) -> String {
+    let node = node.trim().trim_end_matches('/');
+    if node.contains("://") {
+        node.to_string()
+    } else {
+        format!("http://{node}")
+    }
 }
 
 /// A client of one node.
@@ -71,18 +126,36 @@ impl ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl Client {
-    /// A client for the node at `base` (e.g. `http://127.0.0.1:8645`).
+    /// A client for the node at `base` (e.g. `http://127.0.0.1:8645`, or
+    /// `127.0.0.1:8645`), whose requests give up after
+    /// [`DEFAULT_TIMEOUT`].
     pub fn new(base: &str) -> Self {
+        Client::with_timeout(base, DEFAULT_TIMEOUT)
+    }
+
+    /// [`Client::new`] with another request timeout (connecting, sending
+    /// and reading the whole answer). The block stream has none: it is
+    /// meant to stay open.
+    pub fn with_timeout(base: &str, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
         Client {
-            base: base.trim_end_matches('/').to_string(),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            base: normalize_url(base),
+            http,
+            timeout,
         }
+    }
+
+    /// How long one request may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The node's base URL.
@@ -94,18 +167,12 @@ impl Client {
         url: String,
         resp: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T, ClientError> {
-        let resp = resp.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+        let resp = resp.map_err(|source| ClientError::Transport { url: url.clone(), cause: source })?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Transport { url: url.clone(), cause: source })?;
         if !status.is_success() {
             let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap_or(ApiErrorBody {
                 code: "http_error".into(),
@@ -125,7 +192,7 @@ impl Client {
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let resp = self.http.get(&url).send().await;
+        let resp = self.http.get(&url).timeout(self.timeout).send().await;
         Self::answer(url, resp).await
     }
 
@@ -135,7 +202,13 @@ impl Client {
         body: &B,
     ) -> Result<T, ClientError> {
         let url = format!("{}{}", self.base, path);
-        let resp = self.http.post(&url).json(body).send().await;
+        let resp = self
+            .http
+            .post(&url)
+            .timeout(self.timeout)
+            .json(body)
+            .send()
+            .await;
         Self::answer(url, resp).await
     }
 
@@ -287,10 +360,7 @@ impl Client {
             .get(&url)
             .send()
             .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::Transport { url: url.clone(), cause: source })?;
         if !resp.status().is_success() {
             return Err(ClientError::Decode {
                 url,
@@ -369,7 +439,7 @@ async fn next_block_event(mut st: SseState) -> Option<(Result<BlockEvent, Client
             Some(Err(source)) => {
                 st.done = true;
                 let url = st.url.clone();
-                return Some((Err(ClientError::Transport { url, source }), st));
+                return Some((Err(ClientError::Transport { url, cause: source }), st));
             }
             None => return None,
         }

@@ -788,11 +788,21 @@ impl ConsensusEngine for RaftEngine {
             validators = self.spec.validators.len(),
             "raft engine started"
         );
+        let mut known_leader = None;
         let result = loop {
             if *shutdown.borrow() {
                 break Ok(());
             }
             let leader = raft.metrics().borrow().current_leader;
+            if leader != known_leader {
+                // openraft's own election chatter is off by default; this
+                // is the line that says what came of it.
+                match leader {
+                    Some(l) => tracing::info!(leader = l, me = l == self.me, "raft leader elected"),
+                    None => tracing::info!("raft leader lost; an election follows"),
+                }
+                known_leader = leader;
+            }
             let target = reconcile_peers(&rpcs, app.as_ref());
             if leader == Some(self.me) {
                 reconcile_membership(&raft, &target).await;

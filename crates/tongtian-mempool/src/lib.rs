@@ -17,10 +17,16 @@
 //! managers, parallel deployment scripts) cannot promise the node sees them
 //! in nonce order. A queued transaction is checked as fully as a pending
 //! one, is never proposed, and becomes pending when the gap before it
-//! fills. Queues are small and short-lived: at most
+//! fills. Queues are generous but bounded: at most
 //! [`MempoolConfig::max_queued_per_sender`] per sender, no further ahead
-//! than that, at most [`MempoolConfig::max_queued`] in all, each kept for
-//! [`MempoolConfig::queued_lifetime`].
+//! than that, at most [`MempoolConfig::max_queued`] in all (and all within
+//! [`MempoolConfig::max_bytes`]), each kept for
+//! [`MempoolConfig::queued_lifetime`]. A bound that is hit evicts rather
+//! than refuses where it can: the queued transaction furthest ahead of its
+//! sender's next nonce goes first (the oldest of equals), since it is the
+//! one least likely to become includable soon, and a newcomer is refused
+//! only when it would itself be that one. [`Mempool::queued_evicted`]
+//! counts the evictions.
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -66,12 +72,17 @@ pub enum AdmissionError {
     },
     /// Nonce too far ahead of the sender's pending transactions to be
     /// queued.
-    #[error("nonce {got} is too far in the future; next nonce is {expected}")]
+    #[error(
+        "nonce {got} is too far in the future: the sender's next nonce is {expected} and the pool holds at most {limit} ahead of it; send nonces {expected} to {last} first (or wait for them to be mined), then this one",
+        last = .got.saturating_sub(1)
+    )]
     NonceTooHigh {
         /// Next usable nonce.
         expected: u64,
         /// The transaction's.
         got: u64,
+        /// How far ahead the pool queues.
+        limit: u64,
     },
     /// Another pending or queued transaction has this nonce, and this one
     /// does not offer enough more per gas to replace it.
@@ -111,7 +122,9 @@ pub enum AdmissionError {
     #[error("transaction {0} is already known")]
     AlreadyKnown(H256),
     /// No room.
-    #[error("mempool is full ({0} transactions)")]
+    #[error(
+        "mempool is full ({0} transactions held): retry once the next blocks have drained it, or send the sender's lowest missing nonce first"
+    )]
     Full(usize),
     /// The committed state could not be read.
     #[error("state unavailable: {0}")]
@@ -185,9 +198,13 @@ impl Default for MempoolConfig {
             max_txs: 200_000,
             max_per_sender: 50_000,
             max_bytes: 256 << 20,
-            // Geth's defaults are 64 per account and 1,024 in all, kept 3 h.
-            max_queued_per_sender: 64,
-            max_queued: 4_096,
+            // Geth's defaults are 64 per account and 1,024 in all, kept
+            // 3 h; concurrent clients (several threads or JSON-RPC batches
+            // of one sender) can run further ahead than 64 within
+            // milliseconds, so hold more: a queued transfer is a few
+            // hundred bytes, and `max_bytes` bounds them all.
+            max_queued_per_sender: 4_096,
+            max_queued: 65_536,
             queued_lifetime: Duration::from_secs(600),
         }
     }
@@ -252,6 +269,8 @@ struct Inner {
     queued_since: Option<Instant>,
     /// Sum of the encoded sizes of pending and queued transactions.
     bytes: usize,
+    /// Queued transactions evicted to make room for nearer ones.
+    evicted: u64,
     /// The latest admitted transactions, numbered.
     arrivals: Arrivals,
 }
@@ -344,6 +363,12 @@ impl Mempool {
     /// nonces to fill).
     pub fn queued_len(&self) -> usize {
         self.inner.lock().queued
+    }
+
+    /// How many queued transactions have been evicted so far to make room
+    /// for ones nearer their senders' next nonces.
+    pub fn queued_evicted(&self) -> u64 {
+        self.inner.lock().evicted
     }
 
     /// Whether the pool is empty.
@@ -671,19 +696,29 @@ impl Mempool {
         // room for those queued before it.
         let available = q.committed.balance.saturating_sub(q.spend);
         if nonce > expected {
-            let ahead = self.config.max_queued_per_sender as u64;
-            if nonce - expected > ahead {
+            let limit = self.config.max_queued_per_sender as u64;
+            if nonce - expected > limit {
                 return Err(AdmissionError::NonceTooHigh {
                     expected,
                     got: nonce,
+                    limit,
                 });
             }
-            if q.queued.len() >= self.config.max_queued_per_sender
-                || inner.queued >= self.config.max_queued
-            {
-                return Err(AdmissionError::Full(inner.count + inner.queued));
-            }
             afford(available.saturating_sub(q.queued_spend()), needed)?;
+            // A full queue (this sender's or everyone's) gives up its
+            // furthest-ahead transaction for a nearer one.
+            let sender_full = q.queued.len() >= self.config.max_queued_per_sender;
+            if sender_full || inner.queued >= self.config.max_queued {
+                let scope = if sender_full { Some(sender) } else { None };
+                let victim = furthest_queued(inner, scope)
+                    .filter(|v| v.distance > nonce - expected)
+                    .ok_or(AdmissionError::Full(inner.count + inner.queued))?;
+                evict_queued(inner, victim);
+            }
+            let q = inner
+                .senders
+                .get_mut(&sender)
+                .expect("the sender's queue is kept while it is admitted");
             inner.bytes += t.encoded_len;
             let now = Instant::now();
             q.queued.insert(nonce, (t, now));
@@ -909,6 +944,59 @@ fn promote(inner: &mut Inner, sender: &Address, max_per_sender: usize) {
     {
         inner.queued_senders.remove(sender);
     }
+}
+
+/// A queued transaction chosen for eviction.
+#[derive(Clone, Copy, Debug)]
+struct Victim {
+    sender: Address,
+    nonce: u64,
+    /// How far past its sender's next nonce it is.
+    distance: u64,
+    at: Instant,
+}
+
+/// The queued transaction furthest ahead of its sender's next nonce (of
+/// equals, the oldest), among `only`'s or everyone's. Only each sender's
+/// last queued nonce can be its furthest, so this looks at one entry per
+/// sender with queued transactions.
+fn furthest_queued(inner: &Inner, only: Option<Address>) -> Option<Victim> {
+    let candidate = |a: &Address| {
+        let q = inner.senders.get(a)?;
+        let (&nonce, (_, at)) = q.queued.last_key_value()?;
+        Some(Victim {
+            sender: *a,
+            nonce,
+            distance: nonce.saturating_sub(q.next_nonce()),
+            at: *at,
+        })
+    };
+    match only {
+        Some(a) => candidate(&a),
+        None => inner
+            .queued_senders
+            .iter()
+            .filter_map(candidate)
+            .max_by(|x, y| x.distance.cmp(&y.distance).then(y.at.cmp(&x.at))),
+    }
+}
+
+/// Drop `v` from the queue and count the eviction.
+fn evict_queued(inner: &mut Inner, v: Victim) {
+    let Some(q) = inner.senders.get_mut(&v.sender) else {
+        return;
+    };
+    let Some((t, _)) = q.queued.remove(&v.nonce) else {
+        return;
+    };
+    tracing::debug!(tx = %t.hash, distance = v.distance, "queued transaction evicted for a nearer one");
+    if q.queued.is_empty() {
+        inner.queued_senders.remove(&v.sender);
+    }
+    inner.known.remove(&t.hash);
+    inner.bytes -= t.encoded_len;
+    inner.queued -= 1;
+    inner.evicted += 1;
 }
 
 /// Forget queued transactions older than `lifetime`. Cheap when none can
@@ -1366,6 +1454,55 @@ mod tests {
         assert!(!small.contains(&q1));
         assert!(small.contains(&p));
         small.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
+    }
+
+    #[test]
+    fn a_full_queue_evicts_the_furthest_ahead_for_a_nearer_one() {
+        let keys: Vec<Keypair> = (0..4u8)
+            .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
+            .collect();
+        let rich = holding(&keys, 1 << 40, 0);
+        let pool = Mempool::new(
+            spec(),
+            MempoolConfig {
+                max_queued: 3,
+                ..MempoolConfig::default()
+            },
+        );
+        let far = pool.submit(&tx(&keys[0], 5, 9, 1, 0), &rich).unwrap();
+        let old_near = pool.submit(&tx(&keys[1], 5, 2, 1, 0), &rich).unwrap();
+        let near = pool.submit(&tx(&keys[2], 5, 2, 1, 0), &rich).unwrap();
+        // Full: a newcomer 2 ahead evicts the one 9 ahead...
+        let newcomer = pool.submit(&tx(&keys[3], 5, 2, 1, 0), &rich).unwrap();
+        assert!(!pool.contains(&far), "the furthest ahead goes first");
+        assert!(pool.contains(&old_near) && pool.contains(&near) && pool.contains(&newcomer));
+        assert_eq!((pool.queued_len(), pool.queued_evicted()), (3, 1));
+        // ...of equals, the oldest goes first, and a newcomer further ahead
+        // than every queued one is refused with what to do.
+        let nearer = pool.submit(&tx(&keys[0], 5, 1, 1, 0), &rich).unwrap();
+        assert!(!pool.contains(&old_near), "the oldest of equals goes");
+        assert!(pool.contains(&nearer) && pool.contains(&near));
+        let err = pool.submit(&tx(&keys[1], 5, 5, 1, 0), &rich).unwrap_err();
+        assert_eq!(err.code(), "mempool_full");
+        assert!(err.to_string().contains("retry"), "{err}");
+        assert_eq!(pool.queued_evicted(), 2);
+        // The evicted nonce can be sent again once there is room: the gap
+        // fills and everything of that sender becomes pending.
+        pool.submit(&tx(&keys[1], 5, 0, 1, 0), &rich).unwrap();
+        pool.submit(&tx(&keys[1], 5, 1, 1, 0), &rich).unwrap();
+        pool.submit(&tx(&keys[1], 5, 2, 1, 0), &rich).unwrap();
+        assert_eq!(pool.next_nonce(&sender(&keys[1])), Some(3));
+    }
+
+    #[test]
+    fn a_nonce_beyond_the_window_is_refused_with_what_to_do() {
+        let (pool, k, st) = setup();
+        // The committed nonce is 3; the window is 4 ahead.
+        pool.submit(&tx(&k, 5, 7, 1, 0), &st).unwrap();
+        let err = pool.submit(&tx(&k, 5, 8, 1, 0), &st).unwrap_err();
+        assert_eq!(err.code(), "nonce_too_high");
+        let msg = err.to_string();
+        assert!(msg.contains("next nonce is 3") && msg.contains("send nonces 3 to 7 first"), "{msg}");
     }
 
     fn priced(k: &Keypair, nonce: u64, gas_price: u64, amount: u128) -> Vec<u8> {

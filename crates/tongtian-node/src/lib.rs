@@ -942,7 +942,13 @@ impl ChainRuntime {
             .filter(|r| !matches!(r.status, TxStatus::Success))
             .map(|r| r.tx_hash)
             .collect();
-        tracing::info!(height = block.header.height, txs = tx_hashes.len(), hash = %hash, "committed");
+        // An idle chain makes an empty block every interval: those are
+        // only worth a line when looking closely.
+        if tx_hashes.is_empty() {
+            tracing::debug!(height = block.header.height, hash = %hash, "committed an empty block");
+        } else {
+            tracing::info!(height = block.header.height, txs = tx_hashes.len(), hash = %hash, "committed");
+        }
         // No subscribers is fine.
         let _ = self.events.send(Arc::new(BlockEvent {
             height: block.header.height,

@@ -32,6 +32,10 @@ pub struct StatusInfo {
     /// their sender.
     #[serde(default)]
     pub mempool_queued: usize,
+    /// Queued transactions evicted since the node started, each to make
+    /// room for one nearer its sender's next nonce.
+    #[serde(default)]
+    pub mempool_queued_evicted: u64,
     /// Node software version.
     pub version: String,
 }
