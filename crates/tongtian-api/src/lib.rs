@@ -255,6 +255,12 @@ pub fn router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
         .route("/v1/events", get(get_events))
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
+        // A browsable API page over the same document, its files embedded
+        // in the binary (no CDN).
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/docs")
+                .config(utoipa_swagger_ui::Config::from("/v1/openapi.json")),
+        )
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(DefaultBodyLimit::max(MAX_BATCH_BODY))
         .with_state(AppState::new(chain, options))
@@ -374,7 +380,7 @@ async fn admit(
 
 /// Submit one signed transaction.
 #[utoipa::path(post, path = "/v1/txs", request_body = SubmitRequest,
-    responses((status = 200, body = SubmitResponse), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 413, body = ApiErrorBody)))]
+    responses((status = 200, body = SubmitResponse), (status = 400, body = ApiErrorBody), (status = 409, body = ApiErrorBody), (status = 413, body = ApiErrorBody), (status = 503, body = ApiErrorBody)))]
 async fn submit(
     State(st): State<AppState>,
     body: Result<Json<SubmitRequest>, JsonRejection>,
@@ -390,7 +396,7 @@ async fn submit(
 
 /// Submit many signed transactions; one result each.
 #[utoipa::path(post, path = "/v1/txs/batch", request_body = BatchSubmitRequest,
-    responses((status = 200, body = BatchSubmitResponse), (status = 400, body = ApiErrorBody)))]
+    responses((status = 200, body = BatchSubmitResponse), (status = 400, body = ApiErrorBody), (status = 413, body = ApiErrorBody)))]
 async fn submit_batch(
     State(st): State<AppState>,
     body: Result<Json<BatchSubmitRequest>, JsonRejection>,
@@ -440,7 +446,7 @@ async fn submit_batch(
 
 /// A transaction, pending or committed.
 #[utoipa::path(get, path = "/v1/txs/{hash}", params(("hash" = String, Path, description = "0x hash")),
-    responses((status = 200, body = TxView), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = TxView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn get_tx(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResult<TxView> {
     let hash = parse_hash(&hash)?;
     let c = &st.chain;
@@ -476,7 +482,7 @@ async fn get_tx(State(st): State<AppState>, Path(hash): Path<String>) -> ApiResu
 
 /// The receipt of a committed transaction.
 #[utoipa::path(get, path = "/v1/receipts/{hash}", params(("hash" = String, Path, description = "0x hash")),
-    responses((status = 200, body = tongtian_types::Receipt), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = tongtian_types::Receipt), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn get_receipt(
     State(st): State<AppState>,
     Path(hash): Path<String>,
@@ -492,7 +498,7 @@ async fn get_receipt(
 
 /// A block by height, by hash, or `latest`.
 #[utoipa::path(get, path = "/v1/blocks/{id}", params(("id" = String, Path, description = "height, 0x hash, or latest")),
-    responses((status = 200, body = BlockView), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = BlockView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn get_block(State(st): State<AppState>, Path(id): Path<String>) -> ApiResult<BlockView> {
     let store = st.chain.store();
     let height = if id == "latest" {
@@ -570,7 +576,7 @@ struct ProofQuery {
 /// An account with a Merkle proof against a certified header.
 #[utoipa::path(get, path = "/v1/accounts/{address}/proof",
     params(("address" = String, Path, description = "0x address"), ("height" = Option<u64>, Query, description = "default: latest")),
-    responses((status = 200, body = AccountProofView), (status = 404, body = ApiErrorBody)))]
+    responses((status = 200, body = AccountProofView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
 async fn get_account_proof(
     State(st): State<AppState>,
     Path(address): Path<String>,
@@ -923,6 +929,7 @@ mod tests {
 
 /// Query of `GET /v1/events`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Only events of this emitter (a contract, or the zero address for
     /// native modules).

@@ -186,12 +186,8 @@ fn key(cmd: KeyCommand, json: bool) -> Result<()> {
             encrypt,
         } => {
             let secret = read_secret()?;
-            let kp = Keypair::from_secret(suite, &secret).map_err(|e| {
-                usage(
-                    "bad_key",
-                    format!("that is not a {suite} private key: {e}"),
-                )
-            })?;
+            let kp = Keypair::from_secret(suite, &secret)
+                .map_err(|e| usage("bad_key", format!("that is not a {suite} private key: {e}")))?;
             let password = match (std::env::var("TONGTIAN_KEY_PASSWORD").ok(), encrypt) {
                 (Some(p), true) => Some(p),
                 (None, true) => Some(util::new_password()?),

@@ -36,9 +36,14 @@ pub async fn run(ctx: &util::Ctx, cmd: ContractCommand) -> Result<()> {
                 (None, Some(e)) => {
                     let code = read_evm_code(&e)?;
                     let ctor = match abi {
-                        Some(a) => evm_abi::encode_constructor(&read_abi(&a)?, &args).map_err(
-                            |e| usage("bad_args", format!("--args do not fit the constructor: {e}")),
-                        )?,
+                        Some(a) => {
+                            evm_abi::encode_constructor(&read_abi(&a)?, &args).map_err(|e| {
+                                usage(
+                                    "bad_args",
+                                    format!("--args do not fit the constructor: {e}"),
+                                )
+                            })?
+                        }
                         None if args.as_array().is_none_or(|a| a.is_empty()) => Vec::new(),
                         None => bail!("constructor arguments of an EVM contract need --abi"),
                     };

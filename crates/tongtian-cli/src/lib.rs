@@ -66,8 +66,7 @@ pub const DEFAULT_LOG: &str = "warn,tongtian=info,openraft=off";
 
 /// Possible values of `--suite`.
 pub fn suite_parser() -> impl clap::builder::TypedValueParser<Value = SuiteId> {
-    clap::builder::PossibleValuesParser::new(["standard", "sm"])
-        .try_map(|s| s.parse::<SuiteId>())
+    clap::builder::PossibleValuesParser::new(["standard", "sm"]).try_map(|s| s.parse::<SuiteId>())
 }
 
 /// Possible values of `--vm`.
@@ -88,7 +87,9 @@ pub enum Command {
     /// What the node says of its chain: id, height, engine, peers, pool.
     Status,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(after_help = "Example:\n  tongtian completions bash > ~/.local/share/bash-completion/completions/tongtian")]
+    #[command(
+        after_help = "Example:\n  tongtian completions bash > ~/.local/share/bash-completion/completions/tongtian"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -466,7 +467,10 @@ pub enum BenchCommand {
 /// Set up `tracing` output on stderr.
 pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!("warning: --log {:?} is not a log filter ({e}); using the default", cli.log);
+        eprintln!(
+            "warning: --log {:?} is not a log filter ({e}); using the default",
+            cli.log
+        );
         tracing_subscriber::EnvFilter::new(DEFAULT_LOG)
     });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -171,7 +171,10 @@ pub fn report_error(json: bool, e: &anyhow::Error) {
     let (code, message) = error_report(e);
     let reported = e.chain().any(|c| c.is::<Reported>());
     if json && !reported {
-        println!("{}", json!({ "error": { "code": code, "message": message } }));
+        println!(
+            "{}",
+            json!({ "error": { "code": code, "message": message } })
+        );
     } else {
         eprintln!("error: {message}");
     }
@@ -235,9 +238,11 @@ pub async fn conclude(
 ) -> Result<Option<Receipt>> {
     let json = ctx.json;
     if !wait {
-        print(json, &json!({ "tx_hash": hash, "status": "submitted" }), || {
-            hash.to_string()
-        })?;
+        print(
+            json,
+            &json!({ "tx_hash": hash, "status": "submitted" }),
+            || hash.to_string(),
+        )?;
         return Ok(None);
     }
     let r = wait_receipt(&ctx.client, &hash, ctx.wait).await?;
@@ -298,10 +303,7 @@ pub async fn wait_receipt(client: &Client, hash: &H256, within: Duration) -> Res
             }
             return Err(usage(
                 "wait_timeout",
-                format!(
-                    "no receipt for {hash} after {}s: {why}",
-                    within.as_secs()
-                ),
+                format!("no receipt for {hash} after {}s: {why}", within.as_secs()),
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -362,7 +364,10 @@ mod tests {
 
     #[test]
     fn a_repeated_cause_is_said_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "File exists (os error 17)");
+        let io = std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "File exists (os error 17)",
+        );
         let e = anyhow::Error::new(io).context("File exists (os error 17)");
         assert_eq!(
             error_report(&e),
@@ -377,7 +382,10 @@ mod tests {
         let e = parse_address("0x12").unwrap_err().context("reading --to");
         let (code, message) = error_report(&e);
         assert_eq!(code, "bad_address");
-        assert!(message.starts_with("reading --to: \"0x12\" is not an address"), "{message}");
+        assert!(
+            message.starts_with("reading --to: \"0x12\" is not an address"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -55,7 +55,10 @@ fn unreachable_and_silent_nodes_get_one_clear_error() {
     let out = run(&["--node", &node, "block", "show"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is the node running? start one with `tongtian dev`"), "{err}");
+    assert!(
+        err.contains("is the node running? start one with `tongtian dev`"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "one line: {err}");
     assert!(!err.contains("error sending request"), "{err}");
     let (code, _) = json_error(&run(&["--node", &node, "--json", "block", "show"]));
@@ -82,7 +85,11 @@ fn unreachable_and_silent_nodes_get_one_clear_error() {
         "block",
         "show",
     ]);
-    assert!(started.elapsed() < Duration::from_secs(7), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(7),
+        "took {:?}",
+        started.elapsed()
+    );
     let (code, message) = json_error(&out);
     assert_eq!(code, "node_timeout", "{message}");
     assert!(message.contains("--timeout"), "{message}");
@@ -99,18 +106,27 @@ fn json_output_uses_one_vocabulary_and_waiting_says_why() {
     let st = stdout_json(&ok(run(&["--node", &bare, "status", "--json"])));
     assert_eq!(st["chain_id"], 8645);
     let text = String::from_utf8_lossy(&ok(run(&["--node", &bare, "status"])).stdout).into_owned();
-    assert!(text.contains("height") && !text.trim_start().starts_with('{'), "{text}");
+    assert!(
+        text.contains("height") && !text.trim_start().starts_with('{'),
+        "{text}"
+    );
 
     let to = "0x00000000000000000000000000000000000000b1";
     let sent = stdout_json(&ok(node.cli(&[
         "transfer", "--key", key, "--to", to, "--amount", "5", "--json",
     ])));
-    assert!(sent["tx_hash"].is_string() && sent.get("hash").is_none(), "{sent}");
+    assert!(
+        sent["tx_hash"].is_string() && sent.get("hash").is_none(),
+        "{sent}"
+    );
     let waited = stdout_json(&ok(node.cli(&[
         "transfer", "--key", key, "--to", to, "--amount", "5", "--wait", "--json",
     ])));
     assert_eq!(waited["status"], "success", "{waited}");
-    assert!(waited["tx_hash"].is_string() && waited["tx_index"].is_number(), "{waited}");
+    assert!(
+        waited["tx_hash"].is_string() && waited["tx_index"].is_number(),
+        "{waited}"
+    );
     assert_eq!(waited["events"][0]["attributes"]["to"], to, "{waited}");
     let hash = waited["tx_hash"].as_str().unwrap();
     let shown = stdout_json(&ok(node.cli(&["tx", "show", hash, "--json"])));
@@ -119,7 +135,10 @@ fn json_output_uses_one_vocabulary_and_waiting_says_why() {
     assert_eq!(shown["receipt"]["status"], "success");
     // Without --json, text.
     let text = String::from_utf8_lossy(&ok(node.cli(&["tx", "show", hash])).stdout).into_owned();
-    assert!(text.starts_with("hash ") && text.contains("committed"), "{text}");
+    assert!(
+        text.starts_with("hash ") && text.contains("committed"),
+        "{text}"
+    );
 
     // A nonce gap: --wait says it is queued and which nonce comes first.
     let acct = stdout_json(&ok(node.cli(&[
@@ -241,8 +260,8 @@ fn help_lists_values_and_examples_and_completions_print() {
     let help = String::from_utf8_lossy(&ok(run(&["key", "new", "--help"])).stdout).into_owned();
     assert!(help.contains("[possible values: standard, sm]"), "{help}");
     assert!(help.contains("Examples:"), "{help}");
-    let help = String::from_utf8_lossy(&ok(run(&["bench", "contracts", "--help"])).stdout)
-        .into_owned();
+    let help =
+        String::from_utf8_lossy(&ok(run(&["bench", "contracts", "--help"])).stdout).into_owned();
     assert!(help.contains("[possible values: wasm, evm]"), "{help}");
     let help = String::from_utf8_lossy(&ok(run(&["transfer", "--help"])).stdout).into_owned();
     assert!(help.contains("Examples:"), "{help}");
@@ -252,7 +271,10 @@ fn help_lists_values_and_examples_and_completions_print() {
     for shell in ["bash", "zsh", "fish"] {
         let script = ok(run(&["completions", shell])).stdout;
         let script = String::from_utf8_lossy(&script);
-        assert!(script.contains("tongtian") && script.contains("transfer"), "{shell}");
+        assert!(
+            script.contains("tongtian") && script.contains("transfer"),
+            "{shell}"
+        );
     }
 }
 
@@ -279,7 +301,14 @@ fn contract_mistakes_are_refused_before_signing() {
     // Not WASM at all.
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"this is not a wasm module").unwrap();
-    let out = node.cli(&["contract", "deploy", "--key", key, "--wasm", junk.to_str().unwrap()]);
+    let out = node.cli(&[
+        "contract",
+        "deploy",
+        "--key",
+        key,
+        "--wasm",
+        junk.to_str().unwrap(),
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("is not a WebAssembly module"), "{err}");
@@ -300,14 +329,32 @@ fn contract_mistakes_are_refused_before_signing() {
     let after_deploy = nonce();
     assert_eq!(after_deploy, before + 1);
     let (code, message) = json_error(&node.cli(&[
-        "contract", "call", "--key", key, "--address", n, "--method", "register", "--args",
-        "[42]", "--json",
+        "contract",
+        "call",
+        "--key",
+        key,
+        "--address",
+        n,
+        "--method",
+        "register",
+        "--args",
+        "[42]",
+        "--json",
     ]));
     assert_eq!(code, "call_would_fail", "{message}");
     assert!(message.contains("nothing was sent"), "{message}");
     let (code, _) = json_error(&node.cli(&[
-        "contract", "call", "--key", key, "--address", n, "--method", "register", "--args",
-        "not json", "--json",
+        "contract",
+        "call",
+        "--key",
+        key,
+        "--address",
+        n,
+        "--method",
+        "register",
+        "--args",
+        "not json",
+        "--json",
     ]));
     assert_eq!(code, "bad_args");
     // EVM: arguments that do not fit the ABI.

@@ -628,7 +628,10 @@ fn testnet_up_starts_and_stops_every_node() {
         .unwrap();
     let failed = failed.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&failed.stderr);
-    assert!(!failed.status.success(), "testnet up succeeded with node-0's port taken");
+    assert!(
+        !failed.status.success(),
+        "testnet up succeeded with node-0's port taken"
+    );
     assert!(
         text.contains("[node-0] FAILED to start") && text.contains("Address already in use"),
         "{text}"
@@ -636,7 +639,10 @@ fn testnet_up_starts_and_stops_every_node() {
     assert!(text.contains("1 of 3 nodes failed to start"), "{text}");
     drop(squatter);
     for i in 1..3 {
-        assert!(port_free(base + i), "node {i} left running after the failed start");
+        assert!(
+            port_free(base + i),
+            "node {i} left running after the failed start"
+        );
     }
 
     // `--log warn` reaches the nodes: none logs at INFO.
@@ -699,11 +705,17 @@ fn testnet_up_starts_and_stops_every_node() {
     let text = std::fs::read_to_string(&log).unwrap();
     for i in 0..3 {
         assert!(
-            text.contains(&format!("[node-{i}] started: api http://127.0.0.1:{}", base + i as u16)),
+            text.contains(&format!(
+                "[node-{i}] started: api http://127.0.0.1:{}",
+                base + i as u16
+            )),
             "node-{i}'s start was not reported: {text}"
         );
     }
-    assert!(!text.contains(" INFO "), "--log warn did not reach the nodes: {text}");
+    assert!(
+        !text.contains(" INFO "),
+        "--log warn did not reach the nodes: {text}"
+    );
 }
 
 /// One of four bft validators double-signs every vote and proposes blocks
@@ -962,4 +974,102 @@ fn idle_testnets_make_empty_blocks_and_agree() {
         }
         net.assert_consistent(&[0, 1, 2, 3], &[]);
     }
+}
+
+/// Send a signal to node `i`'s process.
+fn signal(t: &Testnet, i: usize, sig: &str) {
+    let pid = t.nodes[i].as_ref().expect("node is running").id();
+    let st = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill {sig} {pid}");
+}
+
+/// Wait until every node of `nodes` is at `height` or above.
+fn wait_height(t: &Testnet, nodes: &[usize], height: u64, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while nodes.iter().any(|&i| t.height(i) < height) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: heights {:?}, wanted {height}",
+            nodes.iter().map(|&i| t.height(i)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Faults a trusted BFT network passes: one node frozen with SIGSTOP for
+/// 30 s while the other three go on, then SIGCONT, and it rejoins; then two
+/// of four killed, and the remaining two make no block (no quorum) and do
+/// not fork; both restarted, every node catches up, and every receipted
+/// transaction is on every node exactly once.
+#[test]
+fn bft_freeze_and_two_down_halt_without_fork_and_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::init(dir.path(), "bft", 4);
+    let k = t.dev_key(0);
+    let mut nonce = 0;
+    let mut committed: Vec<H256> = Vec::new();
+    let mut send = |t: &Testnet, node: usize, n: u64| -> Vec<H256> {
+        let txs = transfers(&k, nonce, n);
+        nonce += n;
+        t.submit(node, &txs)
+    };
+    let first = send(&t, 0, 20);
+    t.wait_receipts(0, &first, Duration::from_secs(30));
+    committed.extend(&first);
+
+    // Node 3 frozen for 30 s: the others keep committing.
+    signal(&t, 3, "-STOP");
+    let frozen_at = t.height(0);
+    let during = send(&t, 1, 20);
+    t.wait_receipts(1, &during, Duration::from_secs(30));
+    committed.extend(&during);
+    std::thread::sleep(Duration::from_secs(30));
+    let moved_on = t.height(0);
+    assert!(
+        moved_on > frozen_at + 5,
+        "three of four made too few blocks: {frozen_at} -> {moved_on}"
+    );
+    signal(&t, 3, "-CONT");
+    wait_height(
+        &t,
+        &[3],
+        moved_on,
+        Duration::from_secs(60),
+        "node 3 after SIGCONT",
+    );
+    t.assert_consistent(&[0, 1, 2, 3], &committed);
+
+    // Two of four down: no quorum, so no block, and no fork.
+    t.kill(1);
+    t.kill(2);
+    std::thread::sleep(Duration::from_secs(2));
+    let halted = [t.height(0), t.height(3)];
+    let stuck = send(&t, 0, 5);
+    std::thread::sleep(Duration::from_secs(6));
+    let later = [t.height(0), t.height(3)];
+    assert!(
+        later[0] <= halted[0] + 1 && later[1] <= halted[1] + 1,
+        "blocks without a quorum: {halted:?} -> {later:?}"
+    );
+    t.assert_consistent(&[0, 3], &committed);
+
+    // Both back: every node catches up, the held transactions commit.
+    t.start(1);
+    t.start(2);
+    t.wait_ready(1);
+    t.wait_ready(2);
+    let top = later[0].max(later[1]) + 3;
+    wait_height(
+        &t,
+        &[0, 1, 2, 3],
+        top,
+        Duration::from_secs(90),
+        "after the restart",
+    );
+    t.wait_receipts(2, &stuck, Duration::from_secs(60));
+    committed.extend(&stuck);
+    t.assert_consistent(&[0, 1, 2, 3], &committed);
 }

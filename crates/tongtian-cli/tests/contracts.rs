@@ -639,33 +639,7 @@ fn json_rpc_answers_bad_requests_with_ethereum_errors() {
 #[test]
 fn web3_py_deploys_with_node_accounts_filters_logs_and_legacy_transactions() {
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web3py");
-    let venv = py.join(".venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        let st = Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status()
-            .expect("Python 3 is needed for the web3.py test");
-        assert!(st.success(), "python3 -m venv failed");
-        let st = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg("-r")
-            .arg(py.join("requirements.txt"))
-            .status()
-            .unwrap();
-        if !st.success() {
-            // Leave no half-built environment for the next run to trust.
-            let _ = std::fs::remove_dir_all(&venv);
-            panic!("pip install of web3.py failed");
-        }
-    }
+    let python = common::python_venv(&py);
     let seen = client_report(&python, &py.join("web3-test.py"));
     let account0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
     assert_eq!(seen["chainId"], 8645);

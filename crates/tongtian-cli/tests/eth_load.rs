@@ -45,12 +45,7 @@ fn call(c: &reqwest::blocking::Client, node: &str, method: &str, params: Value) 
 }
 
 fn send_raw(c: &reqwest::blocking::Client, node: &str, raw: &[u8]) -> Value {
-    call(
-        c,
-        node,
-        "eth_sendRawTransaction",
-        json!([hex0x(raw)]),
-    )
+    call(c, node, "eth_sendRawTransaction", json!([hex0x(raw)]))
 }
 
 fn hex0x(b: &[u8]) -> String {
@@ -72,7 +67,12 @@ fn transfer_call(to: &Address, amount: u128) -> Vec<u8> {
 }
 
 /// `balanceOf(who)` of the ERC-20 at `token`.
-fn token_balance(c: &reqwest::blocking::Client, node: &str, token: &Address, who: &Address) -> u128 {
+fn token_balance(
+    c: &reqwest::blocking::Client,
+    node: &str,
+    token: &Address,
+    who: &Address,
+) -> u128 {
     let mut data = vec![0x70, 0xa0, 0x82, 0x31];
     data.extend_from_slice(&[0; 12]);
     data.extend_from_slice(&who.0);
@@ -99,7 +99,10 @@ fn wait_nonce(c: &reqwest::blocking::Client, node: &str, who: &Address, n: u128,
         if got >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "{who}: nonce {got} of {n} after {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{who}: nonce {got} of {n} after {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -155,7 +158,13 @@ fn interleaved_nonces_from_concurrent_clients_all_commit() {
         );
         send_raw(&c, &url, &raw);
     }
-    wait_nonce(&c, &url, &addr(deployer), 1 + SENDERS as u128, Duration::from_secs(60));
+    wait_nonce(
+        &c,
+        &url,
+        &addr(deployer),
+        1 + SENDERS as u128,
+        Duration::from_secs(60),
+    );
     for s in senders {
         assert_eq!(token_balance(&c, &url, &token, &addr(s)), share);
     }
@@ -232,7 +241,13 @@ fn interleaved_nonces_from_concurrent_clients_all_commit() {
         refused[0]
     );
     for s in senders {
-        wait_nonce(&c, &url, &addr(s), per_sender as u128, Duration::from_secs(240));
+        wait_nonce(
+            &c,
+            &url,
+            &addr(s),
+            per_sender as u128,
+            Duration::from_secs(240),
+        );
     }
     eprintln!(
         "{TRANSFERS} transfers of {SENDERS} senders from {THREADS} threads committed in {:?}",
@@ -251,7 +266,10 @@ fn interleaved_nonces_from_concurrent_clients_all_commit() {
             .iter()
             .map(|h| json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionReceipt", "params": [h]}))
             .collect();
-        for (h, a) in chunk.iter().zip(rpc(&c, &url, &Value::Array(body)).as_array().unwrap()) {
+        for (h, a) in chunk
+            .iter()
+            .zip(rpc(&c, &url, &Value::Array(body)).as_array().unwrap())
+        {
             assert_eq!(a["result"]["status"], "0x1", "receipt of {h}: {a}");
         }
     }

@@ -695,7 +695,8 @@ fn sigkill_under_load_restarts_consistent() {
 fn post_huge(node: &DevNode, path: &str, len: usize) -> (u16, Value) {
     use std::io::{Read, Write};
     let mut sock = std::net::TcpStream::connect(("127.0.0.1", node.port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
     );
@@ -780,7 +781,10 @@ fn hostile_bodies_get_clear_4xx_errors_with_memory_bounded() {
         assert_eq!(status, 413, "{path}: {v}");
         assert_eq!(v["error"]["code"], -32600, "{path}: {v}");
         assert!(
-            v["error"]["message"].as_str().unwrap().contains("larger than"),
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("larger than"),
             "{v}"
         );
     }
@@ -827,7 +831,10 @@ fn hostile_bodies_get_clear_4xx_errors_with_memory_bounded() {
     let v: Value = r.json().unwrap();
     assert_eq!(v["error"]["code"], -32600, "{v}");
     assert!(
-        v["error"]["message"].as_str().unwrap().contains("at most 1000"),
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 1000"),
         "{v}"
     );
     let r = c
@@ -843,4 +850,70 @@ fn hostile_bodies_get_clear_4xx_errors_with_memory_bounded() {
     // And the node still serves.
     let (s, st) = get(&node, "/v1/status");
     assert_eq!(s, 200, "{st}");
+}
+
+/// The OpenAPI document passes a real validator (openapi-spec-validator,
+/// pinned in tests/openapi/requirements.txt), declares the errors its
+/// routes answer, and the browsable page is served from the node itself.
+#[test]
+fn openapi_document_is_valid_and_browsable() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let (s, doc) = get(&node, "/v1/openapi.json");
+    assert_eq!(s, 200);
+    let events = &doc["paths"]["/v1/events"]["get"]["parameters"];
+    for p in events.as_array().unwrap() {
+        assert_eq!(p["in"], "query", "{p}");
+    }
+    for (path, method) in [
+        ("/v1/txs/{hash}", "get"),
+        ("/v1/receipts/{hash}", "get"),
+        ("/v1/blocks/{id}", "get"),
+        ("/v1/accounts/{address}/proof", "get"),
+        ("/v1/txs/batch", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method]["responses"]["400"].is_object(),
+            "{method} {path} answers 400 without declaring it"
+        );
+    }
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let python = common::python_venv(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi"),
+    );
+    let out = std::process::Command::new(&python)
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenAPI document is invalid:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Swagger UI, with its scripts from the node (no CDN).
+    let page = http().get(format!("{}/docs/", node.url())).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(
+        !html.contains("https://"),
+        "the page loads from elsewhere: {html}"
+    );
+    let init = http()
+        .get(format!("{}/docs/swagger-initializer.js", node.url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(init.contains("/v1/openapi.json"), "{init}");
+    let bundle = http()
+        .get(format!("{}/docs/swagger-ui-bundle.js", node.url()))
+        .send()
+        .unwrap();
+    assert_eq!(bundle.status(), 200);
+    assert!(bundle.bytes().unwrap().len() > 100_000);
 }

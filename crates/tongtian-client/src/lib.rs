@@ -167,12 +167,18 @@ impl Client {
         url: String,
         resp: Result<reqwest::Response, reqwest::Error>,
     ) -> Result<T, ClientError> {
-        let resp = resp.map_err(|source| ClientError::Transport { url: url.clone(), cause: source })?;
+        let resp = resp.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            cause: source,
+        })?;
         let status = resp.status();
         let bytes = resp
             .bytes()
             .await
-            .map_err(|source| ClientError::Transport { url: url.clone(), cause: source })?;
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                cause: source,
+            })?;
         if !status.is_success() {
             let body: ApiErrorBody = serde_json::from_slice(&bytes).unwrap_or(ApiErrorBody {
                 code: "http_error".into(),
@@ -360,7 +366,10 @@ impl Client {
             .get(&url)
             .send()
             .await
-            .map_err(|source| ClientError::Transport { url: url.clone(), cause: source })?;
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                cause: source,
+            })?;
         if !resp.status().is_success() {
             return Err(ClientError::Decode {
                 url,

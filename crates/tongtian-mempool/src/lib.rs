@@ -1502,7 +1502,10 @@ mod tests {
         let err = pool.submit(&tx(&k, 5, 8, 1, 0), &st).unwrap_err();
         assert_eq!(err.code(), "nonce_too_high");
         let msg = err.to_string();
-        assert!(msg.contains("next nonce is 3") && msg.contains("send nonces 3 to 7 first"), "{msg}");
+        assert!(
+            msg.contains("next nonce is 3") && msg.contains("send nonces 3 to 7 first"),
+            "{msg}"
+        );
     }
 
     fn priced(k: &Keypair, nonce: u64, gas_price: u64, amount: u128) -> Vec<u8> {

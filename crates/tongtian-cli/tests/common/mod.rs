@@ -175,3 +175,37 @@ pub fn transfer(
     }
     .sign(key)
 }
+
+/// The Python of a virtual environment at `dir/.venv` with `dir`'s
+/// `requirements.txt` installed, made on first use (versions pinned there).
+pub fn python_venv(dir: &Path) -> PathBuf {
+    let venv = dir.join(".venv");
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return python;
+    }
+    let st = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("Python 3 with venv is needed for this test");
+    assert!(st.success(), "python3 -m venv failed");
+    let st = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg("-r")
+        .arg(dir.join("requirements.txt"))
+        .status()
+        .unwrap();
+    if !st.success() {
+        // Leave no half-built environment for the next run to trust.
+        let _ = std::fs::remove_dir_all(&venv);
+        panic!("pip install -r {}/requirements.txt failed", dir.display());
+    }
+    python
+}
