@@ -10,7 +10,8 @@ use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
 use tongtian_client::Client;
-use tongtian_crypto::keyfile::KeyFile;
+use tongtian_crypto::eth::EthKey;
+use tongtian_crypto::keyfile::{AnyKey, KeyFile};
 use tongtian_crypto::{suite, Keypair, SuiteId};
 use tongtian_node::{dev, ChainRuntime};
 use tongtian_types::{Action, Address, ChainSpec, Transaction};
@@ -164,59 +165,66 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 fn key(cmd: KeyCommand, json: bool) -> Result<()> {
-    let (kp, path) = match cmd {
-        KeyCommand::New {
-            out,
-            suite,
-            encrypt,
-            password,
-        } => {
-            let password = match (password, encrypt) {
-                (Some(p), _) => Some(p),
-                (None, true) => Some(util::new_password()?),
-                (None, false) => None,
+    let (key, path) = match cmd {
+        KeyCommand::New(target) => {
+            let key = if target.eth {
+                AnyKey::Ethereum(EthKey::generate())
+            } else {
+                AnyKey::Native(Keypair::generate(target.suite))
             };
-            let kp = Keypair::generate(suite);
-            write_key(&kp, password.as_deref(), &out)?;
-            (kp, out)
+            write_key(&key, &target)?;
+            (key, target.out)
         }
-        KeyCommand::Import {
-            out,
-            suite,
-            encrypt,
-        } => {
+        KeyCommand::Import(target) => {
             let secret = read_secret()?;
-            let kp = Keypair::from_secret(suite, &secret)
-                .map_err(|e| usage("bad_key", format!("that is not a {suite} private key: {e}")))?;
-            let password = match (std::env::var("TONGTIAN_KEY_PASSWORD").ok(), encrypt) {
-                (Some(p), true) => Some(p),
-                (None, true) => Some(util::new_password()?),
-                (_, false) => None,
+            let key = if target.eth {
+                AnyKey::Ethereum(EthKey::from_secret(&secret).map_err(|e| {
+                    usage(
+                        "bad_key",
+                        format!("that is not a secp256k1 private key: {e}"),
+                    )
+                })?)
+            } else {
+                let suite = target.suite;
+                AnyKey::Native(Keypair::from_secret(suite, &secret).map_err(|e| {
+                    usage("bad_key", format!("that is not a {suite} private key: {e}"))
+                })?)
             };
-            write_key(&kp, password.as_deref(), &out)?;
-            (kp, out)
+            write_key(&key, &target)?;
+            (key, target.out)
         }
-        KeyCommand::Show { file, password } => (load_key(&file, password.as_deref())?, file),
+        KeyCommand::Show { file, password } => {
+            (util::load_any_key(&file, password.as_deref())?, file)
+        }
     };
-    let address = Address::from_public_key(kp.suite(), kp.public_key());
+    let (address, public_key, suite) = match &key {
+        AnyKey::Native(kp) => (
+            Address::from_public_key(kp.suite(), kp.public_key()),
+            Some(format!("0x{}", hex::encode(kp.public_key()))),
+            kp.suite().to_string(),
+        ),
+        AnyKey::Ethereum(k) => (Address(k.address()), None, "ethereum".to_string()),
+    };
     let out = json!({
         "file": path.display().to_string(),
         "address": address,
-        "public_key": format!("0x{}", hex::encode(kp.public_key())),
-        "suite": kp.suite(),
+        "public_key": public_key,
+        "suite": suite,
     });
     print(json, &out, || {
-        format!(
-            "file        {}\naddress     {address}\npublic key  0x{}\nsuite       {}",
-            path.display(),
-            hex::encode(kp.public_key()),
-            kp.suite()
-        )
+        let mut text = format!("file        {}\naddress     {address}", path.display());
+        if let Some(p) = &public_key {
+            text.push_str(&format!("\npublic key  {p}"));
+        }
+        text.push_str(&format!("\nsuite       {suite}"));
+        text
     })
 }
 
-/// Write a key file, refusing to overwrite one.
-fn write_key(kp: &Keypair, password: Option<&str>, out: &Path) -> Result<()> {
+/// Write a key file as `target` says (encrypted with its password, or
+/// one asked for with `--encrypt`), refusing to overwrite one.
+fn write_key(key: &AnyKey, target: &crate::KeyOut) -> Result<()> {
+    let out = &target.out;
     if out.exists() {
         return Err(usage(
             "file_exists",
@@ -226,7 +234,12 @@ fn write_key(kp: &Keypair, password: Option<&str>, out: &Path) -> Result<()> {
             ),
         ));
     }
-    KeyFile::seal(kp, password)?
+    let password = match (&target.password, target.encrypt) {
+        (Some(p), _) => Some(p.clone()),
+        (None, true) => Some(util::new_password()?),
+        (None, false) => None,
+    };
+    KeyFile::seal_any(key, password.as_deref())?
         .write(out)
         .with_context(|| format!("cannot write {}", out.display()))
 }
@@ -353,26 +366,66 @@ async fn validators(ctx: &util::Ctx, cmd: ValidatorsCommand) -> Result<()> {
 async fn transfer(ctx: &util::Ctx, args: TransferArgs) -> Result<()> {
     let client = &ctx.client;
     let to = parse_address(&args.to)?;
-    let signer = crate::SignerArgs {
-        key: args.key.clone(),
-        password: args.password.clone(),
-        gas_limit: args.gas_limit,
-        gas_price: args.gas_price,
+    let tx = match util::load_any_key(&args.key, args.password.as_deref())? {
+        AnyKey::Native(key) => {
+            let signer = crate::SignerArgs {
+                key: args.key.clone(),
+                password: args.password.clone(),
+                gas_limit: args.gas_limit,
+                gas_price: args.gas_price,
+            };
+            crate::contract::sign_with(
+                client,
+                &key,
+                &signer,
+                Action::Transfer {
+                    to,
+                    amount: args.amount,
+                    memo: args.memo.into_bytes(),
+                },
+                args.nonce,
+            )
+            .await?
+        }
+        AnyKey::Ethereum(key) => eth_transfer(client, &key, to, &args).await?,
     };
-    let tx = crate::contract::sign(
-        client,
-        &signer,
-        Action::Transfer {
-            to,
-            amount: args.amount,
-            memo: args.memo.into_bytes(),
-        },
-        args.nonce,
-    )
-    .await?;
     let hash = client.submit(&tx).await?;
     util::conclude(ctx, hash, args.wait, |_, _| String::new()).await?;
     Ok(())
+}
+
+/// A transfer from an Ethereum account key: an EIP-1559 transaction, as a
+/// wallet would sign it, with Ethereum's 21,000 gas for a plain transfer.
+async fn eth_transfer(
+    client: &Client,
+    key: &EthKey,
+    to: Address,
+    args: &TransferArgs,
+) -> Result<tongtian_types::SignedTransaction> {
+    if !args.memo.is_empty() {
+        return Err(usage(
+            "bad_args",
+            "an Ethereum transaction carries no memo: drop --memo, or send from a native key",
+        ));
+    }
+    let status = client.status().await?;
+    let from = Address(key.address());
+    let nonce = match args.nonce {
+        Some(n) => n,
+        None => client.account(&from).await?.pending_nonce,
+    };
+    let raw = tongtian_types::eth::sign_eip1559(
+        key,
+        status.chain_id,
+        nonce,
+        u128::from(args.gas_price),
+        args.gas_limit.max(21_000),
+        Some(to),
+        args.amount,
+        &[],
+    );
+    tongtian_types::SignedTransaction::from_ethereum(raw)
+        .context("the Ethereum transaction just signed does not decode")
 }
 
 async fn prove(

@@ -314,6 +314,17 @@ pub async fn sign(
     nonce: Option<u64>,
 ) -> Result<tongtian_types::SignedTransaction> {
     let key = load_key(&signer.key, signer.password.as_deref())?;
+    sign_with(client, &key, signer, action, nonce).await
+}
+
+/// Sign `action` with an already loaded key, as [`sign`] does.
+pub async fn sign_with(
+    client: &Client,
+    key: &tongtian_crypto::Keypair,
+    signer: &SignerArgs,
+    action: Action,
+    nonce: Option<u64>,
+) -> Result<tongtian_types::SignedTransaction> {
     let status = client.status().await?;
     let chain_suite: SuiteId = status.suite.parse()?;
     if chain_suite != key.suite() {
@@ -335,5 +346,5 @@ pub async fn sign(
         gas_price: signer.gas_price,
         action,
     }
-    .sign(&key))
+    .sign(key))
 }

@@ -293,6 +293,30 @@ pub enum TestnetCommand {
     },
 }
 
+/// Where and how `key new` and `key import` write a key file.
+#[derive(Args, Debug)]
+pub struct KeyOut {
+    /// Where to write it (never overwritten).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Crypto suite the key is for.
+    #[arg(long, default_value = "standard", value_parser = suite_parser())]
+    pub suite: SuiteId,
+    /// An Ethereum account key (secp256k1) instead, such as a Hardhat or
+    /// MetaMask account: its address is the Ethereum one, and it signs
+    /// `transfer`s as Ethereum transactions.
+    #[arg(long, conflicts_with = "suite")]
+    pub eth: bool,
+    /// Encrypt it, with a password asked for on the terminal (or
+    /// TONGTIAN_KEY_PASSWORD).
+    #[arg(long)]
+    pub encrypt: bool,
+    /// Encrypt with this password (prefer --encrypt: a password on the
+    /// command line stays in the shell's history).
+    #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
 /// `tongtian key ...`.
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -300,38 +324,13 @@ pub enum KeyCommand {
     #[command(after_help = "Examples:
   tongtian key new --out alice.key
   tongtian key new --out bob.key --suite sm --encrypt   (asks for a password)")]
-    New {
-        /// Where to write it (never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-        /// Crypto suite.
-        #[arg(long, default_value = "standard", value_parser = suite_parser())]
-        suite: SuiteId,
-        /// Encrypt it, with a password asked for on the terminal (or
-        /// TONGTIAN_KEY_PASSWORD).
-        #[arg(long)]
-        encrypt: bool,
-        /// Encrypt with this password (prefer --encrypt: a password on the
-        /// command line stays in the shell's history).
-        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
-    },
+    New(KeyOut),
     /// Write a key file for an existing private key (32 bytes of hex),
     /// read from standard input or asked for on a terminal.
     #[command(after_help = "Example:
-  echo 0x59c6…690d | tongtian key import --out carol.key")]
-    Import {
-        /// Where to write it (never overwritten).
-        #[arg(long)]
-        out: PathBuf,
-        /// Crypto suite the key is for.
-        #[arg(long, default_value = "standard", value_parser = suite_parser())]
-        suite: SuiteId,
-        /// Encrypt it, with a password asked for on the terminal (or
-        /// TONGTIAN_KEY_PASSWORD).
-        #[arg(long)]
-        encrypt: bool,
-    },
+  echo 0x59c6…690d | tongtian key import --out carol.key
+  echo 0xac09…ff80 | tongtian key import --eth --out hardhat0.key   (Hardhat account 0)")]
+    Import(KeyOut),
     /// Show a key file's address, public key and suite.
     Show {
         /// The key file.

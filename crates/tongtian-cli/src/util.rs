@@ -19,7 +19,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tongtian_client::{Client, ClientError};
-use tongtian_crypto::keyfile::KeyFile;
+use tongtian_crypto::keyfile::{AnyKey, KeyFile};
 use tongtian_crypto::Keypair;
 use tongtian_types::{Address, Receipt, TxStatus, H256};
 
@@ -90,13 +90,28 @@ pub fn parse_hash(s: &str) -> Result<H256> {
     })
 }
 
-/// Load a key file. An encrypted one takes `password` (from `--password`
-/// or `TONGTIAN_KEY_PASSWORD`), or asks for it on a terminal.
+/// Load a key file of the chain's suite. An encrypted one takes
+/// `password` (from `--password` or `TONGTIAN_KEY_PASSWORD`), or asks for
+/// it on a terminal. An Ethereum account key is refused with what it can do.
 pub fn load_key(path: &Path, password: Option<&str>) -> Result<Keypair> {
+    match load_any_key(path, password)? {
+        AnyKey::Native(kp) => Ok(kp),
+        AnyKey::Ethereum(_) => Err(usage(
+            "ethereum_key",
+            format!(
+                "{} is an Ethereum account key: it signs `tongtian transfer` and Ethereum tools' transactions; this command needs a key of the chain's suite (`tongtian key new`)",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// Load a key file of either kind (see [`load_key`]).
+pub fn load_any_key(path: &Path, password: Option<&str>) -> Result<AnyKey> {
     let kf = KeyFile::read(path).with_context(|| format!("cannot read key {}", path.display()))?;
     if !kf.is_encrypted() {
         return kf
-            .open(None)
+            .open_any(None)
             .with_context(|| format!("cannot open key {}", path.display()));
     }
     let password = match password {
@@ -115,7 +130,7 @@ pub fn load_key(path: &Path, password: Option<&str>) -> Result<Keypair> {
             ))
         }
     };
-    kf.open(Some(&password))
+    kf.open_any(Some(&password))
         .with_context(|| format!("cannot open key {} (wrong password?)", path.display()))
 }
 

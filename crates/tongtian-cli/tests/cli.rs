@@ -144,10 +144,9 @@ fn json_output_uses_one_vocabulary_and_waiting_says_why() {
     let acct = stdout_json(&ok(node.cli(&[
         "account",
         "show",
-        &stdout_json(&ok(node.cli(&["key", "show", key, "--json"])))["address"]
+        stdout_json(&ok(node.cli(&["key", "show", key, "--json"])))["address"]
             .as_str()
-            .unwrap()
-            .to_string(),
+            .unwrap(),
         "--json",
     ])));
     let next = acct["nonce"].as_u64().unwrap();
@@ -401,4 +400,105 @@ fn bench_transfers_rate_paces_from_the_first_request() {
     assert_eq!(report["committed"], 600, "{report}");
     assert!(tps <= 300.0 * 1.1, "offered 300/s, reported {tps}");
     assert!(tps >= 100.0, "{report}");
+}
+
+/// An idle dev chain is quiet: its empty blocks are logged at debug, so
+/// three seconds of them add no line at the default level (or at info).
+#[test]
+fn idle_dev_chain_logs_no_empty_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    for log in [None, Some("info")] {
+        let port = common::free_port();
+        let err = dir.path().join("dev.err");
+        let mut cmd = Command::new(bin());
+        if let Some(l) = log {
+            cmd.args(["--log", l]);
+        }
+        let mut child = cmd
+            .args(["dev", "--data-dir"])
+            .arg(dir.path().join("d"))
+            .args(["--api", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3_500));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&err).unwrap();
+        assert!(text.contains("dev chain running"), "{text}");
+        assert!(
+            !text.contains(": committed") && !text.contains("empty block"),
+            "--log {log:?}: {text}"
+        );
+        assert!(text.lines().count() <= 6, "--log {log:?}: {text}");
+    }
+}
+
+/// A Hardhat account's private key imports as an Ethereum account key:
+/// its address is the one every Ethereum tool shows, it is prefunded on
+/// the dev chain, and `transfer` sends from it as an Ethereum transaction.
+/// A native-only command refuses it with what it can do.
+#[test]
+fn hardhat_key_imports_with_its_ethereum_address_and_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let path = dir.path().join("hardhat0.key");
+    let path_s = path.to_str().unwrap();
+    let mut child = Command::new(bin())
+        .args(["key", "import", "--eth", "--out", path_s, "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80\n")
+        .unwrap();
+    let imported = stdout_json(&ok(child.wait_with_output().unwrap()));
+    let hardhat0 = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+    assert_eq!(
+        imported["address"].as_str().unwrap().to_lowercase(),
+        hardhat0,
+        "{imported}"
+    );
+    assert_eq!(imported["suite"], "ethereum");
+    let shown = stdout_json(&ok(run(&["key", "show", path_s, "--json"])));
+    assert_eq!(shown["address"], imported["address"]);
+
+    let to = "0x00000000000000000000000000000000000000e7";
+    let sent = stdout_json(&ok(node.cli(&[
+        "transfer", "--key", path_s, "--to", to, "--amount", "12345", "--wait", "--json",
+    ])));
+    assert_eq!(sent["status"], "success", "{sent}");
+    let tx = stdout_json(&ok(node.cli(&[
+        "tx",
+        "show",
+        sent["tx_hash"].as_str().unwrap(),
+        "--json",
+    ])));
+    assert_eq!(
+        tx["sender"].as_str().unwrap().to_lowercase(),
+        hardhat0,
+        "{tx}"
+    );
+    let balance = stdout_json(&ok(node.cli(&["account", "show", to, "--json"])));
+    assert_eq!(balance["balance"].to_string().trim_matches('"'), "12345");
+
+    let code_file = dir.path().join("init.bin");
+    std::fs::write(&code_file, "6000").unwrap();
+    let (code, message) = json_error(&node.cli(&[
+        "contract",
+        "deploy",
+        "--key",
+        path_s,
+        "--evm",
+        code_file.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(code, "ethereum_key", "{message}");
+    assert!(message.contains("transfer"), "{message}");
 }

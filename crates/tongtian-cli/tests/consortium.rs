@@ -113,6 +113,18 @@ impl Testnet {
             assert!(Instant::now() < deadline, "mesh did not form");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // A clean start is quiet: no warning or error at the default log
+        // level (a raft start used to log a dozen of openraft's).
+        if byzantine.is_empty() {
+            std::thread::sleep(Duration::from_millis(500));
+            for i in 0..n {
+                let log = std::fs::read_to_string(dir.join(format!("node-{i}.log"))).unwrap();
+                assert!(
+                    !log.contains(" WARN ") && !log.contains(" ERROR "),
+                    "node {i} of a clean {engine} start: {log}"
+                );
+            }
+        }
         t
     }
 

@@ -1,10 +1,16 @@
 //! Key files: JSON documents holding one secret key, in the clear (dev keys)
 //! or encrypted with a password.
 //!
+//! A key is either a native key of one of the chain's suites (it signs
+//! native transactions, votes and blocks) or an Ethereum account key
+//! (secp256k1, `kind: "ethereum"`), such as a Hardhat or MetaMask account
+//! imported to send Ethereum transactions from the CLI.
+//!
 //! Encryption: scrypt derives a 32-byte key from the password and a random
 //! salt; ChaCha20-Poly1305 seals the secret, so a wrong password or a
 //! tampered file is detected rather than yielding a wrong key.
 
+use crate::eth::EthKey;
 use crate::{CryptoError, Keypair, SuiteId};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
@@ -18,7 +24,10 @@ use zeroize::Zeroizing;
 pub struct KeyFile {
     /// Format version, currently 1.
     pub version: u32,
-    /// The key's suite.
+    /// What the key is; native when absent (files written before kinds).
+    #[serde(default, skip_serializing_if = "KeyKind::is_native")]
+    pub kind: KeyKind,
+    /// The key's suite (for native keys; `standard` for Ethereum keys).
     pub suite: SuiteId,
     /// Hex public key (informational; checked against the secret on load).
     pub public_key: String,
@@ -28,6 +37,33 @@ pub struct KeyFile {
     /// Encrypted secret, when a password was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crypto: Option<EncryptedSecret>,
+}
+
+/// What a key file holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyKind {
+    /// A key of the chain's suite ([`Keypair`]).
+    #[default]
+    Native,
+    /// An Ethereum account key ([`EthKey`]); its public key field holds
+    /// the account address.
+    Ethereum,
+}
+
+impl KeyKind {
+    fn is_native(&self) -> bool {
+        *self == KeyKind::Native
+    }
+}
+
+/// The key a key file opens to.
+#[derive(Debug, Clone)]
+pub enum AnyKey {
+    /// A native key.
+    Native(Keypair),
+    /// An Ethereum account key.
+    Ethereum(EthKey),
 }
 
 /// A password-sealed secret.
@@ -76,8 +112,44 @@ fn unhex(field: &str, s: &str) -> Result<Vec<u8>, CryptoError> {
 impl KeyFile {
     /// Seal a key pair, encrypted when `password` is given.
     pub fn seal(kp: &Keypair, password: Option<&str>) -> Result<Self, CryptoError> {
+        Self::seal_secret(
+            KeyKind::Native,
+            kp.suite(),
+            kp.public_key(),
+            kp.secret(),
+            password,
+        )
+    }
+
+    /// Seal an Ethereum account key, encrypted when `password` is given.
+    pub fn seal_eth(key: &EthKey, password: Option<&str>) -> Result<Self, CryptoError> {
+        let secret = Zeroizing::new(key.secret());
+        Self::seal_secret(
+            KeyKind::Ethereum,
+            SuiteId::Standard,
+            &key.address(),
+            secret.as_ref(),
+            password,
+        )
+    }
+
+    /// Seal any key from its parts.
+    pub fn seal_any(key: &AnyKey, password: Option<&str>) -> Result<Self, CryptoError> {
+        match key {
+            AnyKey::Native(kp) => Self::seal(kp, password),
+            AnyKey::Ethereum(k) => Self::seal_eth(k, password),
+        }
+    }
+
+    fn seal_secret(
+        kind: KeyKind,
+        suite: SuiteId,
+        public: &[u8],
+        secret_bytes: &[u8],
+        password: Option<&str>,
+    ) -> Result<Self, CryptoError> {
         let (secret, crypto) = match password {
-            None => (Some(hex::encode(kp.secret())), None),
+            None => (Some(hex::encode(secret_bytes)), None),
             Some(pw) => {
                 let mut salt = [0u8; 16];
                 let mut nonce = [0u8; 12];
@@ -86,7 +158,7 @@ impl KeyFile {
                 let key = derive(pw, &salt, LOG_N, 8, 1)?;
                 let cipher = ChaCha20Poly1305::new(key.as_ref().into());
                 let ct = cipher
-                    .encrypt(Nonce::from_slice(&nonce), kp.secret())
+                    .encrypt(Nonce::from_slice(&nonce), secret_bytes)
                     .map_err(|_| CryptoError::KeyFile("encryption failed".into()))?;
                 (
                     None,
@@ -105,8 +177,9 @@ impl KeyFile {
         };
         Ok(KeyFile {
             version: 1,
-            suite: kp.suite(),
-            public_key: hex::encode(kp.public_key()),
+            kind,
+            suite,
+            public_key: hex::encode(public),
             secret,
             crypto,
         })
@@ -117,8 +190,40 @@ impl KeyFile {
         self.crypto.is_some()
     }
 
-    /// Recover the key pair.
+    /// Recover the native key pair; an Ethereum key file is refused.
     pub fn open(&self, password: Option<&str>) -> Result<Keypair, CryptoError> {
+        match self.open_any(password)? {
+            AnyKey::Native(kp) => Ok(kp),
+            AnyKey::Ethereum(_) => Err(CryptoError::KeyFile(
+                "this is an Ethereum account key, not a key of the chain's suite".into(),
+            )),
+        }
+    }
+
+    /// Recover whichever key the file holds, checked against its public part.
+    pub fn open_any(&self, password: Option<&str>) -> Result<AnyKey, CryptoError> {
+        let secret = self.open_secret(password)?;
+        let (key, public) = match self.kind {
+            KeyKind::Native => {
+                let kp = Keypair::from_secret(self.suite, &secret)?;
+                let public = hex::encode(kp.public_key());
+                (AnyKey::Native(kp), public)
+            }
+            KeyKind::Ethereum => {
+                let k = EthKey::from_secret(&secret)?;
+                let public = hex::encode(k.address());
+                (AnyKey::Ethereum(k), public)
+            }
+        };
+        if !public.eq_ignore_ascii_case(self.public_key.trim_start_matches("0x")) {
+            return Err(CryptoError::KeyFile(
+                "public key does not match the secret".into(),
+            ));
+        }
+        Ok(key)
+    }
+
+    fn open_secret(&self, password: Option<&str>) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let secret: Zeroizing<Vec<u8>> = match (&self.secret, &self.crypto) {
             (Some(s), _) => Zeroizing::new(unhex("secret", s)?),
             (None, Some(c)) => {
@@ -148,13 +253,7 @@ impl KeyFile {
             }
             (None, None) => return Err(CryptoError::KeyFile("no secret in key file".into())),
         };
-        let kp = Keypair::from_secret(self.suite, &secret)?;
-        if hex::encode(kp.public_key()) != self.public_key.trim_start_matches("0x") {
-            return Err(CryptoError::KeyFile(
-                "public key does not match the secret".into(),
-            ));
-        }
-        Ok(kp)
+        Ok(secret)
     }
 
     /// Read a key file from disk.
@@ -224,5 +323,37 @@ mod tests {
             // refuses to overwrite
             assert!(KeyFile::seal(&kp, None).unwrap().write(&enc).is_err());
         }
+    }
+
+    #[test]
+    fn ethereum_keys_roundtrip_and_are_not_native_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        // Hardhat's and Anvil's account 0.
+        let secret =
+            hex::decode("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+                .unwrap();
+        let key = EthKey::from_secret(&secret).unwrap();
+        for password in [None, Some("hunter2")] {
+            let path = dir.path().join(format!("eth-{}.key", password.is_some()));
+            KeyFile::seal_eth(&key, password)
+                .unwrap()
+                .write(&path)
+                .unwrap();
+            let kf = KeyFile::read(&path).unwrap();
+            assert_eq!(kf.kind, KeyKind::Ethereum);
+            assert_eq!(kf.public_key, "f39fd6e51aad88f6f4ce6ab8827279cfffb92266");
+            match kf.open_any(password).unwrap() {
+                AnyKey::Ethereum(k) => assert_eq!(k.address(), key.address()),
+                AnyKey::Native(_) => panic!("opened as a native key"),
+            }
+            assert!(kf.open(password).is_err());
+        }
+        // A native file written before kinds existed still opens as native.
+        let kp = Keypair::generate(SuiteId::Standard);
+        let mut v = serde_json::to_value(KeyFile::seal(&kp, None).unwrap()).unwrap();
+        assert!(v.get("kind").is_none());
+        v["suite"] = serde_json::json!("standard");
+        let kf: KeyFile = serde_json::from_value(v).unwrap();
+        assert!(matches!(kf.open_any(None).unwrap(), AnyKey::Native(_)));
     }
 }
