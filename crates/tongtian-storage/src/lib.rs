@@ -173,6 +173,29 @@ pub trait StateStore: Send + Sync {
         let _ = height;
         Ok(None)
     }
+    /// Every latest `(key, value)` whose key starts with `prefix`, in key
+    /// order, at most `limit` of them after `start_after` (exclusive) when
+    /// given: how a native module lists what it holds. Past versions
+    /// cannot be scanned (their values live only in the tree).
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+}
+
+/// The smallest key greater than every key that starts with `prefix`
+/// (`None` when there is none: the prefix is all 0xff).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Filters over what a block's events hold, made by the caller when the
@@ -1017,6 +1040,18 @@ impl StateStore for StateAt<'_> {
         Err(StorageError::Historical(self.version))
     }
 
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        if self.store.latest_height()? == Some(self.version) {
+            return self.store.scan_prefix(prefix, start_after, limit);
+        }
+        Err(StorageError::Historical(self.version))
+    }
+
     fn root(&self, version: u64) -> Result<Option<H256>, StorageError> {
         if version > self.version {
             return Ok(None);
@@ -1117,6 +1152,45 @@ impl StateStore for Ahead<'_> {
         }
         self.store.block_hash(height)
     }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        merge_scan(self.store, &self.staged.changes, prefix, start_after, limit)
+    }
+}
+
+/// A prefix scan of `base` as `changes` (written over it) leave it.
+pub fn merge_scan(
+    base: &dyn StateStore,
+    changes: &StateChanges,
+    prefix: &[u8],
+    start_after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    use std::ops::Bound;
+    let lower = match start_after {
+        Some(k) if k >= prefix => Bound::Excluded(k.to_vec()),
+        _ => Bound::Included(prefix.to_vec()),
+    };
+    let upper = match prefix_end(prefix) {
+        Some(e) => Bound::Excluded(e),
+        None => Bound::Unbounded,
+    };
+    let over: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = changes.range((lower, upper)).collect();
+    // Every change can hide at most one base entry: ask for that many more.
+    let below = base.scan_prefix(prefix, start_after, limit.saturating_add(over.len()))?;
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = below.into_iter().collect();
+    for (k, v) in over {
+        match v {
+            Some(v) => merged.insert(k.clone(), v.clone()),
+            None => merged.remove(k),
+        };
+    }
+    Ok(merged.into_iter().take(limit).collect())
 }
 
 impl StateStore for ChainStore {
@@ -1140,6 +1214,36 @@ impl StateStore for ChainStore {
 
     fn stage(&self, changes: StateChanges) -> Result<StagedState, StorageError> {
         self.stage_over(None, changes)
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        use std::ops::Bound;
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(STATE).map_err(db_err)?;
+        let lower = match start_after {
+            Some(k) if k >= prefix => Bound::Excluded(k),
+            _ => Bound::Included(prefix),
+        };
+        let end = prefix_end(prefix);
+        let upper = match &end {
+            Some(e) => Bound::Excluded(e.as_slice()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for item in t
+            .range::<&[u8]>((lower, upper))
+            .map_err(db_err)?
+            .take(limit)
+        {
+            let (k, v) = item.map_err(db_err)?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
     }
 
     fn root(&self, version: u64) -> Result<Option<H256>, StorageError> {
@@ -1223,6 +1327,49 @@ mod tests {
         kv.iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
             .collect()
+    }
+
+    #[test]
+    fn prefix_scans_list_in_order_page_and_see_uncommitted_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("s.redb"), SuiteId::Standard).unwrap();
+        commit(
+            &store,
+            0,
+            changes(&[
+                ("mod/a/1", Some("one")),
+                ("mod/a/2", Some("two")),
+                ("mod/a/3", Some("three")),
+                ("mod/b/1", Some("other module")),
+                ("mod/a", Some("not under mod/a/")),
+            ]),
+        );
+        let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| -> Vec<String> {
+            v.into_iter()
+                .map(|(k, _)| String::from_utf8(k).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            keys(store.scan_prefix(b"mod/a/", None, 10).unwrap()),
+            ["mod/a/1", "mod/a/2", "mod/a/3"]
+        );
+        // Paging: two, then what follows the last one seen.
+        assert_eq!(
+            keys(store.scan_prefix(b"mod/a/", None, 2).unwrap()),
+            ["mod/a/1", "mod/a/2"]
+        );
+        assert_eq!(
+            keys(store.scan_prefix(b"mod/a/", Some(b"mod/a/2"), 2).unwrap()),
+            ["mod/a/3"]
+        );
+        // Changes not committed yet: a deletion hides, an insertion shows.
+        let pending = changes(&[("mod/a/1", None), ("mod/a/25", Some("new"))]);
+        assert_eq!(
+            keys(merge_scan(&store, &pending, b"mod/a/", None, 2).unwrap()),
+            ["mod/a/2", "mod/a/25"]
+        );
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
     }
 
     #[test]
