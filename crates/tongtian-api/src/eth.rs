@@ -918,7 +918,7 @@ fn tx_view(chain: &ChainRuntime, tx: &SignedTransaction, at: Option<(u64, H256, 
         }
         Action::Call { to, input, value } => (Some(*to), *value, input.clone(), 0, NO_SIGNATURE),
         Action::Deploy { code, value, .. } => (None, *value, code.clone(), 0, NO_SIGNATURE),
-        Action::SetValidators { .. } => (None, 0, Vec::new(), 0, NO_SIGNATURE),
+        Action::Module { .. } => (None, 0, Vec::new(), 0, NO_SIGNATURE),
     };
     v["to"] = to.map_or(Value::Null, |a| Value::String(a.to_string()));
     v["value"] = qty_u128(value);

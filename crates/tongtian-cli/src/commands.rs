@@ -350,10 +350,11 @@ async fn validators(ctx: &util::Ctx, cmd: ValidatorsCommand) -> Result<()> {
                 nonce,
                 gas_limit: 1_000_000,
                 gas_price: 1,
-                action: Action::SetValidators {
+                action: tongtian_execution::membership::MembershipMsg::SetValidators {
                     validators: next,
                     approvals,
-                },
+                }
+                .action(),
             }
             .sign(&key);
             let hash = client.submit(&tx).await?;

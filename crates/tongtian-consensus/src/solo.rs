@@ -205,6 +205,7 @@ mod tests {
             limits: Limits::default(),
             genesis_time_ms: 0,
             vms: tongtian_types::VmKind::ALL.to_vec(),
+            modules: Default::default(),
         }
     }
 

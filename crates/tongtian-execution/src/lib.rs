@@ -6,14 +6,30 @@
 //! root and commits them with the block. The executor never touches the
 //! database directly.
 //!
-//! Native modules today: accounts and transfers with gas fees. Every state
-//! key is namespaced (`acct/` + address) so later modules and VMs share the
-//! one 20-byte address space.
+//! Accounts and transfers with gas fees are built in; everything else
+//! native is a [`module::Module`] (the validator set is the `membership`
+//! module), reached through the one [`Action::Module`]. Every state key is
+//! namespaced (`acct/` + address, `code/`, `stor/`, `mod/{module}/`) so
+//! modules and VMs share the one 20-byte address space.
+//!
+//! A transaction is applied in explicit phases, each a method of
+//! [`Executor`]: **validate** (chain id, intrinsic gas, nonce: the checks
+//! the mempool shares), **authorize** (every module's
+//! [`module::Module::authorize`] hook), **charge** (reserve the fee, or
+//! none when the target module waives it), **dispatch** (the transfer,
+//! module message or contract run, rolled back on failure) and **settle**
+//! (refund unused gas, bump the nonce, pay the proposer, write the
+//! receipt). A block starts with the modules' begin-block hooks and ends
+//! with their end-block hooks ([`Executor::finish_block`]).
 
+pub mod membership;
+pub mod module;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod vm;
 
+pub use membership::read_validator_set;
+pub use module::{FeePolicy, Module, ModuleError, ModuleSet};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use tongtian_crypto::suite;
@@ -22,7 +38,7 @@ use tongtian_types::codec::{decode, encode};
 use tongtian_types::eth::{create_address, AccessList, EthTx};
 use tongtian_types::{
     verify_signatures, Account, Action, Address, ChainSpec, CheckedTx, Event, Receipt,
-    SignedTransaction, TxStatus, ValidatorSet, ValidatorSpec, VmKind, H256,
+    SignedTransaction, TxStatus, VmKind, H256,
 };
 pub use vm::{BlockEnv, CallResult, ChainEnv, Host, Message, Vm, VmFailure, VmRegistry};
 
@@ -38,6 +54,14 @@ pub enum ExecutionError {
     /// Stored account bytes do not decode.
     #[error("corrupt account record for {0}")]
     CorruptAccount(Address),
+    /// A module refused the chain spec's genesis.
+    #[error("genesis of module {module}: {error}")]
+    Genesis {
+        /// The module.
+        module: &'static str,
+        /// Why.
+        error: ModuleError,
+    },
     /// A block from elsewhere contains a transaction that cannot be included.
     #[error("transaction {hash} is not includable: {reason}")]
     InvalidTx {
@@ -90,6 +114,17 @@ pub enum InclusionError {
     /// The transaction's payload does not decode.
     #[error("malformed transaction: {0}")]
     Malformed(String),
+    /// A module's authorize hook keeps the transaction off this chain
+    /// (for example: the sender is not a member).
+    #[error("refused by module {module}: {message} ({code})")]
+    Refused {
+        /// The module.
+        module: &'static str,
+        /// Its stable code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// How strictly to treat transactions that cannot be included.
@@ -114,6 +149,8 @@ pub struct Outcome {
     pub changes: StateChanges,
     /// Accounts whose records changed, with their new values.
     pub touched: Vec<(Address, Account)>,
+    /// Events of the modules' begin- and end-block hooks.
+    pub block_events: Vec<Event>,
 }
 
 /// State key of an account.
@@ -121,17 +158,6 @@ pub fn account_key(a: &Address) -> Vec<u8> {
     let mut k = b"acct/".to_vec();
     k.extend_from_slice(&a.0);
     k
-}
-
-/// State key of the validator set.
-pub const VALIDATORS_KEY: &[u8] = b"consensus/validators";
-
-/// The validator set in (overlaid) state.
-pub fn read_validator_set(overlay: &StateOverlay<'_>) -> Result<ValidatorSet, ExecutionError> {
-    let bytes = overlay
-        .get_raw(VALIDATORS_KEY)?
-        .ok_or_else(|| ExecutionError::Corrupt("no validator set in state".into()))?;
-    decode("validator set", &bytes).map_err(|e| ExecutionError::Corrupt(e.to_string()))
 }
 
 /// Decode an account record.
@@ -299,6 +325,23 @@ impl<'s> StateOverlay<'s> {
         Ok(v)
     }
 
+    /// Up to `limit` non-account entries under `prefix` (after
+    /// `start_after`), as this overlay's writes leave them, in key order.
+    pub fn scan_raw(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<tongtian_storage::Entries, ExecutionError> {
+        Ok(tongtian_storage::merge_scan(
+            self.store,
+            &self.raw,
+            prefix,
+            start_after,
+            limit,
+        )?)
+    }
+
     /// Hash of the committed block at `height`, if any.
     pub fn block_hash(&self, height: u64) -> Result<Option<H256>, ExecutionError> {
         Ok(self.store.block_hash(height)?)
@@ -334,6 +377,7 @@ impl<'s> StateOverlay<'s> {
 pub struct Executor {
     spec: ChainSpec,
     vms: VmRegistry,
+    modules: ModuleSet,
 }
 
 /// What a read-only call produced.
@@ -345,12 +389,57 @@ pub struct Simulation {
     pub events: Vec<Event>,
 }
 
+/// What the charge phase reserved from the sender.
+struct Charge {
+    /// Gas the fee was reserved for.
+    reserved_gas: u64,
+    /// Price per gas actually charged (0 when the module waives the fee).
+    gas_price: u64,
+}
+
+/// An empty state, under the genesis overlay.
+struct EmptyState;
+
+impl StateStore for EmptyState {
+    fn get(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(None)
+    }
+    fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        Ok(vec![None; keys.len()])
+    }
+    fn stage(&self, _changes: StateChanges) -> Result<tongtian_storage::StagedState, StorageError> {
+        Err(StorageError::Historical(0))
+    }
+    fn root(&self, _version: u64) -> Result<Option<H256>, StorageError> {
+        Ok(None)
+    }
+    fn prove(
+        &self,
+        _key: &[u8],
+        version: u64,
+    ) -> Result<tongtian_storage::smt::StateProof, StorageError> {
+        Err(StorageError::UnknownVersion(version))
+    }
+    fn scan_prefix(
+        &self,
+        _prefix: &[u8],
+        _start_after: Option<&[u8]>,
+        _limit: usize,
+    ) -> Result<tongtian_storage::Entries, StorageError> {
+        Ok(Vec::new())
+    }
+}
+
 impl Executor {
-    /// An executor for a chain, with no virtual machines.
+    /// An executor for a chain, with its built-in modules (`membership`)
+    /// and no virtual machines.
     pub fn new(spec: ChainSpec) -> Self {
+        let mut modules = ModuleSet::default();
+        modules.insert(std::sync::Arc::new(membership::Membership));
         Executor {
             spec,
             vms: VmRegistry::default(),
+            modules,
         }
     }
 
@@ -360,6 +449,17 @@ impl Executor {
             self.vms.insert(vm);
         }
         self
+    }
+
+    /// Add a native module.
+    pub fn with_module(mut self, m: std::sync::Arc<dyn Module>) -> Self {
+        self.modules.insert(m);
+        self
+    }
+
+    /// The chain's modules.
+    pub fn modules(&self) -> &ModuleSet {
+        &self.modules
     }
 
     fn chain_env(&self) -> ChainEnv {
@@ -379,92 +479,46 @@ impl Executor {
         self.spec.gas.tx_base + self.spec.gas.per_byte * encoded_len as u64
     }
 
-    /// The genesis state: prefunded accounts.
-    pub fn genesis_changes(&self) -> StateChanges {
-        let mut changes: StateChanges = self
+    /// The genesis state: prefunded accounts and every module's genesis.
+    /// A module section naming no module of this chain is refused.
+    pub fn genesis_changes(&self) -> Result<StateChanges, ExecutionError> {
+        if let Some(unknown) = self
             .spec
-            .accounts
-            .iter()
-            .map(|g| {
-                (
-                    account_key(&g.address),
-                    Some(encode(&Account {
-                        balance: g.balance,
-                        nonce: 0,
-                    })),
-                )
-            })
-            .collect();
-        let set = ValidatorSet {
-            version: 0,
-            validators: self.spec.validators.clone(),
-        };
-        changes.insert(VALIDATORS_KEY.to_vec(), Some(encode(&set)));
-        changes
-    }
-
-    /// Check and apply a validator-set change; `Err` is the failed
-    /// receipt's (code, message).
-    fn set_validators(
-        &self,
-        overlay: &mut StateOverlay<'_>,
-        next: &[ValidatorSpec],
-        approvals: &[tongtian_types::CertificateSignature],
-    ) -> Result<Result<Event, (String, String)>, ExecutionError> {
-        let fail = |code: &str, message: String| Ok(Err((code.to_string(), message)));
-        let current = read_validator_set(overlay)?;
-        if next.is_empty() {
-            return fail(
-                "empty_validator_set",
-                "a chain needs at least one validator".into(),
+            .modules
+            .0
+            .keys()
+            .find(|id| self.modules.get(id).is_none())
+        {
+            return Err(ExecutionError::Corrupt(format!(
+                "the chain spec has a genesis section for module `{unknown}`, which this chain does not run (it runs {})",
+                self.modules.ids().join(", ")
+            )));
+        }
+        let empty = EmptyState;
+        let mut overlay = StateOverlay::new(&empty);
+        for g in &self.spec.accounts {
+            overlay.set_account(
+                g.address,
+                Account {
+                    balance: g.balance,
+                    nonce: 0,
+                },
             );
         }
-        let mut keys: Vec<&[u8]> = next.iter().map(|v| v.public_key.as_slice()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        if keys.len() != next.len() {
-            return fail(
-                "duplicate_validator",
-                "a key appears twice in the new set".into(),
-            );
+        for m in self.modules.iter() {
+            let mut state = module::ModuleState::new(&mut overlay, m.id());
+            match m.genesis(&mut state, &self.spec, self.spec.modules.get(m.id())) {
+                Ok(()) => {}
+                Err(module::ModuleFailure::Module(error)) => {
+                    return Err(ExecutionError::Genesis {
+                        module: m.id(),
+                        error,
+                    })
+                }
+                Err(module::ModuleFailure::Execution(e)) => return Err(e),
+            }
         }
-        let s = suite(self.spec.suite);
-        let probe = vec![0u8; s.signature_len()];
-        if let Some(v) = next.iter().find(|v| {
-            matches!(
-                s.verify(&v.public_key, b"", &probe),
-                Err(tongtian_crypto::CryptoError::InvalidPublicKey { .. })
-            )
-        }) {
-            return fail(
-                "invalid_validator_key",
-                format!("{} has no valid {} key", v.name, self.spec.suite),
-            );
-        }
-        let approved = current.approvals_valid(s, self.spec.chain_id, next, approvals);
-        if approved < current.quorum() {
-            return fail(
-                "insufficient_approvals",
-                format!(
-                    "{approved} valid approvals of version {}, {} needed",
-                    current.version,
-                    current.quorum()
-                ),
-            );
-        }
-        let set = ValidatorSet {
-            version: current.version + 1,
-            validators: next.to_vec(),
-        };
-        overlay.set_raw(VALIDATORS_KEY.to_vec(), encode(&set));
-        Ok(Ok(Event {
-            emitter: Address::ZERO,
-            name: "validators_changed".into(),
-            attributes: vec![
-                ("version".into(), set.version.to_string()),
-                ("validators".into(), set.validators.len().to_string()),
-            ],
-        }))
+        Ok(overlay.into_changes().0)
     }
 
     /// Execute `txs` in order at `height`, fees to `proposer`.
@@ -504,13 +558,71 @@ impl Executor {
                 });
             }
         }
-        self.run(
-            StateOverlay::new(store),
-            block,
-            Outcome::default(),
-            txs,
-            mode,
-        )
+        let mut overlay = StateOverlay::new(store);
+        let mut out = Outcome::default();
+        self.block_hooks(&mut overlay, block, &mut out, true)?;
+        overlay.clear_journal();
+        self.run(overlay, block, out, txs, mode)
+    }
+
+    /// Run every module's begin-block (`begin`) or end-block hook, in id
+    /// order. A hook's failure is the module's bug, not a transaction's:
+    /// its writes are undone and it is logged, and the block goes on.
+    fn block_hooks(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        block: &BlockEnv,
+        out: &mut Outcome,
+        begin: bool,
+    ) -> Result<(), ExecutionError> {
+        for m in self.modules.iter() {
+            let cp = overlay.checkpoint();
+            let mut state = module::ModuleState::new(overlay, m.id());
+            let result = if begin {
+                m.begin_block(&mut state, block)
+            } else {
+                m.end_block(&mut state, block)
+            };
+            match result {
+                Ok(events) => out.block_events.extend(events),
+                Err(module::ModuleFailure::Module(e)) => {
+                    overlay.revert_to(cp);
+                    tracing::error!(module = m.id(), height = block.height, error = %e, begin, "block hook failed");
+                }
+                Err(module::ModuleFailure::Execution(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// End the block whose transactions gave `outcome` (over `store`): the
+    /// modules' end-block hooks. Call it once, after the last
+    /// [`Executor::execute_after`], before staging the changes.
+    pub fn finish_block(
+        &self,
+        store: &dyn StateStore,
+        block: &BlockEnv,
+        outcome: Outcome,
+    ) -> Result<Outcome, ExecutionError> {
+        let Outcome {
+            included,
+            receipts,
+            dropped,
+            changes,
+            touched,
+            block_events,
+        } = outcome;
+        let mut overlay = StateOverlay::resume(store, changes, touched);
+        let mut out = Outcome {
+            included,
+            receipts,
+            dropped,
+            block_events,
+            ..Outcome::default()
+        };
+        self.block_hooks(&mut overlay, block, &mut out, false)?;
+        (out.changes, out.touched) = overlay.into_changes();
+        Ok(out)
     }
 
     /// Go on with a block whose first transactions gave `prior` (executed
@@ -530,12 +642,14 @@ impl Executor {
             dropped,
             changes,
             touched,
+            block_events,
         } = prior;
         let overlay = StateOverlay::resume(store, changes, touched);
         let out = Outcome {
             included,
             receipts,
             dropped,
+            block_events,
             ..Outcome::default()
         };
         self.run(overlay, block, out, txs, Mode::Propose)
@@ -589,7 +703,8 @@ impl Executor {
         Ok(out)
     }
 
-    /// Apply one transaction: `Err(InclusionError)` leaves state untouched.
+    /// Apply one transaction, phase by phase: `Err(InclusionError)` (from
+    /// validate, authorize or charge) leaves state untouched.
     fn apply(
         &self,
         overlay: &mut StateOverlay<'_>,
@@ -597,6 +712,33 @@ impl Executor {
         index: u32,
         t: &CheckedTx,
     ) -> Result<Result<Receipt, InclusionError>, ExecutionError> {
+        let intrinsic = match self.validate(overlay, t)? {
+            Ok(gas) => gas,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.authorize(overlay, t)? {
+            return Ok(Err(e));
+        }
+        let target = contract_target(t)?;
+        let charge = match self.charge(overlay, t, intrinsic, target.is_some())? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        };
+        // From here the transaction is included: fee and nonce always apply,
+        // and the action's effects apply only if it succeeds.
+        let dispatched = self.dispatch(overlay, block, t, intrinsic, target)?;
+        self.settle(overlay, block, index, t, &charge, dispatched)
+            .map(Ok)
+    }
+
+    /// Validate: the checks that depend only on the transaction and the
+    /// sender's nonce (the mempool makes the same ones at admission).
+    /// The intrinsic gas on success.
+    fn validate(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        t: &CheckedTx,
+    ) -> Result<Result<u64, InclusionError>, ExecutionError> {
         let tx = &t.tx.tx;
         if tx.chain_id != self.spec.chain_id {
             return Ok(Err(InclusionError::WrongChain {
@@ -611,39 +753,95 @@ impl Executor {
                 intrinsic,
             }));
         }
-        let mut sender = overlay.account(&t.sender)?;
+        let sender = overlay.account(&t.sender)?;
         if sender.nonce != tx.nonce {
             return Ok(Err(InclusionError::BadNonce {
                 expected: sender.nonce,
                 got: tx.nonce,
             }));
         }
-        let target = contract_target(t)?;
-        // Contract calls reserve their whole gas limit up front (as in
-        // Ethereum) and are refunded what they do not use.
-        let reserved_gas = if target.is_some() {
-            tx.gas_limit
-        } else {
-            intrinsic
+        Ok(Ok(intrinsic))
+    }
+
+    /// Authorize: every module may keep the transaction off the chain.
+    fn authorize(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        t: &CheckedTx,
+    ) -> Result<Result<(), InclusionError>, ExecutionError> {
+        for m in self.modules.iter() {
+            let mut state = module::ModuleState::new(overlay, m.id());
+            match m.authorize(&mut state, t) {
+                Ok(()) => {}
+                Err(module::ModuleFailure::Module(e)) => {
+                    return Ok(Err(InclusionError::Refused {
+                        module: m.id(),
+                        code: e.code,
+                        message: e.message,
+                    }))
+                }
+                Err(module::ModuleFailure::Execution(e)) => return Err(e),
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The fee policy of a transaction: a module message may waive it.
+    pub fn fee_policy(&self, action: &Action) -> FeePolicy {
+        match action {
+            Action::Module { module, msg } => self
+                .modules
+                .get(module)
+                .map_or(FeePolicy::Charged, |m| m.fee_policy(msg)),
+            _ => FeePolicy::Charged,
+        }
+    }
+
+    /// Charge: reserve the most the transaction can cost. Contract calls
+    /// reserve their whole gas limit up front (as in Ethereum) and are
+    /// refunded what they do not use.
+    fn charge(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        t: &CheckedTx,
+        intrinsic: u64,
+        contract: bool,
+    ) -> Result<Result<Charge, InclusionError>, ExecutionError> {
+        let tx = &t.tx.tx;
+        let gas_price = match self.fee_policy(&tx.action) {
+            FeePolicy::Charged => tx.gas_price,
+            FeePolicy::Free => 0,
         };
-        let max_fee = reserved_gas as u128 * tx.gas_price as u128;
+        let reserved_gas = if contract { tx.gas_limit } else { intrinsic };
+        let max_fee = reserved_gas as u128 * gas_price as u128;
+        let mut sender = overlay.account(&t.sender)?;
         if sender.balance < max_fee {
             return Ok(Err(InclusionError::CannotPayFee {
                 balance: sender.balance,
                 fee: max_fee,
             }));
         }
-        // From here the transaction is included: fee and nonce always apply,
-        // and the action's effects apply only if it succeeds.
         sender.balance -= max_fee;
-        let mut output = Vec::new();
-        let mut contract_address = None;
-        let mut gas_used = intrinsic;
-        let (status, events) = if let Some((target, access_list)) = target {
-            overlay.set_account(t.sender, sender);
+        overlay.set_account(t.sender, sender);
+        Ok(Ok(Charge {
+            reserved_gas,
+            gas_price,
+        }))
+    }
+
+    /// Dispatch: run the action. Its effects are undone when it fails.
+    fn dispatch(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        block: &BlockEnv,
+        t: &CheckedTx,
+        intrinsic: u64,
+        target: Option<(Target, AccessList)>,
+    ) -> Result<Dispatched, ExecutionError> {
+        if let Some((target, access_list)) = target {
             let run = self.run_contract(overlay, block, t, intrinsic, target, access_list)?;
-            gas_used = run.gas_used;
-            contract_address = run.contract_address;
+            let mut output = Vec::new();
+            let mut contract_address = run.contract_address;
             let status = match run.status {
                 Ok(out) => {
                     output = out;
@@ -660,42 +858,72 @@ impl Executor {
                     }
                 }
             };
-            let mut s = overlay.account(&t.sender)?;
-            s.nonce = tx.nonce + 1;
-            s.balance = s
-                .balance
-                .saturating_add((reserved_gas - gas_used) as u128 * tx.gas_price as u128);
-            overlay.set_account(t.sender, s);
-            (status, run.events)
-        } else {
-            sender.nonce += 1;
-            overlay.set_account(t.sender, sender);
-            self.apply_native(overlay, t)?
-        };
-        let fee = gas_used as u128 * tx.gas_price as u128;
+            return Ok(Dispatched {
+                status,
+                events: run.events,
+                output,
+                gas_used: run.gas_used,
+                contract_address,
+            });
+        }
+        let cp = overlay.checkpoint();
+        let (status, events, output) = self.apply_native(overlay, block, t)?;
+        if !matches!(status, TxStatus::Success) {
+            overlay.revert_to(cp);
+        }
+        Ok(Dispatched {
+            status,
+            events,
+            output,
+            gas_used: intrinsic,
+            contract_address: None,
+        })
+    }
+
+    /// Settle: bump the nonce (after dispatch, so the VMs see the nonce the
+    /// transaction was signed with, as contract creation addresses need),
+    /// refund unused gas, pay the proposer, write the receipt.
+    fn settle(
+        &self,
+        overlay: &mut StateOverlay<'_>,
+        block: &BlockEnv,
+        index: u32,
+        t: &CheckedTx,
+        charge: &Charge,
+        d: Dispatched,
+    ) -> Result<Receipt, ExecutionError> {
+        let price = charge.gas_price as u128;
+        let refund = charge.reserved_gas.saturating_sub(d.gas_used) as u128 * price;
+        let mut s = overlay.account(&t.sender)?;
+        s.nonce = t.tx.tx.nonce + 1;
+        s.balance = s.balance.saturating_add(refund);
+        overlay.set_account(t.sender, s);
+        let fee = d.gas_used as u128 * price;
         let mut p = overlay.account(&block.proposer)?;
         p.balance = p.balance.saturating_add(fee);
         overlay.set_account(block.proposer, p);
-        Ok(Ok(Receipt {
+        Ok(Receipt {
             tx_hash: t.hash,
             height: block.height,
             index,
             sender: t.sender,
-            status,
-            gas_used,
+            status: d.status,
+            gas_used: d.gas_used,
             fee,
-            events,
-            output,
-            contract_address,
-        }))
+            events: d.events,
+            output: d.output,
+            contract_address: d.contract_address,
+        })
     }
 
-    /// The effects of a native action (fee and nonce already applied).
+    /// The effects of a native action (fee and nonce already applied):
+    /// status, events and output.
     fn apply_native(
         &self,
         overlay: &mut StateOverlay<'_>,
+        block: &BlockEnv,
         t: &CheckedTx,
-    ) -> Result<(TxStatus, Vec<Event>), ExecutionError> {
+    ) -> Result<(TxStatus, Vec<Event>, Vec<u8>), ExecutionError> {
         Ok(match &t.tx.tx.action {
             Action::Transfer { to, amount, .. } => {
                 let mut from = overlay.account(&t.sender)?;
@@ -706,6 +934,7 @@ impl Executor {
                             code: "insufficient_funds".into(),
                             message,
                         },
+                        vec![],
                         vec![],
                     )
                 } else {
@@ -725,20 +954,71 @@ impl Executor {
                             ("amount".into(), amount.to_string()),
                         ],
                     };
-                    (TxStatus::Success, vec![event])
+                    (TxStatus::Success, vec![event], vec![])
                 }
             }
-            Action::SetValidators {
-                validators,
-                approvals,
-            } => match self.set_validators(overlay, validators, approvals)? {
-                Ok(event) => (TxStatus::Success, vec![event]),
-                Err((code, message)) => (TxStatus::Failed { code, message }, vec![]),
-            },
+            Action::Module { module, msg } => {
+                let Some(m) = self.modules.get(module) else {
+                    return Ok((
+                        TxStatus::Failed {
+                            code: "unknown_module".into(),
+                            message: format!(
+                                "this chain has no module `{module}` (it has {})",
+                                self.modules.ids().join(", ")
+                            ),
+                        },
+                        vec![],
+                        vec![],
+                    ));
+                };
+                let chain = self.chain_env();
+                let mut ctx =
+                    module::ModuleCtx::new(overlay, m.id(), block, &chain, t.sender, t.sender, 0);
+                let result = m.execute(&mut ctx, msg);
+                let events = ctx.into_events();
+                match result {
+                    Ok(output) => (TxStatus::Success, events, output),
+                    Err(module::ModuleFailure::Module(e)) => (
+                        TxStatus::Failed {
+                            code: e.code,
+                            message: e.message,
+                        },
+                        vec![],
+                        vec![],
+                    ),
+                    Err(module::ModuleFailure::Execution(e)) => return Err(e),
+                }
+            }
             Action::Deploy { .. } | Action::Call { .. } | Action::Ethereum { .. } => {
                 unreachable!("contract actions run in run_contract")
             }
         })
+    }
+
+    /// Answer a module query over `store` (the latest state, or a past one).
+    pub fn query_module(
+        &self,
+        store: &dyn StateStore,
+        module: &str,
+        path: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<Result<serde_json::Value, ModuleError>, ExecutionError> {
+        let Some(m) = self.modules.get(module) else {
+            return Ok(Err(ModuleError::new(
+                "unknown_module",
+                format!(
+                    "this chain has no module `{module}` (it has {})",
+                    self.modules.ids().join(", ")
+                ),
+            )));
+        };
+        let mut overlay = StateOverlay::new(store);
+        let mut state = module::ModuleState::new(&mut overlay, m.id());
+        match m.query(&mut state, path, params) {
+            Ok(v) => Ok(Ok(v)),
+            Err(module::ModuleFailure::Module(e)) => Ok(Err(e)),
+            Err(module::ModuleFailure::Execution(e)) => Err(e),
+        }
     }
 
     /// Run a contract action's `target`. Gas used includes `intrinsic`.
@@ -781,7 +1061,7 @@ impl Executor {
         access_list: AccessList,
     ) -> Result<ContractRun, ExecutionError> {
         let chain = self.chain_env();
-        let mut host = Host::new(overlay, block, &chain, &self.vms);
+        let mut host = Host::new(overlay, block, &chain, &self.vms).with_modules(&self.modules);
         // Called once, on whichever path runs: the list moves into it.
         let msg = move |to: Address, input: Vec<u8>, value: u128| Message {
             caller: sender,
@@ -895,7 +1175,7 @@ pub struct CallRequest {
 /// be in a valid block.
 fn contract_target(t: &CheckedTx) -> Result<Option<(Target, AccessList)>, ExecutionError> {
     let target = match &t.tx.tx.action {
-        Action::Transfer { .. } | Action::SetValidators { .. } => return Ok(None),
+        Action::Transfer { .. } | Action::Module { .. } => return Ok(None),
         Action::Deploy {
             vm,
             code,
@@ -950,6 +1230,15 @@ enum Target {
     },
 }
 
+/// What the dispatch phase produced.
+struct Dispatched {
+    status: TxStatus,
+    events: Vec<Event>,
+    output: Vec<u8>,
+    gas_used: u64,
+    contract_address: Option<Address>,
+}
+
 struct ContractRun {
     status: Result<Vec<u8>, VmFailure>,
     gas_used: u64,
@@ -962,6 +1251,7 @@ mod tests {
     use super::*;
     use tongtian_crypto::{Keypair, SuiteId};
     use tongtian_storage::{BlockCommit, ChainStore};
+    use tongtian_types::ValidatorSet;
     use tongtian_types::{
         Block, BlockHeader, Certificate, ConsensusSpec, GasSchedule, GenesisAccount, Limits,
         SignedTransaction, Transaction, ValidatorSpec,
@@ -993,6 +1283,7 @@ mod tests {
             limits: Limits::default(),
             genesis_time_ms: 0,
             vms: tongtian_types::VmKind::ALL.to_vec(),
+            modules: Default::default(),
         }
     }
 
@@ -1035,7 +1326,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
         let ex = Executor::new(spec.clone());
-        let staged = store.stage(ex.genesis_changes()).unwrap();
+        let staged = store.stage(ex.genesis_changes().unwrap()).unwrap();
         let header = BlockHeader {
             chain_id: 9,
             height: 0,
@@ -1297,10 +1588,11 @@ mod tests {
                 nonce,
                 gas_limit: 100_000,
                 gas_price: 1,
-                action: Action::SetValidators {
+                action: membership::MembershipMsg::SetValidators {
                     validators: next,
                     approvals,
-                },
+                }
+                .action(),
             }
             .sign(&keys[0]);
             CheckedTx::new(tx, SuiteId::Standard)
@@ -1350,5 +1642,207 @@ mod tests {
         assert_eq!(code(&out, 0), "insufficient_approvals");
         assert_eq!(code(&out, 1), "insufficient_approvals");
         assert_eq!(code(&out, 2), "success");
+    }
+
+    /// A test module: a counter with a genesis start, a failing message,
+    /// a fee-free message, a list to scan and an authorize rule.
+    #[derive(Debug)]
+    struct Counter;
+
+    #[derive(borsh::BorshSerialize, borsh::BorshDeserialize)]
+    enum CounterMsg {
+        Add(u64),
+        FailAfterWriting,
+        FreeAdd(u64),
+    }
+
+    impl Module for Counter {
+        fn id(&self) -> &'static str {
+            "counter"
+        }
+        fn genesis(
+            &self,
+            state: &mut module::ModuleState<'_, '_>,
+            _spec: &ChainSpec,
+            section: Option<&serde_json::Value>,
+        ) -> module::ModuleResult<()> {
+            let start = section
+                .and_then(|s| s.get("start"))
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| ModuleError::new("bad_genesis", "counter needs `start`"))?;
+            state.set_typed(b"n", &start);
+            Ok(())
+        }
+        fn execute(
+            &self,
+            ctx: &mut module::ModuleCtx<'_, '_>,
+            msg: &[u8],
+        ) -> module::ModuleResult<Vec<u8>> {
+            let msg: CounterMsg =
+                borsh::from_slice(msg).map_err(|e| ModuleError::bad_message("counter", e))?;
+            let n: u64 = ctx.state.get_typed(b"n")?.unwrap_or(0);
+            match msg {
+                CounterMsg::Add(k) | CounterMsg::FreeAdd(k) => {
+                    let next = n + k;
+                    ctx.state.set_typed(b"n", &next);
+                    ctx.state.set(format!("item/{next:04}").as_bytes(), vec![1]);
+                    ctx.emit("added", vec![("n".into(), next.to_string())]);
+                    Ok(next.to_le_bytes().to_vec())
+                }
+                CounterMsg::FailAfterWriting => {
+                    ctx.state.set_typed(b"n", &999u64);
+                    Err(ModuleError::new("counter_refused", "always fails").into())
+                }
+            }
+        }
+        fn query(
+            &self,
+            state: &mut module::ModuleState<'_, '_>,
+            path: &str,
+            _params: &BTreeMap<String, String>,
+        ) -> module::ModuleResult<serde_json::Value> {
+            match path {
+                "n" => Ok(serde_json::json!(state.get_typed::<u64>(b"n")?)),
+                "items" => {
+                    let items: Vec<String> = state
+                        .scan(b"item/", None, 100)?
+                        .into_iter()
+                        .map(|(k, _)| String::from_utf8(k).unwrap())
+                        .collect();
+                    Ok(serde_json::json!(items))
+                }
+                _ => Err(ModuleError::new("unknown_query", path).into()),
+            }
+        }
+        fn fee_policy(&self, msg: &[u8]) -> FeePolicy {
+            match borsh::from_slice::<CounterMsg>(msg) {
+                Ok(CounterMsg::FreeAdd(_)) => FeePolicy::Free,
+                _ => FeePolicy::Charged,
+            }
+        }
+        fn authorize(
+            &self,
+            _state: &mut module::ModuleState<'_, '_>,
+            tx: &CheckedTx,
+        ) -> module::ModuleResult<()> {
+            match &tx.tx.tx.action {
+                Action::Transfer { memo, .. } if memo == b"blocked" => {
+                    Err(ModuleError::new("not_allowed", "blocked memo").into())
+                }
+                _ => Ok(()),
+            }
+        }
+        fn end_block(
+            &self,
+            state: &mut module::ModuleState<'_, '_>,
+            block: &BlockEnv,
+        ) -> module::ModuleResult<Vec<Event>> {
+            state.set_typed(b"last_block", &block.height);
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn modules_get_one_action_their_own_prefix_phases_and_hooks() {
+        let keys: Vec<Keypair> = (0..2)
+            .map(|i| Keypair::from_seed(SuiteId::Standard, &[i]))
+            .collect();
+        let v = Keypair::from_seed(SuiteId::Standard, b"v");
+        let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
+        let mut spec = spec(&keys, &v);
+        // A section for a module the chain does not run is refused.
+        spec.modules.insert("nosuch", serde_json::json!({}));
+        let ex = Executor::new(spec.clone()).with_module(std::sync::Arc::new(Counter));
+        assert!(ex.genesis_changes().is_err());
+        spec.modules = Default::default();
+        spec.modules
+            .insert("counter", serde_json::json!({"start": 5}));
+        let ex = Executor::new(spec).with_module(std::sync::Arc::new(Counter));
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
+        let genesis = Outcome {
+            changes: ex.genesis_changes().unwrap(),
+            ..Outcome::default()
+        };
+        commit_outcome(&store, 0, proposer, genesis);
+        let q = |store: &ChainStore, path: &str| {
+            ex.query_module(store, "counter", path, &BTreeMap::new())
+                .unwrap()
+                .unwrap()
+        };
+        assert_eq!(q(&store, "n"), serde_json::json!(5));
+        // The module's key lives under its prefix only.
+        assert!(store.get(b"mod/counter/n").unwrap().is_some());
+        assert!(store.get(b"n").unwrap().is_none());
+
+        let sender = Address::from_public_key(SuiteId::Standard, keys[0].public_key());
+        let msg = |nonce: u64, m: &CounterMsg, module: &str| {
+            let tx = Transaction {
+                chain_id: 9,
+                nonce,
+                gas_limit: 100_000,
+                gas_price: 1,
+                action: Action::Module {
+                    module: module.into(),
+                    msg: borsh::to_vec(m).unwrap(),
+                },
+            }
+            .sign(&keys[0]);
+            CheckedTx::new(tx, SuiteId::Standard)
+        };
+        let mut blocked = transfer(&keys[1], 0, sender, 1);
+        if let Action::Transfer { memo, .. } = &mut blocked.tx.tx.action {
+            *memo = b"blocked".to_vec();
+        }
+        let blocked = CheckedTx::new(blocked.tx.tx.sign(&keys[1]), SuiteId::Standard);
+        let txs = vec![
+            msg(0, &CounterMsg::Add(2), "counter"),
+            msg(1, &CounterMsg::FailAfterWriting, "counter"),
+            msg(2, &CounterMsg::FreeAdd(3), "counter"),
+            msg(3, &CounterMsg::Add(1), "nosuch"),
+            blocked,
+        ];
+        let before = total(&store, &[sender]);
+        let e = env(1, proposer);
+        let out = ex.execute(&store, &e, txs, Mode::Propose).unwrap();
+        let out = ex.finish_block(&store, &e, out).unwrap();
+        let status = |i: usize| match &out.receipts[i].status {
+            TxStatus::Failed { code, .. } => code.clone(),
+            TxStatus::Success => "success".into(),
+        };
+        assert_eq!(status(0), "success");
+        assert_eq!(out.receipts[0].output, 7u64.to_le_bytes().to_vec());
+        assert_eq!(
+            out.receipts[0].events[0].emitter,
+            module::module_address("counter")
+        );
+        assert_eq!(status(1), "counter_refused");
+        assert_eq!(status(2), "success");
+        assert_eq!(out.receipts[2].fee, 0, "a fee-free message pays nothing");
+        assert!(out.receipts[0].fee > 0);
+        assert_eq!(status(3), "unknown_module");
+        // Authorize kept the blocked transfer out of the block.
+        assert_eq!(out.receipts.len(), 4);
+        assert!(matches!(
+            &out.dropped[0].2,
+            InclusionError::Refused { module: "counter", code, .. } if code == "not_allowed"
+        ));
+        let fees: u128 = out.receipts.iter().map(|r| r.fee).sum();
+        commit_outcome(&store, 1, proposer, out);
+        // The failed message's write was undone; the others' kept.
+        assert_eq!(q(&store, "n"), serde_json::json!(10));
+        assert_eq!(
+            q(&store, "items"),
+            serde_json::json!(["item/0007", "item/0010"])
+        );
+        assert_eq!(total(&store, &[sender]), before - fees);
+        // The end-block hook ran.
+        assert!(store.get(b"mod/counter/last_block").unwrap().is_some());
+        // Unknown modules and queries answer with their codes.
+        let err = ex
+            .query_module(&store, "nosuch", "n", &BTreeMap::new())
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, "unknown_module");
     }
 }

@@ -61,6 +61,7 @@ impl TestChain {
             limits: Limits::default(),
             genesis_time_ms: 0,
             vms: VmKind::ALL.to_vec(),
+            modules: Default::default(),
         };
         let mut executor = Executor::new(spec.clone());
         for vm in vms {
@@ -80,7 +81,7 @@ impl TestChain {
         };
         let staged = chain
             .store
-            .stage(chain.executor.genesis_changes())
+            .stage(chain.executor.genesis_changes().expect("genesis"))
             .expect("stage genesis");
         chain.commit(vec![], vec![], staged.root, staged);
         chain

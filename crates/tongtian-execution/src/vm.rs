@@ -102,12 +102,16 @@ pub enum VmFailure {
     /// A contract already exists at the address.
     #[error("address already has code")]
     AddressTaken,
+    /// A native module called at its address refused or failed.
+    #[error("{}", .0.message)]
+    Module(crate::module::ModuleError),
 }
 
 impl VmFailure {
     /// Stable machine-readable code, as in failed receipts.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
+            VmFailure::Module(e) => &e.code,
             VmFailure::Revert(_) => "reverted",
             VmFailure::OutOfGas => "out_of_gas",
             VmFailure::InvalidCode(_) => "invalid_code",
@@ -252,6 +256,10 @@ pub fn storage_key(a: &Address, key: &[u8]) -> Vec<u8> {
     [STORAGE_PREFIX, &a.0, key].concat()
 }
 
+/// Gas a call of a native module costs (on top of the transaction's
+/// intrinsic gas): a flat price, as Ethereum's precompiles have.
+pub const MODULE_CALL_GAS: u64 = 20_000;
+
 /// A transaction's view of the chain, handed to VMs.
 pub struct Host<'o, 's> {
     overlay: &'o mut StateOverlay<'s>,
@@ -260,6 +268,7 @@ pub struct Host<'o, 's> {
     /// The chain.
     pub chain: &'o ChainEnv,
     vms: &'o VmRegistry,
+    modules: Option<&'o crate::module::ModuleSet>,
     events: Vec<Event>,
 }
 
@@ -276,8 +285,15 @@ impl<'o, 's> Host<'o, 's> {
             block,
             chain,
             vms,
+            modules: None,
             events: Vec::new(),
         }
+    }
+
+    /// Let contracts call the chain's native modules at their addresses.
+    pub fn with_modules(mut self, modules: &'o crate::module::ModuleSet) -> Self {
+        self.modules = Some(modules);
+        self
     }
 
     /// The events emitted so far.
@@ -388,6 +404,13 @@ impl<'o, 's> Host<'o, 's> {
             return Ok(CallResult::failed(VmFailure::DepthExceeded, 0));
         }
         let cp = self.checkpoint();
+        if let Some(m) = self.modules.and_then(|ms| ms.at(&msg.to)).cloned() {
+            let result = self.call_module(&*m, msg)?;
+            if result.status.is_err() {
+                self.revert_to(cp);
+            }
+            return Ok(result);
+        }
         let result = match self.code_info(&msg.to)? {
             None => {
                 let ok = self.transfer(&msg.caller, &msg.to, msg.value)?;
@@ -409,6 +432,47 @@ impl<'o, 's> Host<'o, 's> {
             self.revert_to(cp);
         }
         Ok(result)
+    }
+
+    /// A call of a native module at its address (a precompile): the value
+    /// moves to the module, then the module handles `msg.input` as one of
+    /// its messages, with the calling contract as the caller.
+    fn call_module(
+        &mut self,
+        m: &dyn crate::module::Module,
+        msg: &Message,
+    ) -> Result<CallResult, ExecutionError> {
+        let gas = MODULE_CALL_GAS.min(msg.gas_limit);
+        if msg.gas_limit < MODULE_CALL_GAS {
+            return Ok(CallResult::failed(VmFailure::OutOfGas, gas));
+        }
+        if !self.transfer(&msg.caller, &msg.to, msg.value)? {
+            return Ok(CallResult::failed(VmFailure::InsufficientBalance, gas));
+        }
+        let mut ctx = crate::module::ModuleCtx::new(
+            self.overlay,
+            m.id(),
+            self.block,
+            self.chain,
+            msg.caller,
+            msg.origin,
+            msg.value,
+        );
+        let out = m.execute(&mut ctx, &msg.input);
+        let events = ctx.into_events();
+        match out {
+            Ok(output) => {
+                self.events.extend(events);
+                Ok(CallResult {
+                    status: Ok(output),
+                    gas_used: gas,
+                })
+            }
+            Err(crate::module::ModuleFailure::Module(e)) => {
+                Ok(CallResult::failed(VmFailure::Module(e), gas))
+            }
+            Err(crate::module::ModuleFailure::Execution(e)) => Err(e),
+        }
     }
 
     /// Create a contract on `vm` at `msg.to`. Effects of a failed creation

@@ -1078,6 +1078,7 @@ mod tests {
             limits: Limits { max_tx_bytes: 400 },
             genesis_time_ms: 0,
             vms: tongtian_types::VmKind::ALL.to_vec(),
+            modules: Default::default(),
         }
     }
 

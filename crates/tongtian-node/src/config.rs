@@ -237,6 +237,7 @@ pub fn testnet_init(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         vms: tongtian_types::VmKind::ALL.to_vec(),
+        modules: Default::default(),
     };
     spec.validate().map_err(cfg)?;
     // Invariant: ChainSpec holds only serializable plain data.

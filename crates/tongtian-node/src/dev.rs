@@ -99,6 +99,7 @@ pub fn dev_spec(suite: SuiteId, validator: &Keypair, accounts: &[Address]) -> Ch
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         vms: tongtian_types::VmKind::ALL.to_vec(),
+        modules: Default::default(),
     }
 }
 

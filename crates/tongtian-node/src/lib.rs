@@ -227,7 +227,7 @@ impl ChainRuntime {
             None => store.set_meta("spec_hash", spec_hash.as_bytes())?,
         }
         if store.latest_height()?.is_none() {
-            let staged = store.stage(executor.genesis_changes())?;
+            let staged = store.stage(executor.genesis_changes()?)?;
             let header = BlockHeader {
                 chain_id: spec.chain_id,
                 height: 0,
@@ -736,6 +736,7 @@ impl ChainRuntime {
         parent_hash: H256,
         outcome: Outcome,
     ) -> Result<Built, NodeError> {
+        let outcome = self.executor.finish_block(state, env, outcome)?;
         let staged = state.stage(outcome.changes.clone())?;
         let mut header = self.build_header(env.height, parent_hash, &outcome, staged.root);
         header.timestamp_ms = env.timestamp_ms;
@@ -802,6 +803,7 @@ impl ChainRuntime {
             Some(pool) => pool.install(check),
             None => check(),
         }?;
+        let outcome = self.executor.finish_block(&*self.store, &env, outcome)?;
         let staged = self.store.stage(outcome.changes.clone())?;
         let mut expect = self.build_header(h.height, parent_hash, &outcome, staged.root);
         expect.timestamp_ms = h.timestamp_ms;

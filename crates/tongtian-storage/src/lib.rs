@@ -131,6 +131,9 @@ const SCHEMA_VERSION: u32 = 4;
 /// Pending state writes: key to new value, `None` deletes.
 pub type StateChanges = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// Key-value pairs a prefix scan found, in key order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Where a transaction sits in the chain.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct TxRecord {
@@ -182,7 +185,7 @@ pub trait StateStore: Send + Sync {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Entries, StorageError>;
 }
 
 /// The smallest key greater than every key that starts with `prefix`
@@ -1045,7 +1048,7 @@ impl StateStore for StateAt<'_> {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         if self.store.latest_height()? == Some(self.version) {
             return self.store.scan_prefix(prefix, start_after, limit);
         }
@@ -1158,7 +1161,7 @@ impl StateStore for Ahead<'_> {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         merge_scan(self.store, &self.staged.changes, prefix, start_after, limit)
     }
 }
@@ -1170,7 +1173,7 @@ pub fn merge_scan(
     prefix: &[u8],
     start_after: Option<&[u8]>,
     limit: usize,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+) -> Result<Entries, StorageError> {
     use std::ops::Bound;
     let lower = match start_after {
         Some(k) if k >= prefix => Bound::Excluded(k.to_vec()),
@@ -1221,7 +1224,7 @@ impl StateStore for ChainStore {
         prefix: &[u8],
         start_after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+    ) -> Result<Entries, StorageError> {
         use std::ops::Bound;
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(STATE).map_err(db_err)?;

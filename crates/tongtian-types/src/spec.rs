@@ -130,6 +130,52 @@ pub struct ChainSpec {
     /// Virtual machines contracts may run on.
     #[serde(default = "all_vms")]
     pub vms: Vec<crate::VmKind>,
+    /// Native modules' genesis sections, by module id (each module reads
+    /// its own and refuses one it does not understand).
+    #[serde(default, skip_serializing_if = "ModuleSections::is_empty")]
+    pub modules: ModuleSections,
+}
+
+/// The `modules` part of a chain spec: module id to that module's genesis
+/// section, any JSON. In the spec's canonical encoding (what its hash
+/// covers) it is the compact JSON text with keys sorted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModuleSections(pub std::collections::BTreeMap<String, serde_json::Value>);
+
+impl ModuleSections {
+    /// No section at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One module's section.
+    pub fn get(&self, module: &str) -> Option<&serde_json::Value> {
+        self.0.get(module)
+    }
+
+    /// Set one module's section.
+    pub fn insert(&mut self, module: impl Into<String>, section: serde_json::Value) {
+        self.0.insert(module.into(), section);
+    }
+}
+
+impl BorshSerialize for ModuleSections {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        // serde_json's maps are sorted (no preserve_order), so this text is
+        // canonical for a given value.
+        let text = serde_json::to_string(&self.0).map_err(std::io::Error::other)?;
+        BorshSerialize::serialize(&text, writer)
+    }
+}
+
+impl BorshDeserialize for ModuleSections {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let text = String::deserialize_reader(reader)?;
+        serde_json::from_str(&text)
+            .map(ModuleSections)
+            .map_err(std::io::Error::other)
+    }
 }
 
 fn all_vms() -> Vec<crate::VmKind> {

@@ -32,14 +32,16 @@ pub enum Action {
         #[cfg_attr(feature = "openapi", schema(value_type = String))]
         memo: Vec<u8>,
     },
-    /// Replace the chain's validator set. Takes effect only with approvals
-    /// from more than two thirds of the current validators, each signing
-    /// [`ValidatorSet::change_bytes`] for the current set's version.
-    SetValidators {
-        /// The new set.
-        validators: Vec<ValidatorSpec>,
-        /// Current validators' signatures over the change.
-        approvals: Vec<CertificateSignature>,
+    /// A message to a native module (membership, governance, the chain
+    /// registry, ...): the one action every module is reached by. The
+    /// module decodes `msg` as its own typed message.
+    Module {
+        /// The module's stable id (e.g. `membership`).
+        module: String,
+        /// The module's message, in its encoding (Borsh).
+        #[serde(with = "serde_hex")]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        msg: Vec<u8>,
     },
     /// Create a contract on one of the chain's virtual machines. The new
     /// contract's address is [`crate::eth::create_address`] of the sender
@@ -136,7 +138,7 @@ impl std::str::FromStr for VmKind {
 pub const VALIDATOR_CHANGE_DOMAIN: &[u8] = b"tongtian/validators/v1";
 
 /// The chain's validator set as kept in state: the spec's at genesis, then
-/// whatever approved [`Action::SetValidators`] transactions made it.
+/// whatever approved changes through the `membership` module made it.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidatorSet {
@@ -406,7 +408,7 @@ impl CheckedTx {
         let bytes = encode(&tx);
         let (value, eth_intrinsic, eth_floor) = match &tx.tx.action {
             Action::Transfer { amount, .. } => (*amount, None, 0),
-            Action::SetValidators { .. } => (0, None, 0),
+            Action::Module { .. } => (0, None, 0),
             Action::Deploy { value, .. } | Action::Call { value, .. } => (*value, None, 0),
             Action::Ethereum { raw } => match EthTx::decode(raw) {
                 Ok(e) => (e.value, Some(e.intrinsic_gas()), floor_gas(&e.input)),

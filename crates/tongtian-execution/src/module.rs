@@ -1,0 +1,381 @@
+//! The native-module seam.
+//!
+//! A [`Module`] is a piece of chain logic written in Rust and compiled
+//! into the node: membership, governance, the chain registry, and later
+//! cross-chain clients and data assets. Every module
+//!
+//! - has a stable id (`membership`, `gov`, ...) and an address derived
+//!   from it ([`module_address`]): its events carry that emitter, and
+//!   contracts call the module there;
+//! - owns the state under `mod/{id}/` and sees only keys relative to it,
+//!   through [`ModuleState`]: it cannot read or write another module's raw
+//!   keys, accounts or contract storage except through the narrow
+//!   [`ModuleCtx`] operations;
+//! - takes typed messages (its own Borsh enum) through the one generic
+//!   [`tongtian_types::Action::Module`], and answers read-only queries by
+//!   path with JSON;
+//! - reads its genesis section of the chain spec (`modules.{id}`);
+//! - may hook the beginning and end of every block, take part in the
+//!   authorize phase of every transaction (for example to keep a
+//!   sub-chain to its members), and waive fees for its messages (for
+//!   example governance votes);
+//! - fails with stable error codes ([`ModuleError::code`]), which become
+//!   the failed receipt's code.
+//!
+//! Modules are kept in a [`ModuleSet`] ordered by id, so every node runs
+//! their hooks in the same order.
+
+use crate::vm::{BlockEnv, ChainEnv};
+use crate::{ExecutionError, StateOverlay};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tongtian_types::{Account, Address, ChainSpec, CheckedTx, Event};
+
+/// Where all module state lives: `mod/` + module id + `/` + the module's key.
+pub const MODULE_PREFIX: &[u8] = b"mod/";
+
+/// The state prefix of module `id`.
+pub fn module_prefix(id: &str) -> Vec<u8> {
+    [MODULE_PREFIX, id.as_bytes(), b"/"].concat()
+}
+
+/// The address of module `id`: `0xffff` followed by the first 18 bytes of
+/// Keccak-256 of `tongtian/module/{id}`. No key can sign for it (it is a
+/// hash image, not a public key's), and the `0xffff` prefix makes module
+/// addresses easy to tell apart from accounts and contracts.
+pub fn module_address(id: &str) -> Address {
+    let h = tongtian_crypto::eth::keccak256(format!("tongtian/module/{id}").as_bytes());
+    let mut a = [0u8; 20];
+    a[0] = 0xff;
+    a[1] = 0xff;
+    a[2..].copy_from_slice(&h[..18]);
+    Address(a)
+}
+
+/// A module's refusal or failure, with a stable code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ModuleError {
+    /// Stable, machine-readable (`not_a_member`, `already_voted`, ...).
+    pub code: String,
+    /// What happened and, where it helps, what to do.
+    pub message: String,
+}
+
+impl ModuleError {
+    /// An error with `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ModuleError {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The message does not decode as one of the module's.
+    pub fn bad_message(module: &str, e: impl std::fmt::Display) -> Self {
+        ModuleError::new(
+            "bad_module_message",
+            format!("not a message of module {module}: {e}"),
+        )
+    }
+}
+
+/// A module failure, or a state error that stops the whole block.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleFailure {
+    /// The module refused or failed: the transaction fails (or, in the
+    /// authorize phase, is not included).
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// State could not be read: not the transaction's fault.
+    #[error(transparent)]
+    Execution(#[from] ExecutionError),
+}
+
+/// Result of module code.
+pub type ModuleResult<T> = Result<T, ModuleFailure>;
+
+/// Whether a module message pays the usual fee.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeePolicy {
+    /// Gas is charged at the transaction's gas price.
+    Charged,
+    /// No fee at all (the transaction still needs a valid nonce and
+    /// signature, so it cannot be replayed).
+    Free,
+}
+
+/// One module's view of state: keys relative to its prefix.
+pub struct ModuleState<'a, 's> {
+    overlay: &'a mut StateOverlay<'s>,
+    prefix: Vec<u8>,
+}
+
+impl<'a, 's> ModuleState<'a, 's> {
+    /// Module `id`'s view of `overlay`.
+    pub fn new(overlay: &'a mut StateOverlay<'s>, id: &str) -> Self {
+        ModuleState {
+            overlay,
+            prefix: module_prefix(id),
+        }
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        [self.prefix.as_slice(), key].concat()
+    }
+
+    /// The value at `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ExecutionError> {
+        self.overlay.get_raw(&self.key(key))
+    }
+
+    /// A Borsh value at `key`; a value that does not decode is corrupt state.
+    pub fn get_typed<T: borsh::BorshDeserialize>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, ExecutionError> {
+        self.get(key)?
+            .map(|b| {
+                tongtian_types::codec::decode::<T>("module state", &b)
+                    .map_err(|e| ExecutionError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// Write `key`.
+    pub fn set(&mut self, key: &[u8], value: Vec<u8>) {
+        let k = self.key(key);
+        self.overlay.set_raw(k, value);
+    }
+
+    /// Write a Borsh value at `key`.
+    pub fn set_typed<T: borsh::BorshSerialize>(&mut self, key: &[u8], value: &T) {
+        self.set(key, tongtian_types::codec::encode(value));
+    }
+
+    /// Delete `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        let k = self.key(key);
+        self.overlay.delete_raw(k);
+    }
+
+    /// Up to `limit` entries whose relative keys start with `prefix`,
+    /// after `start_after` (a relative key) when given, in key order, with
+    /// relative keys.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<tongtian_storage::Entries, ExecutionError> {
+        let full = self.key(prefix);
+        let after = start_after.map(|k| self.key(k));
+        let n = self.prefix.len();
+        Ok(self
+            .overlay
+            .scan_raw(&full, after.as_deref(), limit)?
+            .into_iter()
+            .map(|(k, v)| (k[n..].to_vec(), v))
+            .collect())
+    }
+
+    /// An account's balance and nonce (read-only).
+    pub fn account(&mut self, a: &Address) -> Result<Account, ExecutionError> {
+        self.overlay.account(a)
+    }
+}
+
+/// What a module's message handler works with.
+pub struct ModuleCtx<'a, 's> {
+    /// The module's state.
+    pub state: ModuleState<'a, 's>,
+    /// The block.
+    pub block: &'a BlockEnv,
+    /// The chain.
+    pub chain: &'a ChainEnv,
+    /// Who sent the message: the transaction's sender, or the contract
+    /// that called the module.
+    pub caller: Address,
+    /// The account that signed the transaction.
+    pub origin: Address,
+    /// Native tokens sent with the message (already moved to the
+    /// module's address).
+    pub value: u128,
+    emitter: Address,
+    events: Vec<Event>,
+}
+
+impl<'a, 's> ModuleCtx<'a, 's> {
+    /// A context for module `id` handling a message from `caller`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        overlay: &'a mut StateOverlay<'s>,
+        id: &str,
+        block: &'a BlockEnv,
+        chain: &'a ChainEnv,
+        caller: Address,
+        origin: Address,
+        value: u128,
+    ) -> Self {
+        ModuleCtx {
+            state: ModuleState::new(overlay, id),
+            block,
+            chain,
+            caller,
+            origin,
+            value,
+            emitter: module_address(id),
+            events: Vec::new(),
+        }
+    }
+
+    /// Emit an event from the module's address.
+    pub fn emit(&mut self, name: &str, attributes: Vec<(String, String)>) {
+        self.events.push(Event {
+            emitter: self.emitter,
+            name: name.to_string(),
+            attributes,
+        });
+    }
+
+    /// The module's own address.
+    pub fn address(&self) -> Address {
+        self.emitter
+    }
+
+    /// Pay `amount` from the module's own balance (what it holds in
+    /// escrow) to `to`.
+    pub fn pay_out(&mut self, to: Address, amount: u128) -> ModuleResult<()> {
+        let from = self.emitter;
+        let mut src = self.state.overlay.account(&from)?;
+        if src.balance < amount {
+            return Err(ModuleError::new(
+                "module_funds_short",
+                format!("the module holds {}, {amount} asked", src.balance),
+            )
+            .into());
+        }
+        src.balance -= amount;
+        self.state.overlay.set_account(from, src);
+        let mut dst = self.state.overlay.account(&to)?;
+        dst.balance = dst.balance.saturating_add(amount);
+        self.state.overlay.set_account(to, dst);
+        Ok(())
+    }
+
+    /// The events emitted.
+    pub fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+}
+
+/// A native module. See the [module docs](self).
+pub trait Module: Send + Sync + std::fmt::Debug {
+    /// Stable id; also the state prefix and, hashed, the address.
+    fn id(&self) -> &'static str;
+
+    /// Write the genesis state from the spec (and its `modules.{id}`
+    /// section, if any). A section the module does not understand is an
+    /// error: the chain does not start.
+    fn genesis(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        spec: &ChainSpec,
+        section: Option<&serde_json::Value>,
+    ) -> ModuleResult<()>;
+
+    /// Handle one message. On `Err` every write it made is undone and the
+    /// transaction fails with the error's code (its fee still paid).
+    fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>>;
+
+    /// Answer a read-only query: `path` below the module (e.g.
+    /// `validators`, `orgs/org-1`), `params` from the query string.
+    fn query(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        path: &str,
+        params: &BTreeMap<String, String>,
+    ) -> ModuleResult<serde_json::Value>;
+
+    /// Whether `msg` pays the usual fee (default: it does).
+    fn fee_policy(&self, msg: &[u8]) -> FeePolicy {
+        let _ = msg;
+        FeePolicy::Charged
+    }
+
+    /// The authorize phase of every transaction on the chain (not only
+    /// this module's): `Err` keeps it out of the block. Default: allow.
+    fn authorize(&self, state: &mut ModuleState<'_, '_>, tx: &CheckedTx) -> ModuleResult<()> {
+        let _ = (state, tx);
+        Ok(())
+    }
+
+    /// Run before the block's first transaction.
+    fn begin_block(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        block: &BlockEnv,
+    ) -> ModuleResult<Vec<Event>> {
+        let _ = (state, block);
+        Ok(Vec::new())
+    }
+
+    /// Run after the block's last transaction.
+    fn end_block(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        block: &BlockEnv,
+    ) -> ModuleResult<Vec<Event>> {
+        let _ = (state, block);
+        Ok(Vec::new())
+    }
+}
+
+/// The modules of one chain, in id order.
+#[derive(Clone, Debug, Default)]
+pub struct ModuleSet {
+    modules: BTreeMap<&'static str, Arc<dyn Module>>,
+    by_address: BTreeMap<Address, &'static str>,
+}
+
+impl ModuleSet {
+    /// Add a module (replacing one with the same id).
+    pub fn insert(&mut self, m: Arc<dyn Module>) {
+        self.by_address.insert(module_address(m.id()), m.id());
+        self.modules.insert(m.id(), m);
+    }
+
+    /// The module with `id`.
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Module>> {
+        self.modules.get(id)
+    }
+
+    /// The module at `address`.
+    pub fn at(&self, address: &Address) -> Option<&Arc<dyn Module>> {
+        self.by_address.get(address).and_then(|id| self.get(id))
+    }
+
+    /// Every module, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Module>> {
+        self.modules.values()
+    }
+
+    /// The ids, in order.
+    pub fn ids(&self) -> Vec<&'static str> {
+        self.modules.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_addresses_are_stable_distinct_and_marked() {
+        let a = module_address("membership");
+        assert_eq!(a, module_address("membership"));
+        assert_ne!(a, module_address("gov"));
+        assert_eq!(&a.0[..2], &[0xff, 0xff]);
+        assert_eq!(module_prefix("gov"), b"mod/gov/".to_vec());
+    }
+}
