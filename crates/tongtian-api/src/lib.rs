@@ -6,6 +6,7 @@
 //! failure), so callers can branch on `code` without parsing prose.
 
 pub mod accounts;
+pub mod chains;
 pub mod eth;
 pub mod filters;
 pub mod subscriptions;
@@ -186,6 +187,8 @@ impl AppState {
     ),
     paths(
         status,
+        chains::list_chains,
+        module_query,
         openapi_json,
         get_validators,
         get_events,
@@ -200,6 +203,7 @@ impl AppState {
     ),
     components(schemas(
         ApiErrorBody,
+        chains::ChainListing,
         StatusInfo,
         SubmitRequest,
         SubmitResponse,
@@ -221,10 +225,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The API's router for one chain.
+/// The API of a node hosting `chain` as its main chain: the chain
+/// directory's routes ([`chains::directory_router`]) over that one chain.
 pub fn router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
+    let dir = chains::ChainDirectory::new();
+    dir.host(chain, options, true);
+    chains::directory_router(dir)
+}
+
+/// The whole API of one chain, at unprefixed paths (what
+/// `/v1/chains/{chain}/...` leads to).
+pub fn chain_router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
     Router::new()
         .route("/v1/status", get(status))
+        .route("/v1/modules/{module}/{*path}", get(module_query))
         .route(
             "/eth",
             post(eth_rpc)
@@ -358,6 +372,48 @@ async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
         mempool_queued_evicted: c.mempool().queued_evicted(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
+}
+
+/// A native module's read-only query: `path` below the module, the query
+/// string as its parameters (`height` picks a past block's state).
+#[utoipa::path(get, path = "/v1/modules/{module}/{path}",
+    params(
+        ("module" = String, Path, description = "module id, e.g. membership"),
+        ("path" = String, Path, description = "the query, e.g. validators"),
+        ("height" = Option<u64>, Query, description = "answer from the state after this block"),
+    ),
+    responses((status = 200, description = "the module's answer (JSON)"), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn module_query(
+    State(st): State<AppState>,
+    Path((module, path)): Path<(String, String)>,
+    Query(mut params): Query<std::collections::BTreeMap<String, String>>,
+) -> ApiResult<serde_json::Value> {
+    let at = match params.remove("height") {
+        None => None,
+        Some(h) => Some(h.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("bad_height", format!("height {h:?} is not a number"))
+        })?),
+    };
+    let chain = st.chain.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || chain.query_module(&module, &path, &params, at))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| match e {
+                tongtian_node::NodeError::Storage(
+                    tongtian_storage::StorageError::UnknownVersion(h),
+                ) => ApiError::not_found(format!("no block {h}")),
+                other => ApiError::internal(other),
+            })?;
+    match answer {
+        Ok(v) => Ok(Json(v)),
+        Err(e)
+            if e.code == "unknown_module" || e.code == "unknown_query" || e.code == "not_found" =>
+        {
+            Err(ApiError::new(StatusCode::NOT_FOUND, &e.code, e.message))
+        }
+        Err(e) => Err(ApiError::bad_request(&e.code, e.message)),
+    }
 }
 
 /// This document.

@@ -18,7 +18,8 @@ use tongtian_types::{Action, Address, ChainSpec, Transaction};
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::with_timeout(&cli.node, Duration::from_secs(cli.timeout.max(1)));
+    let client = Client::with_timeout(&cli.node, Duration::from_secs(cli.timeout.max(1)))
+        .chain(cli.chain.as_deref());
     let json = cli.json;
     let ctx = util::Ctx {
         client: client.clone(),
@@ -153,6 +154,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Validators(cmd) => validators(&ctx, cmd).await,
         Command::Contract(cmd) => crate::contract::run(&ctx, cmd).await,
+        Command::Chain(cmd) => crate::chain::run(&ctx, cmd).await,
         Command::Bench(BenchCommand::Contracts(args)) => {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))

@@ -6,6 +6,7 @@
 //! [`util`], which imports none of them.
 
 pub mod bench;
+mod chain;
 mod commands;
 mod contract;
 pub mod contract_bench;
@@ -40,6 +41,10 @@ pub struct Cli {
     /// Print machine-readable JSON (errors too, as `{"error": {"code", "message"}}` on stdout).
     #[arg(long, global = true)]
     pub json: bool,
+    /// The chain to talk to, by name or chain id (default: the node's main
+    /// chain); `tongtian chain list` shows the ones a node hosts.
+    #[arg(long, global = true, env = "TONGTIAN_CHAIN")]
+    pub chain: Option<String>,
     /// Seconds one request to the node may take before it is given up.
     #[arg(long, global = true, env = "TONGTIAN_TIMEOUT", default_value_t = 30)]
     pub timeout: u64,
@@ -123,9 +128,25 @@ pub enum Command {
     /// Deploy, call and read WASM and EVM contracts.
     #[command(subcommand)]
     Contract(ContractCommand),
+    /// The chains a node hosts.
+    #[command(subcommand)]
+    Chain(ChainCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `tongtian chain ...`.
+#[derive(Debug, Subcommand)]
+pub enum ChainCommand {
+    /// Every chain the node hosts: name, chain id, engine, suite,
+    /// organisations, status, height.
+    List,
+    /// One chain, by name or chain id.
+    Show {
+        /// Name or chain id.
+        chain: String,
+    },
 }
 
 /// Who signs a transaction and what it may spend on gas.

@@ -917,3 +917,112 @@ fn openapi_document_is_valid_and_browsable() {
     assert_eq!(bundle.status(), 200);
     assert!(bundle.bytes().unwrap().len() > 100_000);
 }
+
+/// Every route is also served per chain (`/v1/chains/{name or id}/...`,
+/// `/eth/{chain}`), the unprefixed ones are the main chain's, an unknown
+/// chain is a 404 `unknown_chain`, and modules answer through the one
+/// generic route; the CLI's `--chain` and `chain list` use them.
+#[test]
+fn routes_are_served_per_chain_and_modules_through_one_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let (code, chains) = get(&node, "/v1/chains");
+    assert_eq!(code, 200);
+    let list = chains.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{chains}");
+    let main = &list[0];
+    assert_eq!(main["name"], "tongtian-dev");
+    assert_eq!(main["chain_id"], CHAIN_ID);
+    assert_eq!(main["engine"], "solo");
+    assert_eq!(main["suite"], "standard");
+    assert_eq!(main["status"], "active");
+    assert_eq!(main["hosted"], true);
+    assert!(main["height"].is_u64() && main["orgs"].is_array(), "{main}");
+
+    for key in ["tongtian-dev", "8645"] {
+        let (code, st) = get(&node, &format!("/v1/chains/{key}/status"));
+        assert_eq!(code, 200, "{st}");
+        assert_eq!(st["chain_id"], CHAIN_ID);
+    }
+    let (code, err) = get(&node, "/v1/chains/nope/status");
+    assert_eq!(code, 404);
+    assert_eq!(err["code"], "unknown_chain");
+    let (code, err) = get(&node, "/v1/chains/nope");
+    assert_eq!((code, err["code"].as_str()), (404, Some("unknown_chain")));
+
+    // The Ethereum JSON-RPC per chain.
+    let r: Value = http()
+        .post(format!("{}/eth/tongtian-dev", node.url()))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["result"], format!("{CHAIN_ID:#x}"));
+    let r = http()
+        .post(format!("{}/eth/nope", node.url()))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+
+    // Modules: the validator set through the membership module, prefixed or not.
+    let (code, set) = get(&node, "/v1/modules/membership/validators");
+    assert_eq!(code, 200, "{set}");
+    assert_eq!(set["version"], 0);
+    assert_eq!(set["validators"].as_array().unwrap().len(), 1);
+    let (_, same) = get(
+        &node,
+        "/v1/chains/tongtian-dev/modules/membership/validators",
+    );
+    assert_eq!(same, set);
+    let (code, err) = get(&node, "/v1/modules/nosuch/x");
+    assert_eq!((code, err["code"].as_str()), (404, Some("unknown_module")));
+    let (code, err) = get(&node, "/v1/modules/membership/nosuch");
+    assert_eq!((code, err["code"].as_str()), (404, Some("unknown_query")));
+    let (code, past) = get(&node, "/v1/modules/membership/validators?height=0");
+    assert_eq!((code, &past), (200, &set));
+
+    // The CLI: --chain on a command, chain list, and an unknown chain.
+    let key = node.data_dir.join("dev-keys/dev-1.key");
+    let out = node.cli(&[
+        "--chain",
+        "tongtian-dev",
+        "transfer",
+        "--key",
+        key.to_str().unwrap(),
+        "--to",
+        "0x00000000000000000000000000000000000000c3",
+        "--amount",
+        "7",
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, acct) = get(
+        &node,
+        "/v1/chains/8645/accounts/0x00000000000000000000000000000000000000c3",
+    );
+    assert_eq!(acct["balance"], "7", "{acct}");
+    let out = node.cli(&["chain", "list", "--json"]);
+    let mut listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    listed[0]["height"] = Value::Null;
+    assert_eq!(listed, chains_now(&node));
+    let out = node.cli(&["--chain", "nope", "status", "--json"]);
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "unknown_chain", "{err}");
+}
+
+/// `GET /v1/chains` now (heights move).
+fn chains_now(node: &DevNode) -> Value {
+    let (_, mut v) = get(node, "/v1/chains");
+    for c in v.as_array_mut().unwrap() {
+        c["height"] = Value::Null;
+    }
+    v
+}

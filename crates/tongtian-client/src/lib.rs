@@ -127,6 +127,8 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     timeout: Duration,
+    /// The chain this handle talks to; `None`: the node's main chain.
+    chain: Option<String>,
 }
 
 impl Client {
@@ -150,6 +152,35 @@ impl Client {
             base: normalize_url(base),
             http,
             timeout,
+            chain: None,
+        }
+    }
+
+    /// A handle on another chain of the same node (by name or chain id):
+    /// its requests go to `/v1/chains/{chain}/...` and `/eth/{chain}`.
+    /// `None` is the node's main chain.
+    pub fn chain(&self, chain: Option<&str>) -> Client {
+        Client {
+            chain: chain.map(str::to_string),
+            ..self.clone()
+        }
+    }
+
+    /// The chain this handle talks to, if not the main chain.
+    pub fn chain_name(&self) -> Option<&str> {
+        self.chain.as_deref()
+    }
+
+    /// The URL of `path` (a main-chain path: `/v1/...` or `/eth`) on this
+    /// handle's chain.
+    fn url(&self, path: &str) -> String {
+        match &self.chain {
+            None => format!("{}{}", self.base, path),
+            Some(c) => match path.strip_prefix("/v1/") {
+                Some(rest) => format!("{}/v1/chains/{c}/{rest}", self.base),
+                None if path == "/eth" => format!("{}/eth/{c}", self.base),
+                None => format!("{}{}", self.base, path),
+            },
         }
     }
 
@@ -197,7 +228,7 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let url = format!("{}{}", self.base, path);
+        let url = self.url(path);
         let resp = self.http.get(&url).timeout(self.timeout).send().await;
         Self::answer(url, resp).await
     }
@@ -207,7 +238,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let url = format!("{}{}", self.base, path);
+        let url = self.url(path);
         let resp = self
             .http
             .post(&url)
@@ -264,6 +295,26 @@ impl Client {
             });
         }
         Ok(v["result"].take())
+    }
+
+    /// `GET /v1/chains`: every chain the node hosts (whichever chain this
+    /// handle is on).
+    pub async fn chains(&self) -> Result<Vec<serde_json::Value>, ClientError> {
+        self.chain(None).get("/v1/chains").await
+    }
+
+    /// `GET /v1/chains/{chain}`: one hosted chain, by name or chain id.
+    pub async fn chain_info(&self, chain: &str) -> Result<serde_json::Value, ClientError> {
+        self.chain(None).get(&format!("/v1/chains/{chain}")).await
+    }
+
+    /// A native module's query, `GET /v1/modules/{module}/{path}`.
+    pub async fn module_query(
+        &self,
+        module: &str,
+        path: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.get(&format!("/v1/modules/{module}/{path}")).await
     }
 
     /// `GET /v1/status`.
@@ -360,7 +411,7 @@ impl Client {
     /// [`ClientError::Lagged`] if this reader fell behind and blocks were
     /// skipped, and ends when the connection does.
     pub async fn blocks(&self) -> Result<BlockStream, ClientError> {
-        let url = format!("{}/v1/blocks/stream", self.base);
+        let url = self.url("/v1/blocks/stream");
         let resp = self
             .http
             .get(&url)

@@ -421,6 +421,27 @@ impl ChainRuntime {
         Ok(self.executor.simulate(state, &env, call)?)
     }
 
+    /// Answer a native module's query over the latest committed state, or
+    /// with `at` the state after that block (`Ok(Err)`: the module's
+    /// refusal, e.g. `unknown_module` or `unknown_query`).
+    pub fn query_module(
+        &self,
+        module: &str,
+        path: &str,
+        params: &std::collections::BTreeMap<String, String>,
+        at: Option<u64>,
+    ) -> Result<Result<serde_json::Value, tongtian_execution::ModuleError>, NodeError> {
+        Ok(match at {
+            None => self
+                .executor
+                .query_module(&*self.store, module, path, params)?,
+            Some(h) => {
+                let past = self.store.at(h)?;
+                self.executor.query_module(&past, module, path, params)?
+            }
+        })
+    }
+
     /// Committed events of heights `from..=to` (at most
     /// [`MAX_EVENT_RANGE`] blocks), optionally only those of one emitter
     /// (then only the blocks whose emitters bloom may hold it are read).
