@@ -16,6 +16,14 @@
 //!
 //! Frames are length-prefixed; a peer announcing a frame larger than
 //! [`NetworkConfig::max_frame`] is disconnected.
+//!
+//! **Per-chain scope.** A node hosting several chains gives each one a view
+//! of the transport, [`Network::join`], scoped to that chain's member
+//! nodes: its sends and broadcasts reach only members, `connected` counts
+//! only members, and frames for that chain from any other node are dropped
+//! and counted ([`ChainScope::dropped`]), so a sub-chain's blocks, votes
+//! and transactions never reach an organisation outside it. The view is
+//! the same [`Network`] type, so engines and gossip need not know.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use parking_lot::Mutex;
@@ -125,6 +133,43 @@ struct Hello {
 
 type Route = (u64, u8);
 
+/// Who takes part in one chain on this transport (see [`Network::join`]).
+#[derive(Debug)]
+pub struct ChainScope {
+    chain_id: u64,
+    members: parking_lot::RwLock<HashSet<PeerId>>,
+    dropped: std::sync::atomic::AtomicU64,
+}
+
+impl ChainScope {
+    /// The chain.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// Whether `peer` is a member.
+    pub fn is_member(&self, peer: &PeerId) -> bool {
+        self.members.read().contains(peer)
+    }
+
+    /// Replace the member nodes (when the chain's membership changes).
+    pub fn set_members(&self, members: impl IntoIterator<Item = PeerId>) {
+        *self.members.write() = members.into_iter().collect();
+    }
+
+    /// Frames of this chain dropped because their sender is no member.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Where a route's inbound frames go, and the scope that filters them.
+#[derive(Clone)]
+struct RouteTarget {
+    tx: mpsc::Sender<Inbound>,
+    scope: Option<Arc<ChainScope>>,
+}
+
 struct Conn {
     id: u64,
     out: mpsc::Sender<Vec<u8>>,
@@ -135,18 +180,20 @@ struct Inner {
     me: PeerId,
     allowed: HashSet<Vec<u8>>,
     conns: Mutex<HashMap<PeerId, Conn>>,
-    routes: Mutex<HashMap<Route, mpsc::Sender<Inbound>>>,
+    routes: Mutex<HashMap<Route, RouteTarget>>,
     blocked: Mutex<HashSet<PeerId>>,
     next_conn: Mutex<u64>,
     local_addr: SocketAddr,
     stop: watch::Receiver<bool>,
 }
 
-/// A running transport. Cheap to clone.
+/// A running transport, or one chain's view of it ([`Network::join`]).
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Network {
     inner: Arc<Inner>,
     stop: Arc<watch::Sender<bool>>,
+    scope: Option<Arc<ChainScope>>,
 }
 
 impl Network {
@@ -183,7 +230,38 @@ impl Network {
         Ok(Network {
             inner,
             stop: Arc::new(stop_tx),
+            scope: None,
         })
+    }
+
+    /// A view of this transport for chain `chain_id` whose member nodes
+    /// are `members` (this node may be among them): sends, broadcasts and
+    /// `connected` are limited to them, and the view's subscriptions drop
+    /// (and count) frames from anyone else.
+    pub fn join(&self, chain_id: u64, members: impl IntoIterator<Item = PeerId>) -> Network {
+        let scope = Arc::new(ChainScope {
+            chain_id,
+            members: parking_lot::RwLock::new(members.into_iter().collect()),
+            dropped: std::sync::atomic::AtomicU64::new(0),
+        });
+        Network {
+            inner: self.inner.clone(),
+            stop: self.stop.clone(),
+            scope: Some(scope),
+        }
+    }
+
+    /// The scope of a chain's view, if this is one.
+    pub fn scope(&self) -> Option<&Arc<ChainScope>> {
+        self.scope.as_ref()
+    }
+
+    /// Whether this view may talk to `peer` about `chain_id`.
+    fn may_reach(&self, peer: &PeerId, chain_id: u64) -> bool {
+        match &self.scope {
+            Some(s) if s.chain_id == chain_id => s.is_member(peer),
+            _ => true,
+        }
     }
 
     /// This node's id.
@@ -200,14 +278,18 @@ impl Network {
     /// to the same route replaces the earlier one.
     pub fn subscribe(&self, chain_id: u64, channel: u8) -> mpsc::Receiver<Inbound> {
         let (tx, rx) = mpsc::channel(8192);
-        self.inner.routes.lock().insert((chain_id, channel), tx);
+        let scope = self.scope.clone().filter(|s| s.chain_id == chain_id);
+        self.inner
+            .routes
+            .lock()
+            .insert((chain_id, channel), RouteTarget { tx, scope });
         rx
     }
 
     /// Send to one peer; false if it is not connected or its queue is full
     /// (the transport never blocks a sender; protocols above tolerate loss).
     pub fn send(&self, to: &PeerId, chain_id: u64, channel: u8, payload: &[u8]) -> bool {
-        if self.inner.blocked.lock().contains(to) {
+        if self.inner.blocked.lock().contains(to) || !self.may_reach(to, chain_id) {
             return false;
         }
         let frame = encode_frame(chain_id, channel, payload);
@@ -222,12 +304,13 @@ impl Network {
         let conns = self.inner.conns.lock();
         conns
             .iter()
-            .filter(|(p, _)| !blocked.contains(*p))
+            .filter(|(p, _)| !blocked.contains(*p) && self.may_reach(p, chain_id))
             .filter(|(_, c)| c.out.try_send(frame.clone()).is_ok())
             .count()
     }
 
-    /// Peers with an authenticated connection.
+    /// Peers with an authenticated connection (in a chain's view: those
+    /// that are its members).
     pub fn connected(&self) -> Vec<PeerId> {
         let blocked = self.inner.blocked.lock().clone();
         self.inner
@@ -235,6 +318,7 @@ impl Network {
             .lock()
             .keys()
             .filter(|p| !blocked.contains(*p))
+            .filter(|p| self.scope.as_ref().is_none_or(|s| s.is_member(p)))
             .cloned()
             .collect()
     }
@@ -557,7 +641,12 @@ async fn run_connection(inner: Arc<Inner>, est: Established) {
         cid.copy_from_slice(&frame[..8]);
         let route = (u64::from_le_bytes(cid), frame[8]);
         let target = inner.routes.lock().get(&route).cloned();
-        if let Some(tx) = target {
+        if let Some(RouteTarget { tx, scope }) = target {
+            if let Some(s) = scope.filter(|s| !s.is_member(&peer)) {
+                s.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(%peer, chain = s.chain_id, "frame from a non-member dropped");
+                continue;
+            }
             if tx
                 .try_send(Inbound {
                     from: peer.clone(),
@@ -657,6 +746,57 @@ mod tests {
             for n in &nets {
                 n.shutdown();
             }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chains_view_reaches_and_hears_only_its_members() {
+        let (keys, peers) = mesh(SuiteId::Standard, 3);
+        let mut nets = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            nets.push(start(k, &peers, i).await);
+        }
+        until("full mesh", || {
+            nets.iter().all(|n| n.connected().len() == 2)
+        })
+        .await;
+        let ids: Vec<PeerId> = nets.iter().map(|n| n.local_id()).collect();
+        // Chain 7 has members 0 and 1; node 2 is outside it.
+        let a = nets[0].join(7, [ids[0].clone(), ids[1].clone()]);
+        let b = nets[1].join(7, [ids[0].clone(), ids[1].clone()]);
+        let mut a_in = a.subscribe(7, 0);
+        let mut b_in = b.subscribe(7, 0);
+        // Node 2 listens on chain 7 with the whole transport, to see leaks.
+        let mut c_in = nets[2].subscribe(7, 0);
+        assert_eq!(a.connected(), vec![ids[1].clone()]);
+        assert_eq!(a.broadcast(7, 0, b"members only"), 1);
+        assert_eq!(recv(&mut b_in).await.payload, b"members only");
+        assert!(
+            !a.send(&ids[2], 7, 0, b"to an outsider"),
+            "sent to a non-member"
+        );
+        // The outsider sends anyway: dropped and counted, never delivered.
+        assert!(nets[2].send(&ids[0], 7, 0, b"intrusion"));
+        assert!(nets[2].send(&ids[0], 7, 0, b"intrusion again"));
+        until("drops counted", || a.scope().unwrap().dropped() == 2).await;
+        assert!(
+            a_in.try_recv().is_err(),
+            "a non-member's frame was delivered"
+        );
+        // A member's frame still arrives.
+        assert!(b.send(&ids[0], 7, 0, b"from a member"));
+        assert_eq!(recv(&mut a_in).await.payload, b"from a member");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            c_in.try_recv().is_err(),
+            "chain 7 traffic reached a non-member"
+        );
+        // Membership changes: node 2 joins.
+        a.scope().unwrap().set_members(ids.clone());
+        assert!(nets[2].send(&ids[0], 7, 0, b"now a member"));
+        assert_eq!(recv(&mut a_in).await.payload, b"now a member");
+        for n in &nets {
+            n.shutdown();
         }
     }
 
