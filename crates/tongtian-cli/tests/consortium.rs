@@ -685,6 +685,18 @@ fn testnet_up_starts_and_stops_every_node() {
         assert!(Instant::now() < deadline, "testnet did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // `up` has seen every node start (it may still be checking the last
+    // one when the APIs already answer).
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("all 3 nodes started")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "testnet up did not report the start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // A node that dies later is named.
     let home2 = dir.path().join("node-2");
     let killed = Command::new("pkill")

@@ -973,7 +973,8 @@ impl Executor {
                 };
                 let chain = self.chain_env();
                 let mut ctx =
-                    module::ModuleCtx::new(overlay, m.id(), block, &chain, t.sender, t.sender, 0);
+                    module::ModuleCtx::new(overlay, m.id(), block, &chain, t.sender, t.sender, 0)
+                        .with_modules(&self.modules);
                 let result = m.execute(&mut ctx, msg);
                 let events = ctx.into_events();
                 match result {

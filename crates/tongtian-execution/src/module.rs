@@ -203,6 +203,7 @@ pub struct ModuleCtx<'a, 's> {
     pub value: u128,
     emitter: Address,
     events: Vec<Event>,
+    modules: Option<&'a ModuleSet>,
 }
 
 impl<'a, 's> ModuleCtx<'a, 's> {
@@ -226,7 +227,74 @@ impl<'a, 's> ModuleCtx<'a, 's> {
             value,
             emitter: module_address(id),
             events: Vec::new(),
+            modules: None,
         }
+    }
+
+    /// Let this module call and query the chain's other modules.
+    pub fn with_modules(mut self, modules: &'a ModuleSet) -> Self {
+        self.modules = Some(modules);
+        self
+    }
+
+    fn other(&self, module: &str) -> ModuleResult<Arc<dyn Module>> {
+        self.modules
+            .and_then(|ms| ms.get(module))
+            .cloned()
+            .ok_or_else(|| {
+                ModuleError::new(
+                    "unknown_module",
+                    format!("this chain has no module `{module}`"),
+                )
+                .into()
+            })
+    }
+
+    /// Send `msg` to another module, as this module (its address is the
+    /// caller: that is how a module lets, say, only governance change it).
+    /// Its events join this message's; when it fails, its writes are undone.
+    pub fn call(&mut self, module: &str, msg: &[u8]) -> ModuleResult<Vec<u8>> {
+        let m = self.other(module)?;
+        let caller = self.emitter;
+        let origin = self.origin;
+        let cp = self.state.overlay.checkpoint();
+        let mut inner = ModuleCtx {
+            state: ModuleState::new(&mut *self.state.overlay, m.id()),
+            block: self.block,
+            chain: self.chain,
+            caller,
+            origin,
+            value: 0,
+            emitter: module_address(m.id()),
+            events: Vec::new(),
+            modules: self.modules,
+        };
+        let out = m.execute(&mut inner, msg);
+        let events = inner.events;
+        match out {
+            Ok(out) => {
+                self.events.extend(events);
+                Ok(out)
+            }
+            Err(e) => {
+                // A refused call leaves nothing behind, whatever the caller
+                // does with the refusal.
+                self.state.overlay.revert_to(cp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Ask another module a query (its answer over the current state).
+    pub fn query(
+        &mut self,
+        module: &str,
+        path: &str,
+        params: &BTreeMap<String, String>,
+    ) -> ModuleResult<serde_json::Value> {
+        let m = self.other(module)?;
+        let mut state = ModuleState::new(&mut *self.state.overlay, m.id());
+        m.query(&mut state, path, params)
     }
 
     /// Emit an event from the module's address.

@@ -458,6 +458,9 @@ impl<'o, 's> Host<'o, 's> {
             msg.origin,
             msg.value,
         );
+        if let Some(ms) = self.modules {
+            ctx = ctx.with_modules(ms);
+        }
         let out = m.execute(&mut ctx, &msg.input);
         let events = ctx.into_events();
         match out {

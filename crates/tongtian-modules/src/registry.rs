@@ -1,0 +1,486 @@
+//! The `registry` module: the sub-chains of the network.
+//!
+//! A passed `create-chain` proposal writes an entry: name, chain id,
+//! engine, suite, VMs, member organisations, validators, genesis accounts,
+//! status. The validators are fixed when the entry is written: for each
+//! member organisation (in id order), its first node that registered a
+//! validator key for the chain's suite in the `org` module. That is how a
+//! sub-chain's validator keys are known before its genesis: a node
+//! registers one key per suite when its organisation joins (or later with
+//! `SetNodes`), and every member node derives the identical genesis spec
+//! from the entry with [`spec_of`]. Entries are changed only by `gov`.
+
+use crate::org::{self, Organisation};
+use crate::{decode_msg, only_from, to_json};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tongtian_crypto::SuiteId;
+use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
+use tongtian_types::{
+    serde_hex, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ModuleSections,
+    ValidatorSpec, VmKind,
+};
+
+/// The module's id.
+pub const ID: &str = "registry";
+
+/// The consensus engines a sub-chain may run.
+pub const ENGINES: [&str; 3] = ["solo", "raft", "bft"];
+
+/// What a `create-chain` proposal asks for.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChainRequest {
+    /// Name (1-32 of a-z, 0-9, -).
+    pub name: String,
+    /// solo, raft or bft.
+    pub engine: String,
+    /// Crypto suite.
+    pub suite: SuiteId,
+    /// Member organisations.
+    pub orgs: Vec<String>,
+    /// VMs (default both).
+    #[serde(default = "all_vms")]
+    pub vms: Vec<VmKind>,
+    /// Accounts funded at genesis.
+    #[serde(default)]
+    pub fund: Vec<GenesisAccount>,
+    /// Chain id (default: the next free one after the main chain's).
+    #[serde(default)]
+    pub chain_id: Option<u64>,
+    /// Only the funded accounts and the members' admins may send
+    /// transactions (the `access` module).
+    #[serde(default)]
+    pub restricted: bool,
+}
+
+fn all_vms() -> Vec<VmKind> {
+    VmKind::ALL.to_vec()
+}
+
+/// A sub-chain validator: which organisation's node, with which key.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChainValidator {
+    /// The organisation.
+    pub org: String,
+    /// Its node's name.
+    pub node: String,
+    /// The node's transport key (where its votes come from).
+    #[serde(with = "serde_hex")]
+    pub transport_key: Vec<u8>,
+    /// The validator key under the chain's suite.
+    #[serde(with = "serde_hex")]
+    pub public_key: Vec<u8>,
+}
+
+/// Active or stopped.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainStatus {
+    /// Its nodes run it.
+    Active,
+    /// Its nodes stopped it (and keep its data).
+    Stopped,
+}
+
+/// A registered sub-chain.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChainEntry {
+    /// Name.
+    pub name: String,
+    /// Chain id.
+    pub chain_id: u64,
+    /// Engine.
+    pub engine: String,
+    /// Suite.
+    pub suite: SuiteId,
+    /// VMs.
+    pub vms: Vec<VmKind>,
+    /// Member organisations.
+    pub orgs: Vec<String>,
+    /// Validators.
+    pub validators: Vec<ChainValidator>,
+    /// Transport keys of every node of the member organisations (who may
+    /// receive the chain's traffic).
+    pub members: Vec<MemberNode>,
+    /// Genesis accounts.
+    pub accounts: Vec<GenesisAccount>,
+    /// Whether the `access` module keeps it to its accounts.
+    pub restricted: bool,
+    /// Status.
+    pub status: ChainStatus,
+    /// Main-chain height it was created at.
+    pub created_height: u64,
+    /// Its genesis time: the creating block's time.
+    pub genesis_time_ms: u64,
+}
+
+/// A node that may take part in a sub-chain.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct MemberNode {
+    /// Its organisation.
+    pub org: String,
+    /// Its name.
+    pub node: String,
+    /// Its transport key.
+    #[serde(with = "serde_hex")]
+    pub transport_key: Vec<u8>,
+}
+
+/// Messages of the `registry` module.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum RegistryMsg {
+    /// Check a request without writing anything (any caller).
+    Check {
+        /// The request.
+        request: ChainRequest,
+    },
+    /// Create the chain (from `gov` only).
+    Create {
+        /// The request.
+        request: ChainRequest,
+    },
+    /// Check that a chain can be stopped (any caller).
+    CheckStop {
+        /// Its name.
+        name: String,
+    },
+    /// Stop a chain (from `gov` only).
+    Stop {
+        /// Its name.
+        name: String,
+    },
+}
+
+impl RegistryMsg {
+    /// Encoded.
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("registry messages encode")
+    }
+}
+
+/// What the registry keeps about the main chain.
+#[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
+struct MainChain {
+    name: String,
+    chain_id: u64,
+}
+
+const MAIN: &[u8] = b"main";
+
+fn key(name: &str) -> Vec<u8> {
+    format!("c/{name}").into_bytes()
+}
+
+/// Every registered chain, in name order.
+pub fn all(state: &ModuleState<'_, '_>) -> ModuleResult<Vec<ChainEntry>> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = state.scan(b"c/", after.as_deref(), 256)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (_, v) in &page {
+            out.push(
+                tongtian_types::codec::decode::<ChainEntry>("chain entry", v)
+                    .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?,
+            );
+        }
+        if page.len() < 256 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn refuse(code: &str, message: impl Into<String>) -> ModuleError {
+    ModuleError::new(code, message)
+}
+
+/// Check `r` against the organisations and the chains there are, and make
+/// the entry it would create at `height` / `time_ms`.
+fn entry_for(
+    r: &ChainRequest,
+    orgs: &[Organisation],
+    chains: &[ChainEntry],
+    main: &MainChain,
+    height: u64,
+    time_ms: u64,
+) -> Result<ChainEntry, ModuleError> {
+    let valid_name = !r.name.is_empty()
+        && r.name.len() <= 32
+        && r.name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_name {
+        return Err(refuse(
+            "bad_chain_name",
+            format!("{:?}: a chain name is 1-32 of a-z, 0-9 and -", r.name),
+        ));
+    }
+    if r.name == main.name || chains.iter().any(|c| c.name == r.name) {
+        return Err(refuse(
+            "duplicate_chain",
+            format!("a chain named {} exists already", r.name),
+        ));
+    }
+    if !ENGINES.contains(&r.engine.as_str()) {
+        return Err(refuse(
+            "unknown_engine",
+            format!("engine {:?}: one of {}", r.engine, ENGINES.join(", ")),
+        ));
+    }
+    if r.vms.is_empty() {
+        return Err(refuse(
+            "no_vms",
+            "a chain needs at least one VM (wasm, evm)",
+        ));
+    }
+    if r.orgs.is_empty() {
+        return Err(refuse(
+            "no_validators",
+            "a chain needs at least one member organisation",
+        ));
+    }
+    let mut member_ids = r.orgs.clone();
+    member_ids.sort();
+    member_ids.dedup();
+    if member_ids.len() != r.orgs.len() {
+        return Err(refuse("duplicate_org", "an organisation is named twice"));
+    }
+    let mut validators = Vec::new();
+    let mut members = Vec::new();
+    for id in &member_ids {
+        let org = orgs
+            .iter()
+            .find(|o| &o.id == id)
+            .ok_or_else(|| refuse("unknown_org", format!("there is no organisation {id}")))?;
+        let node = org.nodes.iter().find(|n| n.key_for(r.suite).is_some()).ok_or_else(|| {
+            refuse(
+                "no_validator_key",
+                format!("{id} has no node with a {} validator key (its admin registers one with its nodes)", r.suite),
+            )
+        })?;
+        validators.push(ChainValidator {
+            org: id.clone(),
+            node: node.name.clone(),
+            transport_key: node.transport_key.clone(),
+            public_key: node.key_for(r.suite).expect("found above").to_vec(),
+        });
+        members.extend(org.nodes.iter().map(|n| MemberNode {
+            org: id.clone(),
+            node: n.name.clone(),
+            transport_key: n.transport_key.clone(),
+        }));
+    }
+    if r.engine == "solo" && validators.len() != 1 {
+        return Err(refuse(
+            "solo_needs_one_validator",
+            "a solo chain has exactly one member organisation",
+        ));
+    }
+    let used = |id: u64| id == main.chain_id || chains.iter().any(|c| c.chain_id == id);
+    let chain_id = match r.chain_id {
+        Some(id) if used(id) => {
+            return Err(refuse(
+                "duplicate_chain_id",
+                format!("chain id {id} is taken"),
+            ));
+        }
+        Some(0) => return Err(refuse("bad_chain_id", "chain id 0 is reserved")),
+        Some(id) => id,
+        None => (main.chain_id + 1..)
+            .find(|id| !used(*id))
+            .expect("a free chain id"),
+    };
+    let mut addrs: Vec<_> = r.fund.iter().map(|a| a.address).collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.len() != r.fund.len() {
+        return Err(refuse("duplicate_account", "an account is funded twice"));
+    }
+    Ok(ChainEntry {
+        name: r.name.clone(),
+        chain_id,
+        engine: r.engine.clone(),
+        suite: r.suite,
+        vms: r.vms.clone(),
+        orgs: member_ids,
+        validators,
+        members,
+        accounts: r.fund.clone(),
+        restricted: r.restricted,
+        status: ChainStatus::Active,
+        created_height: height,
+        genesis_time_ms: time_ms,
+    })
+}
+
+/// The genesis spec of a registered chain: the same on every node.
+pub fn spec_of(entry: &ChainEntry, admins: &[tongtian_types::Address]) -> ChainSpec {
+    let mut modules = ModuleSections::default();
+    if entry.restricted {
+        let mut allowed: Vec<String> = entry
+            .accounts
+            .iter()
+            .map(|a| a.address.to_string())
+            .chain(admins.iter().map(|a| a.to_string()))
+            .collect();
+        allowed.sort();
+        allowed.dedup();
+        modules.insert(
+            crate::access::ID,
+            serde_json::json!({ "accounts": allowed }),
+        );
+    }
+    ChainSpec {
+        name: entry.name.clone(),
+        chain_id: entry.chain_id,
+        suite: entry.suite,
+        consensus: ConsensusSpec {
+            engine: entry.engine.clone(),
+            block_interval_ms: if entry.engine == "solo" { 100 } else { 200 },
+            max_block_txs: 10_000,
+            empty_block_interval_ms: 1_000,
+        },
+        validators: entry
+            .validators
+            .iter()
+            .map(|v| ValidatorSpec {
+                name: format!("{}/{}", v.org, v.node),
+                public_key: v.public_key.clone(),
+            })
+            .collect(),
+        accounts: entry.accounts.clone(),
+        gas: GasSchedule::default(),
+        limits: Limits::default(),
+        genesis_time_ms: entry.genesis_time_ms,
+        vms: entry.vms.clone(),
+        modules,
+    }
+}
+
+/// The active chain called `name`.
+fn stoppable(state: &ModuleState<'_, '_>, name: &str) -> ModuleResult<ChainEntry> {
+    let entry: ChainEntry = state
+        .get_typed(&key(name))?
+        .ok_or_else(|| refuse("unknown_chain", format!("there is no sub-chain {name}")))?;
+    if entry.status == ChainStatus::Stopped {
+        return Err(refuse("chain_stopped", format!("{name} is stopped already")).into());
+    }
+    Ok(entry)
+}
+
+/// The `registry` module.
+#[derive(Debug, Default)]
+pub struct Registry;
+
+impl Module for Registry {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn genesis(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        spec: &ChainSpec,
+        section: Option<&serde_json::Value>,
+    ) -> ModuleResult<()> {
+        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
+            return Err(refuse(
+                "bad_genesis",
+                "the registry starts empty: its section is {}",
+            )
+            .into());
+        }
+        state.set_typed(
+            MAIN,
+            &MainChain {
+                name: spec.name.clone(),
+                chain_id: spec.chain_id,
+            },
+        );
+        Ok(())
+    }
+
+    fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
+        let msg: RegistryMsg = decode_msg(ID, msg)?;
+        let main: MainChain = ctx.state.get_typed(MAIN)?.ok_or_else(|| {
+            tongtian_execution::ExecutionError::Corrupt("registry has no main chain".into())
+        })?;
+        match msg {
+            RegistryMsg::Check { request } => {
+                let orgs = org::read_all(ctx)?;
+                entry_for(
+                    &request,
+                    &orgs,
+                    &all(&ctx.state)?,
+                    &main,
+                    ctx.block.height,
+                    ctx.block.timestamp_ms,
+                )?;
+                Ok(Vec::new())
+            }
+            RegistryMsg::Create { request } => {
+                only_from(&ctx.caller, crate::gov::ID, "creating a chain")?;
+                let orgs = org::read_all(ctx)?;
+                let entry = entry_for(
+                    &request,
+                    &orgs,
+                    &all(&ctx.state)?,
+                    &main,
+                    ctx.block.height,
+                    ctx.block.timestamp_ms,
+                )?;
+                ctx.state.set_typed(&key(&entry.name), &entry);
+                ctx.emit(
+                    "chain_created",
+                    vec![
+                        ("chain".into(), entry.name.clone()),
+                        ("chain_id".into(), entry.chain_id.to_string()),
+                        ("engine".into(), entry.engine.clone()),
+                        ("suite".into(), entry.suite.to_string()),
+                        ("orgs".into(), entry.orgs.join(",")),
+                    ],
+                );
+                Ok(entry.chain_id.to_le_bytes().to_vec())
+            }
+            RegistryMsg::CheckStop { name } => {
+                stoppable(&ctx.state, &name)?;
+                Ok(Vec::new())
+            }
+            RegistryMsg::Stop { name } => {
+                only_from(&ctx.caller, crate::gov::ID, "stopping a chain")?;
+                let mut entry = stoppable(&ctx.state, &name)?;
+                entry.status = ChainStatus::Stopped;
+                ctx.state.set_typed(&key(&name), &entry);
+                ctx.emit("chain_stopped", vec![("chain".into(), name)]);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn query(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        path: &str,
+        _params: &BTreeMap<String, String>,
+    ) -> ModuleResult<serde_json::Value> {
+        if path == "chains" {
+            return Ok(to_json(&all(state)?));
+        }
+        if let Some(name) = path.strip_prefix("chains/") {
+            let entry: ChainEntry = state
+                .get_typed(&key(name))?
+                .ok_or_else(|| refuse("not_found", format!("there is no sub-chain {name}")))?;
+            return Ok(to_json(&entry));
+        }
+        Err(refuse(
+            "unknown_query",
+            format!("registry answers chains and chains/NAME, not {path}"),
+        )
+        .into())
+    }
+}

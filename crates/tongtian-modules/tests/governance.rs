@@ -1,0 +1,603 @@
+//! The main chain's modules together: organisations, governance and the
+//! chain registry, executed block by block over a real store.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_execution::{BlockEnv, Executor, Mode, Outcome};
+use tongtian_modules::gov::{Choice, GovMsg, ProposalKind};
+use tongtian_modules::org::{NodeInfo, OrgMsg, Organisation, SuiteKey};
+use tongtian_modules::registry::{ChainRequest, RegistryMsg};
+use tongtian_storage::{BlockCommit, ChainStore, StateStore};
+use tongtian_types::{
+    Action, Address, Block, BlockHeader, Certificate, ChainSpec, CheckedTx, ConsensusSpec,
+    GasSchedule, GenesisAccount, Limits, Transaction, TxStatus, ValidatorSpec, H256,
+};
+
+const CHAIN: u64 = 500;
+
+struct Net {
+    _dir: tempfile::TempDir,
+    store: ChainStore,
+    ex: Executor,
+    admins: Vec<Keypair>,
+    outsider: Keypair,
+    nonces: BTreeMap<Address, u64>,
+    height: u64,
+}
+
+fn addr(k: &Keypair) -> Address {
+    Address::from_public_key(SuiteId::Standard, k.public_key())
+}
+
+fn org(i: usize, admin: &Keypair, with_sm_key: bool) -> Organisation {
+    let node = Keypair::from_seed(SuiteId::Standard, format!("node{i}").as_bytes());
+    let mut keys = vec![SuiteKey {
+        suite: SuiteId::Standard,
+        public_key: node.public_key().to_vec(),
+    }];
+    if with_sm_key {
+        let sm = Keypair::from_seed(SuiteId::Sm, format!("sm{i}").as_bytes());
+        keys.push(SuiteKey {
+            suite: SuiteId::Sm,
+            public_key: sm.public_key().to_vec(),
+        });
+    }
+    Organisation {
+        id: format!("org-{i}"),
+        name: format!("Organisation {i}"),
+        admin: addr(admin),
+        weight: 1,
+        nodes: vec![NodeInfo {
+            name: format!("node-{i}"),
+            transport_key: node.public_key().to_vec(),
+            validator_keys: keys,
+        }],
+    }
+}
+
+impl Net {
+    /// `n` founding organisations of weight 1 (the last has no SM key).
+    fn new(n: usize, voting_period: u64) -> Net {
+        let admins: Vec<Keypair> = (0..n)
+            .map(|i| Keypair::from_seed(SuiteId::Standard, format!("admin{i}").as_bytes()))
+            .collect();
+        let outsider = Keypair::from_seed(SuiteId::Standard, b"outsider");
+        let orgs: Vec<Organisation> = admins
+            .iter()
+            .enumerate()
+            .map(|(i, a)| org(i, a, i + 1 < n))
+            .collect();
+        let v = Keypair::from_seed(SuiteId::Standard, b"validator");
+        let mut spec = ChainSpec {
+            name: "main".into(),
+            chain_id: CHAIN,
+            suite: SuiteId::Standard,
+            consensus: ConsensusSpec {
+                engine: "solo".into(),
+                block_interval_ms: 10,
+                max_block_txs: 100,
+                empty_block_interval_ms: 0,
+            },
+            validators: vec![ValidatorSpec {
+                name: "v".into(),
+                public_key: v.public_key().to_vec(),
+            }],
+            accounts: admins
+                .iter()
+                .chain([&outsider])
+                .map(|k| GenesisAccount {
+                    address: addr(k),
+                    balance: 1_000_000_000,
+                })
+                .collect(),
+            gas: GasSchedule::default(),
+            limits: Limits::default(),
+            genesis_time_ms: 0,
+            vms: vec![],
+            modules: Default::default(),
+        };
+        spec.modules
+            .insert("org", serde_json::json!({ "orgs": orgs }));
+        spec.modules
+            .insert("gov", serde_json::json!({ "voting_period": voting_period }));
+        spec.modules.insert("registry", serde_json::json!({}));
+        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
+        let mut net = Net {
+            _dir: dir,
+            store,
+            ex,
+            admins,
+            outsider,
+            nonces: BTreeMap::new(),
+            height: 0,
+        };
+        let genesis = Outcome {
+            changes: net.ex.genesis_changes().unwrap(),
+            ..Outcome::default()
+        };
+        net.commit(genesis);
+        net
+    }
+
+    fn commit(&mut self, out: Outcome) {
+        let staged = self.store.stage(out.changes).unwrap();
+        let header = BlockHeader {
+            chain_id: CHAIN,
+            height: self.height,
+            timestamp_ms: self.height * 1000,
+            parent_hash: H256::ZERO,
+            tx_root: H256::ZERO,
+            receipts_root: H256::ZERO,
+            state_root: staged.root,
+            tx_count: 0,
+            proposer: Address::ZERO,
+        };
+        self.store
+            .commit_block(BlockCommit {
+                block: &Block {
+                    header,
+                    txs: vec![],
+                },
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate::default(),
+                state: &staged,
+                filters: Default::default(),
+            })
+            .unwrap();
+    }
+
+    fn tx(&mut self, k: &Keypair, action: Action) -> CheckedTx {
+        let n = self.nonces.entry(addr(k)).or_default();
+        let tx = Transaction {
+            chain_id: CHAIN,
+            nonce: *n,
+            gas_limit: 1_000_000,
+            gas_price: 1,
+            action,
+        }
+        .sign(k);
+        *n += 1;
+        CheckedTx::new(tx, SuiteId::Standard)
+    }
+
+    /// Run one block of `txs`; (code or "success", fee) per receipt.
+    fn block(&mut self, txs: Vec<CheckedTx>) -> Vec<(String, u128)> {
+        self.height += 1;
+        let env = BlockEnv {
+            height: self.height,
+            timestamp_ms: self.height * 1000,
+            proposer: Address::ZERO,
+        };
+        let out = self
+            .ex
+            .execute(&self.store, &env, txs, Mode::Verify)
+            .unwrap();
+        let out = self.ex.finish_block(&self.store, &env, out).unwrap();
+        let codes = out
+            .receipts
+            .iter()
+            .map(|r| {
+                let c = match &r.status {
+                    TxStatus::Success => "success".to_string(),
+                    TxStatus::Failed { code, .. } => code.clone(),
+                };
+                (c, r.fee)
+            })
+            .collect();
+        self.commit(out);
+        codes
+    }
+
+    fn gov(&mut self, who: usize, msg: GovMsg) -> (String, u128) {
+        let k = if who == usize::MAX {
+            self.outsider.clone()
+        } else {
+            self.admins[who].clone()
+        };
+        let t = self.tx(&k, msg.action());
+        self.block(vec![t]).remove(0)
+    }
+
+    fn q(&self, module: &str, path: &str) -> serde_json::Value {
+        self.ex
+            .query_module(&self.store, module, path, &BTreeMap::new())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn q_err(&self, module: &str, path: &str) -> String {
+        self.ex
+            .query_module(&self.store, module, path, &BTreeMap::new())
+            .unwrap()
+            .unwrap_err()
+            .code
+    }
+}
+
+fn create(name: &str, engine: &str, suite: SuiteId, orgs: &[&str]) -> ProposalKind {
+    ProposalKind::CreateChain {
+        chain: ChainRequest {
+            name: name.into(),
+            engine: engine.into(),
+            suite,
+            orgs: orgs.iter().map(|s| s.to_string()).collect(),
+            vms: tongtian_types::VmKind::ALL.to_vec(),
+            fund: vec![GenesisAccount {
+                address: Address([7; 20]),
+                balance: 1_000,
+            }],
+            chain_id: None,
+            restricted: false,
+        },
+    }
+}
+
+fn status(net: &Net, id: u64) -> String {
+    net.q("gov", &format!("proposals/{id}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_chain_is_created_by_more_than_two_thirds_and_votes_are_fee_free() {
+    let mut net = Net::new(4, 50);
+    let (code, _) = net.gov(
+        0,
+        GovMsg::Propose {
+            kind: create("trade", "bft", SuiteId::Sm, &["org-0", "org-1", "org-2"]),
+        },
+    );
+    assert_eq!(code, "success");
+    // 1 of 4 (the proposer) is not enough.
+    assert_eq!(status(&net, 1), "open");
+    assert_eq!(
+        net.gov(
+            1,
+            GovMsg::Vote {
+                proposal: 1,
+                choice: Choice::Yes
+            }
+        ),
+        ("success".into(), 0)
+    );
+    // 2 of 4 = 1/2: still not more than 2/3.
+    assert_eq!(status(&net, 1), "open");
+    assert!(net.q("registry", "chains").as_array().unwrap().is_empty());
+    // The same organisation cannot vote twice; a non-member cannot vote.
+    assert_eq!(
+        net.gov(
+            1,
+            GovMsg::Vote {
+                proposal: 1,
+                choice: Choice::Yes
+            }
+        )
+        .0,
+        "already_voted"
+    );
+    assert_eq!(
+        net.gov(
+            usize::MAX,
+            GovMsg::Vote {
+                proposal: 1,
+                choice: Choice::Yes
+            }
+        )
+        .0,
+        "not_a_member"
+    );
+    // 3 of 4 = 3/4 > 2/3: passes and is executed in this block.
+    assert_eq!(
+        net.gov(
+            3,
+            GovMsg::Vote {
+                proposal: 1,
+                choice: Choice::Yes
+            }
+        )
+        .0,
+        "success"
+    );
+    let p = net.q("gov", "proposals/1");
+    assert_eq!(p["status"], "executed", "{p}");
+    assert_eq!(p["tally"]["yes"], 3);
+    assert_eq!(p["tally"]["total"], 4);
+    let entry = net.q("registry", "chains/trade");
+    assert_eq!(entry["chain_id"], CHAIN + 1);
+    assert_eq!(entry["engine"], "bft");
+    assert_eq!(entry["suite"], "sm");
+    assert_eq!(
+        entry["orgs"],
+        serde_json::json!(["org-0", "org-1", "org-2"])
+    );
+    assert_eq!(entry["validators"].as_array().unwrap().len(), 3);
+    // Voting on a decided proposal is refused.
+    assert_eq!(
+        net.gov(
+            2,
+            GovMsg::Vote {
+                proposal: 1,
+                choice: Choice::No
+            }
+        )
+        .0,
+        "proposal_closed"
+    );
+    // The derived genesis spec is the same from the same entry, and valid.
+    let e: tongtian_modules::registry::ChainEntry = serde_json::from_value(entry).unwrap();
+    let spec = tongtian_modules::registry::spec_of(&e, &[]);
+    assert_eq!(spec, tongtian_modules::registry::spec_of(&e, &[]));
+    spec.validate().unwrap();
+    assert_eq!(spec.suite, SuiteId::Sm);
+    assert_eq!(spec.accounts[0].balance, 1_000);
+}
+
+#[test]
+fn thresholds_hold_at_the_boundary() {
+    // Three organisations: 2 of 3 is exactly 2/3, which is not more than 2/3.
+    let mut net = Net::new(3, 50);
+    net.gov(
+        0,
+        GovMsg::Propose {
+            kind: create(
+                "trace",
+                "raft",
+                SuiteId::Standard,
+                &["org-0", "org-1", "org-2"],
+            ),
+        },
+    );
+    net.gov(
+        1,
+        GovMsg::Vote {
+            proposal: 1,
+            choice: Choice::Yes,
+        },
+    );
+    assert_eq!(status(&net, 1), "open");
+    net.gov(
+        2,
+        GovMsg::Vote {
+            proposal: 1,
+            choice: Choice::Yes,
+        },
+    );
+    assert_eq!(status(&net, 1), "executed");
+    // Organisation admission needs more than 1/2: 2 of 3 passes, after
+    // a no that leaves it possible.
+    let newcomer = Keypair::from_seed(SuiteId::Standard, b"new admin");
+    let kind = ProposalKind::AddOrg {
+        org: org(9, &newcomer, false),
+    };
+    net.gov(0, GovMsg::Propose { kind });
+    net.gov(
+        1,
+        GovMsg::Vote {
+            proposal: 2,
+            choice: Choice::No,
+        },
+    );
+    assert_eq!(status(&net, 2), "open");
+    net.gov(
+        2,
+        GovMsg::Vote {
+            proposal: 2,
+            choice: Choice::Yes,
+        },
+    );
+    assert_eq!(status(&net, 2), "executed");
+    assert_eq!(net.q("org", "orgs").as_array().unwrap().len(), 4);
+    // Two noes of four make "more than 1/2 yes" impossible: rejected at once.
+    let kind = ProposalKind::SetWeight {
+        id: "org-9".into(),
+        weight: 5,
+    };
+    net.gov(0, GovMsg::Propose { kind });
+    net.gov(
+        1,
+        GovMsg::Vote {
+            proposal: 3,
+            choice: Choice::No,
+        },
+    );
+    net.gov(
+        2,
+        GovMsg::Vote {
+            proposal: 3,
+            choice: Choice::No,
+        },
+    );
+    assert_eq!(status(&net, 3), "rejected");
+    assert_eq!(net.q("org", "orgs/org-9")["weight"], 1);
+}
+
+#[test]
+fn the_voting_period_ends_a_proposal_and_late_votes_are_refused() {
+    let mut net = Net::new(4, 2);
+    net.gov(
+        0,
+        GovMsg::Propose {
+            kind: create("late", "raft", SuiteId::Standard, &["org-0", "org-1"]),
+        },
+    );
+    // Filed at height 1, open through height 3; closed at its end.
+    net.block(vec![]);
+    net.block(vec![]);
+    assert_eq!(status(&net, 1), "rejected");
+    assert_eq!(
+        net.gov(
+            1,
+            GovMsg::Vote {
+                proposal: 1,
+                choice: Choice::Yes
+            }
+        )
+        .0,
+        "proposal_closed"
+    );
+    assert!(net.q("registry", "chains").as_array().unwrap().is_empty());
+}
+
+#[test]
+fn malformed_proposals_and_direct_changes_are_refused_with_codes() {
+    let mut net = Net::new(4, 50);
+    let bad = |name: &str, engine: &str, suite: SuiteId, orgs: &[&str]| GovMsg::Propose {
+        kind: create(name, engine, suite, orgs),
+    };
+    assert_eq!(
+        net.gov(0, bad("x", "pbft", SuiteId::Standard, &["org-0"]))
+            .0,
+        "unknown_engine"
+    );
+    assert_eq!(
+        net.gov(0, bad("x", "raft", SuiteId::Standard, &[])).0,
+        "no_validators"
+    );
+    assert_eq!(
+        net.gov(0, bad("x", "raft", SuiteId::Standard, &["org-0", "org-77"]))
+            .0,
+        "unknown_org"
+    );
+    assert_eq!(
+        net.gov(0, bad("x", "raft", SuiteId::Standard, &["org-0", "org-0"]))
+            .0,
+        "duplicate_org"
+    );
+    assert_eq!(
+        net.gov(0, bad("main", "raft", SuiteId::Standard, &["org-0"]))
+            .0,
+        "duplicate_chain"
+    );
+    assert_eq!(
+        net.gov(0, bad("Bad Name", "raft", SuiteId::Standard, &["org-0"]))
+            .0,
+        "bad_chain_name"
+    );
+    // org-3 registered no SM key: it cannot validate an SM chain.
+    assert_eq!(
+        net.gov(0, bad("x", "bft", SuiteId::Sm, &["org-0", "org-3"]))
+            .0,
+        "no_validator_key"
+    );
+    assert_eq!(
+        net.gov(0, bad("x", "solo", SuiteId::Standard, &["org-0", "org-1"]))
+            .0,
+        "solo_needs_one_validator"
+    );
+    let mut taken = create("x", "raft", SuiteId::Standard, &["org-0"]);
+    if let ProposalKind::CreateChain { chain } = &mut taken {
+        chain.chain_id = Some(CHAIN);
+    }
+    assert_eq!(
+        net.gov(0, GovMsg::Propose { kind: taken }).0,
+        "duplicate_chain_id"
+    );
+    assert_eq!(
+        net.gov(usize::MAX, bad("x", "raft", SuiteId::Standard, &["org-0"]))
+            .0,
+        "not_a_member"
+    );
+    // None of those filed a proposal.
+    assert!(net.q("gov", "proposals").as_array().unwrap().is_empty());
+    // A message that is no gov message at all.
+    let admin = net.admins[0].clone();
+    let t = net.tx(
+        &admin,
+        Action::Module {
+            module: "gov".into(),
+            msg: vec![9, 9, 9],
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "bad_module_message");
+    // The registry and org change only by a vote.
+    let req = match create("direct", "raft", SuiteId::Standard, &["org-0"]) {
+        ProposalKind::CreateChain { chain } => chain,
+        _ => unreachable!(),
+    };
+    let t = net.tx(
+        &admin,
+        Action::Module {
+            module: "registry".into(),
+            msg: RegistryMsg::Create { request: req }.encode(),
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "governance_only");
+    let newcomer = Keypair::from_seed(SuiteId::Standard, b"n");
+    let t = net.tx(
+        &admin,
+        Action::Module {
+            module: "org".into(),
+            msg: OrgMsg::Add(org(5, &newcomer, false)).encode(),
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "governance_only");
+    assert_eq!(net.q("org", "orgs").as_array().unwrap().len(), 4);
+    assert!(net.q("registry", "chains").as_array().unwrap().is_empty());
+    assert_eq!(net.q_err("gov", "proposals/99"), "not_found");
+    // An admin may change its own organisation's nodes, not another's.
+    let t = net.tx(
+        &admin,
+        Action::Module {
+            module: "org".into(),
+            msg: OrgMsg::SetNodes {
+                id: "org-1".into(),
+                nodes: vec![],
+            }
+            .encode(),
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "not_org_admin");
+    let t = net.tx(
+        &admin,
+        Action::Module {
+            module: "org".into(),
+            msg: OrgMsg::SetNodes {
+                id: "org-0".into(),
+                nodes: vec![],
+            }
+            .encode(),
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "success");
+    // A stop of a chain that does not exist is refused when filed.
+    assert_eq!(
+        net.gov(
+            0,
+            GovMsg::Propose {
+                kind: ProposalKind::StopChain {
+                    name: "nope".into()
+                }
+            }
+        )
+        .0,
+        "unknown_chain"
+    );
+}
+
+#[test]
+fn a_stop_vote_marks_the_chain_stopped() {
+    let mut net = Net::new(1, 50);
+    net.gov(
+        0,
+        GovMsg::Propose {
+            kind: create("solo1", "solo", SuiteId::Standard, &["org-0"]),
+        },
+    );
+    assert_eq!(net.q("registry", "chains/solo1")["status"], "active");
+    net.gov(
+        0,
+        GovMsg::Propose {
+            kind: ProposalKind::StopChain {
+                name: "solo1".into(),
+            },
+        },
+    );
+    assert_eq!(net.q("registry", "chains/solo1")["status"], "stopped");
+    assert_eq!(status(&net, 2), "executed");
+}
