@@ -111,13 +111,89 @@ impl ChainDirectory {
         d.chains.get(name).map(|h| h.router.clone())
     }
 
-    /// Every hosted chain, main chain first.
+    /// Every chain: the main chain first, then the hosted sub-chains and
+    /// those the main chain's registry knows that this node does not run.
     pub fn listings(&self) -> Vec<ChainListing> {
-        let d = self.inner.read();
-        let mut out: Vec<ChainListing> = d.chains.values().map(|h| listing(&h.chain)).collect();
-        let main = d.main.clone();
-        out.sort_by_key(|l| (Some(&l.name) != main.as_ref(), l.name.clone()));
+        let (hosted, main): (Vec<Arc<ChainRuntime>>, Option<Arc<ChainRuntime>>) = {
+            let d = self.inner.read();
+            let main = d
+                .main
+                .as_ref()
+                .and_then(|m| d.chains.get(m))
+                .map(|h| h.chain.clone());
+            (d.chains.values().map(|h| h.chain.clone()).collect(), main)
+        };
+        let registry = main.as_ref().map(|m| registry_of(m)).unwrap_or_default();
+        let mut out: Vec<ChainListing> = hosted
+            .iter()
+            .map(|c| {
+                let mut l = listing(c);
+                if let Some(e) = registry.iter().find(|e| e.name == l.name) {
+                    l.orgs = e.orgs.clone();
+                    l.status = status_name(e.status).into();
+                }
+                l
+            })
+            .collect();
+        let main_name = main.as_ref().map(|m| m.spec().name.clone());
+        if let (Some(m), Some(l)) = (
+            &main,
+            out.iter_mut().find(|l| Some(&l.name) == main_name.as_ref()),
+        ) {
+            l.orgs = org_ids(m);
+        }
+        for e in &registry {
+            if !out.iter().any(|l| l.name == e.name) {
+                out.push(ChainListing {
+                    name: e.name.clone(),
+                    chain_id: e.chain_id,
+                    engine: e.engine.clone(),
+                    suite: e.suite.to_string(),
+                    orgs: e.orgs.clone(),
+                    status: status_name(e.status).into(),
+                    hosted: false,
+                    height: None,
+                });
+            }
+        }
+        out.sort_by_key(|l| (Some(&l.name) != main_name.as_ref(), l.name.clone()));
         out
+    }
+}
+
+fn status_name(s: tongtian_modules::registry::ChainStatus) -> &'static str {
+    match s {
+        tongtian_modules::registry::ChainStatus::Active => "active",
+        tongtian_modules::registry::ChainStatus::Stopped => "stopped",
+    }
+}
+
+/// The registry's entries on `main` (none when it keeps no registry).
+fn registry_of(main: &ChainRuntime) -> Vec<tongtian_modules::registry::ChainEntry> {
+    match main.query_module("registry", "chains", &BTreeMap::new(), None) {
+        Ok(Ok(v)) => serde_json::from_value(v).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The organisation ids on `main`.
+fn org_ids(main: &ChainRuntime) -> Vec<String> {
+    match main.query_module("org", "orgs", &BTreeMap::new(), None) {
+        Ok(Ok(serde_json::Value::Array(orgs))) => orgs
+            .iter()
+            .filter_map(|o| o["id"].as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl tongtian_node::host::ChainObserver for ChainDirectory {
+    fn started(&self, chain: Arc<ChainRuntime>) {
+        self.host(chain, ApiOptions::default(), false);
+    }
+
+    fn stopped(&self, name: &str) {
+        self.remove(name);
     }
 }
 
@@ -158,16 +234,28 @@ pub fn directory_router(dir: Arc<ChainDirectory>) -> Router {
 #[utoipa::path(get, path = "/v1/chains",
     description = "The chains this node hosts, the main chain first. Every route below `/v1/` is also served per chain as `/v1/chains/{chain}/...` (by name or chain id), and each chain's Ethereum JSON-RPC at `/eth/{chain}`; the unprefixed routes are the main chain's.",
     responses((status = 200, body = [ChainListing])))]
-async fn list_chains(State(dir): State<Arc<ChainDirectory>>) -> Json<Vec<ChainListing>> {
-    Json(dir.listings())
+async fn list_chains(
+    State(dir): State<Arc<ChainDirectory>>,
+) -> Result<Json<Vec<ChainListing>>, ApiError> {
+    let l = tokio::task::spawn_blocking(move || dir.listings())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(l))
 }
 
 async fn show_chain(
     State(dir): State<Arc<ChainDirectory>>,
     Path(key): Path<String>,
 ) -> Result<Json<ChainListing>, ApiError> {
-    let (chain, _) = dir.find(&key).ok_or_else(|| unknown_chain(&key))?;
-    Ok(Json(listing(&chain)))
+    let found = tokio::task::spawn_blocking(move || {
+        dir.listings()
+            .into_iter()
+            .find(|l| l.name == key || l.chain_id.to_string() == key)
+            .ok_or_else(|| unknown_chain(&key))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(found))
 }
 
 /// `req` as a fresh request for `path` (the query string kept): method,

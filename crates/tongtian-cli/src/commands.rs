@@ -155,6 +155,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Validators(cmd) => validators(&ctx, cmd).await,
         Command::Contract(cmd) => crate::contract::run(&ctx, cmd).await,
         Command::Chain(cmd) => crate::chain::run(&ctx, cmd).await,
+        Command::Org(cmd) => crate::gov::org(&ctx, cmd).await,
+        Command::Gov(cmd) => crate::gov::gov(&ctx, cmd).await,
         Command::Bench(BenchCommand::Contracts(args)) => {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))
@@ -564,33 +566,65 @@ async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
     } else {
         tongtian_consensus::Faults::default()
     };
-    serve_until_signal(
-        runtime,
-        Some(network.clone()),
-        listener,
-        faults,
+    let mut keys = tongtian_node::host::ValidatorKeys::default();
+    for suite in [SuiteId::Standard, SuiteId::Sm] {
+        let path = home.join(format!("validator-{suite}.key"));
+        if path.exists() {
+            keys.insert(load_key(&path, password)?);
+        }
+    }
+    keys.insert(home_cfg.key.clone());
+    let launch = Launch {
+        home: home_cfg.data_dir.clone(),
+        transport_key: home_cfg.key.public_key().to_vec(),
+        keys,
+        fault_injection: faults,
         byzantine,
-        tongtian_api::ApiOptions::default(),
-    )
-    .await?;
+        api_options: tongtian_api::ApiOptions::default(),
+    };
+    serve_until_signal(runtime, Some(network.clone()), listener, launch).await?;
     network.shutdown();
     Ok(())
 }
 
-/// Start the chain's engine and API, run until SIGINT/SIGTERM, then stop
-/// the engine (after its block in progress) and the API.
+/// How a node is launched besides its main chain, network and listener.
+struct Launch {
+    /// Where its sub-chains live (`chains/{name}` below it).
+    home: std::path::PathBuf,
+    /// Its transport public key.
+    transport_key: Vec<u8>,
+    /// Its validator keys, one per suite.
+    keys: tongtian_node::host::ValidatorKeys,
+    fault_injection: bool,
+    byzantine: tongtian_consensus::Faults,
+    api_options: tongtian_api::ApiOptions,
+}
+
+/// Start the main chain's engine, the registry follower (which starts the
+/// sub-chains the registry names this node for) and the API over every
+/// chain; run until SIGINT/SIGTERM, then stop the sub-chains, the main
+/// chain's engine (after its block in progress) and the API.
 async fn serve_until_signal(
     runtime: std::sync::Arc<ChainRuntime>,
     network: Option<tongtian_network::Network>,
     listener: tokio::net::TcpListener,
-    fault_injection: bool,
-    byzantine: tongtian_consensus::Faults,
-    api_options: tongtian_api::ApiOptions,
+    launch: Launch,
 ) -> Result<()> {
-    let running = runtime.start_with_faults(network, byzantine)?;
+    let running = runtime.start_with_faults(network.clone(), launch.byzantine)?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut router = tongtian_api::router(runtime.clone(), api_options);
-    if fault_injection {
+    let dir = tongtian_api::chains::ChainDirectory::new();
+    dir.host(runtime.clone(), launch.api_options, true);
+    let node = tongtian_node::host::Node::new(
+        &launch.home,
+        runtime.clone(),
+        network,
+        launch.transport_key,
+        launch.keys,
+    );
+    node.set_observer(dir.clone());
+    let follower = tokio::spawn(node.clone().follow_registry());
+    let mut router = tongtian_api::chains::directory_router(dir);
+    if launch.fault_injection {
         router = router.merge(tongtian_api::fault_injection(runtime.clone()));
     }
     let api = tokio::spawn(tongtian_api::serve_router(listener, router, async {
@@ -598,6 +632,8 @@ async fn serve_until_signal(
     }));
     util::wait_for_signal().await;
     tracing::info!("shutting down");
+    follower.abort();
+    node.stop_all().await;
     if let Err(e) = running.stop(Duration::from_secs(10)).await {
         tracing::error!(error = %e, "engine did not stop cleanly");
     }
@@ -658,18 +694,18 @@ async fn run_dev(args: DevArgs, json: bool) -> Result<()> {
         }
     }
     tracing::info!(api = %api_addr, "dev chain running");
-    serve_until_signal(
-        runtime,
-        None,
-        listener,
-        false,
-        Default::default(),
-        tongtian_api::ApiOptions {
+    let launch = Launch {
+        home: args.data_dir.clone(),
+        transport_key: chain.validator.public_key().to_vec(),
+        keys: chain.validator_keys.clone(),
+        fault_injection: false,
+        byzantine: Default::default(),
+        api_options: tongtian_api::ApiOptions {
             unlocked,
             ..Default::default()
         },
-    )
-    .await
+    };
+    serve_until_signal(runtime, None, listener, launch).await
 }
 
 /// Signature checks of incoming transactions (rayon's global pool, which

@@ -10,6 +10,7 @@ mod chain;
 mod commands;
 mod contract;
 pub mod contract_bench;
+mod gov;
 mod testnet;
 pub mod util;
 
@@ -131,6 +132,12 @@ pub enum Command {
     /// The chains a node hosts.
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// The organisations of the chain network.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Governance: proposals and votes of the organisations.
+    #[command(subcommand)]
+    Gov(GovCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -146,6 +153,137 @@ pub enum ChainCommand {
     Show {
         /// Name or chain id.
         chain: String,
+    },
+}
+
+/// `tongtian org ...`.
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Every organisation: id, name, admin, weight, nodes.
+    List,
+    /// One organisation.
+    Show {
+        /// Its id (e.g. org-1).
+        id: String,
+    },
+}
+
+/// `tongtian gov ...`.
+#[derive(Debug, Subcommand)]
+pub enum GovCommand {
+    /// File a proposal; your organisation counts as voting yes.
+    #[command(subcommand)]
+    Propose(ProposeCommand),
+    /// Vote on an open proposal as your organisation's admin (exits
+    /// non-zero when the vote is refused).
+    #[command(after_help = "Example:
+  tongtian gov vote 1 yes --key testnet/orgs/org-1/admin.key")]
+    Vote {
+        /// The proposal id.
+        id: u64,
+        /// yes, no or abstain.
+        #[arg(value_parser = ["yes", "no", "abstain"])]
+        choice: String,
+        /// Signer (the organisation's admin key) and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// One proposal: kind, status (open, passed, rejected, executed), votes and tally.
+    Show {
+        /// The proposal id.
+        id: u64,
+    },
+    /// Every proposal.
+    List {
+        /// Only the open ones.
+        #[arg(long)]
+        open: bool,
+    },
+}
+
+/// The kinds of proposal.
+#[derive(Debug, Subcommand)]
+pub enum ProposeCommand {
+    /// Create a business sub-chain run by the named organisations' nodes.
+    #[command(after_help = "Example:
+  tongtian gov propose create-chain --name trade --engine bft --suite sm \\
+      --orgs org-1,org-2,org-3 --fund 0xabc…=1000000 --key testnet/orgs/org-0/admin.key")]
+    CreateChain {
+        /// Its name (a-z, 0-9, -).
+        #[arg(long)]
+        name: String,
+        /// Consensus engine.
+        #[arg(long, value_parser = ["solo", "raft", "bft"])]
+        engine: String,
+        /// Crypto suite.
+        #[arg(long, default_value = "standard", value_parser = suite_parser())]
+        suite: SuiteId,
+        /// Member organisations, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        orgs: Vec<String>,
+        /// VMs, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "wasm,evm", value_parser = vm_parser())]
+        vms: Vec<tongtian_types::VmKind>,
+        /// Fund an account in its genesis: ADDRESS=AMOUNT (repeatable).
+        #[arg(long)]
+        fund: Vec<String>,
+        /// Its chain id (default: the next free one after the main chain's).
+        #[arg(long)]
+        chain_id: Option<u64>,
+        /// Only funded accounts and the members' admins may send transactions.
+        #[arg(long)]
+        restricted: bool,
+        /// Signer (an organisation admin's key) and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Stop a sub-chain (its nodes stop it and keep its data).
+    StopChain {
+        /// Its name.
+        #[arg(long)]
+        name: String,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Admit an organisation.
+    AddOrg {
+        /// Its id.
+        #[arg(long)]
+        id: String,
+        /// Its name (default: the id).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its admin account (0x address).
+        #[arg(long)]
+        admin: String,
+        /// Its voting weight.
+        #[arg(long, default_value_t = 1)]
+        weight: u64,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Remove an organisation.
+    RemoveOrg {
+        /// Its id.
+        #[arg(long)]
+        id: String,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Change an organisation's voting weight.
+    SetWeight {
+        /// Its id.
+        #[arg(long)]
+        id: String,
+        /// The new weight.
+        #[arg(long)]
+        weight: u64,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
     },
 }
 

@@ -112,7 +112,7 @@ fn example_contracts_run_through_the_cli() {
     let events = json_of(node.cli(&["--json", "contract", "events", "--address", &notary]));
     let events = events.as_array().unwrap();
     assert_eq!(events.len(), 1, "the duplicate emitted nothing");
-    assert_eq!(events[0]["event"]["name"], "registered");
+    assert_eq!(events[0]["name"], "registered");
 
     // trace: custody moves only with the holder.
     let trace = deploy("--wasm", &contract("trace/trace.wasm"), &[]);
@@ -247,8 +247,9 @@ fn example_contracts_run_through_the_cli() {
             &key,
             "--wasm",
             junk.to_str().unwrap(),
+            "--json",
         ]),
-        "invalid_code",
+        "\"invalid_code\"",
     );
     assert_eq!(query(&notary, "count", "[]", &[]), 1);
 }

@@ -6,6 +6,13 @@
 //! (`chain-spec.json`, written last and atomically, so its presence means
 //! initialization finished). Later starts load those files and resume the
 //! chain from disk.
+//!
+//! The dev chain is a one-node main chain: one founding organisation
+//! `org-0` owns the node and holds all the voting weight, its admin key in
+//! `orgs/org-0/admin.key`, so a proposal it files passes at once; the node
+//! has a validator key for each suite (`node.key` for the chain's own,
+//! `validator-{suite}.key` for the other), so a sub-chain of either suite
+//! it votes into existence runs in the same process.
 
 use crate::NodeError;
 use std::path::{Path, PathBuf};
@@ -34,6 +41,90 @@ pub struct DevChain {
     pub chain_dir: PathBuf,
     /// Paths of the dev account key files.
     pub dev_keys: Vec<PathBuf>,
+    /// The organisation admin's key file (absent in data directories made
+    /// before organisations existed).
+    pub admin_key: PathBuf,
+    /// The node's validator keys, one per suite.
+    pub validator_keys: crate::host::ValidatorKeys,
+}
+
+/// Id of the dev chain's organisation.
+pub const DEV_ORG: &str = "org-0";
+
+/// Give `spec` the main chain's modules with one organisation, `org-0`,
+/// whose admin is `admin` (funded) and whose one node has `transport` as
+/// its transport key and `validators` as its validator keys.
+pub fn with_founding_orgs(
+    spec: &mut ChainSpec,
+    orgs: Vec<tongtian_modules::org::Organisation>,
+    voting_period: u64,
+) {
+    for o in &orgs {
+        if !spec.accounts.iter().any(|a| a.address == o.admin) {
+            spec.accounts.push(GenesisAccount {
+                address: o.admin,
+                balance: DEV_BALANCE,
+            });
+        }
+    }
+    spec.modules.insert(
+        tongtian_modules::org::ID,
+        serde_json::json!({ "orgs": orgs }),
+    );
+    spec.modules.insert(
+        tongtian_modules::gov::ID,
+        serde_json::json!({ "voting_period": voting_period }),
+    );
+    spec.modules
+        .insert(tongtian_modules::registry::ID, serde_json::json!({}));
+}
+
+/// An organisation record for a node with these keys.
+pub fn organisation(
+    id: &str,
+    admin: Address,
+    node_name: &str,
+    transport: &Keypair,
+    validators: &[&Keypair],
+) -> tongtian_modules::org::Organisation {
+    tongtian_modules::org::Organisation {
+        id: id.into(),
+        name: id.into(),
+        admin,
+        weight: 1,
+        nodes: vec![tongtian_modules::org::NodeInfo {
+            name: node_name.into(),
+            transport_key: transport.public_key().to_vec(),
+            validator_keys: validators
+                .iter()
+                .map(|k| tongtian_modules::org::SuiteKey {
+                    suite: k.suite(),
+                    public_key: k.public_key().to_vec(),
+                })
+                .collect(),
+        }],
+    }
+}
+
+/// The other suite (for the node's second validator key).
+pub fn other_suite(s: SuiteId) -> SuiteId {
+    match s {
+        SuiteId::Standard => SuiteId::Sm,
+        SuiteId::Sm => SuiteId::Standard,
+    }
+}
+
+/// Load a key file, or make one of `suite` there.
+pub fn load_or_make_key(path: &Path, suite: SuiteId) -> Result<Keypair, NodeError> {
+    if path.exists() {
+        return KeyFile::read(path).map_err(cfg)?.open(None).map_err(cfg);
+    }
+    let k = Keypair::generate(suite);
+    KeyFile::seal(&k, None)
+        .map_err(cfg)?
+        .write(path)
+        .map_err(cfg)?;
+    Ok(k)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
@@ -132,7 +223,24 @@ pub fn init_or_load(data_dir: &Path, suite: Option<SuiteId>) -> Result<DevChain,
                 .map_err(cfg)?;
             addrs.push(Address::from_public_key(suite, k.public_key()));
         }
-        let spec = dev_spec(suite, &validator, &addrs);
+        let _ = std::fs::remove_dir_all(data_dir.join("orgs"));
+        let admin = load_or_make_key(&admin_key_path(data_dir), suite)?;
+        let other = load_or_make_key(
+            &data_dir.join(format!("validator-{}.key", other_suite(suite))),
+            other_suite(suite),
+        )?;
+        let mut spec = dev_spec(suite, &validator, &addrs);
+        with_founding_orgs(
+            &mut spec,
+            vec![organisation(
+                DEV_ORG,
+                Address::from_public_key(suite, admin.public_key()),
+                "node-0",
+                &validator,
+                &[&validator, &other],
+            )],
+            100,
+        );
         let tmp = data_dir.join("chain-spec.json.tmp");
         // Invariant: ChainSpec holds only serializable plain data.
         let text = serde_json::to_string_pretty(&spec).expect("spec serializes");
@@ -156,12 +264,25 @@ pub fn init_or_load(data_dir: &Path, suite: Option<SuiteId>) -> Result<DevChain,
         .map_err(cfg)?
         .open(None)
         .map_err(cfg)?;
+    let mut validator_keys = crate::host::ValidatorKeys::default();
+    let other = data_dir.join(format!("validator-{}.key", other_suite(spec.suite)));
+    if other.exists() {
+        validator_keys.insert(load_or_make_key(&other, other_suite(spec.suite))?);
+    }
+    validator_keys.insert(validator.clone());
     Ok(DevChain {
         spec,
         validator,
         chain_dir: data_dir.join("chain"),
         dev_keys,
+        admin_key: admin_key_path(data_dir),
+        validator_keys,
     })
+}
+
+/// Where the dev organisation's admin key lives.
+pub fn admin_key_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("orgs").join(DEV_ORG).join("admin.key")
 }
 
 #[cfg(test)]

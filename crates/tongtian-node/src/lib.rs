@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod dev;
+pub mod host;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -212,6 +213,7 @@ impl ChainRuntime {
         let executor = Executor::new(spec.clone())
             .with_vm(tongtian_vm_wasm::WasmVm::new())
             .with_vm(tongtian_vm_evm::EvmVm::new());
+        let executor = tongtian_modules::build(executor, &spec).map_err(NodeError::Config)?;
         let spec_hash = spec.hash();
         match store.meta("spec_hash")? {
             Some(found) => {
@@ -305,16 +307,20 @@ impl ChainRuntime {
             faults,
         };
         let engine = engine_for(&self.spec, ctx)?;
+        // One stop signal ends the engine and every task started here, so
+        // a stopped chain holds nothing (its store closes with the last
+        // handle) and can be started again in the same process.
+        let (stop, stopped) = watch::channel(false);
         if let Some(net) = &network {
             *self.network.write() = Some(net.clone());
             tokio::spawn(gossip_in(
-                self.clone(),
+                Arc::downgrade(self),
                 net.subscribe(self.spec.chain_id, channels::TX_GOSSIP),
+                stopped.clone(),
             ));
-            tokio::spawn(regossip(Arc::downgrade(self), net.clone()));
+            tokio::spawn(regossip(Arc::downgrade(self), net.clone(), stopped.clone()));
         }
         *self.engine_name.write() = engine.name();
-        let (stop, stopped) = watch::channel(false);
         let app: Arc<dyn Application> = self.clone();
         let span = tracing::info_span!("chain", id = self.spec.chain_id);
         let handle = tokio::spawn(tracing::Instrument::instrument(
@@ -1018,11 +1024,14 @@ fn event_filters(receipts: &[tongtian_types::Receipt]) -> BlockFilters {
 /// Every few seconds, offer still-pending transactions to peers again, so a
 /// transaction that reached only part of the network (a partition, a peer
 /// that was down) still reaches whoever proposes next.
-async fn regossip(chain: Weak<ChainRuntime>, net: Network) {
+async fn regossip(chain: Weak<ChainRuntime>, net: Network, mut stop: watch::Receiver<bool>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
     const MAX: usize = 5_000;
     loop {
-        tokio::time::sleep(EVERY).await;
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.changed() => return,
+        }
         let Some(chain) = chain.upgrade() else { return };
         let pending = chain.mempool.pending(MAX);
         if pending.is_empty() {
@@ -1039,15 +1048,20 @@ async fn regossip(chain: Weak<ChainRuntime>, net: Network) {
 
 /// Admit transactions gossiped by peers (not gossiped again: the mesh is full).
 async fn gossip_in(
-    chain: Arc<ChainRuntime>,
+    chain: Weak<ChainRuntime>,
     mut rx: tokio::sync::mpsc::Receiver<tongtian_network::Inbound>,
+    mut stop: watch::Receiver<bool>,
 ) {
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => match m { Some(m) => m, None => return },
+            _ = stop.changed() => return,
+        };
         let Ok(raws) = borsh::from_slice::<Vec<Vec<u8>>>(&msg.payload) else {
             tracing::warn!(peer = %msg.from, "undecodable gossip ignored");
             continue;
         };
-        let chain = chain.clone();
+        let Some(chain) = chain.upgrade() else { return };
         let _ = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = raws.iter().map(|r| r.as_slice()).collect();
             chain.admit(&refs);

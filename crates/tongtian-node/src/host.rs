@@ -1,0 +1,277 @@
+//! A node that hosts many chains: the main chain and the sub-chains its
+//! registry names this node for.
+//!
+//! A [`Node`] owns the node's transport identity and network, its
+//! validator keys (one per crypto suite, apart from the transport key), the
+//! main chain and a set of sub-chain handles. [`Node::follow_registry`]
+//! watches the main chain: after every block it reads the `registry`
+//! module, starts each active sub-chain whose members include this node
+//! (its directory `chains/{name}` under the node's home, its genesis spec
+//! derived from the entry, its network view scoped to its member nodes)
+//! and stops each one the registry marks stopped (keeping its data).
+//! A [`ChainObserver`] (the API's chain directory) hears of every start
+//! and stop.
+
+use crate::{ChainRuntime, NodeError, RunningChain};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_modules::registry::{spec_of, ChainEntry, ChainStatus};
+use tongtian_network::{Network, PeerId};
+
+/// Told when the node starts or stops a chain.
+pub trait ChainObserver: Send + Sync {
+    /// `chain` runs now.
+    fn started(&self, chain: Arc<ChainRuntime>);
+    /// The chain called `name` stopped.
+    fn stopped(&self, name: &str);
+}
+
+/// The keys a node validates with, one per suite.
+#[derive(Clone, Debug, Default)]
+pub struct ValidatorKeys {
+    keys: BTreeMap<String, Keypair>,
+}
+
+impl ValidatorKeys {
+    /// Add (or replace) the key of its suite.
+    pub fn insert(&mut self, key: Keypair) {
+        self.keys.insert(key.suite().to_string(), key);
+    }
+
+    /// The key for `suite`.
+    pub fn get(&self, suite: SuiteId) -> Option<&Keypair> {
+        self.keys.get(&suite.to_string())
+    }
+}
+
+struct Hosted {
+    runtime: Arc<ChainRuntime>,
+    running: Option<RunningChain>,
+}
+
+/// A node and the chains it hosts.
+pub struct Node {
+    home: PathBuf,
+    transport_key: Vec<u8>,
+    network: Option<Network>,
+    keys: ValidatorKeys,
+    main: Arc<ChainRuntime>,
+    subs: tokio::sync::Mutex<BTreeMap<String, Hosted>>,
+    observer: Mutex<Option<Arc<dyn ChainObserver>>>,
+}
+
+/// How long a stopping chain's engine may take to finish its block.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Node {
+    /// A node whose main chain is `main` (already started by the caller),
+    /// its sub-chains under `home/chains/`, talking over `network` (none
+    /// for a single-node dev chain) as `transport_key`.
+    pub fn new(
+        home: &Path,
+        main: Arc<ChainRuntime>,
+        network: Option<Network>,
+        transport_key: Vec<u8>,
+        keys: ValidatorKeys,
+    ) -> Arc<Node> {
+        Arc::new(Node {
+            home: home.to_path_buf(),
+            transport_key,
+            network,
+            keys,
+            main,
+            subs: tokio::sync::Mutex::new(BTreeMap::new()),
+            observer: Mutex::new(None),
+        })
+    }
+
+    /// Who hears of started and stopped chains.
+    pub fn set_observer(&self, o: Arc<dyn ChainObserver>) {
+        *self.observer.lock() = Some(o);
+    }
+
+    /// The main chain.
+    pub fn main(&self) -> &Arc<ChainRuntime> {
+        &self.main
+    }
+
+    /// The sub-chains running now.
+    pub async fn sub_chains(&self) -> Vec<Arc<ChainRuntime>> {
+        self.subs
+            .lock()
+            .await
+            .values()
+            .filter(|h| h.running.is_some())
+            .map(|h| h.runtime.clone())
+            .collect()
+    }
+
+    /// The registry's entries (empty when the main chain keeps none).
+    pub fn registry(&self) -> Result<Vec<ChainEntry>, NodeError> {
+        match self
+            .main
+            .query_module("registry", "chains", &BTreeMap::new(), None)?
+        {
+            Ok(v) => serde_json::from_value(v)
+                .map_err(|e| NodeError::Config(format!("registry answer: {e}"))),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Admin accounts of the organisations `orgs` (for a restricted
+    /// chain's access list).
+    fn admins(&self, orgs: &[String]) -> Result<Vec<tongtian_types::Address>, NodeError> {
+        let v = match self
+            .main
+            .query_module("org", "orgs", &BTreeMap::new(), None)?
+        {
+            Ok(v) => v,
+            Err(_) => return Ok(Vec::new()),
+        };
+        let all: Vec<tongtian_modules::org::Organisation> =
+            serde_json::from_value(v).map_err(|e| NodeError::Config(format!("org answer: {e}")))?;
+        Ok(all
+            .into_iter()
+            .filter(|o| orgs.contains(&o.id))
+            .map(|o| o.admin)
+            .collect())
+    }
+
+    /// Whether this node takes part in `entry`.
+    fn is_member(&self, entry: &ChainEntry) -> bool {
+        entry
+            .members
+            .iter()
+            .any(|m| m.transport_key == self.transport_key)
+    }
+
+    /// Bring the running sub-chains in line with the registry.
+    pub async fn reconcile(&self) -> Result<(), NodeError> {
+        let entries = self.registry()?;
+        for e in entries {
+            let running = self
+                .subs
+                .lock()
+                .await
+                .get(&e.name)
+                .is_some_and(|h| h.running.is_some());
+            match e.status {
+                ChainStatus::Active if self.is_member(&e) && !running => {
+                    if let Err(err) = self.start_chain(&e).await {
+                        tracing::error!(chain = %e.name, error = %err, "cannot start sub-chain");
+                    }
+                }
+                ChainStatus::Stopped if running => {
+                    if let Err(err) = self.stop_chain(&e.name).await {
+                        tracing::error!(chain = %e.name, error = %err, "sub-chain did not stop cleanly");
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the sub-chain of `entry` on this node.
+    pub async fn start_chain(&self, entry: &ChainEntry) -> Result<Arc<ChainRuntime>, NodeError> {
+        let spec = spec_of(entry, &self.admins(&entry.orgs)?);
+        let key = self.keys.get(entry.suite).cloned().ok_or_else(|| {
+            NodeError::Config(format!(
+                "this node has no {} validator key for chain {}",
+                entry.suite, entry.name
+            ))
+        })?;
+        let dir = self.home.join("chains").join(&entry.name);
+        // A stopped chain's runtime may still be held by a reader that is
+        // finishing; its store closes when the last handle goes.
+        let runtime = {
+            let mut tries = 0;
+            loop {
+                match ChainRuntime::open(&dir, spec.clone(), key.clone()) {
+                    Ok(r) => break r,
+                    Err(e) if tries < 20 => {
+                        tries += 1;
+                        tracing::debug!(chain = %entry.name, error = %e, "store busy; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let view = self.network.as_ref().map(|n| {
+            n.join(
+                entry.chain_id,
+                entry
+                    .members
+                    .iter()
+                    .map(|m| PeerId(m.transport_key.clone())),
+            )
+        });
+        let running = runtime.start(view)?;
+        tracing::info!(chain = %entry.name, chain_id = entry.chain_id, engine = %entry.engine, suite = %entry.suite, "sub-chain started");
+        self.subs.lock().await.insert(
+            entry.name.clone(),
+            Hosted {
+                runtime: runtime.clone(),
+                running: Some(running),
+            },
+        );
+        let observer = self.observer.lock().clone();
+        if let Some(o) = observer {
+            o.started(runtime.clone());
+        }
+        Ok(runtime)
+    }
+
+    /// Stop the sub-chain called `name`: its engine finishes the block in
+    /// progress, every task it started ends, and its store closes once the
+    /// API lets go of it. Its data stays.
+    pub async fn stop_chain(&self, name: &str) -> Result<(), NodeError> {
+        let hosted = self.subs.lock().await.remove(name);
+        let Some(mut h) = hosted else {
+            return Ok(());
+        };
+        let observer = self.observer.lock().clone();
+        if let Some(o) = observer {
+            o.stopped(name);
+        }
+        let result = match h.running.take() {
+            Some(r) => r.stop(STOP_TIMEOUT).await,
+            None => Ok(()),
+        };
+        tracing::info!(chain = %name, "sub-chain stopped");
+        result
+    }
+
+    /// Stop every sub-chain (the main chain is the caller's).
+    pub async fn stop_all(&self) {
+        let names: Vec<String> = self.subs.lock().await.keys().cloned().collect();
+        for n in names {
+            if let Err(e) = self.stop_chain(&n).await {
+                tracing::error!(chain = %n, error = %e, "sub-chain did not stop cleanly");
+            }
+        }
+    }
+
+    /// Follow the main chain's registry until the main chain's block
+    /// stream ends: reconcile now and after every block.
+    pub async fn follow_registry(self: Arc<Self>) {
+        let mut blocks = self.main.subscribe();
+        if let Err(e) = self.reconcile().await {
+            tracing::error!(error = %e, "cannot read the registry");
+        }
+        loop {
+            match blocks.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+            if let Err(e) = self.reconcile().await {
+                tracing::error!(error = %e, "cannot read the registry");
+            }
+        }
+    }
+}
