@@ -62,9 +62,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             suite,
             dir,
             base_port,
+            orgs,
         }) => {
-            let net =
-                tongtian_node::config::testnet_init(&dir, nodes, &consensus, suite, base_port)?;
+            let net = tongtian_node::config::testnet_init(
+                &dir, nodes, &consensus, suite, base_port, orgs,
+            )?;
             let out = serde_json::json!({
                 "dir": dir.display().to_string(),
                 "chain_id": net.spec.chain_id,
@@ -73,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 "nodes": net.homes.iter().map(|h| h.display().to_string()).collect::<Vec<_>>(),
                 "apis": (0..nodes).map(|i| format!("http://127.0.0.1:{}", base_port as usize + i)).collect::<Vec<_>>(),
                 "dev_keys": net.dev_keys.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+                "orgs": net.orgs.iter().map(|(id, key)| json!({"id": id, "admin_key": key.display().to_string()})).collect::<Vec<_>>(),
             });
             print(json, &out, || {
                 format!(

@@ -443,6 +443,10 @@ pub enum TestnetCommand {
         /// base-port + 1000 + i (the default stays clear of `tongtian dev`'s 8645).
         #[arg(long, default_value_t = TESTNET_BASE_PORT)]
         base_port: u16,
+        /// Founding organisations `org-0` .. (default one per node; node i
+        /// belongs to org-(i mod M)); admin keys in DIR/orgs/ORG/admin.key.
+        #[arg(long)]
+        orgs: Option<usize>,
     },
     /// Start every node of DIR as child processes, with one merged log; Ctrl-C stops them all.
     Up {

@@ -1103,3 +1103,359 @@ fn bft_freeze_and_two_down_halt_without_fork_and_recover() {
     committed.extend(&stuck);
     t.assert_consistent(&[0, 1, 2, 3], &committed);
 }
+
+/// The CLI against node `i`.
+fn cli_at(t: &Testnet, i: usize, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
+        .args(["--node", &t.url(i)])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(out: std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Four organisations, one node each, on a BFT main chain. A vote creates
+/// `trade` (bft, SM suite, organisations 1-3) and `trace` (raft, standard,
+/// all four); each runs on exactly the nodes it names, takes transfers,
+/// and every member agrees on its blocks; a non-member votes in vain and
+/// a second vote by one organisation is refused; a node killed under load
+/// restarts into all its chains; a vote stops `trace` and every node stops it.
+#[test]
+fn sub_chains_are_created_by_vote_and_run_on_their_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Testnet::init(dir.path(), "bft", 4);
+    let admin = |j: usize| {
+        dir.path()
+            .join(format!("orgs/org-{j}/admin.key"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let orgs = ok_json(t.cli(&["org", "list", "--json"]));
+    assert_eq!(orgs.as_array().unwrap().len(), 4, "{orgs}");
+    // An SM account funded in trade's genesis.
+    let sm_key = dir.path().join("trader.key");
+    let k = ok_json(t.cli(&[
+        "key",
+        "new",
+        "--suite",
+        "sm",
+        "--out",
+        sm_key.to_str().unwrap(),
+        "--json",
+    ]));
+    let trader = k["address"].as_str().unwrap().to_string();
+    let fund = format!("{trader}=5000000");
+    let p = ok_json(cli_at(
+        &t,
+        1,
+        &[
+            "gov",
+            "propose",
+            "create-chain",
+            "--name",
+            "trade",
+            "--engine",
+            "bft",
+            "--suite",
+            "sm",
+            "--orgs",
+            "org-1,org-2,org-3",
+            "--fund",
+            &fund,
+            "--key",
+            &admin(1),
+            "--json",
+        ],
+    ));
+    let trade_id = p["proposal"].as_u64().unwrap();
+    assert_eq!(p["proposal_status"], "open");
+    // One more yes is 2 of 4: not yet.
+    let v = ok_json(cli_at(
+        &t,
+        2,
+        &[
+            "gov",
+            "vote",
+            &trade_id.to_string(),
+            "yes",
+            "--key",
+            &admin(2),
+            "--json",
+        ],
+    ));
+    assert_eq!(v["proposal_status"], "open", "{v}");
+    // A second vote by the same organisation is refused (non-zero exit).
+    let again = cli_at(
+        &t,
+        2,
+        &[
+            "gov",
+            "vote",
+            &trade_id.to_string(),
+            "yes",
+            "--key",
+            &admin(2),
+            "--json",
+        ],
+    );
+    assert!(!again.status.success());
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["error"]["code"], "already_voted", "{again}");
+    // A non-member's vote is refused.
+    let dev = dir.path().join("dev-keys/dev-0.key");
+    let out = cli_at(
+        &t,
+        0,
+        &[
+            "gov",
+            "vote",
+            &trade_id.to_string(),
+            "yes",
+            "--key",
+            dev.to_str().unwrap(),
+            "--json",
+        ],
+    );
+    assert!(!out.status.success());
+    let created = Instant::now();
+    let v = ok_json(cli_at(
+        &t,
+        3,
+        &[
+            "gov",
+            "vote",
+            &trade_id.to_string(),
+            "yes",
+            "--key",
+            &admin(3),
+            "--json",
+        ],
+    ));
+    assert_eq!(v["proposal_status"], "executed", "{v}");
+    let shown = ok_json(t.cli(&["gov", "show", &trade_id.to_string(), "--json"]));
+    assert_eq!(shown["status"], "executed");
+    assert_eq!(shown["tally"]["yes"], 3);
+
+    // trace: all four organisations.
+    let p = ok_json(t.cli(&[
+        "gov",
+        "propose",
+        "create-chain",
+        "--name",
+        "trace",
+        "--engine",
+        "raft",
+        "--orgs",
+        "org-0,org-1,org-2,org-3",
+        "--key",
+        &admin(0),
+        "--json",
+    ]));
+    let trace_id = p["proposal"].as_u64().unwrap().to_string();
+    for j in 1..3 {
+        ok_json(cli_at(
+            &t,
+            j,
+            &[
+                "gov",
+                "vote",
+                &trace_id,
+                "yes",
+                "--key",
+                &admin(j),
+                "--json",
+            ],
+        ));
+    }
+
+    for i in 1..4 {
+        wait_chain_height(&t, i, "trade", 1, 60);
+    }
+    eprintln!(
+        "trade: last vote to a first block on all three members in {:?}",
+        created.elapsed()
+    );
+    for i in 0..4 {
+        wait_chain_height(&t, i, "trace", 1, 60);
+    }
+    // trade is not hosted by node 0, which still lists it.
+    let (code, err) = t.get(0, "/v1/chains/trade/status");
+    assert_eq!((code, err["code"].as_str()), (404, Some("unknown_chain")));
+    let list = ok_json(t.cli(&["chain", "list", "--json"]));
+    let trade = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "trade")
+        .unwrap()
+        .clone();
+    assert_eq!(trade["hosted"], false);
+    assert_eq!(trade["engine"], "bft");
+    assert_eq!(trade["suite"], "sm");
+    assert_eq!(
+        trade["orgs"],
+        serde_json::json!(["org-1", "org-2", "org-3"])
+    );
+    assert!(node0_log_has_no_trade_traffic(dir.path()));
+
+    // Transfers on both sub-chains, through different members.
+    let to = "0x00000000000000000000000000000000000000f1";
+    let sent = ok_json(cli_at(
+        &t,
+        2,
+        &[
+            "--chain",
+            "trade",
+            "transfer",
+            "--key",
+            sm_key.to_str().unwrap(),
+            "--to",
+            to,
+            "--amount",
+            "77",
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(sent["status"], "success", "{sent}");
+    let dev1 = dir.path().join("dev-keys/dev-1.key");
+    // trace funds no one: a dev account has nothing there and cannot pay.
+    let out = cli_at(
+        &t,
+        0,
+        &[
+            "--chain",
+            "trace",
+            "transfer",
+            "--key",
+            dev1.to_str().unwrap(),
+            "--to",
+            to,
+            "--amount",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(!out.status.success(), "an unfunded account paid on trace");
+    // Kill node 2 (a member of all three chains) under load. trade has
+    // three validators, so BFT needs all of them and halts; the main chain
+    // and trace (four each) go on. After the restart node 2 runs all its
+    // chains again and trade resumes.
+    for n in 0..5 {
+        let _ = cli_at(
+            &t,
+            1,
+            &[
+                "--chain",
+                "trade",
+                "transfer",
+                "--key",
+                sm_key.to_str().unwrap(),
+                "--to",
+                to,
+                "--amount",
+                "1",
+                "--nonce",
+                &(1 + n).to_string(),
+                "--json",
+            ],
+        );
+    }
+    t.kill(2);
+    let main_target = t.height(0) + 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.height(1) < main_target {
+        assert!(
+            Instant::now() < deadline,
+            "the main chain stalled with one node down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let trace_h = t.get(0, "/v1/chains/trace/status").1["height"]
+        .as_u64()
+        .unwrap();
+    wait_chain_height(&t, 1, "trace", trace_h + 2, 60);
+    t.start(2);
+    t.wait_ready(2);
+    wait_chain_height(&t, 2, "trace", trace_h + 2, 60);
+    let target = t.get(1, "/v1/chains/trade/status").1["height"]
+        .as_u64()
+        .unwrap()
+        + 2;
+    for i in 1..4 {
+        wait_chain_height(&t, i, "trade", target, 90);
+    }
+    let acct = t.get(3, &format!("/v1/chains/trade/accounts/{to}")).1;
+    assert_eq!(acct["balance"], "82", "{acct}");
+    // Every member agrees on trade's blocks.
+    let h = target;
+    let hashes: Vec<Value> = (1..4)
+        .map(|i| t.get(i, &format!("/v1/chains/trade/blocks/{h}")).1["hash"].clone())
+        .collect();
+    assert!(
+        hashes.iter().all(|x| *x == hashes[0] && x.is_string()),
+        "{hashes:?}"
+    );
+
+    // Stop trace by vote: every node stops it.
+    let p = ok_json(t.cli(&[
+        "gov",
+        "propose",
+        "stop-chain",
+        "--name",
+        "trace",
+        "--key",
+        &admin(0),
+        "--json",
+    ]));
+    let stop_id = p["proposal"].as_u64().unwrap().to_string();
+    for j in 1..3 {
+        ok_json(cli_at(
+            &t,
+            j,
+            &["gov", "vote", &stop_id, "yes", "--key", &admin(j), "--json"],
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| t.get(i, "/v1/chains/trace/status").0 != 404) {
+        assert!(Instant::now() < deadline, "trace did not stop everywhere");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // trade goes on.
+    let h = t.get(1, "/v1/chains/trade/status").1["height"]
+        .as_u64()
+        .unwrap();
+    wait_chain_height(&t, 3, "trade", h, 30);
+}
+
+/// Wait until node `i` serves `chain` at height `h` or more.
+fn wait_chain_height(t: &Testnet, i: usize, chain: &str, h: u64, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (code, st) = t.get(i, &format!("/v1/chains/{chain}/status"));
+        if code == 200 && st["height"].as_u64().unwrap_or(0) >= h {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {i}: {chain} did not reach {h}: {code} {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Node 0 (not a member of trade) never logged anything about trade.
+fn node0_log_has_no_trade_traffic(dir: &Path) -> bool {
+    let log = std::fs::read_to_string(dir.join("node-0.log")).unwrap();
+    !log.contains("chain=trade") && !log.contains("sub-chain started chain=trade")
+}

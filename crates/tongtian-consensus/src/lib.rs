@@ -119,6 +119,21 @@ pub struct EngineContext {
     pub dir: PathBuf,
     /// Misbehaviour to simulate (tests of Byzantine tolerance only).
     pub faults: Faults,
+    /// The transport identity of validators whose validator key is not
+    /// their transport key (on a sub-chain, a node validates with a key of
+    /// the chain's suite but talks with its node key). A validator not
+    /// listed talks with its validator key.
+    pub transport_of: std::collections::HashMap<Vec<u8>, tongtian_network::PeerId>,
+}
+
+impl EngineContext {
+    /// Where to reach the validator with `public_key`.
+    pub fn peer_of(&self, public_key: &[u8]) -> tongtian_network::PeerId {
+        self.transport_of
+            .get(public_key)
+            .cloned()
+            .unwrap_or_else(|| tongtian_network::PeerId(public_key.to_vec()))
+    }
 }
 
 /// Byzantine behaviour an engine can be told to simulate, so multi-process

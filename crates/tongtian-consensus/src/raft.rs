@@ -443,6 +443,8 @@ struct Rpcs {
     net: Network,
     chain_id: u64,
     peers: Mutex<HashMap<NodeId, PeerId>>,
+    /// Validator key to transport identity, where they differ.
+    transport_of: HashMap<Vec<u8>, PeerId>,
     next: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<RpcReply>>>,
 }
@@ -650,9 +652,12 @@ fn reconcile_peers(rpcs: &Rpcs, app: &dyn Application) -> std::collections::BTre
         .iter()
         .map(|v| {
             let id = raft_id(&v.public_key);
-            peers
-                .entry(id)
-                .or_insert_with(|| PeerId(v.public_key.clone()));
+            peers.entry(id).or_insert_with(|| {
+                rpcs.transport_of
+                    .get(&v.public_key)
+                    .cloned()
+                    .unwrap_or_else(|| PeerId(v.public_key.clone()))
+            });
             id
         })
         .collect()
@@ -752,9 +757,10 @@ impl ConsensusEngine for RaftEngine {
                 self.spec
                     .validators
                     .iter()
-                    .map(|v| (raft_id(&v.public_key), PeerId(v.public_key.clone())))
+                    .map(|v| (raft_id(&v.public_key), self.ctx.peer_of(&v.public_key)))
                     .collect(),
             ),
+            transport_of: self.ctx.transport_of.clone(),
             next: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
         });

@@ -182,6 +182,7 @@ mod tests {
             network: None,
             dir: std::env::temp_dir(),
             faults: Default::default(),
+            transport_of: Default::default(),
         }
     }
 

@@ -166,20 +166,34 @@ pub struct Testnet {
     pub dev_keys: Vec<PathBuf>,
     /// The spec.
     pub spec: ChainSpec,
+    /// The founding organisations: id and admin key file.
+    pub orgs: Vec<(String, PathBuf)>,
 }
 
-/// Write `dir/node-0` .. `dir/node-{n-1}` and `dir/dev-keys` for one chain
-/// run by `engine`. Node i serves its API on `base_port + i` and its
-/// transport on `base_port + 1000 + i`, all on 127.0.0.1.
+/// Write `dir/node-0` .. `dir/node-{n-1}` and `dir/dev-keys` for one main
+/// chain run by `engine`. Node i serves its API on `base_port + i` and its
+/// transport on `base_port + 1000 + i`, all on 127.0.0.1. The chain's
+/// founding organisations `org-0` .. `org-{m-1}` (`orgs`, default one per
+/// node) own the nodes (node i belongs to `org-{i mod m}`), with equal
+/// weights and admin keys at `dir/orgs/org-{j}/admin.key`; each node also
+/// gets a validator key of the other suite (`validator-{suite}.key`), so
+/// sub-chains of either suite can name it.
 pub fn testnet_init(
     dir: &Path,
     nodes: usize,
     engine: &str,
     suite: SuiteId,
     base_port: u16,
+    orgs: Option<usize>,
 ) -> Result<Testnet, NodeError> {
     if nodes == 0 {
         return Err(NodeError::Config("--nodes must be at least 1".into()));
+    }
+    let n_orgs = orgs.unwrap_or(nodes);
+    if n_orgs == 0 || n_orgs > nodes {
+        return Err(NodeError::Config(format!(
+            "--orgs must be between 1 and the number of nodes ({nodes})"
+        )));
     }
     if dir.join("node-0").exists() {
         return Err(NodeError::Config(format!(
@@ -207,7 +221,7 @@ pub fn testnet_init(
         });
         dev_keys.push(path);
     }
-    let spec = ChainSpec {
+    let mut spec = ChainSpec {
         name: "tongtian-testnet".into(),
         chain_id: TESTNET_CHAIN_ID,
         suite,
@@ -239,6 +253,39 @@ pub fn testnet_init(
         vms: tongtian_types::VmKind::ALL.to_vec(),
         modules: Default::default(),
     };
+    let other_suite = crate::dev::other_suite(suite);
+    let others: Vec<Keypair> = (0..nodes).map(|_| Keypair::generate(other_suite)).collect();
+    let mut org_files = Vec::new();
+    let mut founders = Vec::new();
+    for j in 0..n_orgs {
+        let id = format!("org-{j}");
+        let admin_path = dir.join("orgs").join(&id).join("admin.key");
+        let admin = crate::dev::load_or_make_key(&admin_path, suite)?;
+        let mut org = crate::dev::organisation(
+            &id,
+            Address::from_public_key(suite, admin.public_key()),
+            &format!("node-{j}"),
+            &keys[j],
+            &[&keys[j], &others[j]],
+        );
+        org.nodes = (j..nodes)
+            .step_by(n_orgs)
+            .map(|i| {
+                crate::dev::organisation(
+                    &id,
+                    org.admin,
+                    &format!("node-{i}"),
+                    &keys[i],
+                    &[&keys[i], &others[i]],
+                )
+                .nodes
+                .remove(0)
+            })
+            .collect();
+        founders.push(org);
+        org_files.push((id, admin_path));
+    }
+    crate::dev::with_founding_orgs(&mut spec, founders, 600);
     spec.validate().map_err(cfg)?;
     // Invariant: ChainSpec holds only serializable plain data.
     let spec_json = serde_json::to_string_pretty(&spec).expect("spec serializes");
@@ -249,6 +296,10 @@ pub fn testnet_init(
         KeyFile::seal(key, None)
             .map_err(cfg)?
             .write(&home.join("node.key"))
+            .map_err(cfg)?;
+        KeyFile::seal(&others[i], None)
+            .map_err(cfg)?
+            .write(&home.join(format!("validator-{other_suite}.key")))
             .map_err(cfg)?;
         std::fs::write(home.join("chain-spec.json"), &spec_json).map_err(io(&home))?;
         let mut peers = Vec::new();
@@ -285,6 +336,7 @@ pub fn testnet_init(
         homes,
         dev_keys,
         spec,
+        orgs: org_files,
     })
 }
 
@@ -295,7 +347,7 @@ mod tests {
     #[test]
     fn testnet_homes_load_and_agree() {
         let dir = tempfile::tempdir().unwrap();
-        let net = testnet_init(dir.path(), 4, "raft", SuiteId::Sm, 20_000).unwrap();
+        let net = testnet_init(dir.path(), 4, "raft", SuiteId::Sm, 20_000, None).unwrap();
         assert_eq!(net.homes.len(), 4);
         assert_eq!(net.dev_keys.len(), DEV_ACCOUNTS);
         let homes: Vec<NodeHome> = net
@@ -313,7 +365,7 @@ mod tests {
             assert_eq!(h.spec.validators[i].public_key, h.key.public_key());
         }
         assert!(
-            testnet_init(dir.path(), 4, "raft", SuiteId::Sm, 20_000).is_err(),
+            testnet_init(dir.path(), 4, "raft", SuiteId::Sm, 20_000, None).is_err(),
             "must not clobber"
         );
     }

@@ -211,6 +211,13 @@ impl Node {
                     .map(|m| PeerId(m.transport_key.clone())),
             )
         });
+        runtime.set_transport_of(
+            entry
+                .validators
+                .iter()
+                .map(|v| (v.public_key.clone(), PeerId(v.transport_key.clone())))
+                .collect(),
+        );
         let running = runtime.start(view)?;
         tracing::info!(chain = %entry.name, chain_id = entry.chain_id, engine = %entry.engine, suite = %entry.suite, "sub-chain started");
         self.subs.lock().await.insert(

@@ -161,6 +161,8 @@ pub struct ChainRuntime {
     key: Keypair,
     dir: std::path::PathBuf,
     network: RwLock<Option<Network>>,
+    /// Validators' transport identities where they differ from their keys.
+    transport_of: RwLock<HashMap<Vec<u8>, tongtian_network::PeerId>>,
     engine_name: RwLock<&'static str>,
     last: RwLock<(u64, H256)>,
     executed: Mutex<HashMap<H256, Executed>>,
@@ -274,6 +276,7 @@ impl ChainRuntime {
             key,
             dir: dir.to_path_buf(),
             network: RwLock::new(None),
+            transport_of: RwLock::new(HashMap::new()),
             engine_name: RwLock::new("none"),
             last: RwLock::new(last),
             executed: Mutex::new(HashMap::new()),
@@ -284,6 +287,12 @@ impl ChainRuntime {
             events,
             spec,
         }))
+    }
+
+    /// Tell the engine (before [`ChainRuntime::start`]) where validators
+    /// whose transport key differs from their validator key are reached.
+    pub fn set_transport_of(&self, map: HashMap<Vec<u8>, tongtian_network::PeerId>) {
+        *self.transport_of.write() = map;
     }
 
     /// Start the chain's consensus engine.
@@ -305,6 +314,7 @@ impl ChainRuntime {
             network: network.clone(),
             dir: self.dir.join("consensus"),
             faults,
+            transport_of: self.transport_of.read().clone(),
         };
         let engine = engine_for(&self.spec, ctx)?;
         // One stop signal ends the engine and every task started here, so
