@@ -298,7 +298,8 @@ fn bad_input_gets_specific_errors_and_changes_nothing() {
         "1",
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a 0x-prefixed 20-byte address"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("is not an address: expected 0x and 40 hex digits"));
     let out = node.cli(&[
         "transfer",
         "--key",
