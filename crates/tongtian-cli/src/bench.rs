@@ -230,7 +230,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn transfer(
+pub(crate) fn transfer(
     chain_id: u64,
     nonce: u64,
     to: Address,

@@ -164,6 +164,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))
         }
+        Command::Bench(BenchCommand::Chains(args)) => {
+            let report = crate::chains_bench::run(args).await?;
+            print(json, &report, || crate::chains_bench::summary(&report))
+        }
         Command::Bench(BenchCommand::Transfers(args)) => {
             let report = crate::bench::transfers(client.base(), args).await?;
             print(json, &report, || crate::bench::summary(&report))

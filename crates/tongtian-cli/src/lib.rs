@@ -7,6 +7,7 @@
 
 pub mod bench;
 mod chain;
+pub mod chains_bench;
 mod commands;
 mod contract;
 pub mod contract_bench;
@@ -624,6 +625,13 @@ pub enum BenchCommand {
     /// ERC-20-style token transfers on the WASM VM or the EVM, end to end
     /// and VM-only.
     Contracts(contract_bench::ContractBenchArgs),
+    /// Transfers into K chains of the same nodes at once (the main chain
+    /// and sub-chains bench-1.., voted in when missing).
+    #[command(after_help = "Example:
+  tongtian testnet init --nodes 4 --consensus bft --dir tn && tongtian testnet up --dir tn &
+  tongtian bench chains --nodes http://127.0.0.1:8745,http://127.0.0.1:8746,http://127.0.0.1:8747,http://127.0.0.1:8748 \\
+      --chains 2 --dir tn --json")]
+    Chains(chains_bench::ChainsBenchArgs),
 }
 
 /// Set up `tracing` output on stderr.

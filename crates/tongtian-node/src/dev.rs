@@ -297,8 +297,11 @@ mod tests {
     async fn dev_chain_commits_and_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let chain = init_or_load(dir.path(), Some(SuiteId::Sm)).unwrap();
-        // Our ten keys plus the ten Hardhat/Anvil accounts.
-        assert_eq!(chain.spec.accounts.len(), 2 * DEV_ACCOUNTS);
+        // Our ten keys, the ten Hardhat/Anvil accounts, the organisation's admin.
+        assert_eq!(chain.spec.accounts.len(), 2 * DEV_ACCOUNTS + 1);
+        assert!(chain.admin_key.exists());
+        assert!(chain.validator_keys.get(SuiteId::Sm).is_some());
+        assert!(chain.validator_keys.get(SuiteId::Standard).is_some());
         assert!(chain
             .spec
             .accounts
