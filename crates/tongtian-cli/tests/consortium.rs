@@ -1436,6 +1436,38 @@ fn sub_chains_are_created_by_vote_and_run_on_their_members() {
         .as_u64()
         .unwrap();
     wait_chain_height(&t, 3, "trade", h, 30);
+
+    // Removing an organisation by vote disconnects its node everywhere
+    // (more than half the weight: org-0, org-1 and org-2).
+    let p = ok_json(t.cli(&[
+        "gov",
+        "propose",
+        "remove-org",
+        "--id",
+        "org-3",
+        "--key",
+        &admin(0),
+        "--json",
+    ]));
+    let rm = p["proposal"].as_u64().unwrap().to_string();
+    ok_json(cli_at(
+        &t,
+        1,
+        &["gov", "vote", &rm, "yes", "--key", &admin(1), "--json"],
+    ));
+    let v = ok_json(cli_at(
+        &t,
+        2,
+        &["gov", "vote", &rm, "yes", "--key", &admin(2), "--json"],
+    ));
+    assert_eq!(v["proposal_status"], "executed", "{v}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..3).any(|i| t.status(i).is_none_or(|s| s["peers"] != 2)) {
+        assert!(Instant::now() < deadline, "org-3's node is still connected");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let orgs = ok_json(t.cli(&["org", "list", "--json"]));
+    assert_eq!(orgs.as_array().unwrap().len(), 3);
 }
 
 /// Wait until node `i` serves `chain` at height `h` or more.

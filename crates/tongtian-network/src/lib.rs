@@ -178,7 +178,7 @@ struct Conn {
 struct Inner {
     config: NetworkConfig,
     me: PeerId,
-    allowed: HashSet<Vec<u8>>,
+    allowed: parking_lot::RwLock<HashSet<Vec<u8>>>,
     conns: Mutex<HashMap<PeerId, Conn>>,
     routes: Mutex<HashMap<Route, RouteTarget>>,
     blocked: Mutex<HashSet<PeerId>>,
@@ -212,7 +212,7 @@ impl Network {
         let (stop_tx, stop) = watch::channel(false);
         let inner = Arc::new(Inner {
             me,
-            allowed,
+            allowed: parking_lot::RwLock::new(allowed),
             conns: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashSet::new()),
@@ -332,6 +332,33 @@ impl Network {
     /// Undo [`Network::block`].
     pub fn unblock_all(&self) {
         self.inner.blocked.lock().clear();
+    }
+
+    /// Admit only those configured peers whose keys are in `keys` (the
+    /// nodes of the chain network's current organisations): connections
+    /// to any other are closed now and refused from now on, until a later
+    /// call admits them again. Returns how many were disconnected.
+    pub fn admit_only(&self, keys: &HashSet<Vec<u8>>) -> usize {
+        let next: HashSet<Vec<u8>> = self
+            .inner
+            .config
+            .peers
+            .iter()
+            .map(|p| p.public_key.clone())
+            .filter(|k| *k != self.inner.me.0 && keys.contains(k))
+            .collect();
+        if *self.inner.allowed.read() == next {
+            return 0;
+        }
+        *self.inner.allowed.write() = next.clone();
+        let mut conns = self.inner.conns.lock();
+        let before = conns.len();
+        conns.retain(|p, _| next.contains(&p.0));
+        let dropped = before - conns.len();
+        if dropped > 0 {
+            tracing::warn!(dropped, "disconnected nodes no longer admitted");
+        }
+        dropped
     }
 
     /// Stop accepting and dialing and close every connection.
@@ -492,7 +519,7 @@ async fn handshake(
     let theirs = read_frame(&mut rd, &session, &mut recv_nonce, 64 * 1024).await?;
     let theirs: Hello = borsh::from_slice(&theirs)
         .map_err(|e| NetworkError::Protocol(format!("bad hello: {e}")))?;
-    if !inner.allowed.contains(&theirs.public_key) {
+    if !inner.allowed.read().contains(&theirs.public_key) {
         return Err(NetworkError::Refused(format!(
             "unknown key {}",
             PeerId(theirs.public_key)
@@ -815,7 +842,7 @@ mod tests {
         let stream = TcpStream::connect(peers[0].addr).await.unwrap();
         let fake = Inner {
             me: PeerId(outsider.public_key().to_vec()),
-            allowed: list.iter().map(|p| p.public_key.clone()).collect(),
+            allowed: parking_lot::RwLock::new(list.iter().map(|p| p.public_key.clone()).collect()),
             conns: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashSet::new()),

@@ -149,8 +149,32 @@ impl Node {
             .any(|m| m.transport_key == self.transport_key)
     }
 
-    /// Bring the running sub-chains in line with the registry.
+    /// The transport keys of every node of every current organisation
+    /// (`None` when the main chain keeps no organisations).
+    fn org_nodes(&self) -> Result<Option<std::collections::HashSet<Vec<u8>>>, NodeError> {
+        let v = match self
+            .main
+            .query_module("org", "orgs", &BTreeMap::new(), None)?
+        {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        let all: Vec<tongtian_modules::org::Organisation> =
+            serde_json::from_value(v).map_err(|e| NodeError::Config(format!("org answer: {e}")))?;
+        Ok(Some(
+            all.into_iter()
+                .flat_map(|o| o.nodes.into_iter().map(|n| n.transport_key))
+                .collect(),
+        ))
+    }
+
+    /// Bring the network's admissions and the running sub-chains in line
+    /// with the main chain: only nodes of current organisations stay
+    /// connected; registry entries naming this node run, stopped ones stop.
     pub async fn reconcile(&self) -> Result<(), NodeError> {
+        if let (Some(net), Some(keys)) = (&self.network, self.org_nodes()?) {
+            net.admit_only(&keys);
+        }
         let entries = self.registry()?;
         for e in entries {
             let running = self
