@@ -121,6 +121,7 @@ impl From<AdmissionError> for ApiError {
             AdmissionError::AlreadyKnown(_) => StatusCode::CONFLICT,
             AdmissionError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdmissionError::State(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdmissionError::Refused { .. } => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, e.code(), e.to_string())

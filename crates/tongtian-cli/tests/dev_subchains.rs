@@ -130,6 +130,8 @@ fn a_vote_creates_a_sub_chain_that_runs_serves_and_stops() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["tongtian-dev", "ledger"], "{list}");
+    let (code, _) = get(&node, "/v1/chains/ledger/modules/membership/validators");
+    assert_eq!(code, 200);
     let ledger = &list[1];
     assert_eq!(ledger["engine"], "solo");
     assert_eq!(ledger["suite"], "sm");
@@ -173,6 +175,81 @@ fn a_vote_creates_a_sub_chain_that_runs_serves_and_stops() {
         .json()
         .unwrap();
     assert_eq!(r["result"], "0x21c6");
+
+    // A restricted chain: only its funded accounts and members' admins
+    // may send, even an account that was paid there later.
+    let dev1 = node.data_dir.join("dev-keys/dev-1.key");
+    let dev2 = node.data_dir.join("dev-keys/dev-2.key");
+    let addr_of = |k: &std::path::Path| {
+        ok_json(node.cli(&["key", "show", k.to_str().unwrap(), "--json"]))["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (a1, a2) = (addr_of(&dev1), addr_of(&dev2));
+    let p = ok_json(node.cli(&[
+        "gov",
+        "propose",
+        "create-chain",
+        "--name",
+        "vault",
+        "--engine",
+        "solo",
+        "--orgs",
+        "org-0",
+        "--fund",
+        &format!("{a1}=1000000000"),
+        "--restricted",
+        "--key",
+        &admin,
+        "--json",
+    ]));
+    assert_eq!(p["proposal_status"], "executed", "{p}");
+    wait_for("vault", Duration::from_secs(20), || {
+        get(&node, "/v1/chains/vault/status").0 == 200
+    });
+    let paid = ok_json(node.cli(&[
+        "--chain",
+        "vault",
+        "transfer",
+        "--key",
+        dev1.to_str().unwrap(),
+        "--to",
+        &a2,
+        "--amount",
+        "50000000",
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(paid["status"], "success", "{paid}");
+    let out = node.cli(&[
+        "--chain",
+        "vault",
+        "transfer",
+        "--key",
+        dev2.to_str().unwrap(),
+        "--to",
+        &a1,
+        "--amount",
+        "1",
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(refused["error"]["code"], "not_allowed", "{refused}");
+    // The same account is free on the main chain.
+    let sent = ok_json(node.cli(&[
+        "transfer",
+        "--key",
+        dev2.to_str().unwrap(),
+        "--to",
+        &a1,
+        "--amount",
+        "1",
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(sent["status"], "success");
 
     // A duplicate name is refused with its code.
     let out = node.cli(&[
@@ -256,7 +333,7 @@ fn a_vote_creates_a_sub_chain_that_runs_serves_and_stops() {
     // The other chain goes on.
     assert_eq!(get(&node, "/v1/chains/notary/status").0, 200);
     let list = ok_json(node.cli(&["gov", "list", "--json"]));
-    assert_eq!(list.as_array().unwrap().len(), 3);
+    assert_eq!(list.as_array().unwrap().len(), 4);
     // After a restart the stopped chain stays stopped.
     node.restart();
     wait_for("notary after restart", Duration::from_secs(30), || {

@@ -786,6 +786,21 @@ impl Executor {
         Ok(Ok(()))
     }
 
+    /// The authorize phase alone, over `store`: what mempool admission asks
+    /// before taking a transaction in (`Err((module, code, message))`).
+    pub fn authorize_on(
+        &self,
+        store: &dyn StateStore,
+        t: &CheckedTx,
+    ) -> Result<Result<(), (String, String)>, ExecutionError> {
+        let mut overlay = StateOverlay::new(store);
+        Ok(match self.authorize(&mut overlay, t)? {
+            Ok(()) => Ok(()),
+            Err(InclusionError::Refused { code, message, .. }) => Err((code, message)),
+            Err(other) => Err(("refused".into(), other.to_string())),
+        })
+    }
+
     /// The fee policy of a transaction: a module message may waive it.
     pub fn fee_policy(&self, action: &Action) -> FeePolicy {
         match action {

@@ -40,6 +40,15 @@ use tongtian_types::{
 /// Why a transaction was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AdmissionError {
+    /// The chain's rules keep the sender (or this transaction) out, e.g. a
+    /// restricted sub-chain's `not_allowed`.
+    #[error("{message}")]
+    Refused {
+        /// The module's stable code.
+        code: String,
+        /// What it said.
+        message: String,
+    },
     /// Larger than the chain's limit.
     #[error("transaction is {size} bytes, the limit is {limit}")]
     Oversized {
@@ -133,7 +142,7 @@ pub enum AdmissionError {
 
 impl AdmissionError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             AdmissionError::Oversized { .. } => "oversized_tx",
             AdmissionError::Malformed(_) => "malformed_tx",
@@ -148,6 +157,7 @@ impl AdmissionError {
             AdmissionError::AlreadyKnown(_) => "already_known",
             AdmissionError::Full(_) => "mempool_full",
             AdmissionError::State(_) => "state_unavailable",
+            AdmissionError::Refused { code, .. } => code,
         }
     }
 }
@@ -168,6 +178,12 @@ pub trait AccountSource: Send + Sync {
     fn account(&self, address: &Address) -> Result<Account, String>;
     /// Whether a transaction is already committed.
     fn is_committed(&self, hash: &H256) -> Result<bool, String>;
+    /// Whether the chain's rules let this transaction in at all (its
+    /// modules' authorize phase); `Err((code, message))` refuses it.
+    fn authorize(&self, tx: &CheckedTx) -> Result<(), (String, String)> {
+        let _ = tx;
+        Ok(())
+    }
 }
 
 /// Pool configuration.
@@ -535,6 +551,15 @@ impl Mempool {
             .collect();
         for i in bad {
             results[i] = Err(AdmissionError::BadSignature);
+        }
+        // The chain's own rules (its modules' authorize phase), on the
+        // committed state, before locking.
+        for r in results.iter_mut() {
+            if let Ok(t) = r {
+                if let Err((code, message)) = state.authorize(t) {
+                    *r = Err(AdmissionError::Refused { code, message });
+                }
+            }
         }
         // Committed accounts of senders not yet in the pool, read before locking.
         let mut fresh: HashMap<Address, Result<Account, String>> = HashMap::new();
@@ -1135,7 +1160,7 @@ mod tests {
     #[test]
     fn every_rejection_is_specific() {
         let (pool, k, st) = setup();
-        let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code();
+        let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code().to_string();
         assert_eq!(code(pool.submit(&[1, 2, 3], &st)), "malformed_tx");
         assert_eq!(
             code(pool.submit(&tx(&k, 6, 3, 1, 0), &st)),
@@ -1530,7 +1555,7 @@ mod tests {
     fn a_held_nonce_is_replaced_only_by_a_higher_price() {
         let (pool, k, _) = setup();
         let st = holding([&k], 10_000_000, 3);
-        let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code();
+        let code = |r: Result<H256, AdmissionError>| r.unwrap_err().code().to_string();
         // Pending: the same price, or less than 10% more, is refused.
         let first = pool.submit(&priced(&k, 3, 10, 1), &st).unwrap();
         assert_eq!(code(pool.submit(&priced(&k, 3, 10, 2), &st)), "nonce_taken");

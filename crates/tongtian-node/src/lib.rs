@@ -186,8 +186,8 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Committed-state view for mempool admission.
-struct StoreAccounts<'a>(&'a ChainStore);
+/// Committed-state view for mempool admission, with the chain's rules.
+struct StoreAccounts<'a>(&'a ChainStore, &'a Executor);
 
 impl AccountSource for StoreAccounts<'_> {
     fn account(&self, a: &Address) -> Result<Account, String> {
@@ -198,6 +198,12 @@ impl AccountSource for StoreAccounts<'_> {
     }
     fn is_committed(&self, hash: &H256) -> Result<bool, String> {
         self.0.has_tx(hash).map_err(|e| e.to_string())
+    }
+    fn authorize(&self, tx: &CheckedTx) -> Result<(), (String, String)> {
+        match self.1.authorize_on(self.0, tx) {
+            Ok(r) => r,
+            Err(e) => Err(("state_unavailable".into(), e.to_string())),
+        }
     }
 }
 
@@ -392,7 +398,7 @@ impl ChainRuntime {
 
     /// Committed account.
     pub fn account(&self, a: &Address) -> Result<Account, NodeError> {
-        StoreAccounts(&self.store)
+        StoreAccounts(&self.store, &self.executor)
             .account(a)
             .map_err(|e| NodeError::Storage(StorageError::Corrupt(e)))
     }
@@ -570,7 +576,9 @@ impl ChainRuntime {
     /// Offer raw transactions to the mempool, and wake an idle proposer if
     /// any were admitted.
     fn admit(&self, raws: &[&[u8]]) -> Vec<Result<H256, AdmissionError>> {
-        let results = self.mempool.submit_batch(raws, &StoreAccounts(&self.store));
+        let results = self
+            .mempool
+            .submit_batch(raws, &StoreAccounts(&self.store, &self.executor));
         if results.iter().any(|r| r.is_ok()) {
             self.arrivals.notify_one();
         }
