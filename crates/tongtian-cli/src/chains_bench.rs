@@ -193,7 +193,7 @@ async fn ensure_chains(
                     choice: Choice::Yes,
                 },
             };
-            let tx = crate::contract::sign_with(
+            let tx = crate::util::sign_with(
                 client,
                 &key,
                 &crate::SignerArgs {

@@ -386,7 +386,7 @@ async fn transfer(ctx: &util::Ctx, args: TransferArgs) -> Result<()> {
                 gas_limit: args.gas_limit,
                 gas_price: args.gas_price,
             };
-            crate::contract::sign_with(
+            crate::util::sign_with(
                 client,
                 &key,
                 &signer,
@@ -607,29 +607,27 @@ struct Launch {
     api_options: tongtian_api::ApiOptions,
 }
 
-/// Start the main chain's engine, the registry follower (which starts the
-/// sub-chains the registry names this node for) and the API over every
-/// chain; run until SIGINT/SIGTERM, then stop the sub-chains, the main
-/// chain's engine (after its block in progress) and the API.
+/// Launch the node (`tongtian_node::host::Node::launch`: main chain,
+/// registry follower, sub-chains) with the API over every chain; run until
+/// SIGINT/SIGTERM, then shut the node down and stop the API.
 async fn serve_until_signal(
     runtime: std::sync::Arc<ChainRuntime>,
     network: Option<tongtian_network::Network>,
     listener: tokio::net::TcpListener,
     launch: Launch,
 ) -> Result<()> {
-    let running = runtime.start_with_faults(network.clone(), launch.byzantine)?;
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let dir = tongtian_api::chains::ChainDirectory::new();
     dir.host(runtime.clone(), launch.api_options, true);
-    let node = tongtian_node::host::Node::new(
-        &launch.home,
-        runtime.clone(),
+    let launched = tongtian_node::host::Node::launch(tongtian_node::host::LaunchConfig {
+        home: launch.home,
+        main: runtime.clone(),
         network,
-        launch.transport_key,
-        launch.keys,
-    );
-    node.set_observer(dir.clone());
-    let follower = tokio::spawn(node.clone().follow_registry());
+        transport_key: launch.transport_key,
+        keys: launch.keys,
+        faults: launch.byzantine,
+        observer: Some(dir.clone()),
+    })?;
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut router = tongtian_api::chains::directory_router(dir);
     if launch.fault_injection {
         router = router.merge(tongtian_api::fault_injection(runtime.clone()));
@@ -639,9 +637,7 @@ async fn serve_until_signal(
     }));
     util::wait_for_signal().await;
     tracing::info!("shutting down");
-    follower.abort();
-    node.stop_all().await;
-    if let Err(e) = running.stop(Duration::from_secs(10)).await {
+    if let Err(e) = launched.shutdown().await {
         tracing::error!(error = %e, "engine did not stop cleanly");
     }
     let _ = stop_api.send(());

@@ -2,13 +2,12 @@
 //! and EVM contracts. WASM arguments are JSON values (see
 //! `tongtian_vm_wasm::json`); EVM arguments are encoded by the `--abi`.
 
-use crate::util::{self, load_key, parse_address, print, usage};
+use crate::util::{self, load_key, parse_address, print, sign, usage};
 use crate::{CallSpec, ContractCommand, SignerArgs};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tongtian_client::Client;
-use tongtian_crypto::SuiteId;
-use tongtian_types::{Action, Address, Transaction, TxStatus, VmKind};
+use tongtian_types::{Action, Address, TxStatus, VmKind};
 use tongtian_vm_evm::abi as evm_abi;
 
 /// Run a contract command.
@@ -303,48 +302,4 @@ fn decode_output(
         }
         None => tongtian_vm_wasm::json::output_to_json(out).map_err(anyhow::Error::msg),
     }
-}
-
-/// Sign `action` with the signer's key for the node's chain, at `nonce` or
-/// the account's next one (counting pending transactions).
-pub async fn sign(
-    client: &Client,
-    signer: &SignerArgs,
-    action: Action,
-    nonce: Option<u64>,
-) -> Result<tongtian_types::SignedTransaction> {
-    let key = load_key(&signer.key, signer.password.as_deref())?;
-    sign_with(client, &key, signer, action, nonce).await
-}
-
-/// Sign `action` with an already loaded key, as [`sign`] does.
-pub async fn sign_with(
-    client: &Client,
-    key: &tongtian_crypto::Keypair,
-    signer: &SignerArgs,
-    action: Action,
-    nonce: Option<u64>,
-) -> Result<tongtian_types::SignedTransaction> {
-    let status = client.status().await?;
-    let chain_suite: SuiteId = status.suite.parse()?;
-    if chain_suite != key.suite() {
-        bail!(
-            "the key is a {} key but the chain uses the {} suite",
-            key.suite(),
-            chain_suite
-        );
-    }
-    let from = Address::from_public_key(key.suite(), key.public_key());
-    let nonce = match nonce {
-        Some(n) => n,
-        None => client.account(&from).await?.pending_nonce,
-    };
-    Ok(Transaction {
-        chain_id: status.chain_id,
-        nonce,
-        gas_limit: signer.gas_limit,
-        gas_price: signer.gas_price,
-        action,
-    }
-    .sign(key))
 }

@@ -188,7 +188,7 @@ async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
 /// Sign and send a governance message, wait for its receipt, and print it
 /// with the proposal id and where the proposal stands.
 async fn send(ctx: &Ctx, signer: &SignerArgs, msg: GovMsg, proposal: Option<u64>) -> Result<()> {
-    let tx = crate::contract::sign(&ctx.client, signer, msg.action(), None).await?;
+    let tx = crate::util::sign(&ctx.client, signer, msg.action(), None).await?;
     let hash = ctx.client.submit(&tx).await?;
     let receipt = util::wait_receipt(&ctx.client, &hash, ctx.wait).await?;
     let id = proposal.or_else(|| {

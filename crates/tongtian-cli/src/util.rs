@@ -12,7 +12,8 @@
 //! - a transaction's place in its block is `height` and `tx_index`;
 //! - event attributes are an object `{key: value}`.
 
-use anyhow::{Context, Result};
+use crate::SignerArgs;
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::IsTerminal;
@@ -21,7 +22,8 @@ use std::time::{Duration, Instant};
 use tongtian_client::{Client, ClientError};
 use tongtian_crypto::keyfile::{AnyKey, KeyFile};
 use tongtian_crypto::Keypair;
-use tongtian_types::{Address, Receipt, TxStatus, H256};
+use tongtian_crypto::SuiteId;
+use tongtian_types::{Action, Address, Receipt, Transaction, TxStatus, H256};
 
 /// What every command that talks to a node gets from the global options.
 #[derive(Clone, Debug)]
@@ -371,6 +373,50 @@ pub async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Sign `action` with the signer's key for the node's chain, at `nonce` or
+/// the account's next one (counting pending transactions).
+pub async fn sign(
+    client: &Client,
+    signer: &SignerArgs,
+    action: Action,
+    nonce: Option<u64>,
+) -> Result<tongtian_types::SignedTransaction> {
+    let key = load_key(&signer.key, signer.password.as_deref())?;
+    sign_with(client, &key, signer, action, nonce).await
+}
+
+/// Sign `action` with an already loaded key, as [`sign`] does.
+pub async fn sign_with(
+    client: &Client,
+    key: &tongtian_crypto::Keypair,
+    signer: &SignerArgs,
+    action: Action,
+    nonce: Option<u64>,
+) -> Result<tongtian_types::SignedTransaction> {
+    let status = client.status().await?;
+    let chain_suite: SuiteId = status.suite.parse()?;
+    if chain_suite != key.suite() {
+        bail!(
+            "the key is a {} key but the chain uses the {} suite",
+            key.suite(),
+            chain_suite
+        );
+    }
+    let from = Address::from_public_key(key.suite(), key.public_key());
+    let nonce = match nonce {
+        Some(n) => n,
+        None => client.account(&from).await?.pending_nonce,
+    };
+    Ok(Transaction {
+        chain_id: status.chain_id,
+        nonce,
+        gas_limit: signer.gas_limit,
+        gas_price: signer.gas_price,
+        action,
+    }
+    .sign(key))
 }
 
 #[cfg(test)]

@@ -64,6 +64,43 @@ pub struct Node {
     observer: Mutex<Option<Arc<dyn ChainObserver>>>,
 }
 
+/// A launched node: its main chain's engine and its registry follower
+/// running. [`Launched::shutdown`] stops them in order.
+pub struct Launched {
+    /// The node.
+    pub node: Arc<Node>,
+    running: RunningChain,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+/// What [`Node::launch`] needs.
+pub struct LaunchConfig {
+    /// Where sub-chains live (`chains/{name}` below it).
+    pub home: PathBuf,
+    /// The main chain, opened.
+    pub main: Arc<ChainRuntime>,
+    /// The transport (none for a single dev node).
+    pub network: Option<Network>,
+    /// The node's transport public key.
+    pub transport_key: Vec<u8>,
+    /// Its validator keys, one per suite.
+    pub keys: ValidatorKeys,
+    /// Simulated misbehaviour of the main chain's engine (tests only).
+    pub faults: tongtian_consensus::Faults,
+    /// Told of every sub-chain started and stopped (the API).
+    pub observer: Option<Arc<dyn ChainObserver>>,
+}
+
+impl Launched {
+    /// Stop the registry follower, every sub-chain, then the main chain's
+    /// engine after its block in progress.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.follower.abort();
+        self.node.stop_all().await;
+        self.running.stop(STOP_TIMEOUT).await
+    }
+}
+
 /// How long a stopping chain's engine may take to finish its block.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -86,6 +123,31 @@ impl Node {
             main,
             subs: tokio::sync::Mutex::new(BTreeMap::new()),
             observer: Mutex::new(None),
+        })
+    }
+
+    /// The launch sequence: start the main chain's engine, then the
+    /// registry follower (which starts the sub-chains the registry names
+    /// this node for, telling `observer`).
+    pub fn launch(cfg: LaunchConfig) -> Result<Launched, NodeError> {
+        let running = cfg
+            .main
+            .start_with_faults(cfg.network.clone(), cfg.faults)?;
+        let node = Node::new(
+            &cfg.home,
+            cfg.main,
+            cfg.network,
+            cfg.transport_key,
+            cfg.keys,
+        );
+        if let Some(o) = cfg.observer {
+            node.set_observer(o);
+        }
+        let follower = tokio::spawn(node.clone().follow_registry());
+        Ok(Launched {
+            node,
+            running,
+            follower,
         })
     }
 
