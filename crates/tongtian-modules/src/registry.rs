@@ -17,10 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tongtian_crypto::SuiteId;
 use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
-use tongtian_types::{
-    serde_hex, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ModuleSections,
-    ValidatorSpec, VmKind,
-};
+use tongtian_types::{serde_hex, ChainSpec, GenesisAccount, ModuleSections, SpecBuilder, VmKind};
 
 /// The module's id.
 pub const ID: &str = "registry";
@@ -335,31 +332,23 @@ pub fn spec_of(entry: &ChainEntry, admins: &[tongtian_types::Address]) -> ChainS
             serde_json::json!({ "accounts": allowed }),
         );
     }
-    ChainSpec {
-        name: entry.name.clone(),
-        chain_id: entry.chain_id,
-        suite: entry.suite,
-        consensus: ConsensusSpec {
-            engine: entry.engine.clone(),
-            block_interval_ms: if entry.engine == "solo" { 100 } else { 200 },
-            max_block_txs: 10_000,
-            empty_block_interval_ms: 1_000,
-        },
-        validators: entry
-            .validators
-            .iter()
-            .map(|v| ValidatorSpec {
-                name: format!("{}/{}", v.org, v.node),
-                public_key: v.public_key.clone(),
-            })
-            .collect(),
-        accounts: entry.accounts.clone(),
-        gas: GasSchedule::default(),
-        limits: Limits::default(),
-        genesis_time_ms: entry.genesis_time_ms,
-        vms: entry.vms.clone(),
-        modules,
+    let mut b = SpecBuilder::new(&entry.name, entry.chain_id)
+        .suite(entry.suite)
+        .engine(&entry.engine)
+        .intervals(if entry.engine == "solo" { 100 } else { 200 }, 1_000)
+        .max_block_txs(10_000)
+        .vms(&entry.vms)
+        .genesis_time_ms(entry.genesis_time_ms);
+    for v in &entry.validators {
+        b = b.validator(&format!("{}/{}", v.org, v.node), &v.public_key);
     }
+    for a in &entry.accounts {
+        b = b.fund(a.address, a.balance);
+    }
+    for (id, section) in modules.0 {
+        b = b.module(&id, section);
+    }
+    b.build_unchecked()
 }
 
 /// The active chain called `name`.

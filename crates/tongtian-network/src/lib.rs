@@ -182,6 +182,8 @@ struct Inner {
     conns: Mutex<HashMap<PeerId, Conn>>,
     routes: Mutex<HashMap<Route, RouteTarget>>,
     blocked: Mutex<HashSet<PeerId>>,
+    /// Frames received, by chain id (before any scope filter).
+    frames_in: Mutex<HashMap<u64, u64>>,
     next_conn: Mutex<u64>,
     local_addr: SocketAddr,
     stop: watch::Receiver<bool>,
@@ -216,6 +218,7 @@ impl Network {
             conns: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashSet::new()),
+            frames_in: Mutex::new(HashMap::new()),
             next_conn: Mutex::new(0),
             local_addr,
             stop,
@@ -321,6 +324,17 @@ impl Network {
             .filter(|p| self.scope.as_ref().is_none_or(|s| s.is_member(p)))
             .cloned()
             .collect()
+    }
+
+    /// Frames this node received about chain `chain_id`, from anyone, since
+    /// it started (whether or not it runs that chain).
+    pub fn frames_received(&self, chain_id: u64) -> u64 {
+        self.inner
+            .frames_in
+            .lock()
+            .get(&chain_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Fault injection for tests and operators: drop all traffic to and
@@ -667,6 +681,7 @@ async fn run_connection(inner: Arc<Inner>, est: Established) {
         let mut cid = [0u8; 8];
         cid.copy_from_slice(&frame[..8]);
         let route = (u64::from_le_bytes(cid), frame[8]);
+        *inner.frames_in.lock().entry(route.0).or_default() += 1;
         let target = inner.routes.lock().get(&route).cloned();
         if let Some(RouteTarget { tx, scope }) = target {
             if let Some(s) = scope.filter(|s| !s.is_member(&peer)) {
@@ -846,6 +861,7 @@ mod tests {
             conns: Mutex::new(HashMap::new()),
             routes: Mutex::new(HashMap::new()),
             blocked: Mutex::new(HashSet::new()),
+            frames_in: Mutex::new(HashMap::new()),
             next_conn: Mutex::new(0),
             local_addr: list[2].addr,
             stop: watch::channel(false).1,

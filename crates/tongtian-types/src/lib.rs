@@ -23,7 +23,7 @@ pub use merkle::merkle_root;
 pub use primitives::{serde_hex, serde_u128, Address, H256};
 pub use spec::{
     Account, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ModuleSections,
-    ValidatorSpec,
+    SpecBuilder, ValidatorSpec,
 };
 pub use tx::{verify_signatures, verify_signatures_by};
 pub use tx::{

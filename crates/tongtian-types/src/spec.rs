@@ -235,3 +235,106 @@ impl ChainSpec {
         Ok(spec)
     }
 }
+
+/// Builds chain specs for tests, tools and generated chains, so no one
+/// writes a spec literal by hand: every field has a sensible default
+/// (solo engine, standard suite, both VMs, default gas and limits).
+#[derive(Clone, Debug)]
+pub struct SpecBuilder {
+    spec: ChainSpec,
+}
+
+impl SpecBuilder {
+    /// A spec called `name` with chain id `chain_id`.
+    pub fn new(name: &str, chain_id: u64) -> Self {
+        SpecBuilder {
+            spec: ChainSpec {
+                name: name.into(),
+                chain_id,
+                suite: SuiteId::Standard,
+                consensus: ConsensusSpec {
+                    engine: "solo".into(),
+                    block_interval_ms: default_interval(),
+                    max_block_txs: default_max_block_txs(),
+                    empty_block_interval_ms: 0,
+                },
+                validators: Vec::new(),
+                accounts: Vec::new(),
+                gas: GasSchedule::default(),
+                limits: Limits::default(),
+                genesis_time_ms: 0,
+                vms: all_vms(),
+                modules: ModuleSections::default(),
+            },
+        }
+    }
+
+    /// The crypto suite.
+    pub fn suite(mut self, suite: SuiteId) -> Self {
+        self.spec.suite = suite;
+        self
+    }
+
+    /// The consensus engine (`solo`, `raft`, `bft`).
+    pub fn engine(mut self, engine: &str) -> Self {
+        self.spec.consensus.engine = engine.into();
+        self
+    }
+
+    /// Block interval and, if positive, the idle interval of empty blocks.
+    pub fn intervals(mut self, block_ms: u64, empty_block_ms: u64) -> Self {
+        self.spec.consensus.block_interval_ms = block_ms;
+        self.spec.consensus.empty_block_interval_ms = empty_block_ms;
+        self
+    }
+
+    /// Most transactions per block.
+    pub fn max_block_txs(mut self, n: u32) -> Self {
+        self.spec.consensus.max_block_txs = n;
+        self
+    }
+
+    /// Add a validator by public key.
+    pub fn validator(mut self, name: &str, public_key: &[u8]) -> Self {
+        self.spec.validators.push(ValidatorSpec {
+            name: name.into(),
+            public_key: public_key.to_vec(),
+        });
+        self
+    }
+
+    /// Fund an account at genesis.
+    pub fn fund(mut self, address: Address, balance: u128) -> Self {
+        self.spec.accounts.push(GenesisAccount { address, balance });
+        self
+    }
+
+    /// Only these VMs.
+    pub fn vms(mut self, vms: &[crate::VmKind]) -> Self {
+        self.spec.vms = vms.to_vec();
+        self
+    }
+
+    /// A module's genesis section.
+    pub fn module(mut self, id: &str, section: serde_json::Value) -> Self {
+        self.spec.modules.insert(id, section);
+        self
+    }
+
+    /// The genesis time.
+    pub fn genesis_time_ms(mut self, t: u64) -> Self {
+        self.spec.genesis_time_ms = t;
+        self
+    }
+
+    /// The spec, unchecked (tests of invalid specs need that).
+    pub fn build_unchecked(self) -> ChainSpec {
+        self.spec
+    }
+
+    /// The spec, validated.
+    pub fn build(self) -> Result<ChainSpec, TypesError> {
+        self.spec.validate()?;
+        Ok(self.spec)
+    }
+}
