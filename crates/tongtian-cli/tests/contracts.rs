@@ -1255,3 +1255,62 @@ fn json_rpc_reads_state_at_past_blocks() {
 fn stranger_address() -> String {
     "0x0202020202020202020202020202020202020202".into()
 }
+
+/// A Solidity-style contract reads a native module through its precompile
+/// address: this hand-assembled runtime STATICCALLs the address in its
+/// code with its own calldata and returns the answer.
+fn module_reader(module: &str) -> String {
+    let h = tongtian_crypto::eth::keccak256(format!("tongtian/module/{module}").as_bytes());
+    let mut addr = vec![0xff, 0xff];
+    addr.extend_from_slice(&h[..18]);
+    // CALLDATACOPY(0, 0, CALLDATASIZE); STATICCALL(GAS, addr, 0, CALLDATASIZE, 0, 0); POP;
+    // RETURNDATACOPY(0, 0, RETURNDATASIZE); RETURN(0, RETURNDATASIZE)
+    let mut runtime = vec![0x36, 0x5f, 0x5f, 0x37, 0x5f, 0x5f, 0x36, 0x5f, 0x73];
+    runtime.extend_from_slice(&addr);
+    runtime.extend_from_slice(&[0x5a, 0xfa, 0x50, 0x3d, 0x5f, 0x5f, 0x3e, 0x3d, 0x5f, 0xf3]);
+    let len = runtime.len() as u8;
+    // CODECOPY(0, 10, len); RETURN(0, len)
+    let mut init = vec![0x60, len, 0x60, 0x0a, 0x5f, 0x39, 0x60, len, 0x5f, 0xf3];
+    init.extend_from_slice(&runtime);
+    hex::encode(init)
+}
+
+#[test]
+fn evm_contracts_read_native_modules_at_their_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let key = key0(&node);
+    let code = dir.path().join("reader.bin");
+    std::fs::write(&code, module_reader("membership")).unwrap();
+    let deployed: Value = serde_json::from_str(&ok(node.cli(&[
+        "--json",
+        "contract",
+        "deploy",
+        "--key",
+        &key,
+        "--evm",
+        code.to_str().unwrap(),
+    ])))
+    .unwrap();
+    let reader = deployed["address"].as_str().unwrap().to_string();
+    let call = |data: &str| {
+        rpc(
+            &node,
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+                "params": [{"to": reader, "data": format!("0x{}", hex::encode(data))}, "latest"]})
+            .to_string(),
+        )
+    };
+    let out = call("validators");
+    let bytes = hex::decode(out["result"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    let set: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    assert_eq!(set["version"], 0, "{out}");
+    assert_eq!(set["validators"].as_array().map(|v| v.len()), Some(1));
+    // A query the module does not answer comes back as its error code.
+    let out = call("chains");
+    let bytes = hex::decode(out["result"].as_str().unwrap().trim_start_matches("0x")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&bytes).contains("unknown_query"),
+        "{out}"
+    );
+}

@@ -434,6 +434,52 @@ impl<'o, 's> Host<'o, 's> {
         Ok(result)
     }
 
+    /// Whether `a` is one of the chain's native modules (which the EVM
+    /// serves as precompiles).
+    pub fn is_module(&self, a: &Address) -> bool {
+        self.modules.is_some_and(|ms| ms.at(a).is_some())
+    }
+
+    /// The module addresses of the chain.
+    pub fn module_addresses(&self) -> Vec<Address> {
+        self.modules
+            .map(|ms| {
+                ms.ids()
+                    .iter()
+                    .map(|id| crate::module::module_address(id))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A read-only query of the module at `a` (`path` as its query route
+    /// takes it, e.g. `validators` or `chains/trade`): its JSON answer.
+    /// `None` if no module lives at `a`.
+    pub fn query_module_at(
+        &mut self,
+        a: &Address,
+        path: &str,
+    ) -> Result<Option<Result<Vec<u8>, crate::module::ModuleError>>, ExecutionError> {
+        let Some(m) = self.modules.and_then(|ms| ms.at(a)).cloned() else {
+            return Ok(None);
+        };
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let params = query
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let mut state = crate::module::ModuleState::new(self.overlay, m.id());
+        Ok(Some(match m.query(&mut state, path, &params) {
+            Ok(v) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
+            Err(crate::module::ModuleFailure::Module(e)) => Err(e),
+            Err(crate::module::ModuleFailure::Execution(e)) => return Err(e),
+        }))
+    }
+
     /// A call of a native module at its address (a precompile): the value
     /// moves to the module, then the module handles `msg.input` as one of
     /// its messages, with the calling contract as the caller.

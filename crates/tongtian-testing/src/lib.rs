@@ -135,15 +135,26 @@ impl TestNet {
                 network,
                 launched: None,
             });
-            net.launch(i);
+            net.launch(i).await;
         }
         net
     }
 
-    fn launch(&mut self, i: usize) {
+    async fn launch(&mut self, i: usize) {
         let n = &mut self.nodes[i];
-        let main = ChainRuntime::open(&n.home.join("main"), self.spec.clone(), n.key.clone())
-            .expect("the main chain opens");
+        // After a restart, the last handles of the old runtime (tasks that
+        // are still finishing) may hold its store for a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let main = loop {
+            match ChainRuntime::open(&n.home.join("main"), self.spec.clone(), n.key.clone()) {
+                Ok(m) => break m,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("the main chain does not open: {e}"),
+            }
+        };
         let mut keys = ValidatorKeys::default();
         keys.insert(n.key.clone());
         keys.insert(n.other.clone());
@@ -166,9 +177,7 @@ impl TestNet {
         if let Some(l) = self.nodes[i].launched.take() {
             l.shutdown().await.expect("a clean stop");
         }
-        // The stores close when the last handle goes; give tasks a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        self.launch(i);
+        self.launch(i).await;
     }
 
     /// Chain `name` on node `i`, if it runs it.

@@ -10,6 +10,15 @@
 //! executor has already reserved the fee and settles it from the gas used,
 //! and nonces are the executor's to manage. Contracts on other VMs look like
 //! code-less accounts from inside the EVM.
+//!
+//! The chain's native modules are precompiles at their addresses
+//! ([`tongtian_execution::module::module_address`]): a `STATICCALL` (or
+//! `CALL`) with the UTF-8 text of a module query as input (`validators`,
+//! `chains/trade`, `proposals/1`, `proposals?open=true`) returns the
+//! module's JSON answer, or reverts with the module's error text. Module
+//! *messages* (writes, such as a vote) from Solidity are not taken yet: the
+//! EVM's journal and the module's state would have to roll back together
+//! on a partial revert; a call with a value or that is not a query reverts.
 
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
@@ -32,6 +41,93 @@ pub mod abi;
 
 /// Name of the events EVM logs become.
 pub const LOG_EVENT: &str = "log";
+
+/// Ethereum's precompiles plus the chain's modules as precompiles.
+struct WithModules {
+    eth: revm::handler::EthPrecompiles,
+    warm: revm::primitives::AddressSet,
+    modules: Vec<EAddr>,
+}
+
+impl<'a, 'h, 'o: 'h, 's: 'o, CTX> revm::handler::PrecompileProvider<CTX> for WithModules
+where
+    CTX: revm::context_interface::ContextTr<Db = HostDb<'a, 'h, 'o, 's>>,
+{
+    type Output = revm::interpreter::InterpreterResult;
+
+    fn set_spec(&mut self, spec: <CTX::Cfg as revm::context_interface::Cfg>::Spec) -> bool {
+        let changed =
+            <revm::handler::EthPrecompiles as revm::handler::PrecompileProvider<CTX>>::set_spec(
+                &mut self.eth,
+                spec,
+            );
+        self.warm = self.eth.warm_addresses().clone();
+        self.warm.extend(self.modules.iter().copied());
+        changed
+    }
+
+    fn run(
+        &mut self,
+        context: &mut CTX,
+        inputs: &revm::interpreter::CallInputs,
+    ) -> Result<Option<Self::Output>, String> {
+        use revm::interpreter::{Gas, InstructionResult, InterpreterResult};
+        if !self.modules.contains(&inputs.bytecode_address) {
+            return revm::handler::PrecompileProvider::<CTX>::run(&mut self.eth, context, inputs);
+        }
+        let input = inputs.input.as_bytes(context).to_vec();
+        let mut gas = Gas::new(inputs.gas_limit);
+        let revert = |gas: Gas, text: String| {
+            InterpreterResult::new(
+                InstructionResult::Revert,
+                Bytes::from(text.into_bytes()),
+                gas,
+            )
+        };
+        if !gas.record_regular_cost(tongtian_execution::vm::MODULE_CALL_GAS) {
+            return Ok(Some(InterpreterResult::new(
+                InstructionResult::PrecompileOOG,
+                Bytes::new(),
+                Gas::new_spent_with_reservoir(inputs.gas_limit, 0),
+            )));
+        }
+        if !inputs.value.get().is_zero() {
+            return Ok(Some(revert(
+                gas,
+                "a module takes no value from the EVM".into(),
+            )));
+        }
+        let Ok(path) = std::str::from_utf8(&input) else {
+            return Ok(Some(revert(
+                gas,
+                "a module query is UTF-8 text, e.g. `validators`".into(),
+            )));
+        };
+        let to = taddr(&inputs.bytecode_address);
+        let db = context.db_mut();
+        match db.host.query_module_at(&to, path) {
+            Ok(Some(Ok(json))) => Ok(Some(InterpreterResult::new(
+                InstructionResult::Return,
+                Bytes::from(json),
+                gas,
+            ))),
+            Ok(Some(Err(e))) => Ok(Some(revert(gas, format!("{}: {}", e.code, e.message)))),
+            Ok(None) => Ok(Some(revert(gas, "no module here".into()))),
+            Err(e) => {
+                db.error = Some(e);
+                Err("state read failed".into())
+            }
+        }
+    }
+
+    fn warm_addresses(&self) -> &revm::primitives::AddressSet {
+        &self.warm
+    }
+
+    fn contains(&self, address: &EAddr) -> bool {
+        self.warm.contains(address)
+    }
+}
 
 /// The EVM. Keeps analysed bytecode by code hash across calls.
 #[derive(Default)]
@@ -257,11 +353,17 @@ impl EvmVm {
                 cache: &self.code_cache,
                 error: None,
             };
+            let modules: Vec<EAddr> = db.host.module_addresses().iter().map(eaddr).collect();
             let mut evm = Context::mainnet()
                 .with_db(db)
                 .with_cfg(cfg)
                 .with_block(block)
-                .build_mainnet();
+                .build_mainnet()
+                .with_precompiles(WithModules {
+                    eth: revm::handler::EthPrecompiles::new(SpecId::PRAGUE),
+                    warm: Default::default(),
+                    modules,
+                });
             let res = evm.transact(tx);
             if let Some(e) = evm.ctx.journaled_state.database.error.take() {
                 return Err(e);
