@@ -294,7 +294,11 @@ pub(crate) async fn fund(
 }
 
 /// Run the benchmark.
-pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<TransferBenchReport> {
+pub async fn transfers(
+    node_url: &str,
+    chain: Option<&str>,
+    args: TransferBenchArgs,
+) -> Result<TransferBenchReport> {
     if args.count == 0 || args.concurrency == 0 || args.batch == 0 {
         bail!("--count, --concurrency and --batch must be positive");
     }
@@ -315,11 +319,19 @@ pub async fn transfers(node_url: &str, args: TransferBenchArgs) -> Result<Transf
             (Some(p), url, keys)
         }
     };
-    let client = Client::new(&url);
+    if chain.is_some() && process.is_some() {
+        bail!(
+            "--chain names a chain of a running node: pass --keys-dir (and --node or --nodes) too"
+        );
+    }
+    let client = Client::new(&url).chain(chain);
     let clients: Vec<Client> = if args.nodes.is_empty() {
         vec![client.clone()]
     } else {
-        args.nodes.iter().map(|u| Client::new(u)).collect()
+        args.nodes
+            .iter()
+            .map(|u| Client::new(u).chain(chain))
+            .collect()
     };
     for c in &clients {
         wait_ready(c, Duration::from_secs(60)).await?;

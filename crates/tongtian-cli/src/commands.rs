@@ -169,7 +169,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             print(json, &report, || crate::chains_bench::summary(&report))
         }
         Command::Bench(BenchCommand::Transfers(args)) => {
-            let report = crate::bench::transfers(client.base(), args).await?;
+            let report = crate::bench::transfers(client.base(), client.chain_name(), args).await?;
             print(json, &report, || crate::bench::summary(&report))
         }
     }
