@@ -502,3 +502,34 @@ fn hardhat_key_imports_with_its_ethereum_address_and_transfers() {
     assert_eq!(code, "ethereum_key", "{message}");
     assert!(message.contains("transfer"), "{message}");
 }
+
+/// Command lines the parser refuses still answer in JSON under `--json`:
+/// an unknown proposal kind, a value outside the allowed ones.
+#[test]
+fn refused_command_lines_answer_in_json() {
+    let out = run(&["gov", "propose", "frobnicate", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (code, message) = json_error(&out);
+    assert_eq!(code, "unknown_command");
+    assert!(message.contains("frobnicate"), "{message}");
+    let out = run(&[
+        "gov",
+        "propose",
+        "create-chain",
+        "--name",
+        "x",
+        "--engine",
+        "pbft",
+        "--orgs",
+        "org-0",
+        "--key",
+        "k",
+        "--json",
+    ]);
+    let (code, message) = json_error(&out);
+    assert_eq!(code, "bad_value");
+    assert!(message.contains("pbft"), "{message}");
+    // Without --json, clap's own words on stderr.
+    let out = run(&["gov", "propose", "frobnicate"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unrecognized subcommand"));
+}
