@@ -371,6 +371,10 @@ async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
         mempool_size: c.mempool().len(),
         mempool_queued: c.mempool().queued_len(),
         mempool_queued_evicted: c.mempool().queued_evicted(),
+        frames_from_non_members: c
+            .network()
+            .and_then(|n| n.scope().map(|s| s.dropped()))
+            .unwrap_or(0),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }

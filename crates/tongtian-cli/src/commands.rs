@@ -669,6 +669,8 @@ async fn run_dev(args: DevArgs, json: bool) -> Result<()> {
             "data_dir": args.data_dir.display().to_string(),
             "api": format!("http://{api_addr}"),
             "eth_rpc": format!("http://{api_addr}/eth"),
+            "org": tongtian_node::dev::DEV_ORG,
+            "admin_key": chain.admin_key.display().to_string(),
             "accounts": chain.dev_keys.iter().zip(&chain.spec.accounts).map(|(path, acct)| {
                 json!({ "address": acct.address, "key_file": path.display().to_string() })
             }).collect::<Vec<_>>(),
@@ -684,6 +686,13 @@ async fn run_dev(args: DevArgs, json: bool) -> Result<()> {
         println!("  height      {}", runtime.latest().0);
         println!("  data dir    {}", args.data_dir.display());
         println!("  api         http://{api_addr}");
+        if chain.admin_key.exists() {
+            println!(
+                "  org         {} (all the weight: its proposals pass at once), admin key {}",
+                tongtian_node::dev::DEV_ORG,
+                chain.admin_key.display()
+            );
+        }
         println!("  dev accounts (keys in {}):", keys_dir.display());
         for (path, acct) in chain.dev_keys.iter().zip(&chain.spec.accounts) {
             println!("    {}  {}", acct.address, path.display());

@@ -43,7 +43,54 @@ pub async fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<()> {
                 serde_json::to_string_pretty(&o).unwrap_or_default()
             })
         }
+        OrgCommand::SetNodes { id, home, signer } => {
+            let mut nodes = Vec::new();
+            for h in &home {
+                nodes.push(node_info(h)?);
+            }
+            let msg = tongtian_modules::org::OrgMsg::SetNodes { id, nodes };
+            let action = tongtian_types::Action::Module {
+                module: tongtian_modules::org::ID.into(),
+                msg: msg.encode(),
+            };
+            let tx = util::sign(&ctx.client, &signer, action, None).await?;
+            let hash = ctx.client.submit(&tx).await?;
+            util::conclude(ctx, hash, true, |_, _| String::new()).await?;
+            Ok(())
+        }
     }
+}
+
+/// What a node home says of its node: name, transport key, validator keys.
+fn node_info(home: &std::path::Path) -> Result<tongtian_modules::org::NodeInfo> {
+    let node = util::load_key(&home.join("node.key"), None)
+        .with_context(|| format!("{} is not a node home", home.display()))?;
+    let mut keys = vec![tongtian_modules::org::SuiteKey {
+        suite: node.suite(),
+        public_key: node.public_key().to_vec(),
+    }];
+    for suite in [
+        tongtian_crypto::SuiteId::Standard,
+        tongtian_crypto::SuiteId::Sm,
+    ] {
+        let p = home.join(format!("validator-{suite}.key"));
+        if p.exists() && suite != node.suite() {
+            let k = util::load_key(&p, None)?;
+            keys.push(tongtian_modules::org::SuiteKey {
+                suite,
+                public_key: k.public_key().to_vec(),
+            });
+        }
+    }
+    let name = home
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "node".into());
+    Ok(tongtian_modules::org::NodeInfo {
+        name,
+        transport_key: node.public_key().to_vec(),
+        validator_keys: keys,
+    })
 }
 
 /// Run a `gov` command.

@@ -167,6 +167,21 @@ pub enum OrgCommand {
         /// Its id (e.g. org-1).
         id: String,
     },
+    /// Register your organisation's nodes (replacing the list): each node
+    /// home's `node.key` (its transport key) and `validator-*.key` files
+    /// (its keys for sub-chains of each suite). Signed by the admin.
+    #[command(after_help = "Example:
+  tongtian org set-nodes org-4 --home ./net/node-4 --key ./net/orgs/org-4/admin.key")]
+    SetNodes {
+        /// Its id.
+        id: String,
+        /// A node home (repeatable).
+        #[arg(long, required = true)]
+        home: Vec<PathBuf>,
+        /// Signer (the organisation's admin key) and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
 }
 
 /// `tongtian gov ...`.

@@ -48,6 +48,39 @@ fn a_vote_creates_a_sub_chain_that_runs_serves_and_stops() {
     let orgs = ok_json(node.cli(&["org", "list", "--json"]));
     assert_eq!(orgs[0]["id"], "org-0");
     assert_eq!(orgs.as_array().unwrap().len(), 1);
+    // Its admin re-registers its node from the node's home (node.key and
+    // validator-sm.key): same transport key, both suites' keys.
+    let before = orgs[0]["nodes"][0].clone();
+    ok_json(node.cli(&[
+        "org",
+        "set-nodes",
+        "org-0",
+        "--home",
+        node.data_dir.to_str().unwrap(),
+        "--key",
+        &admin,
+        "--json",
+    ]));
+    let shown = ok_json(node.cli(&["org", "show", "org-0", "--json"]));
+    assert_eq!(shown["nodes"][0]["transport_key"], before["transport_key"]);
+    assert_eq!(
+        shown["nodes"][0]["validator_keys"],
+        before["validator_keys"]
+    );
+    assert_eq!(shown["nodes"][0]["name"], "dev");
+    // Another account may not change org-0's nodes.
+    let dev3 = node.data_dir.join("dev-keys/dev-3.key");
+    let out = node.cli(&[
+        "org",
+        "set-nodes",
+        "org-0",
+        "--home",
+        node.data_dir.to_str().unwrap(),
+        "--key",
+        dev3.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!out.status.success());
 
     // An SM account to fund in the sub-chain's genesis.
     let sm_key = dir.path().join("sm.key");

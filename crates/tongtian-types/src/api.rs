@@ -36,6 +36,10 @@ pub struct StatusInfo {
     /// room for one nearer its sender's next nonce.
     #[serde(default)]
     pub mempool_queued_evicted: u64,
+    /// Frames about this chain dropped because their sender is not one of
+    /// its member nodes (0 when the chain is not scoped, e.g. a main chain).
+    #[serde(default)]
+    pub frames_from_non_members: u64,
     /// Node software version.
     pub version: String,
 }
