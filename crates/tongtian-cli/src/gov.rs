@@ -225,6 +225,18 @@ async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
             signer,
         ),
         ProposeCommand::RemoveOrg { id, signer } => (ProposalKind::RemoveOrg { id }, signer),
+        ProposeCommand::FreezeContract { address, signer } => (
+            ProposalKind::FreezeContract {
+                address: parse_address(&address)?,
+            },
+            signer,
+        ),
+        ProposeCommand::UnfreezeContract { address, signer } => (
+            ProposalKind::UnfreezeContract {
+                address: parse_address(&address)?,
+            },
+            signer,
+        ),
         ProposeCommand::SetWeight { id, weight, signer } => {
             (ProposalKind::SetWeight { id, weight }, signer)
         }

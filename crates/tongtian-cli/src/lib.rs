@@ -289,6 +289,24 @@ pub enum ProposeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Freeze a contract of the main chain: no transaction may call it.
+    FreezeContract {
+        /// Its address.
+        #[arg(long)]
+        address: String,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Unfreeze a contract.
+    UnfreezeContract {
+        /// Its address.
+        #[arg(long)]
+        address: String,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Change an organisation's voting weight.
     SetWeight {
         /// Its id.

@@ -60,6 +60,16 @@ pub enum ProposalKind {
         /// Its name.
         name: String,
     },
+    /// Freeze a contract on the main chain (no transaction may call it).
+    FreezeContract {
+        /// Its address.
+        address: tongtian_types::Address,
+    },
+    /// Unfreeze it.
+    UnfreezeContract {
+        /// Its address.
+        address: tongtian_types::Address,
+    },
 }
 
 impl ProposalKind {
@@ -71,6 +81,8 @@ impl ProposalKind {
             ProposalKind::SetWeight { .. } => "set-weight",
             ProposalKind::CreateChain { .. } => "create-chain",
             ProposalKind::StopChain { .. } => "stop-chain",
+            ProposalKind::FreezeContract { .. } => "freeze-contract",
+            ProposalKind::UnfreezeContract { .. } => "unfreeze-contract",
         }
     }
 }
@@ -183,7 +195,9 @@ impl Params {
             return *r;
         }
         let threshold = match kind {
-            "create-chain" | "stop-chain" => Fraction { num: 2, den: 3 },
+            "create-chain" | "stop-chain" | "freeze-contract" | "unfreeze-contract" => {
+                Fraction { num: 2, den: 3 }
+            }
             _ => Fraction { num: 1, den: 2 },
         };
         Rule {
@@ -362,6 +376,14 @@ impl Gov {
                 crate::registry::ID,
                 &RegistryMsg::Stop { name: name.clone() }.encode(),
             )?,
+            ProposalKind::FreezeContract { address } => ctx.call(
+                crate::contracts::ID,
+                &crate::contracts::ContractsMsg::Freeze { address: *address }.encode(),
+            )?,
+            ProposalKind::UnfreezeContract { address } => ctx.call(
+                crate::contracts::ID,
+                &crate::contracts::ContractsMsg::Unfreeze { address: *address }.encode(),
+            )?,
         };
         Ok(())
     }
@@ -416,6 +438,10 @@ impl Gov {
                     crate::registry::ID,
                     &RegistryMsg::CheckStop { name: name.clone() }.encode(),
                 )?;
+            }
+            ProposalKind::FreezeContract { .. } | ProposalKind::UnfreezeContract { .. } => {
+                // The chain must run the contracts module.
+                ctx.query(crate::contracts::ID, "frozen", &BTreeMap::new())?;
             }
         }
         Ok(())

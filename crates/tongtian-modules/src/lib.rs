@@ -8,7 +8,8 @@
 //!   admins, thresholds and quorums per kind, execution of a passed
 //!   proposal in the block that closes it;
 //! - [`registry`]: the sub-chains that exist, each with the genesis spec
-//!   every member node derives from it identically.
+//!   every member node derives from it identically;
+//! - [`contracts`]: contracts frozen by a vote.
 //!
 //! On a sub-chain: [`access`], which keeps a restricted chain to the
 //! accounts its registry entry names.
@@ -20,6 +21,7 @@
 //! [`build`] makes the modules a chain spec's `modules` sections name.
 
 pub mod access;
+pub mod contracts;
 pub mod gov;
 pub mod org;
 pub mod registry;
@@ -40,10 +42,11 @@ pub fn build(executor: Executor, spec: &ChainSpec) -> Result<Executor, String> {
             gov::ID => Arc::new(gov::Gov),
             registry::ID => Arc::new(registry::Registry),
             access::ID => Arc::new(access::Access),
+            contracts::ID => Arc::new(contracts::Contracts),
             tongtian_execution::membership::ID => continue,
             other => {
                 return Err(format!(
-                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, membership)"
+                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, membership)"
                 ))
             }
         };

@@ -103,6 +103,7 @@ impl Net {
         spec.modules
             .insert("gov", serde_json::json!({ "voting_period": voting_period }));
         spec.modules.insert("registry", serde_json::json!({}));
+        spec.modules.insert("contracts", serde_json::json!({}));
         let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
@@ -600,4 +601,55 @@ fn a_stop_vote_marks_the_chain_stopped() {
     );
     assert_eq!(net.q("registry", "chains/solo1")["status"], "stopped");
     assert_eq!(status(&net, 2), "executed");
+}
+
+#[test]
+fn a_frozen_contract_takes_no_transaction_until_unfrozen() {
+    let mut net = Net::new(1, 50);
+    let target = Address([0xc0; 20]);
+    let user = net.outsider.clone();
+    let call = |net: &mut Net| {
+        let t = net.tx(
+            &user,
+            Action::Call {
+                to: target,
+                input: vec![],
+                value: 0,
+            },
+        );
+        // Do not spend the nonce: only ask the authorize phase.
+        *net.nonces.get_mut(&addr(&user)).unwrap() -= 1;
+        net.ex.authorize_on(&net.store, &t).unwrap()
+    };
+    assert_eq!(call(&mut net), Ok(()));
+    let (code, _) = net.gov(
+        0,
+        GovMsg::Propose {
+            kind: ProposalKind::FreezeContract { address: target },
+        },
+    );
+    assert_eq!(code, "success");
+    assert_eq!(
+        net.q("contracts", "frozen"),
+        serde_json::json!([target.to_string()])
+    );
+    let refused = call(&mut net).unwrap_err();
+    assert_eq!(refused.0, "contract_frozen");
+    // Only gov freezes.
+    let admin = net.admins[0].clone();
+    let t = net.tx(
+        &admin,
+        Action::Module {
+            module: "contracts".into(),
+            msg: tongtian_modules::contracts::ContractsMsg::Unfreeze { address: target }.encode(),
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "governance_only");
+    net.gov(
+        0,
+        GovMsg::Propose {
+            kind: ProposalKind::UnfreezeContract { address: target },
+        },
+    );
+    assert_eq!(call(&mut net), Ok(()));
 }
