@@ -1351,8 +1351,9 @@ fn sub_chains_are_created_by_vote_and_run_on_their_members() {
     // three validators, so BFT needs all of them and halts; the main chain
     // and trace (four each) go on. After the restart node 2 runs all its
     // chains again and trade resumes.
+    let mut load = vec![sent["tx_hash"].as_str().unwrap().to_string()];
     for n in 0..5 {
-        let _ = cli_at(
+        let out = cli_at(
             &t,
             1,
             &[
@@ -1370,6 +1371,7 @@ fn sub_chains_are_created_by_vote_and_run_on_their_members() {
                 "--json",
             ],
         );
+        load.push(ok_json(out)["tx_hash"].as_str().unwrap().to_string());
     }
     t.kill(2);
     let main_target = t.height(0) + 2;
@@ -1397,6 +1399,24 @@ fn sub_chains_are_created_by_vote_and_run_on_their_members() {
     }
     let acct = t.get(3, &format!("/v1/chains/trade/accounts/{to}")).1;
     assert_eq!(acct["balance"], "82", "{acct}");
+    // Every receipted transaction is in exactly one place, the same on
+    // every member, and its block lists it once.
+    for h in &load {
+        let places: Vec<(Value, Value)> = (1..4)
+            .map(|i| {
+                let (code, r) = t.get(i, &format!("/v1/chains/trade/receipts/{h}"));
+                assert_eq!(code, 200, "node {i}: {r}");
+                (r["height"].clone(), r["index"].clone())
+            })
+            .collect();
+        assert!(places.iter().all(|p| *p == places[0]), "{h}: {places:?}");
+        let (_, block) = t.get(1, &format!("/v1/chains/trade/blocks/{}", places[0].0));
+        let listed = block
+            .to_string()
+            .matches(h.trim_start_matches("0x"))
+            .count();
+        assert!(listed >= 1, "{h} not in its block: {block}");
+    }
     // Every member agrees on trade's blocks.
     let h = target;
     let hashes: Vec<Value> = (1..4)
