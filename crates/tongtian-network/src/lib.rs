@@ -267,6 +267,46 @@ impl Network {
         }
     }
 
+    /// A transport in memory on `hub` (see [`MemoryHub`]): nothing is
+    /// bound; `config.listen` is only reported as the local address.
+    pub fn start_in_memory(config: NetworkConfig, hub: &Arc<MemoryHub>) -> Network {
+        let me = PeerId(config.identity.public_key().to_vec());
+        let allowed: HashSet<Vec<u8>> = config
+            .peers
+            .iter()
+            .map(|p| p.public_key.clone())
+            .filter(|k| *k != me.0)
+            .collect();
+        let (stop_tx, stop) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            me,
+            allowed: parking_lot::RwLock::new(allowed),
+            conns: Mutex::new(HashMap::new()),
+            routes: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(HashSet::new()),
+            frames_in: Mutex::new(HashMap::new()),
+            next_conn: Mutex::new(0),
+            local_addr: config.listen,
+            stop,
+            config,
+        });
+        let mut nodes = hub.nodes.lock();
+        nodes.retain(|w| w.strong_count() > 0);
+        for other in nodes.iter().filter_map(|w| w.upgrade()) {
+            let both = inner.allowed.read().contains(&other.me.0)
+                && other.allowed.read().contains(&inner.me.0);
+            if both {
+                connect_in_memory(&inner, &other);
+            }
+        }
+        nodes.push(Arc::downgrade(&inner));
+        Network {
+            inner,
+            stop: Arc::new(stop_tx),
+            scope: None,
+        }
+    }
+
     /// This node's id.
     pub fn local_id(&self) -> PeerId {
         self.inner.me.clone()
@@ -614,6 +654,87 @@ async fn read_frame(
     }
 }
 
+/// Hand one received frame to its route: `false` if it is malformed (the
+/// connection is then closed). Counts it, drops it if the peer is blocked
+/// or, for a scoped route, not a member of the chain.
+fn deliver(inner: &Inner, peer: &PeerId, frame: &[u8]) -> bool {
+    if frame.len() < 9 {
+        tracing::warn!(%peer, "short frame; disconnecting");
+        return false;
+    }
+    if inner.blocked.lock().contains(peer) {
+        return true;
+    }
+    let mut cid = [0u8; 8];
+    cid.copy_from_slice(&frame[..8]);
+    let route = (u64::from_le_bytes(cid), frame[8]);
+    *inner.frames_in.lock().entry(route.0).or_default() += 1;
+    let target = inner.routes.lock().get(&route).cloned();
+    if let Some(RouteTarget { tx, scope }) = target {
+        if let Some(s) = scope.filter(|s| !s.is_member(peer)) {
+            s.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(%peer, chain = s.chain_id, "frame from a non-member dropped");
+            return true;
+        }
+        if tx
+            .try_send(Inbound {
+                from: peer.clone(),
+                payload: frame[9..].to_vec(),
+            })
+            .is_err()
+        {
+            tracing::debug!(%peer, ?route, "inbound queue full; message dropped");
+        }
+    }
+    true
+}
+
+/// An in-memory meeting point for transports in one process (tests):
+/// [`Network::start_in_memory`] connects each new transport to every one
+/// already on the hub that both allow, with channels instead of sockets.
+/// Routing, scopes, blocking, counting and admission work as over TCP; the
+/// Noise handshake and the wire encryption are skipped.
+#[derive(Default)]
+pub struct MemoryHub {
+    nodes: Mutex<Vec<std::sync::Weak<Inner>>>,
+}
+
+impl MemoryHub {
+    /// An empty hub.
+    pub fn new() -> Arc<MemoryHub> {
+        Arc::new(MemoryHub::default())
+    }
+}
+
+/// Deliver what `from` sends to `to` over `rx`, until either stops.
+async fn pump(to: Arc<Inner>, from: PeerId, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut stop = to.stop.clone();
+    loop {
+        let frame = tokio::select! {
+            f = rx.recv() => match f { Some(f) => f, None => return },
+            _ = stop.changed() => return,
+        };
+        if !deliver(&to, &from, &frame) {
+            return;
+        }
+    }
+}
+
+/// Connect `a` and `b` in memory (each sends to the other through a channel).
+fn connect_in_memory(a: &Arc<Inner>, b: &Arc<Inner>) {
+    for (x, y) in [(a, b), (b, a)] {
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(4096);
+        let id = {
+            let mut n = x.next_conn.lock();
+            *n += 1;
+            *n
+        };
+        x.conns.lock().insert(y.me.clone(), Conn { id, out: tx });
+        tokio::spawn(pump(y.clone(), x.me.clone(), rx));
+    }
+    tracing::debug!(a = %a.me, b = %b.me, "connected in memory");
+}
+
 async fn run_connection(inner: Arc<Inner>, est: Established) {
     let Established {
         peer,
@@ -671,33 +792,8 @@ async fn run_connection(inner: Arc<Inner>, est: Established) {
                 break;
             }
         };
-        if frame.len() < 9 {
-            tracing::warn!(%peer, "short frame; disconnecting");
+        if !deliver(&inner, &peer, &frame) {
             break;
-        }
-        if inner.blocked.lock().contains(&peer) {
-            continue;
-        }
-        let mut cid = [0u8; 8];
-        cid.copy_from_slice(&frame[..8]);
-        let route = (u64::from_le_bytes(cid), frame[8]);
-        *inner.frames_in.lock().entry(route.0).or_default() += 1;
-        let target = inner.routes.lock().get(&route).cloned();
-        if let Some(RouteTarget { tx, scope }) = target {
-            if let Some(s) = scope.filter(|s| !s.is_member(&peer)) {
-                s.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::debug!(%peer, chain = s.chain_id, "frame from a non-member dropped");
-                continue;
-            }
-            if tx
-                .try_send(Inbound {
-                    from: peer.clone(),
-                    payload: frame[9..].to_vec(),
-                })
-                .is_err()
-            {
-                tracing::debug!(%peer, ?route, "inbound queue full; message dropped");
-            }
         }
     }
     writer.abort();
@@ -837,6 +933,49 @@ mod tests {
         a.scope().unwrap().set_members(ids.clone());
         assert!(nets[2].send(&ids[0], 7, 0, b"now a member"));
         assert_eq!(recv(&mut a_in).await.payload, b"now a member");
+        for n in &nets {
+            n.shutdown();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_memory_transports_route_and_scope_like_sockets() {
+        let (keys, peers) = mesh(SuiteId::Standard, 3);
+        let hub = MemoryHub::new();
+        let nets: Vec<Network> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                Network::start_in_memory(
+                    NetworkConfig {
+                        identity: k.clone(),
+                        listen: peers[i].addr,
+                        peers: peers.clone(),
+                        max_frame: 1 << 20,
+                    },
+                    &hub,
+                )
+            })
+            .collect();
+        assert!(nets.iter().all(|n| n.connected().len() == 2));
+        let ids: Vec<PeerId> = nets.iter().map(|n| n.local_id()).collect();
+        let a = nets[0].join(9, [ids[0].clone(), ids[1].clone()]);
+        let mut b_in = nets[1]
+            .join(9, [ids[0].clone(), ids[1].clone()])
+            .subscribe(9, 0);
+        let mut a_in = a.subscribe(9, 0);
+        assert_eq!(a.broadcast(9, 0, b"members"), 1);
+        assert_eq!(recv(&mut b_in).await.payload, b"members");
+        assert!(nets[2].send(&ids[0], 9, 0, b"outsider"));
+        until("the drop", || a.scope().unwrap().dropped() == 1).await;
+        assert!(a_in.try_recv().is_err());
+        assert_eq!(nets[0].frames_received(9), 1);
+        // Admission: node 2 leaves; its connection goes.
+        assert_eq!(
+            nets[0].admit_only(&[ids[1].0.clone()].into_iter().collect()),
+            1
+        );
+        assert_eq!(nets[0].connected(), vec![ids[1].clone()]);
         for n in &nets {
             n.shutdown();
         }

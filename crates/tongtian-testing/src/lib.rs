@@ -22,6 +22,15 @@ use tongtian_node::ChainRuntime;
 use tongtian_types::codec::encode;
 use tongtian_types::{Action, Address, ChainSpec, Receipt, SpecBuilder, Transaction, H256};
 
+/// How the test nodes talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// Channels in memory.
+    Memory,
+    /// The Noise transport over TCP on 127.0.0.1.
+    Loopback,
+}
+
 /// Chain id of the test main chain.
 pub const MAIN_CHAIN_ID: u64 = 7_000;
 
@@ -72,8 +81,15 @@ fn address(k: &Keypair) -> Address {
 pub const BALANCE: u128 = 1_000_000_000_000_000_000;
 
 impl TestNet {
-    /// Start `n` nodes of a main chain run by `engine` under `suite`.
+    /// Start `n` nodes of a main chain run by `engine` under `suite`,
+    /// talking in memory.
     pub async fn start(n: usize, engine: &str, suite: SuiteId) -> TestNet {
+        Self::start_with(n, engine, suite, Wire::Memory).await
+    }
+
+    /// [`TestNet::start`] over the given wire.
+    pub async fn start_with(n: usize, engine: &str, suite: SuiteId, wire: Wire) -> TestNet {
+        let hub = tongtian_network::MemoryHub::new();
         let dir = tempfile::tempdir().expect("a temp dir");
         let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate(suite)).collect();
         let other_suite = tongtian_node::dev::other_suite(suite);
@@ -119,14 +135,16 @@ impl TestNet {
         };
         for i in 0..n {
             let home = net._dir.path().join(format!("node-{i}"));
-            let network = Network::start(NetworkConfig {
+            let config = NetworkConfig {
                 identity: keys[i].clone(),
                 listen: net.peers[i].addr,
                 peers: net.peers.clone(),
                 max_frame: 8 << 20,
-            })
-            .await
-            .expect("the transport starts");
+            };
+            let network = match wire {
+                Wire::Memory => Network::start_in_memory(config, &hub),
+                Wire::Loopback => Network::start(config).await.expect("the transport starts"),
+            };
             net.nodes.push(TestNode {
                 key: keys[i].clone(),
                 other: others[i].clone(),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_modules::gov::{Choice, GovMsg, ProposalKind};
 use tongtian_modules::registry::ChainRequest;
-use tongtian_testing::TestNet;
+use tongtian_testing::{TestNet, Wire};
 use tongtian_types::{Action, Address, GenesisAccount, TxStatus, VmKind};
 
 fn create(name: &str, engine: &str, suite: SuiteId, orgs: &[usize], fund: &[Address]) -> GovMsg {
@@ -54,8 +54,17 @@ fn addr(k: &Keypair) -> Address {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sub_chains_by_vote_run_on_their_members_only() {
-    let mut net = TestNet::start(4, "bft", SuiteId::Standard).await;
+async fn sub_chains_by_vote_run_on_their_members_only_in_memory() {
+    scenario(Wire::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_chains_by_vote_run_on_their_members_only_over_loopback() {
+    scenario(Wire::Loopback).await;
+}
+
+async fn scenario(wire: Wire) {
+    let mut net = TestNet::start_with(4, "bft", SuiteId::Standard, wire).await;
     let secs = Duration::from_secs;
     net.wait_height(0, "main", 1, secs(30)).await;
     let sm_user = Keypair::generate(SuiteId::Sm);
