@@ -1365,6 +1365,7 @@ mod tests {
                 certificate: &Certificate::default(),
                 state: &staged,
                 filters: Default::default(),
+                block_events: &[],
             })
             .unwrap();
         let proposer = Address::from_public_key(SuiteId::Standard, v.public_key());
@@ -1443,6 +1444,7 @@ mod tests {
                 certificate: &Certificate::default(),
                 state: &staged,
                 filters: Default::default(),
+                block_events: &[],
             })
             .unwrap();
         let mut everyone = a.clone();
@@ -1575,6 +1577,7 @@ mod tests {
                 certificate: &Certificate::default(),
                 state: &staged,
                 filters: Default::default(),
+                block_events: &[],
             })
             .unwrap();
     }

@@ -118,6 +118,7 @@ impl TestChain {
                 certificate: &Certificate::default(),
                 state: &staged,
                 filters: Default::default(),
+                block_events: &[],
             })
             .expect("commit");
     }

@@ -25,6 +25,7 @@ struct Net {
     outsider: Keypair,
     nonces: BTreeMap<Address, u64>,
     height: u64,
+    last_block_events: Vec<tongtian_types::Event>,
 }
 
 fn addr(k: &Keypair) -> Address {
@@ -115,6 +116,7 @@ impl Net {
             outsider,
             nonces: BTreeMap::new(),
             height: 0,
+            last_block_events: Vec::new(),
         };
         let genesis = Outcome {
             changes: net.ex.genesis_changes().unwrap(),
@@ -148,6 +150,7 @@ impl Net {
                 certificate: &Certificate::default(),
                 state: &staged,
                 filters: Default::default(),
+                block_events: &[],
             })
             .unwrap();
     }
@@ -179,6 +182,7 @@ impl Net {
             .execute(&self.store, &env, txs, Mode::Verify)
             .unwrap();
         let out = self.ex.finish_block(&self.store, &env, out).unwrap();
+        self.last_block_events = out.block_events.clone();
         let codes = out
             .receipts
             .iter()
@@ -427,10 +431,18 @@ fn the_voting_period_ends_a_proposal_and_late_votes_are_refused() {
             kind: create("late", "raft", SuiteId::Standard, &["org-0", "org-1"]),
         },
     );
-    // Filed at height 1, open through height 3; closed at its end.
+    // Filed at height 1, open through height 3; closed at its end, with
+    // an event of the block itself (no transaction closed it).
     net.block(vec![]);
+    assert!(net.last_block_events.is_empty());
     net.block(vec![]);
     assert_eq!(status(&net, 1), "rejected");
+    let e = &net.last_block_events[0];
+    assert_eq!(e.name, "proposal_decided");
+    assert!(
+        e.attributes.contains(&("status".into(), "rejected".into())),
+        "{e:?}"
+    );
     assert_eq!(
         net.gov(
             1,

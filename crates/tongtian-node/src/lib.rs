@@ -265,6 +265,7 @@ impl ChainRuntime {
                 },
                 state: &staged,
                 filters: BlockFilters::default(),
+                block_events: &[],
             })?;
             tracing::info!(chain = %spec.name, root = %block.header.state_root, "genesis committed");
         }
@@ -514,7 +515,23 @@ impl ChainRuntime {
             }
             // A block's receipts in order, read by position: no hash lookups.
             let mut log_index = 0u32;
-            for r in self.store.block_receipts(height)? {
+            // The block's own events (module hooks) come after its
+            // transactions', with no transaction: hash zero, index u32::MAX.
+            let own = self.store.block_events(height)?;
+            let receipts = self.store.block_receipts(height)?;
+            let own_receipt = (!own.is_empty()).then(|| tongtian_types::Receipt {
+                tx_hash: H256::ZERO,
+                height,
+                index: u32::MAX,
+                sender: Address::ZERO,
+                status: tongtian_types::TxStatus::Success,
+                gas_used: 0,
+                fee: 0,
+                events: own,
+                output: Vec::new(),
+                contract_address: None,
+            });
+            for r in receipts.into_iter().chain(own_receipt) {
                 for e in r.events {
                     if emitter.is_none_or(|a| a == e.emitter) {
                         out.push(EventRecord {
@@ -546,7 +563,7 @@ impl ChainRuntime {
         Ok(Some(BlockStats {
             size: tongtian_types::codec::encode(&block).len() as u64,
             gas_used: receipts.iter().map(|r| r.gas_used).sum(),
-            filters: event_filters(&receipts),
+            filters: event_filters(&receipts, &self.store.block_events(height)?),
         }))
     }
 
@@ -943,7 +960,7 @@ impl ChainRuntime {
                 prepare.then(|| scope.spawn(|| self.prepare_next(&header, hash, &held, &staged)));
             // Kept with the block, so that event queries and block views
             // need not rebuild them from its receipts.
-            let filters = event_filters(&outcome.receipts);
+            let filters = event_filters(&outcome.receipts, &outcome.block_events);
             let written = self.store.commit_block(BlockCommit {
                 block: &block,
                 tx_hashes: &tx_hashes,
@@ -951,6 +968,7 @@ impl ChainRuntime {
                 certificate: &cert,
                 state: &staged,
                 filters,
+                block_events: &outcome.block_events,
             });
             if written.is_ok() {
                 self.committed(&block, hash, &outcome, tx_hashes.clone());
@@ -1027,8 +1045,11 @@ fn held_nonces(outcome: &Outcome) -> HashMap<Address, u64> {
 /// The [`BlockFilters`] of a block with `receipts`: Ethereum's logs bloom
 /// of its EVM logs, and a bloom of the same form over the emitters of all
 /// its events.
-fn event_filters(receipts: &[tongtian_types::Receipt]) -> BlockFilters {
-    let events = || receipts.iter().flat_map(|r| &r.events);
+fn event_filters(
+    receipts: &[tongtian_types::Receipt],
+    block_events: &[tongtian_types::Event],
+) -> BlockFilters {
+    let events = || receipts.iter().flat_map(|r| &r.events).chain(block_events);
     let mut emitters = BloomBuilder::default();
     for e in events() {
         emitters.add(&e.emitter.0);

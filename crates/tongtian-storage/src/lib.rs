@@ -102,6 +102,9 @@ const RECEIPT_MARKS: TableDefinition<(u64, u32), (u64, u32)> =
     TableDefinition::new("receipt_marks");
 /// [`BlockStats`] by height. Blocks written before it existed have none.
 const BLOCK_STATS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_stats");
+/// Height → encoded `Vec<Event>` of the block's own events (only blocks
+/// that have some).
+const BLOCK_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("block_events");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const SMT_NODES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_nodes");
 const SMT_VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("smt_values");
@@ -261,6 +264,9 @@ pub struct BlockCommit<'a> {
     /// Filters over its events, kept in its [`BlockStats`] for event
     /// queries to skip the block by.
     pub filters: BlockFilters,
+    /// Events of the block itself rather than of a transaction (native
+    /// modules' begin- and end-block hooks), kept in their own table.
+    pub block_events: &'a [tongtian_types::Event],
 }
 
 /// A chain's store on disk.
@@ -406,6 +412,7 @@ impl ChainStore {
             w.open_table(TXS).map_err(db_err)?;
             w.open_table(RECEIPTS).map_err(db_err)?;
             w.open_table(BLOCK_STATS).map_err(db_err)?;
+            w.open_table(BLOCK_EVENTS).map_err(db_err)?;
             w.open_table(RECEIPT_MARKS).map_err(db_err)?;
             w.open_table(STATE).map_err(db_err)?;
             w.open_table(SMT_NODES).map_err(db_err)?;
@@ -574,6 +581,22 @@ impl ChainStore {
     /// committed, or committed before stats were kept).
     pub fn block_stats(&self, height: u64) -> Result<Option<BlockStats>, StorageError> {
         self.read(BLOCK_STATS, height, "block stats")
+    }
+
+    /// The block's own events (of native modules' block hooks), none for
+    /// most blocks.
+    pub fn block_events(&self, height: u64) -> Result<Vec<tongtian_types::Event>, StorageError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = match r.open_table(BLOCK_EVENTS) {
+            Ok(t) => t,
+            // A store written before the table existed.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_err(e)),
+        };
+        match t.get(height).map_err(db_err)? {
+            Some(v) => tongtian_types::codec::decode("block events", v.value()).map_err(corrupt),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The [`BlockStats`] of the blocks from `from` to `to` inclusive that
@@ -841,6 +864,12 @@ impl ChainStore {
                 .map_err(db_err)?
                 .insert(height, encode(&stats).as_slice())
                 .map_err(db_err)?;
+            if !c.block_events.is_empty() {
+                w.open_table(BLOCK_EVENTS)
+                    .map_err(db_err)?
+                    .insert(height, encode(&c.block_events.to_vec()).as_slice())
+                    .map_err(db_err)?;
+            }
             let mut receipts = w.open_table(RECEIPTS).map_err(db_err)?;
             let mut marks = w.open_table(RECEIPT_MARKS).map_err(db_err)?;
             let mut before = Tally::default();
@@ -1321,6 +1350,7 @@ mod tests {
                 certificate: &Certificate::default(),
                 state: &staged,
                 filters: BlockFilters::default(),
+                block_events: &[],
             })
             .unwrap();
         root
@@ -1330,6 +1360,36 @@ mod tests {
         kv.iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
             .collect()
+    }
+
+    #[test]
+    fn a_blocks_own_events_are_kept_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("e.redb"), SuiteId::Standard).unwrap();
+        commit(&store, 0, StateChanges::new());
+        assert!(store.block_events(0).unwrap().is_empty());
+        let staged = store.stage(StateChanges::new()).unwrap();
+        let block = Block {
+            header: header(1, staged.root),
+            txs: vec![],
+        };
+        let ev = tongtian_types::Event {
+            emitter: Address([0xff; 20]),
+            name: "proposal_decided".into(),
+            attributes: vec![("status".into(), "rejected".into())],
+        };
+        store
+            .commit_block(BlockCommit {
+                block: &block,
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &Certificate::default(),
+                state: &staged,
+                filters: BlockFilters::default(),
+                block_events: std::slice::from_ref(&ev),
+            })
+            .unwrap();
+        assert_eq!(store.block_events(1).unwrap(), vec![ev]);
     }
 
     #[test]
@@ -1408,6 +1468,7 @@ mod tests {
                         certificate: &Certificate::default(),
                         state: &one,
                         filters: BlockFilters::default(),
+                        block_events: &[],
                     })
                     .unwrap()
             };
@@ -1444,6 +1505,7 @@ mod tests {
                     certificate: &Certificate::default(),
                     state: &two,
                     filters: BlockFilters::default(),
+                    block_events: &[],
                 })
                 .unwrap();
             let proof = store.prove(b"e", 2).unwrap();
@@ -1481,6 +1543,7 @@ mod tests {
                     certificate: &Certificate::default(),
                     state: &staged,
                     filters: BlockFilters::default(),
+                    block_events: &[],
                 }),
                 Err(StorageError::NotNext {
                     height: 5,
@@ -1679,6 +1742,7 @@ mod tests {
             tx_hashes,
             receipts,
             certificate: &Certificate::default(),
+            block_events: &[],
             state,
             // Any bytes: the store keeps them without looking inside.
             filters: BlockFilters {
@@ -1919,6 +1983,7 @@ mod tests {
                 certificate: &Certificate::default(),
                 state: &stale,
                 filters: BlockFilters::default(),
+                block_events: &[],
             }),
             Err(StorageError::StaleStage { .. })
         ));
