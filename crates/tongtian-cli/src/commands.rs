@@ -583,7 +583,7 @@ async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
     keys.insert(home_cfg.key.clone());
     let launch = Launch {
         home: home_cfg.data_dir.clone(),
-        transport_key: home_cfg.key.public_key().to_vec(),
+        transport_key: home_cfg.transport.public_key().to_vec(),
         keys,
         fault_injection: faults,
         byzantine,

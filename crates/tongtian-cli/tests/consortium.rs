@@ -49,6 +49,8 @@ struct Testnet {
     base: u16,
     nodes: Vec<Option<Child>>,
     keys: Vec<Keypair>,
+    /// Transport keys (what peers and fault injection name a node by).
+    transports: Vec<Keypair>,
 }
 
 impl Testnet {
@@ -79,6 +81,7 @@ impl Testnet {
             String::from_utf8_lossy(&out.stderr)
         );
         let mut keys = Vec::new();
+        let mut transports = Vec::new();
         for i in 0..n {
             let home = dir.join(format!("node-{i}"));
             let cfg = std::fs::read_to_string(home.join("config.toml")).unwrap();
@@ -94,12 +97,20 @@ impl Testnet {
                     .open(None)
                     .unwrap(),
             );
+            // The transport identity is a key of its own.
+            transports.push(
+                KeyFile::read(&home.join("transport.key"))
+                    .unwrap()
+                    .open(None)
+                    .unwrap(),
+            );
         }
         let mut t = Testnet {
             dir: dir.to_path_buf(),
             base,
             nodes: (0..n).map(|_| None).collect(),
             keys,
+            transports,
         };
         for i in 0..n {
             t.start(i);
@@ -258,7 +269,7 @@ impl Testnet {
     fn partition(&self, i: usize, cut: &[usize]) {
         let keys: Vec<String> = cut
             .iter()
-            .map(|j| hex::encode(self.keys[*j].public_key()))
+            .map(|j| hex::encode(self.transports[*j].public_key()))
             .collect();
         let r = http()
             .post(format!("{}/v1/debug/network", self.url(i)))

@@ -55,9 +55,13 @@ pub struct NodeConfig {
     /// Chain spec file.
     #[serde(default = "default_spec")]
     pub chain_spec: PathBuf,
-    /// This node's key file.
+    /// This node's validator key file for the main chain.
     #[serde(default = "default_key")]
     pub key: PathBuf,
+    /// Its transport identity's key file (what peers admit); absent in
+    /// homes made before it existed, where the validator key doubles as it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_key: Option<PathBuf>,
     /// Directory of the chain's store and the engine's state.
     #[serde(default = "default_data")]
     pub data_dir: PathBuf,
@@ -94,8 +98,10 @@ pub struct NodeHome {
     pub config: NodeConfig,
     /// The chain spec.
     pub spec: ChainSpec,
-    /// The node's key.
+    /// The node's validator key for the main chain.
     pub key: Keypair,
+    /// Its transport identity (the validator key in older homes).
+    pub transport: Keypair,
     /// Absolute data directory.
     pub data_dir: PathBuf,
 }
@@ -123,11 +129,19 @@ impl NodeHome {
                 spec.suite
             )));
         }
+        let transport = match &config.transport_key {
+            Some(p) => KeyFile::read(&home.join(p))
+                .map_err(cfg)?
+                .open(password)
+                .map_err(cfg)?,
+            None => key.clone(),
+        };
         Ok(NodeHome {
             data_dir: home.join(&config.data_dir),
             config,
             spec,
             key,
+            transport,
         })
     }
 
@@ -149,7 +163,7 @@ impl NodeHome {
             })
             .collect::<Result<Vec<_>, NodeError>>()?;
         Ok(NetworkConfig {
-            identity: self.key.clone(),
+            identity: self.transport.clone(),
             listen: self.config.p2p,
             peers,
             max_frame: self.config.max_frame,
@@ -255,6 +269,11 @@ pub fn testnet_init(
     };
     let other_suite = crate::dev::other_suite(suite);
     let others: Vec<Keypair> = (0..nodes).map(|_| Keypair::generate(other_suite)).collect();
+    // Each node's transport identity is its own key, apart from the keys
+    // it validates with.
+    let transports: Vec<Keypair> = (0..nodes)
+        .map(|_| Keypair::generate(SuiteId::Standard))
+        .collect();
     let mut org_files = Vec::new();
     let mut founders = Vec::new();
     for j in 0..n_orgs {
@@ -265,7 +284,7 @@ pub fn testnet_init(
             &id,
             Address::from_public_key(suite, admin.public_key()),
             &format!("node-{j}"),
-            &keys[j],
+            &transports[j],
             &[&keys[j], &others[j]],
         );
         org.nodes = (j..nodes)
@@ -275,7 +294,7 @@ pub fn testnet_init(
                     &id,
                     org.admin,
                     &format!("node-{i}"),
-                    &keys[i],
+                    &transports[i],
                     &[&keys[i], &others[i]],
                 )
                 .nodes
@@ -301,9 +320,13 @@ pub fn testnet_init(
             .map_err(cfg)?
             .write(&home.join(format!("validator-{other_suite}.key")))
             .map_err(cfg)?;
+        KeyFile::seal(&transports[i], None)
+            .map_err(cfg)?
+            .write(&home.join("transport.key"))
+            .map_err(cfg)?;
         std::fs::write(home.join("chain-spec.json"), &spec_json).map_err(io(&home))?;
         let mut peers = Vec::new();
-        for (j, other) in keys.iter().enumerate() {
+        for (j, other) in transports.iter().enumerate() {
             if j != i {
                 peers.push(PeerConfig {
                     name: format!("node-{j}"),
@@ -318,6 +341,7 @@ pub fn testnet_init(
             p2p: SocketAddr::from(([127, 0, 0, 1], port(i, P2P_PORT_OFFSET)?)),
             chain_spec: default_spec(),
             key: default_key(),
+            transport_key: Some(PathBuf::from("transport.key")),
             data_dir: default_data(),
             max_frame: default_max_frame(),
             peers,
@@ -361,7 +385,15 @@ mod tests {
             assert_eq!(h.config.p2p.port(), 21_000 + i as u16);
             let nc = h.network_config().unwrap();
             assert_eq!(nc.peers.len(), 3);
-            assert!(nc.peers.iter().all(|p| p.public_key != h.key.public_key()));
+            assert!(nc
+                .peers
+                .iter()
+                .all(|p| p.public_key != h.transport.public_key()));
+            assert_ne!(
+                h.transport.public_key(),
+                h.key.public_key(),
+                "transport apart"
+            );
             assert_eq!(h.spec.validators[i].public_key, h.key.public_key());
         }
         assert!(

@@ -101,6 +101,30 @@ impl Launched {
     }
 }
 
+/// Validator key to transport identity for every registered node whose
+/// keys differ (empty when the chain keeps no organisations).
+fn validator_transports(
+    main: &ChainRuntime,
+) -> Result<std::collections::HashMap<Vec<u8>, PeerId>, NodeError> {
+    let v = match main.query_module("org", "orgs", &BTreeMap::new(), None)? {
+        Ok(v) => v,
+        Err(_) => return Ok(Default::default()),
+    };
+    let orgs: Vec<tongtian_modules::org::Organisation> =
+        serde_json::from_value(v).map_err(|e| NodeError::Config(format!("org answer: {e}")))?;
+    Ok(orgs
+        .into_iter()
+        .flat_map(|o| o.nodes)
+        .flat_map(|n| {
+            let t = n.transport_key.clone();
+            n.validator_keys
+                .into_iter()
+                .filter(move |k| k.public_key != t)
+                .map(move |k| (k.public_key, PeerId(n.transport_key.clone())))
+        })
+        .collect())
+}
+
 /// How long a stopping chain's engine may take to finish its block.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -130,6 +154,9 @@ impl Node {
     /// registry follower (which starts the sub-chains the registry names
     /// this node for, telling `observer`).
     pub fn launch(cfg: LaunchConfig) -> Result<Launched, NodeError> {
+        // The main chain's validators are reached by their nodes' transport
+        // identities, as the organisations registered them.
+        cfg.main.set_transport_of(validator_transports(&cfg.main)?);
         let running = cfg
             .main
             .start_with_faults(cfg.network.clone(), cfg.faults)?;

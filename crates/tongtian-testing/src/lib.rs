@@ -36,8 +36,10 @@ pub const MAIN_CHAIN_ID: u64 = 7_000;
 
 /// A node of the test network.
 pub struct TestNode {
-    /// Its transport key (also its main-chain validator key).
+    /// Its main-chain validator key.
     pub key: Keypair,
+    /// Its transport identity (a key of its own).
+    pub transport: Keypair,
     /// Its validator key of the other suite.
     pub other: Keypair,
     /// Its organisation's admin key.
@@ -95,6 +97,9 @@ impl TestNet {
         let other_suite = tongtian_node::dev::other_suite(suite);
         let others: Vec<Keypair> = (0..n).map(|_| Keypair::generate(other_suite)).collect();
         let admins: Vec<Keypair> = (0..n).map(|_| Keypair::generate(suite)).collect();
+        let transports: Vec<Keypair> = (0..n)
+            .map(|_| Keypair::generate(SuiteId::Standard))
+            .collect();
         let funded: Vec<Keypair> = (0..4).map(|_| Keypair::generate(suite)).collect();
         let mut b = SpecBuilder::new("main", MAIN_CHAIN_ID)
             .suite(suite)
@@ -113,13 +118,13 @@ impl TestNet {
                     &format!("org-{i}"),
                     address(&admins[i]),
                     &format!("node-{i}"),
-                    &keys[i],
+                    &transports[i],
                     &[&keys[i], &others[i]],
                 )
             })
             .collect();
         tongtian_node::dev::with_founding_orgs(&mut spec, orgs, 50);
-        let peers: Vec<PeerSpec> = keys
+        let peers: Vec<PeerSpec> = transports
             .iter()
             .map(|k| PeerSpec {
                 public_key: k.public_key().to_vec(),
@@ -136,7 +141,7 @@ impl TestNet {
         for i in 0..n {
             let home = net._dir.path().join(format!("node-{i}"));
             let config = NetworkConfig {
-                identity: keys[i].clone(),
+                identity: transports[i].clone(),
                 listen: net.peers[i].addr,
                 peers: net.peers.clone(),
                 max_frame: 8 << 20,
@@ -147,6 +152,7 @@ impl TestNet {
             };
             net.nodes.push(TestNode {
                 key: keys[i].clone(),
+                transport: transports[i].clone(),
                 other: others[i].clone(),
                 admin: admins[i].clone(),
                 home,
@@ -180,7 +186,7 @@ impl TestNet {
             home: n.home.clone(),
             main,
             network: Some(n.network.clone()),
-            transport_key: n.key.public_key().to_vec(),
+            transport_key: n.transport.public_key().to_vec(),
             keys,
             faults: Default::default(),
             observer: None,
