@@ -61,7 +61,8 @@ pub async fn org(ctx: &Ctx, cmd: OrgCommand) -> Result<()> {
     }
 }
 
-/// What a node home says of its node: name, transport key, validator keys.
+/// What a node home says of its node: name, transport key (`transport.key`,
+/// or in older homes and dev data directories `node.key`), validator keys.
 fn node_info(home: &std::path::Path) -> Result<tongtian_modules::org::NodeInfo> {
     let node = util::load_key(&home.join("node.key"), None)
         .with_context(|| format!("{} is not a node home", home.display()))?;
@@ -82,13 +83,17 @@ fn node_info(home: &std::path::Path) -> Result<tongtian_modules::org::NodeInfo> 
             });
         }
     }
+    let transport = match home.join("transport.key") {
+        p if p.exists() => util::load_key(&p, None)?,
+        _ => node.clone(),
+    };
     let name = home
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "node".into());
     Ok(tongtian_modules::org::NodeInfo {
         name,
-        transport_key: node.public_key().to_vec(),
+        transport_key: transport.public_key().to_vec(),
         validator_keys: keys,
     })
 }
