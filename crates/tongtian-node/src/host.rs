@@ -62,6 +62,9 @@ pub struct Node {
     main: Arc<ChainRuntime>,
     subs: tokio::sync::Mutex<BTreeMap<String, Hosted>>,
     observer: Mutex<Option<Arc<dyn ChainObserver>>>,
+    /// Sub-chains that failed to start, and why (reported once, retried
+    /// quietly after every main-chain block).
+    failed: Mutex<BTreeMap<String, String>>,
 }
 
 /// A launched node: its main chain's engine and its registry follower
@@ -147,6 +150,7 @@ impl Node {
             main,
             subs: tokio::sync::Mutex::new(BTreeMap::new()),
             observer: Mutex::new(None),
+            failed: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -274,8 +278,19 @@ impl Node {
                 .is_some_and(|h| h.running.is_some());
             match e.status {
                 ChainStatus::Active if self.is_member(&e) && !running => {
-                    if let Err(err) = self.start_chain(&e).await {
-                        tracing::error!(chain = %e.name, error = %err, "cannot start sub-chain");
+                    match self.start_chain(&e).await {
+                        Ok(_) => {
+                            self.failed.lock().remove(&e.name);
+                        }
+                        Err(err) => {
+                            let why = err.to_string();
+                            let before = self.failed.lock().insert(e.name.clone(), why.clone());
+                            if before.as_deref() != Some(why.as_str()) {
+                                tracing::error!(chain = %e.name, error = %why, "cannot start sub-chain; retrying after each main-chain block");
+                            } else {
+                                tracing::debug!(chain = %e.name, error = %why, "sub-chain still cannot start");
+                            }
+                        }
                     }
                 }
                 ChainStatus::Stopped if running => {
