@@ -183,6 +183,23 @@ fn fund_entry(s: &str) -> Result<GenesisAccount> {
     })
 }
 
+/// New contract code from a file: a WASM binary as it is, anything else
+/// as hex text (EVM runtime code, `0x` optional).
+fn read_code(path: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.starts_with(b"\0asm") {
+        return Ok(bytes);
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    hex::decode(text.strip_prefix("0x").unwrap_or(text)).map_err(|_| {
+        usage(
+            "bad_code",
+            format!("{}: neither a WASM module nor hex bytecode", path.display()),
+        )
+    })
+}
+
 async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
     let (kind, signer) = match cmd {
         ProposeCommand::CreateChain {
@@ -230,15 +247,62 @@ async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
             signer,
         ),
         ProposeCommand::RemoveOrg { id, signer } => (ProposalKind::RemoveOrg { id }, signer),
-        ProposeCommand::FreezeContract { address, signer } => (
+        ProposeCommand::FreezeContract {
+            address,
+            target,
+            signer,
+        } => (
             ProposalKind::FreezeContract {
                 address: parse_address(&address)?,
+                chain: target,
             },
             signer,
         ),
-        ProposeCommand::UnfreezeContract { address, signer } => (
+        ProposeCommand::UnfreezeContract {
+            address,
+            target,
+            signer,
+        } => (
             ProposalKind::UnfreezeContract {
                 address: parse_address(&address)?,
+                chain: target,
+            },
+            signer,
+        ),
+        ProposeCommand::UpgradeContract {
+            address,
+            code,
+            target,
+            signer,
+        } => (
+            ProposalKind::UpgradeContract {
+                address: parse_address(&address)?,
+                code: read_code(&code)?,
+                chain: target,
+            },
+            signer,
+        ),
+        ProposeCommand::SetParam {
+            name,
+            value,
+            target,
+            signer,
+        } => (
+            ProposalKind::SetParam {
+                name,
+                value,
+                chain: target,
+            },
+            signer,
+        ),
+        ProposeCommand::SetValidators {
+            nodes,
+            target,
+            signer,
+        } => (
+            ProposalKind::SetValidators {
+                nodes,
+                chain: target,
             },
             signer,
         ),

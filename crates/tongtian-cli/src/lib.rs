@@ -289,11 +289,14 @@ pub enum ProposeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
-    /// Freeze a contract of the main chain: no transaction may call it.
+    /// Freeze a contract: no transaction may call it.
     FreezeContract {
         /// Its address.
         #[arg(long)]
         address: String,
+        /// The sub-chain it is on (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
         /// Signer and gas.
         #[command(flatten)]
         signer: SignerArgs,
@@ -303,6 +306,63 @@ pub enum ProposeCommand {
         /// Its address.
         #[arg(long)]
         address: String,
+        /// The sub-chain it is on (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Replace a contract's code in place (same address, storage and
+    /// balance): a WASM module for a WASM contract, runtime bytecode (hex)
+    /// for an EVM one.
+    #[command(
+        after_help = "Example:\n  tongtian gov propose upgrade-contract --address 0x... --code token-v2.wasm --key admin.key"
+    )]
+    UpgradeContract {
+        /// Its address.
+        #[arg(long)]
+        address: String,
+        /// File with the new code (WASM binary, or EVM runtime code in hex).
+        #[arg(long, value_name = "FILE")]
+        code: std::path::PathBuf,
+        /// The sub-chain it is on (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Change a chain parameter while it runs.
+    #[command(
+        after_help = "Parameters: min_gas_price, max_tx_gas, max_tx_bytes\n\nExample:\n  tongtian gov propose set-param --name min_gas_price --value 2 --target trade --key admin.key"
+    )]
+    SetParam {
+        /// The parameter.
+        #[arg(long, value_parser = ["min_gas_price", "max_tx_gas", "max_tx_bytes"])]
+        name: String,
+        /// Its new value.
+        #[arg(long)]
+        value: u64,
+        /// The sub-chain (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Replace a chain's validator set.
+    #[command(
+        after_help = "Example:\n  tongtian gov propose set-validators --nodes org-1/node1,org-2/node2,org-3/node3 --target trade --key admin.key"
+    )]
+    SetValidators {
+        /// The validating nodes, ORG/NODE, comma-separated (each with the
+        /// key its organisation registered for the chain's suite).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<String>,
+        /// The sub-chain (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
         /// Signer and gas.
         #[command(flatten)]
         signer: SignerArgs,

@@ -1314,3 +1314,132 @@ fn evm_contracts_read_native_modules_at_their_addresses() {
         "{out}"
     );
 }
+
+/// An EVM contract whose runtime returns the 32-byte word `n`: the init
+/// code copies the runtime out and returns it.
+fn returns_word(n: u8) -> (String, String) {
+    // PUSH1 n; PUSH0; MSTORE; PUSH1 32; PUSH0; RETURN
+    let runtime = vec![0x60, n, 0x5f, 0x52, 0x60, 0x20, 0x5f, 0xf3];
+    let len = runtime.len() as u8;
+    let mut init = vec![0x60, len, 0x60, 0x0a, 0x5f, 0x39, 0x60, len, 0x5f, 0xf3];
+    init.extend_from_slice(&runtime);
+    (hex::encode(init), hex::encode(runtime))
+}
+
+#[test]
+fn votes_upgrade_a_contract_in_place_and_change_chain_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("node"), "standard");
+    let key = key0(&node);
+    let admin = node.data_dir.join("orgs/org-0/admin.key");
+    let admin = admin.to_str().unwrap();
+    let (init, _) = returns_word(1);
+    let code = dir.path().join("v1.bin");
+    std::fs::write(&code, init).unwrap();
+    let deployed = json_of(node.cli(&[
+        "--json",
+        "contract",
+        "deploy",
+        "--key",
+        &key,
+        "--evm",
+        code.to_str().unwrap(),
+    ]));
+    let address = deployed["address"].as_str().unwrap().to_string();
+    let call = || {
+        rpc(
+            &node,
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+                "params": [{"to": address, "data": "0x"}, "latest"]})
+            .to_string(),
+        )["result"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(call().ends_with("01"), "{}", call());
+
+    // The dev organisation holds all the weight: the vote passes and the
+    // code is replaced at the same address.
+    let (_, v2) = returns_word(2);
+    let v2_file = dir.path().join("v2.hex");
+    std::fs::write(&v2_file, format!("0x{v2}\n")).unwrap();
+    let voted = json_of(node.cli(&[
+        "gov",
+        "propose",
+        "upgrade-contract",
+        "--address",
+        &address,
+        "--code",
+        v2_file.to_str().unwrap(),
+        "--key",
+        admin,
+        "--json",
+    ]));
+    assert_eq!(voted["proposal_status"], "executed", "{voted}");
+    assert!(call().ends_with("02"), "{}", call());
+    let code_now = rpc(
+        &node,
+        &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getCode",
+            "params": [address, "latest"]})
+        .to_string(),
+    );
+    assert_eq!(code_now["result"], format!("0x{v2}"));
+    // An address with no contract: refused when proposed, nothing filed.
+    let refused = node.cli(&[
+        "gov",
+        "propose",
+        "upgrade-contract",
+        "--address",
+        "0x00000000000000000000000000000000000000e1",
+        "--code",
+        v2_file.to_str().unwrap(),
+        "--key",
+        admin,
+        "--json",
+    ]);
+    assert!(!refused.status.success());
+
+    // A parameter vote: transactions below the new minimum gas price are
+    // refused at admission with the module's code; fee-free votes still
+    // go through at the old price.
+    let voted = json_of(node.cli(&[
+        "gov",
+        "propose",
+        "set-param",
+        "--name",
+        "min_gas_price",
+        "--value",
+        "3",
+        "--key",
+        admin,
+        "--json",
+    ]));
+    assert_eq!(voted["proposal_status"], "executed", "{voted}");
+    let to = "0x00000000000000000000000000000000000000b7";
+    let low = node.cli(&[
+        "transfer", "--key", &key, "--to", to, "--amount", "1", "--json",
+    ]);
+    assert!(!low.status.success());
+    let err: Value = serde_json::from_slice(&low.stdout).unwrap();
+    assert!(err.to_string().contains("gas_price_below_minimum"), "{err}");
+    let paid = json_of(node.cli(&[
+        "transfer",
+        "--key",
+        &key,
+        "--to",
+        to,
+        "--amount",
+        "1",
+        "--gas-price",
+        "3",
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(paid["status"], "success", "{paid}");
+    let params: Value = reqwest::blocking::get(format!("{}/v1/modules/params/params", node.url()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(params["min_gas_price"], 3, "{params}");
+}

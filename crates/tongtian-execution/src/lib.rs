@@ -769,9 +769,10 @@ impl Executor {
         overlay: &mut StateOverlay<'_>,
         t: &CheckedTx,
     ) -> Result<Result<(), InclusionError>, ExecutionError> {
+        let fee = self.fee_policy(&t.tx.tx.action);
         for m in self.modules.iter() {
             let mut state = module::ModuleState::new(overlay, m.id());
-            match m.authorize(&mut state, t) {
+            match m.authorize(&mut state, t, fee) {
                 Ok(()) => {}
                 Err(module::ModuleFailure::Module(e)) => {
                     return Ok(Err(InclusionError::Refused {
@@ -1743,6 +1744,7 @@ mod tests {
             &self,
             _state: &mut module::ModuleState<'_, '_>,
             tx: &CheckedTx,
+            _fee: FeePolicy,
         ) -> module::ModuleResult<()> {
             match &tx.tx.tx.action {
                 Action::Transfer { memo, .. } if memo == b"blocked" => {

@@ -4,7 +4,10 @@
 //! [`MembershipMsg::SetValidators`] replaces the set when more than two
 //! thirds of the current validators approved it, each signing
 //! [`ValidatorSet::change_bytes`] for the current version, so a stale or
-//! replayed approval never counts. Consensus engines read the set from
+//! replayed approval never counts. [`MembershipMsg::Replace`] replaces it
+//! without approvals, from one of the [`AUTHORITIES`] only (the main
+//! chain's `gov` after a vote, a sub-chain's `directive` after its
+//! validators attested the vote). Consensus engines read the set from
 //! state after every block ([`read_validator_set`]).
 
 use crate::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
@@ -18,6 +21,9 @@ use tongtian_types::{CertificateSignature, ChainSpec, ValidatorSet, ValidatorSpe
 /// The module's id.
 pub const ID: &str = "membership";
 
+/// Modules that may replace the set outright: governance decided it.
+pub const AUTHORITIES: [&str; 2] = ["gov", "directive"];
+
 /// Relative key of the validator set.
 const VALIDATORS: &[u8] = b"validators";
 
@@ -30,6 +36,12 @@ pub enum MembershipMsg {
         validators: Vec<ValidatorSpec>,
         /// Current validators' signatures over the change.
         approvals: Vec<CertificateSignature>,
+    },
+    /// Replace the validator set as decided by governance (from one of
+    /// the [`AUTHORITIES`] only).
+    Replace {
+        /// The new set.
+        validators: Vec<ValidatorSpec>,
     },
 }
 
@@ -96,7 +108,23 @@ impl Module for Membership {
             MembershipMsg::SetValidators {
                 validators,
                 approvals,
-            } => set_validators(ctx, &validators, &approvals),
+            } => set_validators(ctx, &validators, Some(&approvals)),
+            MembershipMsg::Replace { validators } => {
+                if !AUTHORITIES
+                    .iter()
+                    .any(|m| ctx.caller == crate::module::module_address(m))
+                {
+                    return Err(ModuleError::new(
+                        "not_authorized",
+                        format!(
+                            "only {} replace the validator set without approvals",
+                            AUTHORITIES.join(" and ")
+                        ),
+                    )
+                    .into());
+                }
+                set_validators(ctx, &validators, None)
+            }
         }
     }
 
@@ -125,7 +153,7 @@ impl Module for Membership {
 fn set_validators(
     ctx: &mut ModuleCtx<'_, '_>,
     next: &[ValidatorSpec],
-    approvals: &[CertificateSignature],
+    approvals: Option<&[CertificateSignature]>,
 ) -> ModuleResult<Vec<u8>> {
     let fail = |code: &str, message: String| Err(ModuleError::new(code, message).into());
     let current: ValidatorSet = ctx
@@ -160,8 +188,8 @@ fn set_validators(
             format!("{} has no valid {} key", v.name, ctx.chain.suite),
         );
     }
-    let approved = current.approvals_valid(s, ctx.chain.chain_id, next, approvals);
-    if approved < current.quorum() {
+    let approved = approvals.map(|a| current.approvals_valid(s, ctx.chain.chain_id, next, a));
+    if let Some(approved) = approved.filter(|n| *n < current.quorum()) {
         return fail(
             "insufficient_approvals",
             format!(

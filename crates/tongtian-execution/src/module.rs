@@ -29,7 +29,7 @@ use crate::vm::{BlockEnv, ChainEnv};
 use crate::{ExecutionError, StateOverlay};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tongtian_types::{Account, Address, ChainSpec, CheckedTx, Event};
+use tongtian_types::{Account, Address, ChainSpec, CheckedTx, Event, H256};
 
 /// Where all module state lives: `mod/` + module id + `/` + the module's key.
 pub const MODULE_PREFIX: &[u8] = b"mod/";
@@ -177,6 +177,12 @@ impl<'a, 's> ModuleState<'a, 's> {
             .into_iter()
             .map(|(k, v)| (k[n..].to_vec(), v))
             .collect())
+    }
+
+    /// The chain's current validator set (the `membership` module's,
+    /// read-only: every module may know who validates the chain).
+    pub fn validator_set(&self) -> Result<tongtian_types::ValidatorSet, ExecutionError> {
+        crate::membership::read_validator_set(self.overlay)
     }
 
     /// An account's balance and nonce (read-only).
@@ -331,6 +337,45 @@ impl<'a, 's> ModuleCtx<'a, 's> {
         Ok(())
     }
 
+    /// Where the code of the contract at `a` is, if it has any (read-only).
+    pub fn code_info(&self, a: &Address) -> ModuleResult<Option<crate::vm::CodeInfo>> {
+        match self.state.overlay.get_raw(&crate::vm::code_key(a))? {
+            Some(b) => Ok(Some(
+                tongtian_types::codec::decode("code info", &b)
+                    .map_err(|e| ExecutionError::Corrupt(e.to_string()))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Replace the code of the contract at `a`, keeping its VM, storage
+    /// and balance: the one write outside its own prefix a module may make,
+    /// for a contract upgrade that governance decided. The old code info
+    /// on success; `no_contract` when `a` has no code.
+    pub fn replace_code(&mut self, a: &Address, code: &[u8]) -> ModuleResult<crate::vm::CodeInfo> {
+        let old: crate::vm::CodeInfo = match self.state.overlay.get_raw(&crate::vm::code_key(a))? {
+            Some(b) => tongtian_types::codec::decode("code info", &b)
+                .map_err(|e| ExecutionError::Corrupt(e.to_string()))?,
+            None => {
+                return Err(
+                    ModuleError::new("no_contract", format!("{a} holds no contract")).into(),
+                )
+            }
+        };
+        let info = crate::vm::CodeInfo {
+            vm: old.vm,
+            hash: H256(tongtian_crypto::eth::keccak256(code)),
+            len: code.len() as u32,
+        };
+        self.state
+            .overlay
+            .set_raw(crate::vm::blob_key(&info.hash), code.to_vec());
+        self.state
+            .overlay
+            .set_raw(crate::vm::code_key(a), tongtian_types::codec::encode(&info));
+        Ok(old)
+    }
+
     /// The events emitted.
     pub fn into_events(self) -> Vec<Event> {
         self.events
@@ -372,9 +417,15 @@ pub trait Module: Send + Sync + std::fmt::Debug {
     }
 
     /// The authorize phase of every transaction on the chain (not only
-    /// this module's): `Err` keeps it out of the block. Default: allow.
-    fn authorize(&self, state: &mut ModuleState<'_, '_>, tx: &CheckedTx) -> ModuleResult<()> {
-        let _ = (state, tx);
+    /// this module's), knowing whether it pays a fee: `Err` keeps it out
+    /// of the block. Default: allow.
+    fn authorize(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        tx: &CheckedTx,
+        fee: FeePolicy,
+    ) -> ModuleResult<()> {
+        let _ = (state, tx, fee);
         Ok(())
     }
 

@@ -184,6 +184,13 @@ pub trait AccountSource: Send + Sync {
         let _ = tx;
         Ok(())
     }
+    /// Whether the chain charges this transaction no fee (a fee-free
+    /// module message, such as a governance vote): admission then
+    /// reserves no fee from the sender's balance.
+    fn fee_free(&self, tx: &CheckedTx) -> bool {
+        let _ = tx;
+        false
+    }
 }
 
 /// Pool configuration.
@@ -351,7 +358,11 @@ pub struct Mempool {
 
 fn max_cost(t: &CheckedTx) -> u128 {
     let tx = &t.tx.tx;
-    let fee = tx.gas_limit as u128 * tx.gas_price as u128;
+    let fee = if t.is_fee_free() {
+        0
+    } else {
+        tx.gas_limit as u128 * tx.gas_price as u128
+    };
     fee.saturating_add(t.value())
 }
 
@@ -558,6 +569,8 @@ impl Mempool {
             if let Ok(t) = r {
                 if let Err((code, message)) = state.authorize(t) {
                     *r = Err(AdmissionError::Refused { code, message });
+                } else if state.fee_free(t) {
+                    t.waive_fee();
                 }
             }
         }
@@ -1155,6 +1168,50 @@ mod tests {
             k,
             st,
         )
+    }
+
+    /// A chain whose module messages are fee-free.
+    struct FreeModules(State);
+
+    impl AccountSource for FreeModules {
+        fn account(&self, address: &Address) -> Result<Account, String> {
+            self.0.account(address)
+        }
+        fn is_committed(&self, hash: &H256) -> Result<bool, String> {
+            self.0.is_committed(hash)
+        }
+        fn fee_free(&self, tx: &CheckedTx) -> bool {
+            matches!(tx.tx.tx.action, Action::Module { .. })
+        }
+    }
+
+    #[test]
+    fn a_fee_free_transaction_needs_no_balance() {
+        let (pool, _, _) = setup();
+        let poor = Keypair::from_seed(SuiteId::Standard, b"poor");
+        let st = holding([&poor], 0, 0);
+        let msg = |nonce| {
+            encode(
+                &Transaction {
+                    chain_id: 5,
+                    nonce,
+                    gas_limit: 30_000,
+                    gas_price: 1,
+                    action: Action::Module {
+                        module: "gov".into(),
+                        msg: vec![1],
+                    },
+                }
+                .sign(&poor),
+            )
+        };
+        // Where the chain charges it, an empty account cannot pay.
+        assert_eq!(
+            pool.submit(&msg(0), &st).unwrap_err().code(),
+            "insufficient_funds"
+        );
+        // Where the chain waives the fee, it is admitted.
+        assert!(pool.submit(&msg(0), &FreeModules(st)).is_ok());
     }
 
     #[test]

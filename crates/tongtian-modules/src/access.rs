@@ -7,7 +7,9 @@
 use crate::to_json;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
+use tongtian_execution::module::{
+    FeePolicy, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
+};
 use tongtian_types::{Address, ChainSpec, CheckedTx};
 
 /// The module's id.
@@ -54,7 +56,12 @@ impl Module for Access {
         .into())
     }
 
-    fn authorize(&self, state: &mut ModuleState<'_, '_>, tx: &CheckedTx) -> ModuleResult<()> {
+    fn authorize(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        tx: &CheckedTx,
+        _fee: FeePolicy,
+    ) -> ModuleResult<()> {
         if state.get(&key(&tx.sender))?.is_some() {
             return Ok(());
         }

@@ -1,15 +1,27 @@
-//! The `contracts` module: contracts frozen by a governance vote.
+//! The `contracts` module: contracts frozen or upgraded by a governance
+//! vote.
 //!
 //! A frozen contract takes no transaction: a call to it (native or
 //! Ethereum) is kept out of every block in the authorize phase with code
-//! `contract_frozen`, and mempool admission refuses it the same way. Only
-//! `gov` freezes and unfreezes. Calls that reach a frozen contract from
-//! inside another contract are not stopped yet.
+//! `contract_frozen`, and mempool admission refuses it the same way.
+//! Calls that reach a frozen contract from inside another contract are
+//! not stopped (the authorize phase sees only the transaction's callee).
+//!
+//! An upgrade replaces a contract's code in place: same address, same VM,
+//! same storage and balance, new code (EVM runtime code, or a WASM
+//! module, which must start with the WASM magic). It is the
+//! proxy-contract upgrade pattern without the proxy, and like it the new
+//! code must read the old storage layout.
+//!
+//! Only `gov` (main chain) and `directive` (sub-chains) send these
+//! messages.
 
-use crate::{decode_msg, only_from, to_json};
+use crate::{decode_msg, only_from_authority, to_json};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::BTreeMap;
-use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
+use tongtian_execution::module::{
+    FeePolicy, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
+};
 use tongtian_types::{Action, Address, ChainSpec, CheckedTx};
 
 /// The module's id.
@@ -27,6 +39,20 @@ pub enum ContractsMsg {
     Unfreeze {
         /// Its address.
         address: Address,
+    },
+    /// Check that an upgrade could be carried out now (any caller).
+    CheckUpgrade {
+        /// Its address.
+        address: Address,
+        /// The new code.
+        code: Vec<u8>,
+    },
+    /// Replace its code.
+    Upgrade {
+        /// Its address.
+        address: Address,
+        /// The new code.
+        code: Vec<u8>,
     },
 }
 
@@ -50,6 +76,21 @@ fn callee(tx: &CheckedTx) -> Option<Address> {
             .and_then(|e| e.to),
         _ => None,
     }
+}
+
+/// Whether `code` can replace the code of a contract on `vm`.
+fn check_code(address: &Address, vm: tongtian_types::VmKind, code: &[u8]) -> ModuleResult<()> {
+    if code.is_empty() {
+        return Err(ModuleError::new("bad_code", "an upgrade needs the new code").into());
+    }
+    if vm == tongtian_types::VmKind::Wasm && !code.starts_with(b"\0asm") {
+        return Err(ModuleError::new(
+            "bad_code",
+            format!("{address} is a WASM contract: its new code must be a WASM module"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The `contracts` module.
@@ -79,8 +120,15 @@ impl Module for Contracts {
 
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
         let msg: ContractsMsg = decode_msg(ID, msg)?;
-        only_from(&ctx.caller, crate::gov::ID, "freezing a contract")?;
+        if let ContractsMsg::CheckUpgrade { address, code } = &msg {
+            let old = ctx.code_info(address)?.ok_or_else(|| {
+                ModuleError::new("no_contract", format!("{address} holds no contract"))
+            })?;
+            return check_code(address, old.vm, code).map(|()| Vec::new());
+        }
+        only_from_authority(&ctx.caller, "freezing or upgrading a contract")?;
         match msg {
+            ContractsMsg::CheckUpgrade { .. } => {}
             ContractsMsg::Freeze { address } => {
                 ctx.state.set(&key(&address), vec![1]);
                 ctx.emit(
@@ -95,11 +143,43 @@ impl Module for Contracts {
                     vec![("address".into(), address.to_string())],
                 );
             }
+            ContractsMsg::Upgrade { address, code } => {
+                if code.is_empty() {
+                    return Err(
+                        ModuleError::new("bad_code", "an upgrade needs the new code").into(),
+                    );
+                }
+                let old = ctx.replace_code(&address, &code)?;
+                if old.vm == tongtian_types::VmKind::Wasm && !code.starts_with(b"\0asm") {
+                    return Err(ModuleError::new(
+                        "bad_code",
+                        format!("{address} is a WASM contract: its new code must be a WASM module"),
+                    )
+                    .into());
+                }
+                ctx.emit(
+                    "contract_upgraded",
+                    vec![
+                        ("address".into(), address.to_string()),
+                        ("old_code_hash".into(), old.hash.to_string()),
+                        (
+                            "new_code_hash".into(),
+                            tongtian_types::H256(tongtian_crypto::eth::keccak256(&code))
+                                .to_string(),
+                        ),
+                    ],
+                );
+            }
         }
         Ok(Vec::new())
     }
 
-    fn authorize(&self, state: &mut ModuleState<'_, '_>, tx: &CheckedTx) -> ModuleResult<()> {
+    fn authorize(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        tx: &CheckedTx,
+        _fee: FeePolicy,
+    ) -> ModuleResult<()> {
         match callee(tx) {
             Some(to) if state.get(&key(&to))?.is_some() => Err(ModuleError::new(
                 "contract_frozen",

@@ -9,10 +9,13 @@
 //!   proposal in the block that closes it;
 //! - [`registry`]: the sub-chains that exist, each with the genesis spec
 //!   every member node derives from it identically;
-//! - [`contracts`]: contracts frozen by a vote.
+//! - [`contracts`]: contracts frozen or upgraded by a vote;
+//! - [`params`]: chain parameters a vote may change while the chain runs.
 //!
 //! On a sub-chain: [`access`], which keeps a restricted chain to the
-//! accounts its registry entry names.
+//! accounts its registry entry names; [`directive`], which carries out the
+//! votes the main chain decided for the sub-chain once a supermajority of
+//! its validators attested them; and `params` and `contracts` as above.
 //!
 //! Modules change one another only through messages: `org` and `registry`
 //! accept changes only from `gov`'s address, so the only way to admit an
@@ -22,8 +25,10 @@
 
 pub mod access;
 pub mod contracts;
+pub mod directive;
 pub mod gov;
 pub mod org;
+pub mod params;
 pub mod registry;
 
 use std::sync::Arc;
@@ -43,10 +48,12 @@ pub fn build(executor: Executor, spec: &ChainSpec) -> Result<Executor, String> {
             registry::ID => Arc::new(registry::Registry),
             access::ID => Arc::new(access::Access),
             contracts::ID => Arc::new(contracts::Contracts),
+            params::ID => Arc::new(params::Params),
+            directive::ID => Arc::new(directive::DirectiveModule),
             tongtian_execution::membership::ID => continue,
             other => {
                 return Err(format!(
-                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, membership)"
+                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, params, directive, membership)"
                 ))
             }
         };
@@ -64,6 +71,20 @@ pub(crate) fn only_from(caller: &Address, from: &str, what: &str) -> Result<(), 
             "governance_only",
             format!("{what} is decided by a governance vote (`tongtian gov propose`), not sent directly"),
         ))
+    }
+}
+
+/// Refuse unless the message came from one of the modules that carry out
+/// governance decisions ([`tongtian_execution::membership::AUTHORITIES`]:
+/// `gov` on the main chain, `directive` on a sub-chain).
+pub(crate) fn only_from_authority(caller: &Address, what: &str) -> Result<(), ModuleError> {
+    if tongtian_execution::membership::AUTHORITIES
+        .iter()
+        .any(|m| *caller == module_address(m))
+    {
+        Ok(())
+    } else {
+        only_from(caller, gov::ID, what)
     }
 }
 

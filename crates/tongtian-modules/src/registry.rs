@@ -112,6 +112,11 @@ pub struct ChainEntry {
     pub created_height: u64,
     /// Its genesis time: the creating block's time.
     pub genesis_time_ms: u64,
+    /// What votes decided for it since, in order (directive `i + 1` is
+    /// `directives[i]`); its validators carry each over (see
+    /// [`crate::directive`]).
+    #[serde(default)]
+    pub directives: Vec<crate::directive::Directive>,
 }
 
 /// A node that may take part in a sub-chain.
@@ -148,6 +153,20 @@ pub enum RegistryMsg {
     Stop {
         /// Its name.
         name: String,
+    },
+    /// Check that a directive can be given to a chain (any caller).
+    CheckDirect {
+        /// The chain's name.
+        name: String,
+        /// The directive.
+        directive: crate::directive::Directive,
+    },
+    /// Append a directive to a chain's entry (from `gov` only).
+    Direct {
+        /// The chain's name.
+        name: String,
+        /// The directive.
+        directive: crate::directive::Directive,
     },
 }
 
@@ -312,12 +331,21 @@ fn entry_for(
         status: ChainStatus::Active,
         created_height: height,
         genesis_time_ms: time_ms,
+        directives: Vec::new(),
     })
 }
 
 /// The genesis spec of a registered chain: the same on every node.
 pub fn spec_of(entry: &ChainEntry, admins: &[tongtian_types::Address]) -> ChainSpec {
     let mut modules = ModuleSections::default();
+    // What carries out the main chain's votes for it.
+    for id in [
+        crate::directive::ID,
+        crate::params::ID,
+        crate::contracts::ID,
+    ] {
+        modules.insert(id, serde_json::json!({}));
+    }
     if entry.restricted {
         let mut allowed: Vec<String> = entry
             .accounts
@@ -358,6 +386,33 @@ fn stoppable(state: &ModuleState<'_, '_>, name: &str) -> ModuleResult<ChainEntry
         .ok_or_else(|| refuse("unknown_chain", format!("there is no sub-chain {name}")))?;
     if entry.status == ChainStatus::Stopped {
         return Err(refuse("chain_stopped", format!("{name} is stopped already")).into());
+    }
+    Ok(entry)
+}
+
+/// The active chain `name`, if `directive` suits it: new validators'
+/// keys must be keys of the chain's suite.
+fn check_direct(
+    state: &ModuleState<'_, '_>,
+    name: &str,
+    directive: &crate::directive::Directive,
+) -> ModuleResult<ChainEntry> {
+    let entry = stoppable(state, name)?;
+    if let crate::directive::Directive::SetValidators { validators } = directive {
+        let s = tongtian_crypto::suite(entry.suite);
+        let probe = vec![0u8; s.signature_len()];
+        if let Some(v) = validators.iter().find(|v| {
+            matches!(
+                s.verify(&v.public_key, b"", &probe),
+                Err(tongtian_crypto::CryptoError::InvalidPublicKey { .. })
+            )
+        }) {
+            return Err(refuse(
+                "invalid_validator_key",
+                format!("{} has no valid {} key", v.name, entry.suite),
+            )
+            .into());
+        }
     }
     Ok(entry)
 }
@@ -447,6 +502,29 @@ impl Module for Registry {
                 ctx.state.set_typed(&key(&name), &entry);
                 ctx.emit("chain_stopped", vec![("chain".into(), name)]);
                 Ok(Vec::new())
+            }
+            RegistryMsg::CheckDirect { name, directive } => {
+                check_direct(&ctx.state, &name, &directive)?;
+                Ok(Vec::new())
+            }
+            RegistryMsg::Direct { name, directive } => {
+                only_from(&ctx.caller, crate::gov::ID, "directing a chain")?;
+                let mut entry = check_direct(&ctx.state, &name, &directive)?;
+                entry.directives.push(directive.clone());
+                let seq = entry.directives.len() as u64;
+                ctx.state.set_typed(&key(&name), &entry);
+                ctx.emit(
+                    "chain_directed",
+                    vec![
+                        ("chain".into(), name),
+                        ("seq".into(), seq.to_string()),
+                        (
+                            "directive".into(),
+                            crate::directive::directive_name(&directive).into(),
+                        ),
+                    ],
+                );
+                Ok(seq.to_le_bytes().to_vec())
             }
         }
     }

@@ -79,6 +79,8 @@ pub fn with_founding_orgs(
         .insert(tongtian_modules::registry::ID, serde_json::json!({}));
     spec.modules
         .insert(tongtian_modules::contracts::ID, serde_json::json!({}));
+    spec.modules
+        .insert(tongtian_modules::params::ID, serde_json::json!({}));
 }
 
 /// An organisation record for a node with these keys.

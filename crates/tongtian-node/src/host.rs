@@ -65,6 +65,9 @@ pub struct Node {
     /// Sub-chains that failed to start, and why (reported once, retried
     /// quietly after every main-chain block).
     failed: Mutex<BTreeMap<String, String>>,
+    /// Directive attestations sent and when, by (chain, number): not sent
+    /// again while they may still be on their way.
+    attested: Mutex<BTreeMap<(String, u64), std::time::Instant>>,
 }
 
 /// A launched node: its main chain's engine and its registry follower
@@ -151,6 +154,7 @@ impl Node {
             subs: tokio::sync::Mutex::new(BTreeMap::new()),
             observer: Mutex::new(None),
             failed: Mutex::new(BTreeMap::new()),
+            attested: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -267,6 +271,9 @@ impl Node {
     pub async fn reconcile(&self) -> Result<(), NodeError> {
         if let (Some(net), Some(keys)) = (&self.network, self.org_nodes()?) {
             net.admit_only(&keys);
+            // Validators a vote named since launch are reached the same way.
+            self.main
+                .set_transport_of(validator_transports(&self.main)?);
         }
         let entries = self.registry()?;
         for e in entries {
@@ -293,6 +300,11 @@ impl Node {
                         }
                     }
                 }
+                ChainStatus::Active if running => {
+                    if let Err(err) = self.relay_directive(&e).await {
+                        tracing::warn!(chain = %e.name, error = %err, "cannot attest the chain's directive");
+                    }
+                }
                 ChainStatus::Stopped if running => {
                     if let Err(err) = self.stop_chain(&e.name).await {
                         tracing::error!(chain = %e.name, error = %err, "sub-chain did not stop cleanly");
@@ -302,6 +314,85 @@ impl Node {
             }
         }
         Ok(())
+    }
+
+    /// Carry the next directive the main chain decided for `entry`'s chain
+    /// over to it: when this node validates it and has not attested that
+    /// directive yet, submit the attestation signed by its validator key
+    /// (see [`tongtian_modules::directive`]).
+    async fn relay_directive(&self, entry: &ChainEntry) -> Result<(), NodeError> {
+        use tongtian_modules::directive::{self, DirectiveMsg};
+        if entry.directives.is_empty() {
+            return Ok(());
+        }
+        let Some(rt) = self
+            .subs
+            .lock()
+            .await
+            .get(&entry.name)
+            .map(|h| h.runtime.clone())
+        else {
+            return Ok(());
+        };
+        let Some(key) = self.keys.get(entry.suite).cloned() else {
+            return Ok(());
+        };
+        let none = BTreeMap::new();
+        let Ok(next) = rt.query_module(directive::ID, "next", &none, None)? else {
+            return Ok(());
+        };
+        let seq = next.as_u64().unwrap_or(1);
+        let Some(d) = entry.directives.get(seq as usize - 1) else {
+            return Ok(());
+        };
+        if !rt
+            .validator_set()
+            .validators
+            .iter()
+            .any(|v| v.public_key == key.public_key())
+        {
+            return Ok(());
+        }
+        let me = tongtian_types::Address::from_public_key(entry.suite, key.public_key());
+        let done = rt.query_module(directive::ID, &format!("attested/{seq}/{me}"), &none, None)?;
+        if done.is_ok_and(|v| v == serde_json::Value::Bool(true)) {
+            return Ok(());
+        }
+        {
+            let mut sent = self.attested.lock();
+            let k = (entry.name.clone(), seq);
+            if sent
+                .get(&k)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+            {
+                return Ok(());
+            }
+            sent.retain(|(c, n), _| c != &entry.name || *n >= seq);
+            sent.insert(k, std::time::Instant::now());
+        }
+        let tx = tongtian_types::Transaction {
+            chain_id: entry.chain_id,
+            nonce: rt.account(&me)?.nonce,
+            gas_limit: 1_000_000,
+            gas_price: rt.spec().gas.min_gas_price,
+            action: DirectiveMsg::Attest {
+                seq,
+                directive: d.clone(),
+            }
+            .action(),
+        }
+        .sign(&key);
+        let raw = tongtian_types::codec::encode(&tx);
+        let result = tokio::task::spawn_blocking(move || rt.submit_batch(&[&raw]).remove(0))
+            .await
+            .map_err(|e| NodeError::Config(format!("attestation task: {e}")))?;
+        match result {
+            Ok(hash) => {
+                tracing::info!(chain = %entry.name, seq, directive = directive::directive_name(d), tx = %hash, "attested directive");
+                Ok(())
+            }
+            Err(e) => Err(NodeError::Config(format!("attestation refused: {e}"))),
+        }
     }
 
     /// Start the sub-chain of `entry` on this node.
@@ -339,13 +430,16 @@ impl Node {
                     .map(|m| PeerId(m.transport_key.clone())),
             )
         });
-        runtime.set_transport_of(
+        // Genesis validators as the entry names them, and every registered
+        // node's keys (validators a later vote names).
+        let mut transports = validator_transports(&self.main)?;
+        transports.extend(
             entry
                 .validators
                 .iter()
-                .map(|v| (v.public_key.clone(), PeerId(v.transport_key.clone())))
-                .collect(),
+                .map(|v| (v.public_key.clone(), PeerId(v.transport_key.clone()))),
         );
+        runtime.set_transport_of(transports);
         let running = runtime.start(view)?;
         tracing::info!(chain = %entry.name, chain_id = entry.chain_id, engine = %entry.engine, suite = %entry.suite, "sub-chain started");
         self.subs.lock().await.insert(

@@ -205,6 +205,9 @@ impl AccountSource for StoreAccounts<'_> {
             Err(e) => Err(("state_unavailable".into(), e.to_string())),
         }
     }
+    fn fee_free(&self, tx: &CheckedTx) -> bool {
+        self.1.fee_policy(&tx.tx.tx.action) == tongtian_execution::FeePolicy::Free
+    }
 }
 
 impl ChainRuntime {

@@ -211,5 +211,59 @@ async fn scenario(wire: Wire) {
     }
     let h = net.chain(1, "trade").await.unwrap().latest().0;
     net.wait_height(3, "trade", h + 1, secs(30)).await;
+
+    // Votes decide for trade too: its validators carry each decision
+    // over (a chain parameter, then its validator set), with no one
+    // sending anything on trade by hand.
+    let pass = |kind: ProposalKind| {
+        let net = &net;
+        async move {
+            let p = id_of(&net.gov(0, GovMsg::Propose { kind }).await);
+            assert!(net.gov(1, yes(p)).await.is_success());
+            assert!(net.gov(2, yes(p)).await.is_success());
+            let main = net.chain(0, "main").await.unwrap();
+            let none = std::collections::BTreeMap::new();
+            let v = main
+                .query_module("gov", &format!("proposals/{p}"), &none, None)
+                .unwrap()
+                .unwrap();
+            assert_eq!(v["status"], "executed", "{v}");
+        }
+    };
+    pass(ProposalKind::SetParam {
+        name: "min_gas_price".into(),
+        value: 2,
+        chain: Some("trade".into()),
+    })
+    .await;
+    pass(ProposalKind::SetValidators {
+        nodes: vec!["org-1/node-1".into(), "org-2/node-2".into()],
+        chain: Some("trade".into()),
+    })
+    .await;
+    let deadline = std::time::Instant::now() + secs(60);
+    for i in 1..4 {
+        loop {
+            let c = net.chain(i, "trade").await.unwrap();
+            let none = std::collections::BTreeMap::new();
+            let param = c
+                .query_module("params", "params", &none, None)
+                .unwrap()
+                .unwrap();
+            if param["min_gas_price"] == 2 && c.validator_set().validators.len() == 2 {
+                assert_eq!(c.validator_set().version, 1);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {i}: trade has params {param} and {} validators",
+                c.validator_set().validators.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Two validators go on making trade's blocks.
+    let h = net.chain(1, "trade").await.unwrap().latest().0;
+    net.wait_height(2, "trade", h + 2, secs(30)).await;
     net.shutdown().await;
 }

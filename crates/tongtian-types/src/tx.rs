@@ -377,6 +377,9 @@ pub struct CheckedTx {
     /// Ethereum transactions: EIP-7623's calldata floor (`u64::MAX` if the
     /// raw bytes do not decode; 0 for other transactions).
     eth_floor: u64,
+    /// The chain waives its fee (a module said so at admission; see
+    /// [`CheckedTx::waive_fee`]): admission then reserves no fee for it.
+    fee_free: bool,
 }
 
 impl CheckedTx {
@@ -401,6 +404,18 @@ impl CheckedTx {
         self.value
     }
 
+    /// Mark it as one the chain charges no fee for (what mempool
+    /// admission learns from the chain's modules). Execution decides fees
+    /// by itself; this only tells admission not to reserve one.
+    pub fn waive_fee(&mut self) {
+        self.fee_free = true;
+    }
+
+    /// Whether [`CheckedTx::waive_fee`] marked it.
+    pub fn is_fee_free(&self) -> bool {
+        self.fee_free
+    }
+
     /// Compute hash, sender, size, value and intrinsic gas (does not
     /// verify the signature). An Ethereum transaction's raw bytes are
     /// decoded here once, not by every later stage.
@@ -422,6 +437,7 @@ impl CheckedTx {
             value,
             eth_intrinsic,
             eth_floor,
+            fee_free: false,
             tx,
         }
     }
