@@ -28,6 +28,8 @@ struct Net {
     last_block_events: Vec<tongtian_types::Event>,
     chain_id: u64,
     suite: SuiteId,
+    /// Failure messages of the last block's receipts ("" for successes).
+    last_messages: Vec<String>,
 }
 
 fn addr(k: &Keypair) -> Address {
@@ -63,6 +65,11 @@ fn org(i: usize, admin: &Keypair, with_sm_key: bool) -> Organisation {
 impl Net {
     /// `n` founding organisations of weight 1 (the last has no SM key).
     fn new(n: usize, voting_period: u64) -> Net {
+        Net::new_with_vms(n, voting_period, vec![])
+    }
+
+    /// [`Net::new`] with contracts on `vms`.
+    fn new_with_vms(n: usize, voting_period: u64, vms: Vec<tongtian_types::VmKind>) -> Net {
         let admins: Vec<Keypair> = (0..n)
             .map(|i| Keypair::from_seed(SuiteId::Standard, format!("admin{i}").as_bytes()))
             .collect();
@@ -98,7 +105,7 @@ impl Net {
             gas: GasSchedule::default(),
             limits: Limits::default(),
             genesis_time_ms: 0,
-            vms: vec![],
+            vms,
             modules: Default::default(),
         };
         spec.modules
@@ -113,7 +120,9 @@ impl Net {
 
     /// A chain of `spec` (its suite for keys and addresses).
     fn with_spec(spec: ChainSpec, admins: Vec<Keypair>, outsider: Keypair) -> Net {
-        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec).unwrap();
+        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec)
+            .unwrap()
+            .with_vm(tongtian_vm_evm::EvmVm::new());
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("c.redb"), spec.suite).unwrap();
         let mut net = Net {
@@ -127,6 +136,7 @@ impl Net {
             last_block_events: Vec::new(),
             chain_id: spec.chain_id,
             suite: spec.suite,
+            last_messages: Vec::new(),
         };
         let genesis = Outcome {
             changes: net.ex.genesis_changes().unwrap(),
@@ -196,6 +206,14 @@ impl Net {
             .unwrap();
         let out = self.ex.finish_block(&self.store, &env, out).unwrap();
         self.last_block_events = out.block_events.clone();
+        self.last_messages = out
+            .receipts
+            .iter()
+            .map(|r| match &r.status {
+                TxStatus::Failed { message, .. } => message.clone(),
+                TxStatus::Success => String::new(),
+            })
+            .collect();
         let codes = out
             .receipts
             .iter()
@@ -936,4 +954,139 @@ fn a_sub_chain_applies_a_directive_once_a_supermajority_of_its_validators_attest
     assert_eq!(authorize(&mut sub, &vkeys[3], &t), Ok(()));
     *sub.nonces.get_mut(&addr(&vkeys[3])).unwrap() += 1;
     assert_eq!(sub.block(vec![t2])[0].0, "directive_applied");
+}
+
+/// EVM code that CALLs `target` with its own calldata, then returns what
+/// came back (`then` 0), reverts (1) or stops, ignoring the result (2).
+fn caller_code(target: &Address, then: u8) -> Vec<u8> {
+    // CALLDATACOPY(0, 0, CALLDATASIZE); CALL(GAS, target, 0, 0, CALLDATASIZE, 0, 0)
+    let mut runtime = vec![0x36, 0x5f, 0x5f, 0x37, 0x5f, 0x5f, 0x36, 0x5f, 0x5f, 0x73];
+    runtime.extend_from_slice(&target.0);
+    runtime.extend_from_slice(&[0x5a, 0xf1]);
+    runtime.extend_from_slice(match then {
+        // RETURNDATACOPY; JUMPI(42, ok); REVERT(0, RETURNDATASIZE); 42: RETURN(0, RETURNDATASIZE)
+        0 => &[
+            0x3d, 0x5f, 0x5f, 0x3e, 0x60, 0x2a, 0x57, 0x3d, 0x5f, 0xfd, 0x5b, 0x3d, 0x5f, 0xf3,
+        ],
+        1 => &[0x50, 0x5f, 0x5f, 0xfd],
+        _ => &[0x50, 0x00],
+    });
+    let len = runtime.len() as u8;
+    let mut init = vec![0x60, len, 0x60, 0x0a, 0x5f, 0x39, 0x60, len, 0x5f, 0xf3];
+    init.extend_from_slice(&runtime);
+    init
+}
+
+#[test]
+fn a_contract_that_is_an_admin_votes_through_the_gov_precompile_and_cannot_half_revert() {
+    use tongtian_types::VmKind;
+    let mut net = Net::new_with_vms(1, 50, vec![VmKind::Evm]);
+    let user = net.outsider.clone();
+    let deploy = |net: &mut Net, code: Vec<u8>| {
+        let a = tongtian_types::eth::create_address(
+            &addr(&user),
+            net.nonces.get(&addr(&user)).copied().unwrap_or(0),
+        );
+        let t = net.tx(
+            &user,
+            Action::Deploy {
+                vm: VmKind::Evm,
+                code,
+                args: vec![],
+                value: 0,
+            },
+        );
+        assert_eq!(net.block(vec![t])[0].0, "success");
+        a
+    };
+    let gov_addr = tongtian_execution::module::module_address("gov");
+    // voter -> gov; halfway -> voter, then reverts; outer -> halfway, goes on.
+    let voter = deploy(&mut net, caller_code(&gov_addr, 0));
+    let halfway = deploy(&mut net, caller_code(&voter, 1));
+    let outer = deploy(&mut net, caller_code(&halfway, 2));
+    // The contract becomes organisation org-1's admin (org-0 holds all the
+    // weight, so this passes at once).
+    let p = pass(
+        &mut net,
+        ProposalKind::AddOrg {
+            org: Organisation {
+                id: "org-1".into(),
+                name: "A contract".into(),
+                admin: voter,
+                weight: 1,
+                nodes: vec![],
+            },
+        },
+    );
+    assert_eq!(p["status"], "executed", "{p}");
+    // Now org-0 alone (1 of 2) cannot pass a parameter change.
+    let kind = || ProposalKind::SetParam {
+        name: "max_tx_gas".into(),
+        value: 9_000_000,
+        chain: None,
+    };
+    let (code, _) = net.gov(0, GovMsg::Propose { kind: kind() });
+    assert_eq!(code, "success");
+    assert_eq!(status(&net, 2), "open");
+    let vote = |proposal| {
+        borsh::to_vec(&GovMsg::Vote {
+            proposal,
+            choice: Choice::Yes,
+        })
+        .unwrap()
+    };
+    // Voting from a frame that then reverts, inside a transaction that goes
+    // on, fails the whole transaction: no half-undone vote.
+    let t = net.tx(
+        &user,
+        Action::Call {
+            to: outer,
+            input: vote(2),
+            value: 0,
+        },
+    );
+    let (code, _) = net.block(vec![t]).remove(0);
+    assert_eq!(code, "trap", "{code}");
+    assert!(
+        net.last_messages[0].contains("module_write_reverted"),
+        "{:?}",
+        net.last_messages
+    );
+    assert_eq!(status(&net, 2), "open");
+    assert_eq!(net.q("gov", "proposals/2")["tally"]["yes"], 1);
+    // The contract votes: 2 of 2, the proposal is executed.
+    let t = net.tx(
+        &user,
+        Action::Call {
+            to: voter,
+            input: vote(2),
+            value: 0,
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "success");
+    let p = net.q("gov", "proposals/2");
+    assert_eq!(p["status"], "executed", "{p}");
+    assert_eq!(p["votes"]["org-1"], "yes");
+    assert_eq!(net.q("params", "params")["max_tx_gas"], 9_000_000);
+    // A second vote of the contract is the module's refusal, as a revert.
+    let (code, _) = net.gov(0, GovMsg::Propose { kind: kind() });
+    assert_eq!(code, "success");
+    let t = net.tx(
+        &user,
+        Action::Call {
+            to: voter,
+            input: vote(3),
+            value: 0,
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "success");
+    let t = net.tx(
+        &user,
+        Action::Call {
+            to: voter,
+            input: vote(3),
+            value: 0,
+        },
+    );
+    assert_eq!(net.block(vec![t])[0].0, "reverted");
 }

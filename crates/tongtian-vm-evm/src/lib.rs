@@ -12,13 +12,25 @@
 //! code-less accounts from inside the EVM.
 //!
 //! The chain's native modules are precompiles at their addresses
-//! ([`tongtian_execution::module::module_address`]): a `STATICCALL` (or
-//! `CALL`) with the UTF-8 text of a module query as input (`validators`,
-//! `chains/trade`, `proposals/1`, `proposals?open=true`) returns the
-//! module's JSON answer, or reverts with the module's error text. Module
-//! *messages* (writes, such as a vote) from Solidity are not taken yet: the
-//! EVM's journal and the module's state would have to roll back together
-//! on a partial revert; a call with a value or that is not a query reverts.
+//! ([`tongtian_execution::module::module_address`]):
+//! - a `STATICCALL` (or `CALL`) whose input is the UTF-8 text of a module
+//!   query (`validators`, `chains/trade`, `proposals/1`,
+//!   `proposals?open=true`) returns the module's JSON answer;
+//! - a `CALL` whose input is one of the module's Borsh messages (its first
+//!   byte, the message's variant index, is below 0x20, which no query
+//!   starts with) hands the message to the module with the calling
+//!   contract as the caller, so a contract that is an organisation's admin
+//!   can vote; it returns the module's output.
+//!
+//! Either reverts with the module's `code: message` when the module
+//! refuses. A module's writes go straight to chain state, beside revm's
+//! journal, so they cannot be undone frame by frame: each message taken
+//! leaves a marker in revm's journal (a storage slot of the module's
+//! address, never written to state), and if a frame that sent one reverts
+//! while the transaction goes on, the marker is gone and the whole
+//! transaction fails with `module_write_reverted` instead, undoing
+//! everything. A message in a `STATICCALL`, or any call with a value,
+//! reverts.
 
 use parking_lot::Mutex;
 use revm::bytecode::Bytecode;
@@ -47,6 +59,87 @@ struct WithModules {
     eth: revm::handler::EthPrecompiles,
     warm: revm::primitives::AddressSet,
     modules: Vec<EAddr>,
+    /// Module messages taken so far in this transaction (each left the
+    /// marker slot with this number).
+    writes: u64,
+}
+
+/// Whether a module's input is a message (Borsh, variant index first)
+/// rather than the text of a query.
+fn is_message(input: &[u8]) -> bool {
+    input.first().is_some_and(|b| *b < 0x20)
+}
+
+impl WithModules {
+    /// Hand a module message from the calling contract to the module, and
+    /// mark it in revm's journal (see the crate docs).
+    fn send_message<'a, 'h, 'o: 'h, 's: 'o, CTX>(
+        &mut self,
+        context: &mut CTX,
+        inputs: &revm::interpreter::CallInputs,
+        input: Vec<u8>,
+        gas: revm::interpreter::Gas,
+    ) -> Result<Option<revm::interpreter::InterpreterResult>, String>
+    where
+        CTX: revm::context_interface::ContextTr<Db = HostDb<'a, 'h, 'o, 's>>,
+    {
+        use revm::context_interface::{JournalTr, Transaction};
+        use revm::interpreter::{InstructionResult, InterpreterResult};
+        let revert = |text: String| {
+            InterpreterResult::new(
+                InstructionResult::Revert,
+                Bytes::from(text.into_bytes()),
+                gas,
+            )
+        };
+        if inputs.is_static {
+            return Ok(Some(revert(
+                "a module message changes state: send it with CALL, not STATICCALL".into(),
+            )));
+        }
+        let origin = taddr(&context.tx().caller());
+        let msg = Message {
+            caller: taddr(&inputs.caller),
+            origin,
+            to: taddr(&inputs.bytecode_address),
+            value: 0,
+            input,
+            gas_limit: tongtian_execution::vm::MODULE_CALL_GAS,
+            gas_price: 0,
+            depth: 1,
+            access_list: Vec::new(),
+        };
+        let db = context.db_mut();
+        let result = match db.host.call(&msg) {
+            Ok(r) => r,
+            Err(e) => {
+                db.error = Some(e);
+                return Err("module message failed".into());
+            }
+        };
+        match result.status {
+            Ok(out) => {
+                self.writes += 1;
+                let module = inputs.bytecode_address;
+                let journal = context.journal_mut();
+                let loaded = journal.load_account(module).is_ok();
+                if !loaded
+                    || journal
+                        .sstore(module, U256::from(self.writes), U256::from(1))
+                        .is_err()
+                {
+                    return Err("cannot mark the module message".into());
+                }
+                Ok(Some(InterpreterResult::new(
+                    InstructionResult::Return,
+                    Bytes::from(out),
+                    gas,
+                )))
+            }
+            Err(VmFailure::Module(e)) => Ok(Some(revert(format!("{}: {}", e.code, e.message)))),
+            Err(other) => Ok(Some(revert(other.to_string()))),
+        }
+    }
 }
 
 impl<'a, 'h, 'o: 'h, 's: 'o, CTX> revm::handler::PrecompileProvider<CTX> for WithModules
@@ -96,6 +189,9 @@ where
                 gas,
                 "a module takes no value from the EVM".into(),
             )));
+        }
+        if is_message(&input) {
+            return self.send_message(context, inputs, input, gas);
         }
         let Ok(path) = std::str::from_utf8(&input) else {
             return Ok(Some(revert(
@@ -363,16 +459,19 @@ impl EvmVm {
                     eth: revm::handler::EthPrecompiles::new(SpecId::PRAGUE),
                     warm: Default::default(),
                     modules,
+                    writes: 0,
                 });
             let res = evm.transact(tx);
             if let Some(e) = evm.ctx.journaled_state.database.error.take() {
                 return Err(e);
             }
+            let writes = evm.precompiles.writes;
             match res {
-                Ok(r) => (Ok(r.result), r.state),
+                Ok(r) => (Ok((r.result, writes)), r.state),
                 Err(e) => (Err(e), Default::default()),
             }
         };
+        let module_addrs: Vec<EAddr> = host.module_addresses().iter().map(eaddr).collect();
         let result = match outcome {
             Err(EVMError::Transaction(e)) => {
                 let f = if e.to_string().contains("funds") {
@@ -388,7 +487,29 @@ impl EvmVm {
                     msg.gas_limit,
                 ))
             }
-            Ok(r) => r,
+            Ok((r, writes)) => {
+                // Every module message taken must still be marked: a frame
+                // that sent one and then reverted cannot be undone alone.
+                let kept: usize = module_addrs
+                    .iter()
+                    .filter_map(|m| state.get(m))
+                    .map(|acct| {
+                        acct.storage
+                            .values()
+                            .filter(|v| v.present_value == U256::from(1))
+                            .count()
+                    })
+                    .sum();
+                if r.is_success() && kept as u64 != writes {
+                    return Ok(CallResult::failed(
+                        VmFailure::Trap(
+                            "module_write_reverted: a frame that sent a module message reverted while the transaction went on; module changes are not undone frame by frame, so the whole transaction fails".into(),
+                        ),
+                        r.tx_gas_used().saturating_sub(overhead).min(msg.gas_limit),
+                    ));
+                }
+                r
+            }
         };
         let used = result
             .tx_gas_used()
@@ -414,7 +535,8 @@ impl EvmVm {
             }
         };
         for (address, account) in state {
-            if !account.is_touched() {
+            // Modules keep their own state; their marker slots are not it.
+            if !account.is_touched() || module_addrs.contains(&address) {
                 continue;
             }
             let a = taddr(&address);
