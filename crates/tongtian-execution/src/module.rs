@@ -317,6 +317,26 @@ impl<'a, 's> ModuleCtx<'a, 's> {
         self.emitter
     }
 
+    /// Take `amount` of native tokens from the caller (who sent this
+    /// message, so agreed to it) into the module's own balance, as escrow.
+    pub fn collect(&mut self, amount: u128) -> ModuleResult<()> {
+        let (from, to) = (self.caller, self.emitter);
+        let mut src = self.state.overlay.account(&from)?;
+        if src.balance < amount {
+            return Err(ModuleError::new(
+                "insufficient_funds",
+                format!("{from} holds {}, {amount} needed", src.balance),
+            )
+            .into());
+        }
+        src.balance -= amount;
+        self.state.overlay.set_account(from, src);
+        let mut dst = self.state.overlay.account(&to)?;
+        dst.balance = dst.balance.saturating_add(amount);
+        self.state.overlay.set_account(to, dst);
+        Ok(())
+    }
+
     /// Pay `amount` from the module's own balance (what it holds in
     /// escrow) to `to`.
     pub fn pay_out(&mut self, to: Address, amount: u128) -> ModuleResult<()> {

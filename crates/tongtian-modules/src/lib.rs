@@ -50,10 +50,13 @@ pub fn build(executor: Executor, spec: &ChainSpec) -> Result<Executor, String> {
             contracts::ID => Arc::new(contracts::Contracts),
             params::ID => Arc::new(params::Params),
             directive::ID => Arc::new(directive::DirectiveModule),
+            tongtian_xchain::client::ID => Arc::new(tongtian_xchain::client::Client),
+            tongtian_xchain::channel::ID => Arc::new(tongtian_xchain::channel::Channel),
+            tongtian_xchain::transfer::ID => Arc::new(tongtian_xchain::transfer::Transfer),
             tongtian_execution::membership::ID => continue,
             other => {
                 return Err(format!(
-                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, params, directive, membership)"
+                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, params, directive, client, channel, transfer, membership)"
                 ))
             }
         };

@@ -1,0 +1,671 @@
+//! The `channel` module: channels between this chain and another, and the
+//! packets on them, each proven by the other chain's light client.
+//!
+//! A channel joins a port here (an application module, such as
+//! `transfer`) to a port there, through the `client` of the other chain.
+//! Packet lifecycle (IBC's):
+//! 1. **send** (by the port's module): the packet is stored with its
+//!    commitment (its hash) at `commit/{channel}/{seq}`;
+//! 2. **recv** (anyone, on the other chain): the commitment is proven
+//!    against the sender's verified state root; the receipt at
+//!    `receipt/{channel}/{seq}` refuses a second delivery; an ordered
+//!    channel takes packets in sequence only; the application runs and
+//!    its acknowledgement (success or error) is stored at
+//!    `ack/{channel}/{seq}`;
+//! 3. **acknowledge** (anyone, back here): the ack is proven against the
+//!    receiver's root, the commitment deleted, the application told; or
+//! 4. **timeout** (anyone, here): once the receiver's verified height or
+//!    time has passed the packet's timeout, proven absence of its receipt
+//!    there deletes the commitment and the application refunds.
+//!
+//! A packet ends acknowledged or timed out, exactly once: both need the
+//! commitment, which the first deletes.
+//!
+//! Channels are opened by authorities (the registry when a sub-chain is
+//! born, so a member never runs a handshake by hand; governance for
+//! others) on both sides at once: each side's genesis or creating block
+//! names the other's channel and client.
+
+use crate::client::{ClientMsg, ID as CLIENT};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tongtian_execution::module::{
+    module_address, module_prefix, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
+};
+use tongtian_types::{proof::StateProof, serde_hex, ChainSpec};
+
+/// The module's id.
+pub const ID: &str = "channel";
+
+/// Modules that open channels.
+pub const AUTHORITIES: [&str; 3] = ["gov", "directive", "registry"];
+
+/// One end of a channel, as opened.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChannelInit {
+    /// Its id here (`channel-0`, ...).
+    pub id: String,
+    /// The port (application module) here.
+    pub port: String,
+    /// The client here of the other chain.
+    pub client: String,
+    /// The other end's channel id.
+    pub counterparty_channel: String,
+    /// The other end's port.
+    pub counterparty_port: String,
+    /// Packets delivered in sequence only.
+    #[serde(default)]
+    pub ordered: bool,
+    /// The application's version string.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// A channel end as kept in state.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChannelEnd {
+    /// How it was opened.
+    #[serde(flatten)]
+    pub init: ChannelInit,
+    /// Sequence of the next packet sent.
+    pub next_send: u64,
+    /// On an ordered channel, the sequence of the next packet received.
+    pub next_recv: u64,
+}
+
+/// A packet.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Packet {
+    /// Its number on the source channel (from 1).
+    pub sequence: u64,
+    /// Source port.
+    pub source_port: String,
+    /// Source channel.
+    pub source_channel: String,
+    /// Destination port.
+    pub dest_port: String,
+    /// Destination channel.
+    pub dest_channel: String,
+    /// The application's bytes.
+    #[serde(with = "serde_hex")]
+    pub data: Vec<u8>,
+    /// Destination height from which it can no longer be received (0: none).
+    pub timeout_height: u64,
+    /// Destination time (ms) from which it can no longer be received (0: none).
+    pub timeout_ms: u64,
+}
+
+impl Packet {
+    /// Its commitment: Keccak-256 of its encoding.
+    pub fn commitment(&self) -> Vec<u8> {
+        tongtian_crypto::eth::keccak256(&borsh::to_vec(self).expect("packets encode")).to_vec()
+    }
+}
+
+/// An application's acknowledgement.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub enum Ack {
+    /// Received and handled; the application's result.
+    Success(#[serde(with = "serde_hex")] Vec<u8>),
+    /// Refused by the application (code: message).
+    Error(String),
+}
+
+/// What the channel tells the application at a port (sent as the
+/// channel's address; applications accept these only from it).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum AppMsg {
+    /// A packet arrived; the answer is the success ack's bytes, a refusal
+    /// becomes an error ack (and the application's writes are undone).
+    OnRecv(Packet),
+    /// A packet sent from here was acknowledged.
+    OnAck(Packet, Ack),
+    /// A packet sent from here timed out: refund.
+    OnTimeout(Packet),
+}
+
+impl AppMsg {
+    /// Encoded.
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("app messages encode")
+    }
+}
+
+/// Where a packet's proof is: the other chain's height it was read at.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Proven {
+    /// The other chain's height (verified by this chain's client).
+    pub height: u64,
+    /// The state proof there.
+    pub proof: StateProof,
+}
+
+/// Messages of the `channel` module.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum ChannelMsg {
+    /// Open a channel end (from an authority).
+    Open(ChannelInit),
+    /// Send a packet (from the port's module); answers its sequence.
+    Send {
+        /// The port.
+        port: String,
+        /// The channel.
+        channel: String,
+        /// The application's bytes.
+        data: Vec<u8>,
+        /// Timeout height on the destination (0: none).
+        timeout_height: u64,
+        /// Timeout time on the destination (0: none).
+        timeout_ms: u64,
+    },
+    /// Deliver a packet here (anyone).
+    Recv {
+        /// The packet.
+        packet: Packet,
+        /// Proof of its commitment on the source.
+        proven: Proven,
+    },
+    /// Deliver a packet's acknowledgement back to its source (anyone).
+    Acknowledge {
+        /// The packet.
+        packet: Packet,
+        /// The ack.
+        ack: Ack,
+        /// Proof of the ack on the destination.
+        proven: Proven,
+    },
+    /// Time a packet out at its source (anyone).
+    Timeout {
+        /// The packet.
+        packet: Packet,
+        /// Proof that the destination has no receipt of it.
+        proven: Proven,
+    },
+}
+
+impl ChannelMsg {
+    /// Encoded.
+    pub fn encode(&self) -> Vec<u8> {
+        borsh::to_vec(self).expect("channel messages encode")
+    }
+
+    /// As a transaction action.
+    pub fn action(&self) -> tongtian_types::Action {
+        tongtian_types::Action::Module {
+            module: ID.into(),
+            msg: self.encode(),
+        }
+    }
+}
+
+/// The module's genesis section.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    /// Channels the chain starts with.
+    #[serde(default)]
+    pub channels: Vec<ChannelInit>,
+}
+
+fn chkey(id: &str) -> Vec<u8> {
+    format!("ch/{id}").into_bytes()
+}
+
+fn rel(kind: &str, channel: &str, seq: u64) -> Vec<u8> {
+    format!("{kind}/{channel}/{seq:020}").into_bytes()
+}
+
+/// The full state key of a packet's commitment (what `recv` proves).
+pub fn commitment_key(channel: &str, seq: u64) -> Vec<u8> {
+    [module_prefix(ID), rel("commit", channel, seq)].concat()
+}
+
+/// The full state key of a packet's receipt (what `timeout` proves absent).
+pub fn receipt_key(channel: &str, seq: u64) -> Vec<u8> {
+    [module_prefix(ID), rel("receipt", channel, seq)].concat()
+}
+
+/// The full state key of a packet's acknowledgement.
+pub fn ack_key(channel: &str, seq: u64) -> Vec<u8> {
+    [module_prefix(ID), rel("ack", channel, seq)].concat()
+}
+
+fn refuse(code: &str, message: impl Into<String>) -> ModuleError {
+    ModuleError::new(code, message)
+}
+
+fn load(state: &ModuleState<'_, '_>, id: &str) -> ModuleResult<ChannelEnd> {
+    Ok(state
+        .get_typed(&chkey(id))?
+        .ok_or_else(|| refuse("unknown_channel", format!("there is no channel {id}")))?)
+}
+
+fn open(state: &mut ModuleState<'_, '_>, init: ChannelInit) -> ModuleResult<()> {
+    if init.id.is_empty() || init.port.is_empty() || init.client.is_empty() {
+        return Err(refuse("bad_channel", "a channel needs an id, a port and a client").into());
+    }
+    if state.get(&chkey(&init.id))?.is_some() {
+        return Err(refuse("channel_exists", format!("channel {} exists", init.id)).into());
+    }
+    state.set_typed(
+        &chkey(&init.id),
+        &ChannelEnd {
+            init,
+            next_send: 1,
+            next_recv: 1,
+        },
+    );
+    Ok(())
+}
+
+/// Ask the client to check `key` = `value` (or absent) at the proof's height.
+fn verify(
+    ctx: &mut ModuleCtx<'_, '_>,
+    client: &str,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    proven: Proven,
+) -> ModuleResult<()> {
+    ctx.call(
+        CLIENT,
+        &ClientMsg::VerifyState {
+            client: client.into(),
+            height: proven.height,
+            key,
+            value,
+            proof: proven.proof,
+        }
+        .encode(),
+    )?;
+    Ok(())
+}
+
+/// The channel a packet is on here, as its source (`at_source`) or
+/// destination, checked against the packet's other end.
+fn end_for(state: &ModuleState<'_, '_>, p: &Packet, at_source: bool) -> ModuleResult<ChannelEnd> {
+    let (here, port, there, there_port) = if at_source {
+        (
+            &p.source_channel,
+            &p.source_port,
+            &p.dest_channel,
+            &p.dest_port,
+        )
+    } else {
+        (
+            &p.dest_channel,
+            &p.dest_port,
+            &p.source_channel,
+            &p.source_port,
+        )
+    };
+    let ch = load(state, here)?;
+    if &ch.init.port != port
+        || &ch.init.counterparty_channel != there
+        || &ch.init.counterparty_port != there_port
+    {
+        return Err(refuse(
+            "wrong_channel",
+            format!("channel {here} does not join {port} to {there}/{there_port}"),
+        )
+        .into());
+    }
+    Ok(ch)
+}
+
+/// The `channel` module.
+#[derive(Debug, Default)]
+pub struct Channel;
+
+impl Channel {
+    fn send(
+        ctx: &mut ModuleCtx<'_, '_>,
+        port: String,
+        channel: String,
+        data: Vec<u8>,
+        timeout_height: u64,
+        timeout_ms: u64,
+    ) -> ModuleResult<Vec<u8>> {
+        if ctx.caller != module_address(&port) {
+            return Err(refuse(
+                "not_port_owner",
+                format!("only the module {port} sends on port {port}"),
+            )
+            .into());
+        }
+        let mut ch = load(&ctx.state, &channel)?;
+        if ch.init.port != port {
+            return Err(refuse(
+                "wrong_channel",
+                format!("channel {channel} is not on port {port}"),
+            )
+            .into());
+        }
+        if timeout_height == 0 && timeout_ms == 0 {
+            return Err(refuse("no_timeout", "a packet needs a timeout height or time").into());
+        }
+        let packet = Packet {
+            sequence: ch.next_send,
+            source_port: port,
+            source_channel: channel.clone(),
+            dest_port: ch.init.counterparty_port.clone(),
+            dest_channel: ch.init.counterparty_channel.clone(),
+            data,
+            timeout_height,
+            timeout_ms,
+        };
+        ch.next_send += 1;
+        ctx.state.set_typed(&chkey(&channel), &ch);
+        ctx.state.set(
+            &rel("commit", &channel, packet.sequence),
+            packet.commitment(),
+        );
+        ctx.state
+            .set_typed(&rel("packet", &channel, packet.sequence), &packet);
+        ctx.emit(
+            "send_packet",
+            vec![
+                ("channel".into(), channel),
+                ("sequence".into(), packet.sequence.to_string()),
+                ("dest_channel".into(), packet.dest_channel.clone()),
+                ("timeout_height".into(), timeout_height.to_string()),
+                ("timeout_ms".into(), timeout_ms.to_string()),
+            ],
+        );
+        Ok(packet.sequence.to_le_bytes().to_vec())
+    }
+
+    fn recv(ctx: &mut ModuleCtx<'_, '_>, p: Packet, proven: Proven) -> ModuleResult<Vec<u8>> {
+        let mut ch = end_for(&ctx.state, &p, false)?;
+        let receipt = rel("receipt", &p.dest_channel, p.sequence);
+        if ctx.state.get(&receipt)?.is_some() {
+            return Err(refuse(
+                "packet_already_received",
+                format!(
+                    "packet {} on {} was received already",
+                    p.sequence, p.dest_channel
+                ),
+            )
+            .into());
+        }
+        if (p.timeout_height != 0 && ctx.block.height >= p.timeout_height)
+            || (p.timeout_ms != 0 && ctx.block.timestamp_ms >= p.timeout_ms)
+        {
+            return Err(refuse(
+                "packet_timed_out",
+                format!(
+                    "packet {} timed out here; its source refunds it",
+                    p.sequence
+                ),
+            )
+            .into());
+        }
+        if ch.init.ordered && p.sequence != ch.next_recv {
+            return Err(refuse(
+                "packet_out_of_order",
+                format!(
+                    "ordered channel {} takes packet {} next, not {}",
+                    p.dest_channel, ch.next_recv, p.sequence
+                ),
+            )
+            .into());
+        }
+        verify(
+            ctx,
+            &ch.init.client.clone(),
+            commitment_key(&p.source_channel, p.sequence),
+            Some(p.commitment()),
+            proven,
+        )?;
+        ctx.state.set(&receipt, vec![1]);
+        if ch.init.ordered {
+            ch.next_recv += 1;
+            ctx.state.set_typed(&chkey(&p.dest_channel), &ch);
+        }
+        let ack = match ctx.call(&p.dest_port, &AppMsg::OnRecv(p.clone()).encode()) {
+            Ok(out) => Ack::Success(out),
+            Err(tongtian_execution::module::ModuleFailure::Module(e)) => {
+                Ack::Error(format!("{}: {}", e.code, e.message))
+            }
+            Err(e) => return Err(e),
+        };
+        ctx.state.set(
+            &rel("ack", &p.dest_channel, p.sequence),
+            borsh::to_vec(&ack).expect("acks encode"),
+        );
+        ctx.emit(
+            "recv_packet",
+            vec![
+                ("channel".into(), p.dest_channel.clone()),
+                ("sequence".into(), p.sequence.to_string()),
+                (
+                    "ack".into(),
+                    match &ack {
+                        Ack::Success(_) => "success".into(),
+                        Ack::Error(e) => format!("error: {e}"),
+                    },
+                ),
+            ],
+        );
+        Ok(borsh::to_vec(&ack).expect("acks encode"))
+    }
+
+    /// The stored packet at the source, which `p` must be.
+    fn committed(ctx: &mut ModuleCtx<'_, '_>, p: &Packet) -> ModuleResult<Vec<u8>> {
+        let key = rel("commit", &p.source_channel, p.sequence);
+        match ctx.state.get(&key)? {
+            Some(c) if c == p.commitment() => Ok(key),
+            Some(_) => {
+                Err(refuse("packet_mismatch", "the packet differs from the one sent").into())
+            }
+            None => Err(refuse(
+                "unknown_packet",
+                format!(
+                    "no pending packet {} on {} (never sent, or acknowledged or timed out already)",
+                    p.sequence, p.source_channel
+                ),
+            )
+            .into()),
+        }
+    }
+
+    fn finish(ctx: &mut ModuleCtx<'_, '_>, p: &Packet, key: &[u8]) {
+        ctx.state.delete(key);
+        ctx.state
+            .delete(&rel("packet", &p.source_channel, p.sequence));
+    }
+
+    fn acknowledge(
+        ctx: &mut ModuleCtx<'_, '_>,
+        p: Packet,
+        ack: Ack,
+        proven: Proven,
+    ) -> ModuleResult<Vec<u8>> {
+        let ch = end_for(&ctx.state, &p, true)?;
+        let key = Self::committed(ctx, &p)?;
+        verify(
+            ctx,
+            &ch.init.client,
+            ack_key(&p.dest_channel, p.sequence),
+            Some(borsh::to_vec(&ack).expect("acks encode")),
+            proven,
+        )?;
+        Self::finish(ctx, &p, &key);
+        ctx.call(
+            &p.source_port,
+            &AppMsg::OnAck(p.clone(), ack.clone()).encode(),
+        )?;
+        ctx.emit(
+            "acknowledge_packet",
+            vec![
+                ("channel".into(), p.source_channel.clone()),
+                ("sequence".into(), p.sequence.to_string()),
+                ("success".into(), matches!(ack, Ack::Success(_)).to_string()),
+            ],
+        );
+        Ok(Vec::new())
+    }
+
+    fn timeout(ctx: &mut ModuleCtx<'_, '_>, p: Packet, proven: Proven) -> ModuleResult<Vec<u8>> {
+        let ch = end_for(&ctx.state, &p, true)?;
+        let key = Self::committed(ctx, &p)?;
+        // The destination's verified height and time at the proof.
+        let cs = ctx.query(
+            CLIENT,
+            &format!("clients/{}/consensus/{}", ch.init.client, proven.height),
+            &BTreeMap::new(),
+        )?;
+        let dest_time = cs["timestamp_ms"].as_u64().unwrap_or(0);
+        let passed = (p.timeout_height != 0 && proven.height >= p.timeout_height)
+            || (p.timeout_ms != 0 && dest_time >= p.timeout_ms);
+        if !passed {
+            return Err(refuse(
+                "timeout_not_reached",
+                format!(
+                    "the destination at height {} (time {dest_time}) has not reached the packet's timeout",
+                    proven.height
+                ),
+            )
+            .into());
+        }
+        verify(
+            ctx,
+            &ch.init.client,
+            receipt_key(&p.dest_channel, p.sequence),
+            None,
+            proven,
+        )?;
+        Self::finish(ctx, &p, &key);
+        ctx.call(&p.source_port, &AppMsg::OnTimeout(p.clone()).encode())?;
+        ctx.emit(
+            "timeout_packet",
+            vec![
+                ("channel".into(), p.source_channel.clone()),
+                ("sequence".into(), p.sequence.to_string()),
+            ],
+        );
+        Ok(Vec::new())
+    }
+}
+
+impl Module for Channel {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn genesis(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        _spec: &ChainSpec,
+        section: Option<&serde_json::Value>,
+    ) -> ModuleResult<()> {
+        let g: Genesis = match section {
+            None => Genesis::default(),
+            Some(s) => serde_json::from_value(s.clone())
+                .map_err(|e| refuse("bad_genesis", format!("channel section: {e}")))?,
+        };
+        for c in g.channels {
+            open(state, c)?;
+        }
+        Ok(())
+    }
+
+    fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
+        let msg: ChannelMsg =
+            borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
+        match msg {
+            ChannelMsg::Open(init) => {
+                if !AUTHORITIES.iter().any(|m| ctx.caller == module_address(m)) {
+                    return Err(refuse(
+                        "governance_only",
+                        "opening a channel is decided by a vote",
+                    )
+                    .into());
+                }
+                let id = init.id.clone();
+                open(&mut ctx.state, init)?;
+                ctx.emit("channel_opened", vec![("channel".into(), id)]);
+                Ok(Vec::new())
+            }
+            ChannelMsg::Send {
+                port,
+                channel,
+                data,
+                timeout_height,
+                timeout_ms,
+            } => Self::send(ctx, port, channel, data, timeout_height, timeout_ms),
+            ChannelMsg::Recv { packet, proven } => Self::recv(ctx, packet, proven),
+            ChannelMsg::Acknowledge {
+                packet,
+                ack,
+                proven,
+            } => Self::acknowledge(ctx, packet, ack, proven),
+            ChannelMsg::Timeout { packet, proven } => Self::timeout(ctx, packet, proven),
+        }
+    }
+
+    fn query(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        path: &str,
+        _params: &BTreeMap<String, String>,
+    ) -> ModuleResult<serde_json::Value> {
+        let decode_err =
+            |e: std::io::Error| tongtian_execution::ExecutionError::Corrupt(e.to_string());
+        if path == "channels" {
+            let mut out = Vec::new();
+            for (_, v) in state.scan(b"ch/", None, 10_000)? {
+                let c: ChannelEnd = tongtian_types::codec::decode("channel", &v)
+                    .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?;
+                out.push(json(&c));
+            }
+            return Ok(serde_json::Value::Array(out));
+        }
+        let parts: Vec<&str> = path.split('/').collect();
+        match parts.as_slice() {
+            ["channels", id] => Ok(json(&load(state, id)?)),
+            // Packets sent on a channel and not yet acknowledged or timed out.
+            ["packets", id] => {
+                let mut out = Vec::new();
+                let prefix = format!("packet/{id}/");
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let page = state.scan(prefix.as_bytes(), after.as_deref(), 256)?;
+                    let Some((last, _)) = page.last() else { break };
+                    after = Some(last.clone());
+                    for (_, v) in &page {
+                        let p: Packet = borsh::from_slice(v).map_err(decode_err)?;
+                        out.push(json(&p));
+                    }
+                    if page.len() < 256 {
+                        break;
+                    }
+                }
+                Ok(serde_json::Value::Array(out))
+            }
+            ["receipts", id, seq] => {
+                let seq: u64 = seq.parse().map_err(|_| refuse("bad_sequence", "a sequence is a number"))?;
+                Ok(serde_json::json!(state.get(&rel("receipt", id, seq))?.is_some()))
+            }
+            ["acks", id, seq] => {
+                let seq: u64 = seq.parse().map_err(|_| refuse("bad_sequence", "a sequence is a number"))?;
+                match state.get(&rel("ack", id, seq))? {
+                    Some(v) => {
+                        let a: Ack = borsh::from_slice(&v).map_err(decode_err)?;
+                        Ok(json(&a))
+                    }
+                    None => Ok(serde_json::Value::Null),
+                }
+            }
+            _ => Err(refuse(
+                "unknown_query",
+                format!("channel answers channels, channels/ID, packets/ID, receipts/ID/SEQ and acks/ID/SEQ, not {path}"),
+            )
+            .into()),
+        }
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,461 @@
+//! Two chains, each with the other's light client, a transfer channel
+//! between them, and a relayer (here, the test) that carries packets and
+//! proofs: tokens go out and come back, with every refusal a relayer or
+//! an attacker could provoke, and the supply invariant after each step.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_execution::{BlockEnv, Executor, Mode};
+use tongtian_storage::{BlockCommit, ChainStore, StateStore};
+use tongtian_types::{
+    Action, Address, Block, BlockHeader, Certificate, CertificateSignature, SpecBuilder,
+    Transaction, TxStatus, ValidatorSet, ValidatorSpec, H256,
+};
+use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet, Proven};
+use tongtian_xchain::client::{ClientInit, ClientMsg, SignedHeader, TrustModel};
+use tongtian_xchain::transfer::TransferMsg;
+
+struct Chain {
+    _dir: tempfile::TempDir,
+    id: u64,
+    store: ChainStore,
+    ex: Executor,
+    validator: Keypair,
+    height: u64,
+    nonces: BTreeMap<Address, u64>,
+}
+
+fn addr(k: &Keypair) -> Address {
+    Address::from_public_key(SuiteId::Standard, k.public_key())
+}
+
+fn vset(k: &Keypair) -> ValidatorSet {
+    ValidatorSet {
+        version: 0,
+        validators: vec![ValidatorSpec {
+            name: "v".into(),
+            public_key: k.public_key().to_vec(),
+        }],
+    }
+}
+
+impl Chain {
+    /// A chain `id` whose client `other_name` trusts `other_validator` at
+    /// the other chain's genesis, with `channel-0` to it on port transfer.
+    fn new(
+        id: u64,
+        validator: Keypair,
+        other: (u64, &Keypair, &str),
+        funded: &[&Keypair],
+    ) -> Chain {
+        let (other_id, other_validator, other_name) = other;
+        let init = ClientInit {
+            id: other_name.into(),
+            chain_id: other_id,
+            suite: SuiteId::Standard,
+            model: TrustModel::Bft,
+            height: 0,
+            header_hash: H256::ZERO,
+            state_root: None,
+            timestamp_ms: 0,
+            validators: vset(other_validator),
+            trusting_blocks: 1_000,
+            trusting_ms: 10_000_000,
+        };
+        let mut b = SpecBuilder::new(&format!("chain{id}"), id)
+            .validator("v", validator.public_key())
+            .module("client", serde_json::json!({ "clients": [init] }))
+            .module(
+                "channel",
+                serde_json::json!({ "channels": [{
+                    "id": "channel-0", "port": "transfer", "client": other_name,
+                    "counterparty_channel": "channel-0", "counterparty_port": "transfer"
+                }]}),
+            )
+            .module("transfer", serde_json::json!({}));
+        for k in funded {
+            b = b.fund(addr(k), 1_000_000_000_000);
+        }
+        let spec = b.build().unwrap();
+        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
+        let mut c = Chain {
+            _dir: dir,
+            id,
+            store,
+            ex,
+            validator,
+            height: 0,
+            nonces: BTreeMap::new(),
+        };
+        let genesis = c.ex.genesis_changes().unwrap();
+        c.commit(genesis);
+        c
+    }
+
+    fn commit(&mut self, changes: tongtian_storage::StateChanges) {
+        let staged = self.store.stage(changes).unwrap();
+        let header = BlockHeader {
+            chain_id: self.id,
+            height: self.height,
+            timestamp_ms: 1_000 * (self.height + 1),
+            parent_hash: H256::ZERO,
+            tx_root: H256::ZERO,
+            receipts_root: H256::ZERO,
+            state_root: staged.root,
+            tx_count: 0,
+            proposer: Address::ZERO,
+        };
+        let cert = self.certify(&header);
+        self.store
+            .commit_block(BlockCommit {
+                block: &Block {
+                    header,
+                    txs: vec![],
+                },
+                tx_hashes: &[],
+                receipts: &[],
+                certificate: &cert,
+                state: &staged,
+                filters: Default::default(),
+                block_events: &[],
+            })
+            .unwrap();
+    }
+
+    fn certify(&self, header: &BlockHeader) -> Certificate {
+        let hash = header.hash(SuiteId::Standard);
+        Certificate {
+            engine: "solo".into(),
+            block_hash: hash,
+            round: 0,
+            signatures: vec![CertificateSignature {
+                public_key: self.validator.public_key().to_vec(),
+                signature: self.validator.sign(&BlockHeader::commit_bytes(&hash, 0)),
+            }],
+        }
+    }
+
+    /// One block with one transaction; its status code and output.
+    fn send(&mut self, k: &Keypair, action: Action) -> (String, Vec<u8>) {
+        let n = self.nonces.entry(addr(k)).or_default();
+        let tx = Transaction {
+            chain_id: self.id,
+            nonce: *n,
+            gas_limit: 10_000_000,
+            gas_price: 1,
+            action,
+        }
+        .sign(k);
+        *n += 1;
+        self.height += 1;
+        let env = BlockEnv {
+            height: self.height,
+            timestamp_ms: 1_000 * (self.height + 1),
+            proposer: Address::ZERO,
+        };
+        let out = self
+            .ex
+            .execute(
+                &self.store,
+                &env,
+                vec![tongtian_types::CheckedTx::new(tx, SuiteId::Standard)],
+                Mode::Verify,
+            )
+            .unwrap();
+        let r = out.receipts[0].clone();
+        let out = self.ex.finish_block(&self.store, &env, out).unwrap();
+        self.commit(out.changes);
+        let code = match r.status {
+            TxStatus::Success => "success".to_string(),
+            TxStatus::Failed { code, .. } => code,
+        };
+        (code, r.output)
+    }
+
+    /// An empty block.
+    fn tick(&mut self) {
+        self.height += 1;
+        let env = BlockEnv {
+            height: self.height,
+            timestamp_ms: 1_000 * (self.height + 1),
+            proposer: Address::ZERO,
+        };
+        let out = self
+            .ex
+            .execute(&self.store, &env, vec![], Mode::Verify)
+            .unwrap();
+        let out = self.ex.finish_block(&self.store, &env, out).unwrap();
+        self.commit(out.changes);
+    }
+
+    fn q(&self, module: &str, path: &str) -> serde_json::Value {
+        self.ex
+            .query_module(&self.store, module, path, &BTreeMap::new())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn balance(&self, a: &Address, denom: &str) -> u128 {
+        self.q("transfer", &format!("balances/{a}"))
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["denom"] == denom)
+            .map_or(0, |b| b["amount"].as_str().unwrap().parse().unwrap())
+    }
+
+    fn signed(&self, h: u64) -> SignedHeader {
+        let header = self.store.header(h).unwrap().unwrap();
+        SignedHeader {
+            certificate: self.certify(&header),
+            header,
+        }
+    }
+
+    fn prove(&self, key: &[u8], h: u64) -> Proven {
+        Proven {
+            height: h,
+            proof: self.store.prove(key, h).unwrap(),
+        }
+    }
+}
+
+/// A relayer's key and the steps it takes.
+struct Relayer(Keypair);
+
+impl Relayer {
+    /// Bring `dst`'s client `name` of `src` up to `src`'s latest height.
+    fn update(&self, src: &Chain, dst: &mut Chain, name: &str) -> u64 {
+        let h = src.height;
+        let latest = dst.q("client", &format!("clients/{name}"))["latest_height"]
+            .as_u64()
+            .unwrap();
+        if latest < h {
+            let (code, _) = dst.send(
+                &self.0,
+                ClientMsg::Update {
+                    client: name.into(),
+                    signed: src.signed(h),
+                    validators: src
+                        .prove(&tongtian_execution::membership::validators_key(), h)
+                        .proof,
+                }
+                .action(),
+            );
+            assert_eq!(code, "success");
+        }
+        h
+    }
+
+    fn recv(&self, src: &Chain, dst: &mut Chain, src_name: &str, p: &Packet) -> String {
+        let h = self.update(src, dst, src_name);
+        dst.send(
+            &self.0,
+            ChannelMsg::Recv {
+                packet: p.clone(),
+                proven: src.prove(&channel::commitment_key(&p.source_channel, p.sequence), h),
+            }
+            .action(),
+        )
+        .0
+    }
+
+    fn ack(&self, src: &mut Chain, dst: &Chain, dst_name: &str, p: &Packet) -> String {
+        let h = self.update(dst, src, dst_name);
+        let ack: Ack = serde_json::from_value(dst.q(
+            "channel",
+            &format!("acks/{}/{}", p.dest_channel, p.sequence),
+        ))
+        .unwrap();
+        src.send(
+            &self.0,
+            ChannelMsg::Acknowledge {
+                packet: p.clone(),
+                ack,
+                proven: dst.prove(&channel::ack_key(&p.dest_channel, p.sequence), h),
+            }
+            .action(),
+        )
+        .0
+    }
+}
+
+fn pending(c: &Chain) -> Vec<Packet> {
+    serde_json::from_value(c.q("channel", "packets/channel-0")).unwrap()
+}
+
+fn transfer(to: Address, amount: u128, denom: &str, timeout_height: u64) -> Action {
+    TransferMsg::Transfer {
+        channel: "channel-0".into(),
+        receiver: to,
+        amount,
+        denom: denom.into(),
+        timeout_height,
+        timeout_ms: 0,
+    }
+    .action()
+}
+
+const VOUCHER: &str = "transfer/channel-0/native";
+
+fn setup() -> (Chain, Chain, Keypair, Keypair, Relayer) {
+    let va = Keypair::from_seed(SuiteId::Standard, b"validator-a");
+    let vb = Keypair::from_seed(SuiteId::Standard, b"validator-b");
+    let alice = Keypair::from_seed(SuiteId::Standard, b"alice");
+    let bob = Keypair::from_seed(SuiteId::Standard, b"bob");
+    let relayer = Keypair::from_seed(SuiteId::Standard, b"relayer");
+    let a = Chain::new(1, va.clone(), (2, &vb, "b"), &[&alice, &relayer]);
+    let b = Chain::new(2, vb, (1, &va, "a"), &[&bob, &relayer]);
+    (a, b, alice, bob, Relayer(relayer))
+}
+
+#[test]
+fn tokens_go_out_as_vouchers_and_come_back_from_escrow() {
+    let (mut a, mut b, alice, bob, r) = setup();
+    let before = a.balance(&addr(&alice), "native");
+    assert_eq!(
+        a.send(&alice, transfer(addr(&bob), 500, "native", 1_000)).0,
+        "success"
+    );
+    let p = pending(&a).remove(0);
+    assert_eq!(p.sequence, 1);
+    // Escrowed at the source (plus the fee paid).
+    assert!(a.balance(&addr(&alice), "native") < before - 499);
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "500");
+
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    assert_eq!(b.balance(&addr(&bob), VOUCHER), 500);
+    assert_eq!(b.q("transfer", &format!("supply/{VOUCHER}")), "500");
+    // The same packet again is refused; nothing is minted twice.
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "packet_already_received");
+    assert_eq!(b.balance(&addr(&bob), VOUCHER), 500);
+    // A packet altered by the relayer does not match its commitment.
+    let mut forged = p.clone();
+    forged.sequence = 1;
+    forged.data = borsh::to_vec(&tongtian_xchain::transfer::TokenPacket {
+        denom: "native".into(),
+        amount: 1_000_000,
+        sender: addr(&alice),
+        receiver: addr(&bob),
+    })
+    .unwrap();
+    forged.sequence = 2;
+    assert_eq!(r.recv(&a, &mut b, "a", &forged), "proof_invalid");
+
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    assert!(pending(&a).is_empty());
+    // An ack for a packet that is no longer pending (or never was).
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "unknown_packet");
+
+    // Back: Bob sends 200 of the voucher home; it is burned on B and
+    // released from escrow on A.
+    let alice_before = a.balance(&addr(&alice), "native");
+    assert_eq!(
+        b.send(&bob, transfer(addr(&alice), 200, VOUCHER, 1_000)).0,
+        "success"
+    );
+    assert_eq!(b.balance(&addr(&bob), VOUCHER), 300);
+    assert_eq!(b.q("transfer", &format!("supply/{VOUCHER}")), "300");
+    let back = pending(&b).remove(0);
+    assert_eq!(r.recv(&b, &mut a, "b", &back), "success");
+    assert_eq!(a.balance(&addr(&alice), "native"), alice_before + 200);
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "300");
+    assert_eq!(r.ack(&mut b, &a, "a", &back), "success");
+    // Invariant: what B's vouchers say is what A holds in escrow.
+    assert_eq!(
+        b.q("transfer", &format!("supply/{VOUCHER}")),
+        a.q("transfer", "escrow/channel-0/native")
+    );
+    // Nobody but the channel mints: a direct "receive" is just a transfer
+    // attempt of the sender's own funds, which it does not have.
+    assert_eq!(
+        b.send(&bob, transfer(addr(&bob), 10_000, VOUCHER, 1_000)).0,
+        "insufficient_funds"
+    );
+}
+
+#[test]
+fn a_packet_not_received_in_time_is_refunded_once() {
+    let (mut a, mut b, alice, bob, r) = setup();
+    let start = a.balance(&addr(&alice), "native");
+    let timeout = b.height + 3;
+    assert_eq!(
+        a.send(&alice, transfer(addr(&bob), 700, "native", timeout))
+            .0,
+        "success"
+    );
+    let paid_fee = start - 700 - a.balance(&addr(&alice), "native");
+    let p = pending(&a).remove(0);
+    // A timeout before the destination reached the timeout height.
+    let h = r.update(&b, &mut a, "b");
+    let early = a
+        .send(
+            &r.0,
+            ChannelMsg::Timeout {
+                packet: p.clone(),
+                proven: b.prove(&channel::receipt_key("channel-0", 1), h),
+            }
+            .action(),
+        )
+        .0;
+    assert_eq!(early, "timeout_not_reached");
+    for _ in 0..3 {
+        b.tick();
+    }
+    // Too late to receive on B.
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "packet_timed_out");
+    let h = r.update(&b, &mut a, "b");
+    let timeout_tx = |a: &mut Chain| {
+        a.send(
+            &r.0,
+            ChannelMsg::Timeout {
+                packet: p.clone(),
+                proven: b.prove(&channel::receipt_key("channel-0", 1), h),
+            }
+            .action(),
+        )
+        .0
+    };
+    assert_eq!(timeout_tx(&mut a), "success");
+    assert_eq!(a.balance(&addr(&alice), "native"), start - paid_fee);
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "0");
+    // Refunded once: a second timeout (or an ack) finds no packet.
+    assert_eq!(timeout_tx(&mut a), "unknown_packet");
+    assert_eq!(a.balance(&addr(&alice), "native"), start - paid_fee);
+}
+
+#[test]
+fn a_received_packet_cannot_be_timed_out() {
+    let (mut a, mut b, alice, bob, r) = setup();
+    let timeout = b.height + 3;
+    assert_eq!(
+        a.send(&alice, transfer(addr(&bob), 50, "native", timeout))
+            .0,
+        "success"
+    );
+    let p = pending(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    for _ in 0..3 {
+        b.tick();
+    }
+    let h = r.update(&b, &mut a, "b");
+    // The receipt exists: claiming its absence fails the proof.
+    let code = a
+        .send(
+            &r.0,
+            ChannelMsg::Timeout {
+                packet: p.clone(),
+                proven: b.prove(&channel::receipt_key("channel-0", 1), h),
+            }
+            .action(),
+        )
+        .0;
+    assert_eq!(code, "proof_invalid");
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "50");
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    assert_eq!(b.balance(&addr(&bob), VOUCHER), 50);
+}
