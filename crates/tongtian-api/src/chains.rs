@@ -95,9 +95,14 @@ impl ChainDirectory {
         }
     }
 
-    /// The chain called `key`, by name or decimal chain id.
+    /// The chain called `key`, by name or decimal chain id; `main` is
+    /// always the main chain (no sub-chain may take the name).
     fn find(&self, key: &str) -> Option<(Arc<ChainRuntime>, Router)> {
         let d = self.inner.read();
+        let key = match (key, &d.main) {
+            ("main", Some(m)) => m.as_str(),
+            _ => key,
+        };
         let hit = d.chains.get(key).or_else(|| {
             let id: u64 = key.parse().ok()?;
             d.chains.values().find(|h| h.chain.spec().chain_id == id)

@@ -53,9 +53,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             clap_complete::generate(shell, &mut cmd, "tongtian", &mut std::io::stdout());
             Ok(())
         }
-        Command::Node(NodeCommand::Start { home, password }) => {
-            run_node(&home, password.as_deref()).await
-        }
+        Command::Node(NodeCommand::Start {
+            home,
+            password,
+            relay,
+        }) => run_node(&home, password.as_deref(), relay).await,
         Command::Testnet(TestnetCommand::Init {
             nodes,
             consensus,
@@ -160,6 +162,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Chain(cmd) => crate::chain::run(&ctx, cmd).await,
         Command::Org(cmd) => crate::gov::org(&ctx, cmd).await,
         Command::Gov(cmd) => crate::gov::gov(&ctx, cmd).await,
+        Command::Xchain(cmd) => crate::xchain::run(&ctx, cmd).await,
         Command::Bench(BenchCommand::Contracts(args)) => {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))
@@ -544,7 +547,7 @@ async fn prove(
     })
 }
 
-async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
+async fn run_node(home: &Path, password: Option<&str>, relay: bool) -> Result<()> {
     admission_at_low_priority();
     let home_cfg = tongtian_node::config::NodeHome::load(home, password)?;
     let network = tongtian_network::Network::start(home_cfg.network_config()?)
@@ -588,6 +591,7 @@ async fn run_node(home: &Path, password: Option<&str>) -> Result<()> {
         fault_injection: faults,
         byzantine,
         api_options: tongtian_api::ApiOptions::default(),
+        relay,
     };
     serve_until_signal(runtime, Some(network.clone()), listener, launch).await?;
     network.shutdown();
@@ -605,6 +609,8 @@ struct Launch {
     fault_injection: bool,
     byzantine: tongtian_consensus::Faults,
     api_options: tongtian_api::ApiOptions,
+    /// Relay between the chains it hosts.
+    relay: bool,
 }
 
 /// Launch the node (`tongtian_node::host::Node::launch`: main chain,
@@ -626,6 +632,7 @@ async fn serve_until_signal(
         keys: launch.keys,
         faults: launch.byzantine,
         observer: Some(dir.clone()),
+        relay: launch.relay,
     })?;
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut router = tongtian_api::chains::directory_router(dir);
@@ -716,6 +723,8 @@ async fn run_dev(args: DevArgs, json: bool) -> Result<()> {
             unlocked,
             ..Default::default()
         },
+        // A dev node relays for its own sub-chains.
+        relay: true,
     };
     serve_until_signal(runtime, None, listener, launch).await
 }

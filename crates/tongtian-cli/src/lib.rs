@@ -14,6 +14,7 @@ pub mod contract_bench;
 mod gov;
 mod testnet;
 pub mod util;
+mod xchain;
 
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
@@ -139,6 +140,9 @@ pub enum Command {
     /// Governance: proposals and votes of the organisations.
     #[command(subcommand)]
     Gov(GovCommand),
+    /// Cross-chain: light clients, channels, packets, token transfers.
+    #[command(subcommand)]
+    Xchain(XchainCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -154,6 +158,80 @@ pub enum ChainCommand {
     Show {
         /// Name or chain id.
         chain: String,
+    },
+}
+
+/// `tongtian xchain ...`.
+#[derive(Debug, Subcommand)]
+pub enum XchainCommand {
+    /// The light clients a chain keeps of other chains (`--chain`).
+    Clients,
+    /// A chain's channels (`--chain`).
+    Channels,
+    /// Packets sent on a chain and not yet acknowledged or timed out.
+    Packets {
+        /// Only this channel (default: every channel of the chain).
+        #[arg(long)]
+        channel: Option<String>,
+        /// Only pending ones (the only ones a chain keeps; accepted for
+        /// clarity).
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Send tokens from one chain to another over their transfer channel.
+    #[command(
+        after_help = "Example:\n  tongtian xchain transfer --from-chain main --to-chain trade --to 0x... --amount 100 --key dev-0.key --wait"
+    )]
+    Transfer {
+        /// The chain the tokens leave (name or id; `main` for the main chain).
+        #[arg(long)]
+        from_chain: String,
+        /// The chain they go to.
+        #[arg(long)]
+        to_chain: String,
+        /// The receiver there.
+        #[arg(long)]
+        to: String,
+        /// How much.
+        #[arg(long)]
+        amount: u128,
+        /// Which token (`native`, or a voucher's denomination).
+        #[arg(long, default_value = "native")]
+        denom: String,
+        /// Blocks of the destination after which the packet times out.
+        #[arg(long, default_value_t = 1_000)]
+        timeout_blocks: u64,
+        /// Follow the packet until it is acknowledged or timed out
+        /// (relayed by a node with `--relay`, `tongtian dev`, or `tongtian
+        /// relay start`), and print how it ended.
+        #[arg(long)]
+        wait: bool,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// An address's balances on a chain: native and vouchers.
+    Balances {
+        /// The address.
+        address: String,
+    },
+    /// Evidence of a client's misbehaviour.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+}
+
+/// `tongtian xchain evidence ...`.
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Submit two conflicting certified headers (JSON: `{"client", "a",
+    /// "b"}`, each `{"header", "certificate"}`) to the chain (`--chain`);
+    /// valid evidence freezes the client.
+    Submit {
+        /// The evidence file.
+        file: PathBuf,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
     },
 }
 
@@ -509,6 +587,10 @@ pub enum NodeCommand {
         /// Password of an encrypted node key.
         #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
         password: Option<String>,
+        /// Also relay packets between the main chain and the sub-chains
+        /// this node hosts (signing with its validator keys: free).
+        #[arg(long)]
+        relay: bool,
     },
 }
 

@@ -769,7 +769,7 @@ impl Executor {
         overlay: &mut StateOverlay<'_>,
         t: &CheckedTx,
     ) -> Result<Result<(), InclusionError>, ExecutionError> {
-        let fee = self.fee_policy(&t.tx.tx.action);
+        let fee = self.fee_policy(overlay, t);
         for m in self.modules.iter() {
             let mut state = module::ModuleState::new(overlay, m.id());
             match m.authorize(&mut state, t, fee) {
@@ -803,14 +803,24 @@ impl Executor {
     }
 
     /// The fee policy of a transaction: a module message may waive it.
-    pub fn fee_policy(&self, action: &Action) -> FeePolicy {
-        match action {
-            Action::Module { module, msg } => self
-                .modules
-                .get(module)
-                .map_or(FeePolicy::Charged, |m| m.fee_policy(msg)),
+    fn fee_policy(&self, overlay: &mut StateOverlay<'_>, t: &CheckedTx) -> FeePolicy {
+        match &t.tx.tx.action {
+            Action::Module { module, msg } => match self.modules.get(module) {
+                Some(m) => {
+                    let mut state = module::ModuleState::new(overlay, m.id());
+                    m.fee_policy(&mut state, t, msg)
+                }
+                None => FeePolicy::Charged,
+            },
             _ => FeePolicy::Charged,
         }
+    }
+
+    /// [`Executor::fee_policy`] over committed state `store` (what mempool
+    /// admission asks, to reserve no fee for a free transaction).
+    pub fn fee_policy_on(&self, store: &dyn StateStore, t: &CheckedTx) -> FeePolicy {
+        let mut overlay = StateOverlay::new(store);
+        self.fee_policy(&mut overlay, t)
     }
 
     /// Charge: reserve the most the transaction can cost. Contract calls
@@ -824,7 +834,7 @@ impl Executor {
         contract: bool,
     ) -> Result<Result<Charge, InclusionError>, ExecutionError> {
         let tx = &t.tx.tx;
-        let gas_price = match self.fee_policy(&tx.action) {
+        let gas_price = match self.fee_policy(overlay, t) {
             FeePolicy::Charged => tx.gas_price,
             FeePolicy::Free => 0,
         };
@@ -1734,7 +1744,12 @@ mod tests {
                 _ => Err(ModuleError::new("unknown_query", path).into()),
             }
         }
-        fn fee_policy(&self, msg: &[u8]) -> FeePolicy {
+        fn fee_policy(
+            &self,
+            _state: &mut module::ModuleState<'_, '_>,
+            _tx: &CheckedTx,
+            msg: &[u8],
+        ) -> FeePolicy {
             match borsh::from_slice::<CounterMsg>(msg) {
                 Ok(CounterMsg::FreeAdd(_)) => FeePolicy::Free,
                 _ => FeePolicy::Charged,

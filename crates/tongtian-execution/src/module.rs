@@ -430,9 +430,11 @@ pub trait Module: Send + Sync + std::fmt::Debug {
         params: &BTreeMap<String, String>,
     ) -> ModuleResult<serde_json::Value>;
 
-    /// Whether `msg` pays the usual fee (default: it does).
-    fn fee_policy(&self, msg: &[u8]) -> FeePolicy {
-        let _ = msg;
+    /// Whether `msg`, sent in `tx`, pays the usual fee (default: it does).
+    /// A module may look at its own state and the sender to decide (e.g.
+    /// validators relay for free).
+    fn fee_policy(&self, state: &mut ModuleState<'_, '_>, tx: &CheckedTx, msg: &[u8]) -> FeePolicy {
+        let _ = (state, tx, msg);
         FeePolicy::Charged
     }
 

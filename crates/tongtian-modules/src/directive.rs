@@ -221,7 +221,12 @@ impl Module for DirectiveModule {
         Ok(())
     }
 
-    fn fee_policy(&self, _msg: &[u8]) -> FeePolicy {
+    fn fee_policy(
+        &self,
+        _state: &mut ModuleState<'_, '_>,
+        _tx: &CheckedTx,
+        _msg: &[u8],
+    ) -> FeePolicy {
         // Only validators get this far (see `authorize`).
         FeePolicy::Free
     }

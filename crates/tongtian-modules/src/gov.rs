@@ -711,7 +711,12 @@ impl Module for Gov {
         Ok(())
     }
 
-    fn fee_policy(&self, msg: &[u8]) -> FeePolicy {
+    fn fee_policy(
+        &self,
+        _state: &mut ModuleState<'_, '_>,
+        _tx: &tongtian_types::CheckedTx,
+        msg: &[u8],
+    ) -> FeePolicy {
         match borsh::from_slice::<GovMsg>(msg) {
             Ok(GovMsg::Vote { .. }) => FeePolicy::Free,
             _ => FeePolicy::Charged,

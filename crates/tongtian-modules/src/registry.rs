@@ -117,6 +117,36 @@ pub struct ChainEntry {
     /// [`crate::directive`]).
     #[serde(default)]
     pub directives: Vec<crate::directive::Directive>,
+    /// Its link to the main chain, made at its birth when the main chain
+    /// runs the cross-chain modules: each side's client of the other and a
+    /// transfer channel (the sub-chain's `channel-0`).
+    #[serde(default)]
+    pub xchain: Option<XchainLink>,
+}
+
+/// How a sub-chain and the main chain know each other from the start.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct XchainLink {
+    /// The main chain's channel to the sub-chain.
+    pub main_channel: String,
+    /// The sub-chain's starting trust in the main chain (its client `main`).
+    pub main_client: tongtian_xchain::client::ClientInit,
+}
+
+/// Trusting period of the clients made at a sub-chain's birth: two weeks,
+/// in milliseconds and in one-second blocks. Relayers refresh them long
+/// before; a vote revives one that lapsed.
+pub const TRUSTING_MS: u64 = 14 * 24 * 3600 * 1000;
+/// See [`TRUSTING_MS`].
+pub const TRUSTING_BLOCKS: u64 = 14 * 24 * 3600;
+
+/// The trust model of a chain's engine.
+pub fn trust_model(engine: &str) -> tongtian_xchain::client::TrustModel {
+    if engine == "raft" {
+        tongtian_xchain::client::TrustModel::Raft
+    } else {
+        tongtian_xchain::client::TrustModel::Bft
+    }
 }
 
 /// A node that may take part in a sub-chain.
@@ -182,6 +212,7 @@ impl RegistryMsg {
 struct MainChain {
     name: String,
     chain_id: u64,
+    engine: String,
 }
 
 const MAIN: &[u8] = b"main";
@@ -236,7 +267,7 @@ fn entry_for(
             format!("{:?}: a chain name is 1-32 of a-z, 0-9 and -", r.name),
         ));
     }
-    if r.name == main.name || chains.iter().any(|c| c.name == r.name) {
+    if r.name == main.name || r.name == "main" || chains.iter().any(|c| c.name == r.name) {
         return Err(refuse(
             "duplicate_chain",
             format!("a chain named {} exists already", r.name),
@@ -332,12 +363,110 @@ fn entry_for(
         created_height: height,
         genesis_time_ms: time_ms,
         directives: Vec::new(),
+        xchain: None,
     })
+}
+
+/// When the main chain runs the cross-chain modules: its client of the new
+/// chain (trusting its genesis validators), its channel to it, and what
+/// the new chain's genesis needs to trust the main chain back.
+fn link(
+    ctx: &mut ModuleCtx<'_, '_>,
+    entry: &ChainEntry,
+    main: &MainChain,
+) -> ModuleResult<Option<XchainLink>> {
+    use tongtian_xchain::{channel, client};
+    let none = BTreeMap::new();
+    let Ok(channels) = ctx.query(channel::ID, "channels", &none) else {
+        return Ok(None);
+    };
+    if ctx.query(client::ID, "clients", &none).is_err() {
+        return Ok(None);
+    }
+    let main_channel = format!("channel-{}", channels.as_array().map_or(0, |a| a.len()));
+    let genesis_validators = tongtian_types::ValidatorSet {
+        version: 0,
+        validators: entry
+            .validators
+            .iter()
+            .map(|v| tongtian_types::ValidatorSpec {
+                name: format!("{}/{}", v.org, v.node),
+                public_key: v.public_key.clone(),
+            })
+            .collect(),
+    };
+    ctx.call(
+        client::ID,
+        &client::ClientMsg::Create(client::ClientInit {
+            id: entry.name.clone(),
+            chain_id: entry.chain_id,
+            suite: entry.suite,
+            model: trust_model(&entry.engine),
+            height: 0,
+            header_hash: tongtian_types::H256::ZERO,
+            state_root: None,
+            timestamp_ms: 0,
+            validators: genesis_validators,
+            trusting_blocks: TRUSTING_BLOCKS,
+            trusting_ms: TRUSTING_MS,
+        })
+        .encode(),
+    )?;
+    ctx.call(
+        channel::ID,
+        &channel::ChannelMsg::Open(channel::ChannelInit {
+            id: main_channel.clone(),
+            port: tongtian_xchain::transfer::ID.into(),
+            client: entry.name.clone(),
+            counterparty_channel: "channel-0".into(),
+            counterparty_port: tongtian_xchain::transfer::ID.into(),
+            ordered: false,
+            version: "ics20-1".into(),
+        })
+        .encode(),
+    )?;
+    Ok(Some(XchainLink {
+        main_channel,
+        main_client: client::ClientInit {
+            id: "main".into(),
+            chain_id: main.chain_id,
+            suite: ctx.chain.suite,
+            model: trust_model(&main.engine),
+            // The last committed main-chain block, known by the set that
+            // signs the next one.
+            height: ctx.block.height.saturating_sub(1),
+            header_hash: tongtian_types::H256::ZERO,
+            state_root: None,
+            timestamp_ms: 0,
+            validators: ctx.state.validator_set()?,
+            trusting_blocks: TRUSTING_BLOCKS,
+            trusting_ms: TRUSTING_MS,
+        },
+    }))
 }
 
 /// The genesis spec of a registered chain: the same on every node.
 pub fn spec_of(entry: &ChainEntry, admins: &[tongtian_types::Address]) -> ChainSpec {
     let mut modules = ModuleSections::default();
+    if let Some(x) = &entry.xchain {
+        modules.insert(
+            tongtian_xchain::client::ID,
+            serde_json::json!({ "clients": [x.main_client] }),
+        );
+        modules.insert(
+            tongtian_xchain::channel::ID,
+            serde_json::json!({ "channels": [tongtian_xchain::channel::ChannelInit {
+                id: "channel-0".into(),
+                port: tongtian_xchain::transfer::ID.into(),
+                client: "main".into(),
+                counterparty_channel: x.main_channel.clone(),
+                counterparty_port: tongtian_xchain::transfer::ID.into(),
+                ordered: false,
+                version: "ics20-1".into(),
+            }] }),
+        );
+        modules.insert(tongtian_xchain::transfer::ID, serde_json::json!({}));
+    }
     // What carries out the main chain's votes for it.
     for id in [
         crate::directive::ID,
@@ -444,6 +573,7 @@ impl Module for Registry {
             &MainChain {
                 name: spec.name.clone(),
                 chain_id: spec.chain_id,
+                engine: spec.consensus.engine.clone(),
             },
         );
         Ok(())
@@ -478,6 +608,8 @@ impl Module for Registry {
                     ctx.block.height,
                     ctx.block.timestamp_ms,
                 )?;
+                let mut entry = entry;
+                entry.xchain = link(ctx, &entry, &main)?;
                 ctx.state.set_typed(&key(&entry.name), &entry);
                 ctx.emit(
                     "chain_created",

@@ -81,6 +81,15 @@ pub fn with_founding_orgs(
         .insert(tongtian_modules::contracts::ID, serde_json::json!({}));
     spec.modules
         .insert(tongtian_modules::params::ID, serde_json::json!({}));
+    // Cross-chain: every sub-chain created by vote gets clients and a
+    // transfer channel with the main chain.
+    for id in [
+        tongtian_xchain::client::ID,
+        tongtian_xchain::channel::ID,
+        tongtian_xchain::transfer::ID,
+    ] {
+        spec.modules.insert(id, serde_json::json!({}));
+    }
 }
 
 /// An organisation record for a node with these keys.

@@ -77,6 +77,7 @@ pub struct Launched {
     pub node: Arc<Node>,
     running: RunningChain,
     follower: tokio::task::JoinHandle<()>,
+    relayer: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What [`Node::launch`] needs.
@@ -95,6 +96,9 @@ pub struct LaunchConfig {
     pub faults: tongtian_consensus::Faults,
     /// Told of every sub-chain started and stopped (the API).
     pub observer: Option<Arc<dyn ChainObserver>>,
+    /// Relay packets between the main chain and the sub-chains hosted
+    /// here ([`crate::relay`]).
+    pub relay: bool,
 }
 
 impl Launched {
@@ -102,6 +106,9 @@ impl Launched {
     /// engine after its block in progress.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         self.follower.abort();
+        if let Some(r) = &self.relayer {
+            r.abort();
+        }
         self.node.stop_all().await;
         self.running.stop(STOP_TIMEOUT).await
     }
@@ -179,10 +186,14 @@ impl Node {
             node.set_observer(o);
         }
         let follower = tokio::spawn(node.clone().follow_registry());
+        let relayer = cfg
+            .relay
+            .then(|| tokio::spawn(node.clone().relay_forever()));
         Ok(Launched {
             node,
             running,
             follower,
+            relayer,
         })
     }
 
@@ -194,6 +205,21 @@ impl Node {
     /// The main chain.
     pub fn main(&self) -> &Arc<ChainRuntime> {
         &self.main
+    }
+
+    /// This node's validator key for chains of `suite`.
+    pub fn validator_key(&self, suite: SuiteId) -> Option<Keypair> {
+        self.keys.get(suite).cloned()
+    }
+
+    /// The sub-chain `name`, if it runs here.
+    pub async fn hosted(&self, name: &str) -> Option<Arc<ChainRuntime>> {
+        self.subs
+            .lock()
+            .await
+            .get(name)
+            .filter(|h| h.running.is_some())
+            .map(|h| h.runtime.clone())
     }
 
     /// The sub-chains running now.

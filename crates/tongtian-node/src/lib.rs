@@ -12,6 +12,7 @@
 pub mod config;
 pub mod dev;
 pub mod host;
+pub mod relay;
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -206,7 +207,7 @@ impl AccountSource for StoreAccounts<'_> {
         }
     }
     fn fee_free(&self, tx: &CheckedTx) -> bool {
-        self.1.fee_policy(&tx.tx.tx.action) == tongtian_execution::FeePolicy::Free
+        self.1.fee_policy_on(self.0, tx) == tongtian_execution::FeePolicy::Free
     }
 }
 

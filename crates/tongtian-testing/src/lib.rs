@@ -68,6 +68,9 @@ pub struct TestNet {
     peers: Vec<PeerSpec>,
     /// Prefunded accounts (of the main chain's suite) for tests to spend.
     pub funded: Vec<Keypair>,
+    /// Whether the nodes relay between the chains they host (set before
+    /// the nodes are (re)launched, e.g. with [`TestNet::restart`]).
+    pub relay: bool,
 }
 
 fn free_addr() -> std::net::SocketAddr {
@@ -132,6 +135,7 @@ impl TestNet {
             })
             .collect();
         let mut net = TestNet {
+            relay: false,
             _dir: dir,
             spec,
             nodes: Vec::new(),
@@ -190,6 +194,7 @@ impl TestNet {
             keys,
             faults: Default::default(),
             observer: None,
+            relay: self.relay,
         })
         .expect("the node launches");
         n.launched = Some(launched);

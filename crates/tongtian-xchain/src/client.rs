@@ -631,6 +631,15 @@ impl Module for Client {
         Ok(())
     }
 
+    fn fee_policy(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        tx: &tongtian_types::CheckedTx,
+        _msg: &[u8],
+    ) -> tongtian_execution::module::FeePolicy {
+        crate::relay_fee(state, tx)
+    }
+
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
         let msg: ClientMsg = borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
         match msg {

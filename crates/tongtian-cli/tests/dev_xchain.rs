@@ -1,0 +1,172 @@
+//! Cross-chain on a dev node: a sub-chain created by vote gets its light
+//! clients and transfer channel with the main chain at birth, and the dev
+//! node relays: tokens go main -> sub as vouchers and come back.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::DevNode;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn ok_json(out: std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn balance(node: &DevNode, chain: &str, address: &str, denom: &str) -> u128 {
+    let b = ok_json(node.cli(&["--chain", chain, "xchain", "balances", address, "--json"]));
+    b.as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["denom"] == denom)
+        .map_or(0, |x| x["amount"].as_str().unwrap().parse().unwrap())
+}
+
+#[test]
+fn a_sub_chain_born_by_vote_trades_tokens_with_the_main_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("dev"), "standard");
+    let admin = node.data_dir.join("orgs/org-0/admin.key");
+    let dev0 = node.data_dir.join("dev-keys/dev-0.key");
+    let dev0_addr = ok_json(node.cli(&["key", "show", dev0.to_str().unwrap(), "--json"]))
+        ["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let sm_key = dir.path().join("sm.key");
+    let sm_addr = ok_json(node.cli(&[
+        "key",
+        "new",
+        "--suite",
+        "sm",
+        "--out",
+        sm_key.to_str().unwrap(),
+        "--json",
+    ]))["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fund = format!("{sm_addr}=1000000000");
+    let p = ok_json(node.cli(&[
+        "gov",
+        "propose",
+        "create-chain",
+        "--name",
+        "trade",
+        "--engine",
+        "solo",
+        "--suite",
+        "sm",
+        "--orgs",
+        "org-0",
+        "--fund",
+        &fund,
+        "--key",
+        admin.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["proposal_status"], "executed", "{p}");
+    let start = Instant::now();
+    while node
+        .cli(&["--chain", "trade", "status", "--json"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "trade never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Born linked: each side has a client of the other and a channel.
+    let clients = ok_json(node.cli(&["xchain", "clients", "--json"]));
+    assert_eq!(clients[0]["id"], "trade", "{clients}");
+    let channels = ok_json(node.cli(&["--chain", "trade", "xchain", "channels", "--json"]));
+    assert_eq!(channels[0]["id"], "channel-0", "{channels}");
+    assert_eq!(channels[0]["client"], "main");
+
+    // Main -> trade: escrowed on main, a voucher on trade.
+    let sent = ok_json(node.cli(&[
+        "xchain",
+        "transfer",
+        "--from-chain",
+        "main",
+        "--to-chain",
+        "trade",
+        "--to",
+        &sm_addr,
+        "--amount",
+        "1000",
+        "--key",
+        dev0.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(sent["status"], "acknowledged", "{sent}");
+    assert_eq!(sent["packet"]["sequence"], 1);
+    assert_eq!(sent["packet"]["source_channel"], "channel-0");
+    let voucher = sent["denom_on_destination"].as_str().unwrap().to_string();
+    assert_eq!(voucher, "transfer/channel-0/native");
+    assert_eq!(balance(&node, "trade", &sm_addr, &voucher), 1000);
+    let pending = ok_json(node.cli(&["xchain", "packets", "--pending", "--json"]));
+    assert!(pending.as_array().unwrap().is_empty(), "{pending}");
+
+    // Back: 400 of the voucher burned on trade, released on main.
+    let before = balance(&node, "main", &dev0_addr, "native");
+    let back = ok_json(node.cli(&[
+        "xchain",
+        "transfer",
+        "--from-chain",
+        "trade",
+        "--to-chain",
+        "main",
+        "--to",
+        &dev0_addr,
+        "--amount",
+        "400",
+        "--denom",
+        &voucher,
+        "--key",
+        sm_key.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(back["status"], "acknowledged", "{back}");
+    assert_eq!(back["denom_on_destination"], "native");
+    assert_eq!(balance(&node, "trade", &sm_addr, &voucher), 600);
+    assert_eq!(balance(&node, "main", &dev0_addr, "native"), before + 400);
+    // Supply invariant: vouchers on trade = escrow on main.
+    let escrow = ok_json(node.cli(&[
+        "--json",
+        "xchain",
+        "balances",
+        "0xffff000000000000000000000000000000000000",
+    ]));
+    let _ = escrow;
+    let (s, e) = (
+        reqwest::blocking::get(format!(
+            "{}/v1/chains/trade/modules/transfer/supply/{voucher}",
+            node.url()
+        ))
+        .unwrap()
+        .json::<Value>()
+        .unwrap(),
+        reqwest::blocking::get(format!(
+            "{}/v1/modules/transfer/escrow/channel-0/native",
+            node.url()
+        ))
+        .unwrap()
+        .json::<Value>()
+        .unwrap(),
+    );
+    assert_eq!(s, "600");
+    assert_eq!(e, "600");
+}

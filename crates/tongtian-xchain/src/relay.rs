@@ -1,0 +1,253 @@
+//! The relayer's logic: look at both ends of a channel, carry what one
+//! committed to the other with proofs, and keep each side's client of the
+//! other fresh enough to check them.
+//!
+//! It holds no state of its own that correctness depends on: each step
+//! reads what the chains say (pending packets, receipts, acks, client
+//! heights) and acts on that, so a relayer that restarts, or two racing
+//! ones, are safe; the loser of a race gets `packet_already_received` or
+//! `unknown_packet` and goes on. An [`Endpoint`] is one chain as the
+//! relayer sees it: in process (a node relaying for its own chains) or
+//! over the API (a standalone `tongtian relay`).
+
+use crate::channel::{self, Ack, ChannelMsg, Packet, Proven};
+use crate::client::{ClientMsg, SignedHeader};
+use async_trait::async_trait;
+use tongtian_types::{proof::StateProof, Action};
+
+/// Why a relay step failed (it is retried on the next step).
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The chain could not be read or written.
+    #[error("{chain}: {message}")]
+    Chain {
+        /// Which chain.
+        chain: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// One chain, as a relayer reads and writes it.
+#[async_trait]
+pub trait Endpoint: Send + Sync {
+    /// The chain's name (for reports).
+    fn name(&self) -> String;
+    /// A module query's JSON answer.
+    async fn query(&self, module: &str, path: &str) -> Result<serde_json::Value, RelayError>;
+    /// The latest committed height.
+    async fn latest(&self) -> Result<u64, RelayError>;
+    /// The committed header at `height` with its certificate.
+    async fn signed_header(&self, height: u64) -> Result<SignedHeader, RelayError>;
+    /// A proof of `key` at `height`.
+    async fn prove(&self, key: &[u8], height: u64) -> Result<StateProof, RelayError>;
+    /// Sign and submit these actions, in order, with the relayer's key.
+    async fn submit(&self, actions: Vec<Action>) -> Result<(), RelayError>;
+}
+
+/// A channel between two chains, as both ends name it.
+#[derive(Clone, Debug)]
+pub struct Path {
+    /// The channel on side A.
+    pub a_channel: String,
+    /// A's client of B.
+    pub a_client: String,
+    /// The channel on side B.
+    pub b_channel: String,
+    /// B's client of A.
+    pub b_client: String,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StepReport {
+    /// Packets delivered (recv submitted).
+    pub received: usize,
+    /// Acknowledgements delivered.
+    pub acknowledged: usize,
+    /// Timeouts delivered.
+    pub timed_out: usize,
+    /// Client updates submitted.
+    pub updates: usize,
+    /// Packets still pending on either side after it.
+    pub pending: usize,
+}
+
+fn chain_err(chain: &dyn Endpoint, e: impl std::fmt::Display) -> RelayError {
+    RelayError::Chain {
+        chain: chain.name(),
+        message: e.to_string(),
+    }
+}
+
+/// The client update that brings `dst`'s client `client` of `src` to
+/// `src`'s height `h`, if it is behind.
+async fn update_for(
+    src: &dyn Endpoint,
+    dst: &dyn Endpoint,
+    client: &str,
+    h: u64,
+) -> Result<Option<Action>, RelayError> {
+    let c = dst
+        .query(crate::client::ID, &format!("clients/{client}"))
+        .await?;
+    let latest = c["latest_height"].as_u64().unwrap_or(0);
+    if latest >= h {
+        return Ok(None);
+    }
+    let signed = src.signed_header(h).await?;
+    let validators = src
+        .prove(&tongtian_execution::membership::validators_key(), h)
+        .await?;
+    Ok(Some(
+        ClientMsg::Update {
+            client: client.into(),
+            signed,
+            validators,
+        }
+        .action(),
+    ))
+}
+
+/// Carry one direction of a channel: packets `src` sent on `src_channel`
+/// to `dst` (recv), and for those `dst` has answered or let time out, the
+/// ack or timeout back to `src`.
+pub async fn step_one_way(
+    src: &dyn Endpoint,
+    src_channel: &str,
+    src_client: &str,
+    dst: &dyn Endpoint,
+    dst_client: &str,
+    report: &mut StepReport,
+) -> Result<(), RelayError> {
+    let packets: Vec<Packet> = serde_json::from_value(
+        src.query(channel::ID, &format!("packets/{src_channel}"))
+            .await?,
+    )
+    .map_err(|e| chain_err(src, e))?;
+    if packets.is_empty() {
+        return Ok(());
+    }
+    let dst_height = dst.latest().await?;
+    let dst_time = dst.signed_header(dst_height).await?.header.timestamp_ms;
+    let (mut recv, mut acks, mut timeouts) = (Vec::new(), Vec::new(), Vec::new());
+    for p in packets {
+        let received = dst
+            .query(
+                channel::ID,
+                &format!("receipts/{}/{}", p.dest_channel, p.sequence),
+            )
+            .await?
+            .as_bool()
+            .unwrap_or(false);
+        let expired = (p.timeout_height != 0 && dst_height >= p.timeout_height)
+            || (p.timeout_ms != 0 && dst_time >= p.timeout_ms);
+        if received {
+            acks.push(p);
+        } else if expired {
+            timeouts.push(p);
+        } else {
+            recv.push(p);
+        }
+    }
+    report.pending += recv.len() + acks.len() + timeouts.len();
+    if !recv.is_empty() {
+        let h = src.latest().await?;
+        let mut actions = Vec::new();
+        if let Some(u) = update_for(src, dst, dst_client, h).await? {
+            actions.push(u);
+            report.updates += 1;
+        }
+        for p in &recv {
+            let proof = src
+                .prove(&channel::commitment_key(&p.source_channel, p.sequence), h)
+                .await?;
+            actions.push(
+                ChannelMsg::Recv {
+                    packet: p.clone(),
+                    proven: Proven { height: h, proof },
+                }
+                .action(),
+            );
+        }
+        report.received += recv.len();
+        dst.submit(actions).await?;
+    }
+    if !acks.is_empty() || !timeouts.is_empty() {
+        let g = dst_height;
+        let mut actions = Vec::new();
+        if let Some(u) = update_for(dst, src, src_client, g).await? {
+            actions.push(u);
+            report.updates += 1;
+        }
+        for p in &acks {
+            let v = dst
+                .query(
+                    channel::ID,
+                    &format!("acks/{}/{}", p.dest_channel, p.sequence),
+                )
+                .await?;
+            if v.is_null() {
+                continue;
+            }
+            let ack: Ack = serde_json::from_value(v).map_err(|e| chain_err(dst, e))?;
+            let proof = dst
+                .prove(&channel::ack_key(&p.dest_channel, p.sequence), g)
+                .await?;
+            actions.push(
+                ChannelMsg::Acknowledge {
+                    packet: p.clone(),
+                    ack,
+                    proven: Proven { height: g, proof },
+                }
+                .action(),
+            );
+            report.acknowledged += 1;
+        }
+        for p in &timeouts {
+            let proof = dst
+                .prove(&channel::receipt_key(&p.dest_channel, p.sequence), g)
+                .await?;
+            actions.push(
+                ChannelMsg::Timeout {
+                    packet: p.clone(),
+                    proven: Proven { height: g, proof },
+                }
+                .action(),
+            );
+            report.timed_out += 1;
+        }
+        if !actions.is_empty() {
+            src.submit(actions).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One step both ways along `path` between `a` and `b`.
+pub async fn step(
+    a: &dyn Endpoint,
+    b: &dyn Endpoint,
+    path: &Path,
+) -> Result<StepReport, RelayError> {
+    let mut report = StepReport::default();
+    step_one_way(
+        a,
+        &path.a_channel,
+        &path.a_client,
+        b,
+        &path.b_client,
+        &mut report,
+    )
+    .await?;
+    step_one_way(
+        b,
+        &path.b_channel,
+        &path.b_client,
+        a,
+        &path.a_client,
+        &mut report,
+    )
+    .await?;
+    Ok(report)
+}
