@@ -77,6 +77,14 @@ pub trait Application: Send + Sync + 'static {
         self.commit(block, certificate).await
     }
 
+    /// Replace the certificate of the committed block at `height` with a
+    /// stronger one for the same header (Raft: the leader's signature
+    /// first, then a majority of voters' once they have signed). By
+    /// default, ignored.
+    fn upgrade_certificate(&self, height: u64, certificate: Certificate) {
+        let _ = (height, certificate);
+    }
+
     /// Resolves when transactions may have arrived since the last call
     /// (spurious wake-ups allowed), so an idle proposer need not wait out
     /// its polling interval. By default, never.

@@ -16,6 +16,13 @@
 //!   directory, fsynced before Raft is told they are durable.
 //! * RPCs travel over the chain's consensus channel of the encrypted
 //!   transport as bincode-encoded requests with correlation ids.
+//! * After committing a block, every voter signs its hash and sends the
+//!   signature to the others; once a majority of the validator set signed,
+//!   each node replaces the block's leader-only certificate with the
+//!   majority one ([`Application::upgrade_certificate`]). That is what a
+//!   light client of a Raft chain checks: it trusts that no majority of
+//!   the voters signs two histories (weaker than BFT, which also survives
+//!   liars). The signing runs beside the chain, not in its commit path.
 
 use crate::{Application, ConsensusEngine, ConsensusError, EngineContext};
 use async_trait::async_trait;
@@ -284,6 +291,8 @@ struct StateMachine {
     me: Address,
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, EmptyNode>,
+    /// Told of each committed block, to sign it.
+    committed: tokio::sync::mpsc::UnboundedSender<(u64, [u8; 32])>,
 }
 
 impl StateMachine {
@@ -306,13 +315,17 @@ impl StateMachine {
             return false;
         }
         // The leader builds its next proposal while this block is written.
+        let (height, hash) = (block.header.height, cert.block_hash.0);
         let committed = if block.header.proposer == self.me {
             self.app.commit_and_prepare(block, cert).await
         } else {
             self.app.commit(block, cert).await
         };
         match committed {
-            Ok(()) => true,
+            Ok(()) => {
+                let _ = self.committed.send((height, hash));
+                true
+            }
             Err(e) => {
                 // Deterministic execution makes this a local fault (disk,
                 // corruption), not a disagreement: skipping would fork.
@@ -381,6 +394,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             me: self.me,
             applied: self.applied,
             membership: self.membership.clone(),
+            committed: self.committed.clone(),
         }
     }
 
@@ -424,8 +438,99 @@ enum RpcReply {
 
 #[derive(Serialize, Deserialize)]
 enum Wire {
-    Request { id: u64, rpc: Rpc },
-    Reply { id: u64, reply: RpcReply },
+    Request {
+        id: u64,
+        rpc: Rpc,
+    },
+    Reply {
+        id: u64,
+        reply: RpcReply,
+    },
+    /// A voter's signature over a committed block's hash.
+    CommitSig {
+        height: u64,
+        hash: [u8; 32],
+        public_key: Vec<u8>,
+        signature: Vec<u8>,
+    },
+}
+
+/// A block hash and the commit signatures gathered for it.
+type Gathered = ([u8; 32], Vec<CertificateSignature>);
+
+/// Commit signatures gathered per height, until a majority certificate is
+/// written.
+struct Signatures {
+    app: Arc<dyn Application>,
+    suite: SuiteId,
+    by_height: Mutex<BTreeMap<u64, Gathered>>,
+}
+
+/// Heights kept waiting for signatures (a slow voter's arrive later; a
+/// follower that lags gets others' before its own commit).
+const SIGNATURE_WINDOW: u64 = 256;
+
+impl Signatures {
+    /// Take one signature; write the majority certificate when it is
+    /// reached (once per height).
+    fn add(&self, height: u64, hash: [u8; 32], public_key: Vec<u8>, signature: Vec<u8>) {
+        let validators = self.app.validators();
+        if !validators.iter().any(|v| v.public_key == public_key) {
+            return;
+        }
+        let msg = BlockHeader::commit_bytes(&tongtian_types::H256(hash), 0);
+        if tongtian_crypto::suite(self.suite)
+            .verify(&public_key, &msg, &signature)
+            .is_err()
+        {
+            tracing::debug!(height, "bad raft commit signature ignored");
+            return;
+        }
+        let quorum = validators.len() / 2 + 1;
+        let done = {
+            let mut all = self.by_height.lock();
+            let (h, sigs) = all.entry(height).or_insert_with(|| (hash, Vec::new()));
+            if *h != hash || sigs.iter().any(|s| s.public_key == public_key) {
+                return;
+            }
+            sigs.push(CertificateSignature {
+                public_key,
+                signature,
+            });
+            if sigs.len() == quorum {
+                Some(sigs.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(signatures) = done {
+            // Only for the block this node committed at that height.
+            let mine = self
+                .app
+                .committed_block(height)
+                .map(|(b, _)| b.header.hash(self.suite).0);
+            if mine == Some(hash) {
+                self.app.upgrade_certificate(
+                    height,
+                    Certificate {
+                        engine: "raft".into(),
+                        block_hash: tongtian_types::H256(hash),
+                        round: 0,
+                        signatures,
+                    },
+                );
+            } else {
+                // Not committed here yet: count it again when it is.
+                self.by_height.lock().entry(height).and_modify(|(_, s)| {
+                    s.pop();
+                });
+            }
+        }
+        let (top, _) = self.app.last_committed();
+        self.by_height
+            .lock()
+            .retain(|h, _| *h + SIGNATURE_WINDOW > top);
+    }
 }
 
 /// The Raft node id of a validator key: the first 8 bytes of its SHA-256.
@@ -495,6 +600,7 @@ async fn serve_rpcs(
     rpcs: Arc<Rpcs>,
     raft: openraft::Raft<TypeConfig>,
     mut rx: tokio::sync::mpsc::Receiver<tongtian_network::Inbound>,
+    signatures: Arc<Signatures>,
 ) {
     while let Some(msg) = rx.recv().await {
         let Ok(wire) = bincode::deserialize::<Wire>(&msg.payload) else {
@@ -502,6 +608,17 @@ async fn serve_rpcs(
             continue;
         };
         match wire {
+            Wire::CommitSig {
+                height,
+                hash,
+                public_key,
+                signature,
+            } => {
+                let signatures = signatures.clone();
+                tokio::task::spawn_blocking(move || {
+                    signatures.add(height, hash, public_key, signature)
+                });
+            }
             Wire::Reply { id, reply } => {
                 if let Some(tx) = rpcs.pending.lock().remove(&id) {
                     let _ = tx.send(reply);
@@ -731,6 +848,7 @@ impl ConsensusEngine for RaftEngine {
         let membership: Option<StoredMembership<NodeId, EmptyNode>> = disk
             .meta("membership")
             .map_err(|e| ConsensusError::Config(e.to_string()))?;
+        let (committed_tx, mut committed_rx) = tokio::sync::mpsc::unbounded_channel();
         let sm = StateMachine {
             app: app.clone(),
             disk: disk.clone(),
@@ -738,7 +856,13 @@ impl ConsensusEngine for RaftEngine {
             me: Address::from_public_key(self.spec.suite, self.ctx.key.public_key()),
             applied: applied.flatten(),
             membership: membership.unwrap_or_default(),
+            committed: committed_tx,
         };
+        let signatures = Arc::new(Signatures {
+            app: app.clone(),
+            suite: self.spec.suite,
+            by_height: Mutex::new(BTreeMap::new()),
+        });
         let config = openraft::Config {
             cluster_name: self.spec.name.clone(),
             heartbeat_interval: 100,
@@ -776,7 +900,47 @@ impl ConsensusEngine for RaftEngine {
         )
         .await
         .map_err(|e| ConsensusError::App(format!("raft start: {e}")))?;
-        let server = tokio::spawn(serve_rpcs(rpcs.clone(), raft.clone(), inbound));
+        let server = tokio::spawn(serve_rpcs(
+            rpcs.clone(),
+            raft.clone(),
+            inbound,
+            signatures.clone(),
+        ));
+        // Sign each committed block and send the signature to the others.
+        let signer = {
+            let (rpcs, signatures, key) = (rpcs.clone(), signatures.clone(), self.ctx.key.clone());
+            let is_validator = {
+                let app = app.clone();
+                move || {
+                    app.validators()
+                        .iter()
+                        .any(|v| v.public_key == key.public_key())
+                }
+            };
+            let key = self.ctx.key.clone();
+            tokio::spawn(async move {
+                while let Some((height, hash)) = committed_rx.recv().await {
+                    if !is_validator() {
+                        continue;
+                    }
+                    let msg = BlockHeader::commit_bytes(&tongtian_types::H256(hash), 0);
+                    let signature = key.sign(&msg);
+                    let wire = enc(&Wire::CommitSig {
+                        height,
+                        hash,
+                        public_key: key.public_key().to_vec(),
+                        signature: signature.clone(),
+                    });
+                    let peers: Vec<PeerId> = rpcs.peers.lock().values().cloned().collect();
+                    for p in peers {
+                        rpcs.net.send(&p, rpcs.chain_id, channels::CONSENSUS, &wire);
+                    }
+                    let (s, pk) = (signatures.clone(), key.public_key().to_vec());
+                    let _ = tokio::task::spawn_blocking(move || s.add(height, hash, pk, signature))
+                        .await;
+                }
+            })
+        };
         let members: BTreeMap<NodeId, EmptyNode> = self
             .spec
             .validators
@@ -840,6 +1004,7 @@ impl ConsensusEngine for RaftEngine {
             }
         };
         server.abort();
+        signer.abort();
         let _ = raft.shutdown().await;
         result
     }

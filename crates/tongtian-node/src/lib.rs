@@ -401,6 +401,29 @@ impl ChainRuntime {
         *self.last.read()
     }
 
+    /// The latest height whose certificate a light client accepts: the
+    /// latest for BFT and solo chains; on a Raft chain the latest whose
+    /// majority certificate has been gathered (a few blocks back at most).
+    pub fn latest_certified(&self) -> u64 {
+        let latest = self.latest().0;
+        if self.spec.consensus.engine != "raft" {
+            return latest;
+        }
+        let quorum = self.validator_set().validators.len() / 2 + 1;
+        (latest.saturating_sub(64)..=latest)
+            .rev()
+            .find(|h| {
+                *h == 0
+                    || self
+                        .store
+                        .certificate(*h)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|c| c.signatures.len() >= quorum)
+            })
+            .unwrap_or(0)
+    }
+
     /// Committed account.
     pub fn account(&self, a: &Address) -> Result<Account, NodeError> {
         StoreAccounts(&self.store, &self.executor)
@@ -1134,6 +1157,14 @@ impl Application for ChainRuntime {
 
     fn validators(&self) -> Vec<tongtian_types::ValidatorSpec> {
         self.validator_set().validators
+    }
+
+    fn upgrade_certificate(&self, height: u64, certificate: Certificate) {
+        match self.store.replace_certificate(height, &certificate) {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(height, "certificate for another block ignored"),
+            Err(e) => tracing::warn!(height, error = %e, "cannot store the majority certificate"),
+        }
     }
 
     fn committed_block(&self, height: u64) -> Option<(Block, Certificate)> {

@@ -58,7 +58,7 @@ impl Endpoint for LocalEndpoint {
     }
 
     async fn latest(&self) -> Result<u64, RelayError> {
-        Ok(self.chain.latest().0)
+        Ok(self.chain.latest_certified())
     }
 
     async fn signed_header(&self, height: u64) -> Result<SignedHeader, RelayError> {

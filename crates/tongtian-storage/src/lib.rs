@@ -556,6 +556,30 @@ impl ChainStore {
         self.read(CERTS, height, "certificate")
     }
 
+    /// Replace the certificate of the committed block at `height` with
+    /// another for the same header (a Raft block's majority certificate
+    /// after its leader's). `false`, and nothing written, when there is no
+    /// block there or the certificate is for another header.
+    pub fn replace_certificate(
+        &self,
+        height: u64,
+        certificate: &Certificate,
+    ) -> Result<bool, StorageError> {
+        let Some(header) = self.header(height)? else {
+            return Ok(false);
+        };
+        if header.hash(self.suite) != certificate.block_hash {
+            return Ok(false);
+        }
+        let w = self.db.begin_write().map_err(db_err)?;
+        w.open_table(CERTS)
+            .map_err(db_err)?
+            .insert(height, encode(certificate).as_slice())
+            .map_err(db_err)?;
+        w.commit().map_err(db_err)?;
+        Ok(true)
+    }
+
     /// Transaction hashes of the block at a height.
     pub fn block_tx_hashes(&self, height: u64) -> Result<Option<Vec<H256>>, StorageError> {
         self.read(BLOCK_TXS, height, "block tx list")

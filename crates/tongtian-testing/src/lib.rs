@@ -94,6 +94,18 @@ impl TestNet {
 
     /// [`TestNet::start`] over the given wire.
     pub async fn start_with(n: usize, engine: &str, suite: SuiteId, wire: Wire) -> TestNet {
+        Self::start_opts(n, engine, suite, wire, false).await
+    }
+
+    /// [`TestNet::start_with`], every node relaying between the chains it
+    /// hosts when `relay` is set.
+    pub async fn start_opts(
+        n: usize,
+        engine: &str,
+        suite: SuiteId,
+        wire: Wire,
+        relay: bool,
+    ) -> TestNet {
         let hub = tongtian_network::MemoryHub::new();
         let dir = tempfile::tempdir().expect("a temp dir");
         let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate(suite)).collect();
@@ -135,7 +147,7 @@ impl TestNet {
             })
             .collect();
         let mut net = TestNet {
-            relay: false,
+            relay,
             _dir: dir,
             spec,
             nodes: Vec::new(),

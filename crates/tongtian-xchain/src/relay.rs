@@ -162,6 +162,11 @@ pub async fn step_one_way(
             let proof = src
                 .prove(&channel::commitment_key(&p.source_channel, p.sequence), h)
                 .await?;
+            if proof.value.is_none() {
+                // Committed after the height we can prove at: next step.
+                continue;
+            }
+            report.received += 1;
             actions.push(
                 ChannelMsg::Recv {
                     packet: p.clone(),
@@ -170,8 +175,9 @@ pub async fn step_one_way(
                 .action(),
             );
         }
-        report.received += recv.len();
-        dst.submit(actions).await?;
+        if actions.iter().any(|a| !is_update(a)) {
+            dst.submit(actions).await?;
+        }
     }
     if !acks.is_empty() || !timeouts.is_empty() {
         let g = dst_height;
@@ -194,6 +200,9 @@ pub async fn step_one_way(
             let proof = dst
                 .prove(&channel::ack_key(&p.dest_channel, p.sequence), g)
                 .await?;
+            if proof.value.is_none() {
+                continue;
+            }
             actions.push(
                 ChannelMsg::Acknowledge {
                     packet: p.clone(),
@@ -217,11 +226,16 @@ pub async fn step_one_way(
             );
             report.timed_out += 1;
         }
-        if !actions.is_empty() {
+        if actions.iter().any(|a| !is_update(a)) {
             src.submit(actions).await?;
         }
     }
     Ok(())
+}
+
+/// Whether an action is a client update (sent only with packets to prove).
+fn is_update(a: &Action) -> bool {
+    matches!(a, Action::Module { module, .. } if module == crate::client::ID)
 }
 
 /// One step both ways along `path` between `a` and `b`.
