@@ -32,7 +32,8 @@ use tongtian_node::ChainRuntime;
 use tongtian_storage::StateStore;
 use tongtian_types::api::{
     AccountProofView, AccountView, ApiErrorBody, BatchItem, BatchSubmitRequest,
-    BatchSubmitResponse, BlockEvent, BlockView, StatusInfo, SubmitRequest, SubmitResponse, TxView,
+    BatchSubmitResponse, BlockEvent, BlockView, StateProofView, StatusInfo, SubmitRequest,
+    SubmitResponse, TxView,
 };
 use tongtian_types::{Address, H256};
 use utoipa::OpenApi;
@@ -200,6 +201,7 @@ impl AppState {
         get_block,
         get_account,
         get_account_proof,
+        get_state_proof,
         block_stream
     ),
     components(schemas(
@@ -215,6 +217,7 @@ impl AppState {
         TxView,
         AccountView,
         AccountProofView,
+        StateProofView,
         BlockEvent,
         tongtian_types::Receipt
     ))
@@ -270,6 +273,7 @@ pub fn chain_router(chain: Arc<ChainRuntime>, options: ApiOptions) -> Router {
         .route("/v1/events", get(get_events))
         .route("/v1/accounts/{address}", get(get_account))
         .route("/v1/accounts/{address}/proof", get(get_account_proof))
+        .route("/v1/state/proof", get(get_state_proof))
         // A browsable API page over the same document, its files embedded
         // in the binary (no CDN).
         .merge(
@@ -375,6 +379,7 @@ async fn status(State(st): State<AppState>) -> ApiResult<StatusInfo> {
             .network()
             .and_then(|n| n.scope().map(|s| s.dropped()))
             .unwrap_or(0),
+        certified_height: c.latest_certified(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }))
 }
@@ -666,6 +671,43 @@ async fn get_account_proof(
         address,
         height,
         account,
+        header,
+        certificate,
+        proof,
+    }))
+}
+
+#[derive(Deserialize)]
+struct StateProofQuery {
+    key: String,
+    height: Option<u64>,
+}
+
+/// Any state key (hex) with a Merkle proof against a certified header; by
+/// default at the latest height a light client accepts.
+#[utoipa::path(get, path = "/v1/state/proof",
+    params(("key" = String, Query, description = "state key, 0x hex"), ("height" = Option<u64>, Query, description = "default: the latest certified height")),
+    responses((status = 200, body = StateProofView), (status = 400, body = ApiErrorBody), (status = 404, body = ApiErrorBody)))]
+async fn get_state_proof(
+    State(st): State<AppState>,
+    q: Result<Query<StateProofQuery>, QueryRejection>,
+) -> ApiResult<StateProofView> {
+    let Query(q) = q?;
+    let key = hex::decode(q.key.strip_prefix("0x").unwrap_or(&q.key))
+        .map_err(|_| ApiError::bad_request("bad_key", "key: hex bytes, e.g. 0x6d6f64"))?;
+    let height = q.height.unwrap_or_else(|| st.chain.latest_certified());
+    let store = st.chain.store();
+    let header = store
+        .header(height)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no block at height {height}")))?;
+    let certificate = store
+        .certificate(height)
+        .map_err(ApiError::internal)?
+        .unwrap_or_default();
+    let proof = store.prove(&key, height).map_err(ApiError::internal)?;
+    Ok(Json(StateProofView {
+        height,
         header,
         certificate,
         proof,

@@ -18,7 +18,12 @@ use tongtian_types::{Action, Address, ChainSpec, Transaction};
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = Client::with_timeout(&cli.node, Duration::from_secs(cli.timeout.max(1)))
+    let first = cli
+        .node
+        .first()
+        .cloned()
+        .unwrap_or_else(|| tongtian_client::DEFAULT_NODE.to_string());
+    let client = Client::with_timeout(&first, Duration::from_secs(cli.timeout.max(1)))
         .chain(cli.chain.as_deref());
     let json = cli.json;
     let ctx = util::Ctx {
@@ -163,6 +168,27 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Org(cmd) => crate::gov::org(&ctx, cmd).await,
         Command::Gov(cmd) => crate::gov::gov(&ctx, cmd).await,
         Command::Xchain(cmd) => crate::xchain::run(&ctx, cmd).await,
+        Command::Relay(crate::RelayCommand::Start {
+            key,
+            password,
+            chains,
+            once,
+        }) => {
+            let keys = key
+                .iter()
+                .map(|k| load_key(k, password.as_deref()))
+                .collect::<Result<Vec<_>>>()?;
+            crate::relay::run(
+                &ctx,
+                crate::relay::RelayArgs {
+                    nodes: cli.node.clone(),
+                    keys,
+                    chains,
+                    once,
+                },
+            )
+            .await
+        }
         Command::Bench(BenchCommand::Contracts(args)) => {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))

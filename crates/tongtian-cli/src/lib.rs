@@ -12,6 +12,7 @@ mod commands;
 mod contract;
 pub mod contract_bench;
 mod gov;
+mod relay;
 mod testnet;
 pub mod util;
 mod xchain;
@@ -39,8 +40,10 @@ pub use commands::run;
 )]
 pub struct Cli {
     /// Node API to talk to (`http://` is assumed when no scheme is given).
-    #[arg(long, global = true, env = "TONGTIAN_NODE", default_value = tongtian_client::DEFAULT_NODE)]
-    pub node: String,
+    /// `relay start` takes several (the first serves the main chain); other
+    /// commands use the first.
+    #[arg(long, global = true, env = "TONGTIAN_NODE", default_value = tongtian_client::DEFAULT_NODE, action = clap::ArgAction::Append)]
+    pub node: Vec<String>,
     /// Print machine-readable JSON (errors too, as `{"error": {"code", "message"}}` on stdout).
     #[arg(long, global = true)]
     pub json: bool,
@@ -143,6 +146,9 @@ pub enum Command {
     /// Cross-chain: light clients, channels, packets, token transfers.
     #[command(subcommand)]
     Xchain(XchainCommand),
+    /// Relay packets between the main chain and its linked sub-chains.
+    #[command(subcommand)]
+    Relay(RelayCommand),
     /// Benchmarks that print JSON.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -218,6 +224,33 @@ pub enum XchainCommand {
     /// Evidence of a client's misbehaviour.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+}
+
+/// `tongtian relay ...`.
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Relay until stopped (SIGINT/SIGTERM), printing progress (as JSON
+    /// lines with `--json`). Give `--node` once per node to reach: the
+    /// first serves the main chain, each sub-chain is reached through a
+    /// node that hosts it.
+    #[command(
+        after_help = "Example:\n  tongtian relay start --node http://127.0.0.1:8745 --node http://127.0.0.1:8746 --key relayer.key --key relayer-sm.key"
+    )]
+    Start {
+        /// Signing keys, one per crypto suite of the chains relayed (a
+        /// validator key relays for free; others pay fees).
+        #[arg(long, required = true)]
+        key: Vec<PathBuf>,
+        /// Password of encrypted keys.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Only these sub-chains (comma-separated; default: every linked one).
+        #[arg(long, value_delimiter = ',')]
+        chains: Option<Vec<String>>,
+        /// One pass over every link, then exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 /// `tongtian xchain evidence ...`.

@@ -180,6 +180,35 @@ async fn channel_to(from: &Client, to_id: u64) -> Result<(String, String)> {
     ))
 }
 
+/// How the source closed packet `sequence` on `channel`, by its events.
+async fn closed_as(from: &Client, channel: &str, sequence: u64) -> Result<&'static str> {
+    let seq = sequence.to_string();
+    let top = from.status().await?.height;
+    let emitter = tongtian_execution::module::module_address(tongtian_xchain::channel::ID);
+    let events = from
+        .events(Some(&emitter), top.saturating_sub(999), Some(top))
+        .await?;
+    for e in events.iter().rev() {
+        let get = |k: &str| {
+            e.event
+                .attributes
+                .iter()
+                .find(|(a, _)| a == k)
+                .map(|(_, v)| v.as_str())
+        };
+        if get("channel") != Some(channel) || get("sequence") != Some(seq.as_str()) {
+            continue;
+        }
+        match e.event.name.as_str() {
+            "timeout_packet" => return Ok("timed_out"),
+            "acknowledge_packet" if get("success") == Some("true") => return Ok("acknowledged"),
+            "acknowledge_packet" => return Ok("error"),
+            _ => {}
+        }
+    }
+    Ok("closed")
+}
+
 /// Where a transfer goes.
 struct Route<'a> {
     from_chain: &'a str,
@@ -205,14 +234,48 @@ async fn transfer(
     let from = handle(&ctx.client, from_chain);
     let dest = handle(&ctx.client, to_chain);
     let from_status = from.status().await?;
-    let dest_status = dest.status().await?;
-    let (channel, dest_channel) = channel_to(&from, dest_status.chain_id).await?;
+    // The destination by the node's chain list (it may not host it); its
+    // height from its own status where it does, else from the source's
+    // client of it.
+    let chains = ctx.client.chains().await?;
+    // The main chain is listed first.
+    let listing = if to_chain == "main" {
+        chains.into_iter().next()
+    } else {
+        chains.into_iter().find(|c| {
+            c["name"] == to_chain
+                || c["chain_id"].as_u64().map(|i| i.to_string()).as_deref() == Some(to_chain)
+        })
+    }
+    .ok_or_else(|| {
+        usage(
+            "unknown_chain",
+            format!("the node knows no chain {to_chain}"),
+        )
+    })?;
+    let dest_id = listing["chain_id"].as_u64().unwrap_or_default();
+    let (channel, dest_channel) = channel_to(&from, dest_id).await?;
+    let dest_height = match dest.status().await {
+        Ok(st) => st.height,
+        Err(_) => {
+            let client = from
+                .module_query("channel", &format!("channels/{channel}"))
+                .await?["client"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            from.module_query("client", &format!("clients/{client}"))
+                .await?["latest_height"]
+                .as_u64()
+                .unwrap_or(0)
+        }
+    };
     let action = TransferMsg::Transfer {
         channel: channel.clone(),
         receiver,
         amount,
         denom: denom.to_string(),
-        timeout_height: dest_status.height + timeout_blocks,
+        timeout_height: dest_height + timeout_blocks,
         timeout_ms: 0,
     }
     .action();
@@ -270,16 +333,21 @@ async fn transfer(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if out["status"] == "sent" {
-            let ack = dest
+            out["status"] = json!(match dest
                 .module_query("channel", &format!("acks/{dest_channel}/{sequence}"))
-                .await?;
-            out["status"] = json!(match serde_json::from_value::<Ack>(ack.clone()) {
-                Ok(Ack::Success(_)) => "acknowledged",
-                Ok(Ack::Error(e)) => {
-                    out["error"] = json!(e);
-                    "error"
-                }
-                Err(_) => "timed_out",
+                .await
+            {
+                Ok(ack) => match serde_json::from_value::<Ack>(ack) {
+                    Ok(Ack::Success(_)) => "acknowledged",
+                    Ok(Ack::Error(e)) => {
+                        out["error"] = json!(e);
+                        "error"
+                    }
+                    Err(_) => "timed_out",
+                },
+                // The destination is not on this node: the source's own
+                // record of how the packet ended.
+                Err(_) => closed_as(&from, &channel, sequence).await?,
             });
         }
     }

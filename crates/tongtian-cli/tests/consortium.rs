@@ -1522,3 +1522,205 @@ fn node0_log_has_no_trade_traffic(dir: &Path) -> bool {
     let log = std::fs::read_to_string(dir.join("node-0.log")).unwrap();
     !log.contains("chain=trade") && !log.contains("sub-chain started chain=trade")
 }
+
+/// A standalone relayer process.
+struct Relayer(Child);
+
+impl Relayer {
+    fn start(t: &Testnet, keys: &[&Path], log: &Path) -> Relayer {
+        let mut cmd = Command::new(bin());
+        cmd.args(["--json", "relay", "start"]);
+        for i in 0..t.nodes.len() {
+            cmd.args(["--node", &t.url(i)]);
+        }
+        for k in keys {
+            cmd.arg("--key").arg(k);
+        }
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Relayer(cmd.stdout(out).stderr(Stdio::null()).spawn().unwrap())
+    }
+}
+
+impl Drop for Relayer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn voucher_balance(t: &Testnet, i: usize, chain: &str, a: &str, denom: &str) -> u128 {
+    let (code, v) = t.get(
+        i,
+        &format!("/v1/chains/{chain}/modules/transfer/balances/{a}"),
+    );
+    assert_eq!(code, 200, "{v}");
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["denom"] == denom)
+        .map_or(0, |b| b["amount"].as_str().unwrap().parse().unwrap())
+}
+
+#[test]
+fn a_standalone_relayer_carries_tokens_and_resumes_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Testnet::init(dir.path(), "bft", 4);
+    let admin = |j: usize| {
+        dir.path()
+            .join(format!("orgs/org-{j}/admin.key"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    // The relayer's SM key, funded in trade's genesis (it pays its fees
+    // there); on the main chain it signs with dev-0, which is funded.
+    let sm_key = dir.path().join("relayer-sm.key");
+    let k = ok_json(t.cli(&[
+        "key",
+        "new",
+        "--suite",
+        "sm",
+        "--out",
+        sm_key.to_str().unwrap(),
+        "--json",
+    ]));
+    let sm_addr = k["address"].as_str().unwrap().to_string();
+    let fund = format!("{sm_addr}=1000000000000");
+    let p = ok_json(cli_at(
+        &t,
+        1,
+        &[
+            "gov",
+            "propose",
+            "create-chain",
+            "--name",
+            "trade",
+            "--engine",
+            "bft",
+            "--suite",
+            "sm",
+            "--orgs",
+            "org-1,org-2,org-3",
+            "--fund",
+            &fund,
+            "--key",
+            &admin(1),
+            "--json",
+        ],
+    ));
+    let id = p["proposal"].as_u64().unwrap().to_string();
+    for j in [2, 3] {
+        ok_json(cli_at(
+            &t,
+            j,
+            &["gov", "vote", &id, "yes", "--key", &admin(j), "--json"],
+        ));
+    }
+    for i in 1..4 {
+        wait_chain_height(&t, i, "trade", 1, 60);
+    }
+    let dev0 = dir.path().join("dev-keys/dev-0.key");
+    let dev0_addr = address(&t.dev_key(0)).to_string();
+    let log = dir.path().join("relayer.log");
+    let relayer = Relayer::start(&t, &[&dev0, &sm_key], &log);
+
+    // Main -> trade, waited for through node 1 (which hosts both).
+    let sent = ok_json(cli_at(
+        &t,
+        1,
+        &[
+            "xchain",
+            "transfer",
+            "--from-chain",
+            "main",
+            "--to-chain",
+            "trade",
+            "--to",
+            &sm_addr,
+            "--amount",
+            "1000",
+            "--key",
+            dev0.to_str().unwrap(),
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(sent["status"], "acknowledged", "{sent}");
+    let voucher = sent["denom_on_destination"].as_str().unwrap().to_string();
+    assert_eq!(voucher_balance(&t, 2, "trade", &sm_addr, &voucher), 1000);
+
+    // Kill the relayer with a packet in flight; a new one picks it up
+    // from what the chains say.
+    drop(relayer);
+    let sent = ok_json(cli_at(
+        &t,
+        0,
+        &[
+            "xchain",
+            "transfer",
+            "--from-chain",
+            "main",
+            "--to-chain",
+            "trade",
+            "--to",
+            &sm_addr,
+            "--amount",
+            "500",
+            "--key",
+            dev0.to_str().unwrap(),
+            "--json",
+        ],
+    ));
+    assert_eq!(sent["status"], "sent", "{sent}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(voucher_balance(&t, 2, "trade", &sm_addr, &voucher), 1000);
+    let _relayer = Relayer::start(&t, &[&dev0, &sm_key], &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while voucher_balance(&t, 2, "trade", &sm_addr, &voucher) != 1500 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted relayer did not deliver"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Back to main, from node 3.
+    let back = ok_json(cli_at(
+        &t,
+        3,
+        &[
+            "xchain",
+            "transfer",
+            "--from-chain",
+            "trade",
+            "--to-chain",
+            "main",
+            "--to",
+            &dev0_addr,
+            "--amount",
+            "600",
+            "--denom",
+            &voucher,
+            "--key",
+            sm_key.to_str().unwrap(),
+            "--wait",
+            "--json",
+        ],
+    ));
+    assert_eq!(back["status"], "acknowledged", "{back}");
+    // Invariant across the two chains, read from different nodes.
+    let (_, supply) = t.get(
+        2,
+        &format!("/v1/chains/trade/modules/transfer/supply/{voucher}"),
+    );
+    let channel = sent["packet"]["source_channel"].as_str().unwrap();
+    let (_, escrow) = t.get(0, &format!("/v1/modules/transfer/escrow/{channel}/native"));
+    assert_eq!(supply, "900");
+    assert_eq!(escrow, "900");
+    // The relayer reported its progress as JSON lines.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(lines.lines().any(|l| l.contains("\"received\"")), "{lines}");
+}

@@ -407,6 +407,22 @@ impl Client {
         self.get(&format!("/v1/accounts/{address}/proof{q}")).await
     }
 
+    /// `GET /v1/state/proof`: any state key's value (or absence) with its
+    /// proof and the certified header it leads to (default: the latest
+    /// certified height).
+    pub async fn state_proof(
+        &self,
+        key: &[u8],
+        height: Option<u64>,
+    ) -> Result<tongtian_types::api::StateProofView, ClientError> {
+        let q = height.map(|h| format!("&height={h}")).unwrap_or_default();
+        self.get(&format!(
+            "/v1/state/proof?key={}{q}",
+            const_hex::encode_prefixed(key)
+        ))
+        .await
+    }
+
     /// Follow committed blocks (server-sent events). The stream yields
     /// [`ClientError::Lagged`] if this reader fell behind and blocks were
     /// skipped, and ends when the connection does.

@@ -40,6 +40,10 @@ pub struct StatusInfo {
     /// its member nodes (0 when the chain is not scoped, e.g. a main chain).
     #[serde(default)]
     pub frames_from_non_members: u64,
+    /// The latest height whose certificate a light client accepts (below
+    /// `height` on a Raft chain until its voters' majority signed).
+    #[serde(default)]
+    pub certified_height: u64,
     /// Node software version.
     pub version: String,
 }
@@ -165,6 +169,23 @@ pub struct AccountProofView {
     /// Certificate over that header.
     pub certificate: Certificate,
     /// The Merkle proof.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub proof: StateProof,
+}
+
+/// `GET /v1/state/proof?key=&height=`: any state key's value (or
+/// absence) with everything a light client needs to check it: what
+/// relayers carry between chains.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct StateProofView {
+    /// Height proven at.
+    pub height: u64,
+    /// Header whose `state_root` the proof leads to.
+    pub header: BlockHeader,
+    /// Certificate over that header.
+    pub certificate: Certificate,
+    /// The Merkle proof (with the key and its value, if any).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub proof: StateProof,
 }
