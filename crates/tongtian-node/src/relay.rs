@@ -150,11 +150,17 @@ impl Node {
     /// it, until the task is aborted.
     pub async fn relay_forever(self: Arc<Self>) {
         let mut last_error: BTreeMap<String, String> = BTreeMap::new();
+        // Wake on each main-chain block (a packet sent, an ack due), or
+        // after the interval at the latest (sub-chain blocks).
+        let mut blocks = self.main().subscribe();
         loop {
             if let Err(e) = self.relay_once(&mut last_error).await {
                 tracing::debug!(error = %e, "relay round failed");
             }
-            tokio::time::sleep(RELAY_INTERVAL).await;
+            tokio::select! {
+                _ = blocks.recv() => {}
+                _ = tokio::time::sleep(RELAY_INTERVAL) => {}
+            }
         }
     }
 
