@@ -282,6 +282,28 @@ async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
             },
             signer,
         ),
+        ProposeCommand::UnfreezeClient {
+            client,
+            target,
+            signer,
+        } => (
+            ProposalKind::UnfreezeClient {
+                client,
+                chain: target,
+            },
+            signer,
+        ),
+        ProposeCommand::ReviveClient {
+            client,
+            target,
+            signer,
+        } => (
+            ProposalKind::ReviveClient {
+                client,
+                chain: target,
+            },
+            signer,
+        ),
         ProposeCommand::SetParam {
             name,
             value,

@@ -445,6 +445,31 @@ pub enum ProposeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Lift the freeze of a light client (after its misbehaviour was
+    /// dealt with).
+    UnfreezeClient {
+        /// The client's id (e.g. `trade` on the main chain, `main` on a sub-chain).
+        #[arg(long)]
+        client: String,
+        /// The sub-chain that keeps it (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Restart the trusting period of an expired light client.
+    ReviveClient {
+        /// The client's id.
+        #[arg(long)]
+        client: String,
+        /// The sub-chain that keeps it (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Change a chain parameter while it runs.
     #[command(
         after_help = "Parameters: min_gas_price, max_tx_gas, max_tx_bytes\n\nExample:\n  tongtian gov propose set-param --name min_gas_price --value 2 --target trade --key admin.key"

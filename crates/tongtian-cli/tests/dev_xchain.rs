@@ -169,4 +169,109 @@ fn a_sub_chain_born_by_vote_trades_tokens_with_the_main_chain() {
     );
     assert_eq!(s, "600");
     assert_eq!(e, "600");
+
+    // Misbehaviour: trade's validator signs a second header for a height
+    // the main chain's client verified; anyone submits both; the client
+    // freezes and packets stop until a vote unfreezes it.
+    let validator =
+        tongtian_crypto::keyfile::KeyFile::read(&node.data_dir.join("validator-sm.key"))
+            .unwrap()
+            .open(None)
+            .unwrap();
+    let (code, block) = {
+        let r = reqwest::blocking::get(format!("{}/v1/chains/trade/blocks/1", node.url())).unwrap();
+        (r.status().as_u16(), r.json::<Value>().unwrap())
+    };
+    assert_eq!(code, 200, "{block}");
+    let a: tongtian_types::BlockHeader = serde_json::from_value(block["header"].clone()).unwrap();
+    let mut b = a.clone();
+    b.state_root = tongtian_types::H256([7; 32]);
+    let sign = |h: &tongtian_types::BlockHeader| {
+        let hash = h.hash(tongtian_crypto::SuiteId::Sm);
+        serde_json::json!({
+            "header": h,
+            "certificate": tongtian_types::Certificate {
+                engine: "solo".into(),
+                block_hash: hash,
+                round: 0,
+                signatures: vec![tongtian_types::CertificateSignature {
+                    public_key: validator.public_key().to_vec(),
+                    signature: validator.sign(&tongtian_types::BlockHeader::commit_bytes(&hash, 0)),
+                }],
+            },
+        })
+    };
+    let evidence = dir.path().join("evidence.json");
+    std::fs::write(
+        &evidence,
+        serde_json::json!({ "client": "trade", "a": sign(&a), "b": sign(&b) }).to_string(),
+    )
+    .unwrap();
+    let out = ok_json(node.cli(&[
+        "xchain",
+        "evidence",
+        "submit",
+        evidence.to_str().unwrap(),
+        "--key",
+        dev0.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(out["status"], "success", "{out}");
+    let clients = ok_json(node.cli(&["xchain", "clients", "--json"]));
+    assert_eq!(clients[0]["frozen"], true, "{clients}");
+    // A transfer is still received on trade (trade's client of the main
+    // chain is fine), but its acknowledgement, a proof from trade, is not
+    // accepted: the packet stays open on the main chain.
+    let stuck = ok_json(node.cli(&[
+        "xchain",
+        "transfer",
+        "--from-chain",
+        "main",
+        "--to-chain",
+        "trade",
+        "--to",
+        &sm_addr,
+        "--amount",
+        "5",
+        "--key",
+        dev0.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(stuck["status"], "sent");
+    let open = || {
+        ok_json(node.cli(&["xchain", "packets", "--pending", "--json"]))
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let start = Instant::now();
+    while balance(&node, "trade", &sm_addr, &voucher) != 605 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not received on trade"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(open(), 1, "the ack must wait for the unfreeze");
+    // The vote unfreezes it; the relayer delivers.
+    let voted = ok_json(node.cli(&[
+        "gov",
+        "propose",
+        "unfreeze-client",
+        "--client",
+        "trade",
+        "--key",
+        admin.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(voted["proposal_status"], "executed", "{voted}");
+    let start = Instant::now();
+    while balance(&node, "trade", &sm_addr, &voucher) != 605 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not delivered after the unfreeze"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -70,6 +70,16 @@ pub enum Directive {
         /// The contract.
         address: Address,
     },
+    /// Lift a light client's freeze (after its misbehaviour was dealt with).
+    UnfreezeClient {
+        /// The client's id.
+        client: String,
+    },
+    /// Restart an expired light client's trusting period.
+    ReviveClient {
+        /// The client's id.
+        client: String,
+    },
 }
 
 impl Directive {
@@ -108,6 +118,20 @@ impl Directive {
                 crate::contracts::ID,
                 &ContractsMsg::Unfreeze { address: *address }.encode(),
             )?,
+            Directive::UnfreezeClient { client } => ctx.call(
+                tongtian_xchain::client::ID,
+                &tongtian_xchain::client::ClientMsg::Unfreeze {
+                    client: client.clone(),
+                }
+                .encode(),
+            )?,
+            Directive::ReviveClient { client } => ctx.call(
+                tongtian_xchain::client::ID,
+                &tongtian_xchain::client::ClientMsg::Revive {
+                    client: client.clone(),
+                }
+                .encode(),
+            )?,
         };
         Ok(())
     }
@@ -138,6 +162,9 @@ impl Directive {
         match self {
             Directive::SetParam { .. } => crate::params::ID,
             Directive::SetValidators { .. } => membership::ID,
+            Directive::UnfreezeClient { .. } | Directive::ReviveClient { .. } => {
+                tongtian_xchain::client::ID
+            }
             _ => crate::contracts::ID,
         }
     }
@@ -381,5 +408,7 @@ pub fn directive_name(d: &Directive) -> &'static str {
         Directive::UpgradeContract { .. } => "upgrade-contract",
         Directive::FreezeContract { .. } => "freeze-contract",
         Directive::UnfreezeContract { .. } => "unfreeze-contract",
+        Directive::UnfreezeClient { .. } => "unfreeze-client",
+        Directive::ReviveClient { .. } => "revive-client",
     }
 }

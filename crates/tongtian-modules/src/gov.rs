@@ -98,6 +98,22 @@ pub enum ProposalKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chain: Option<String>,
     },
+    /// Lift the freeze of a chain's light client of another chain.
+    UnfreezeClient {
+        /// The client's id.
+        client: String,
+        /// The sub-chain that keeps it (none: the main chain).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chain: Option<String>,
+    },
+    /// Restart the trusting period of an expired light client.
+    ReviveClient {
+        /// The client's id.
+        client: String,
+        /// The sub-chain that keeps it (none: the main chain).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chain: Option<String>,
+    },
     /// Replace a chain's validator set with these nodes (`ORG/NODE`, each
     /// validating with the key its organisation registered for the
     /// chain's suite).
@@ -124,6 +140,8 @@ impl ProposalKind {
             ProposalKind::UpgradeContract { .. } => "upgrade-contract",
             ProposalKind::SetParam { .. } => "set-param",
             ProposalKind::SetValidators { .. } => "set-validators",
+            ProposalKind::UnfreezeClient { .. } => "unfreeze-client",
+            ProposalKind::ReviveClient { .. } => "revive-client",
         }
     }
 
@@ -136,14 +154,16 @@ impl ProposalKind {
             | ProposalKind::UnfreezeContract { chain, .. }
             | ProposalKind::UpgradeContract { chain, .. }
             | ProposalKind::SetParam { chain, .. }
-            | ProposalKind::SetValidators { chain, .. } => Some(chain.as_deref()),
+            | ProposalKind::SetValidators { chain, .. }
+            | ProposalKind::UnfreezeClient { chain, .. }
+            | ProposalKind::ReviveClient { chain, .. } => Some(chain.as_deref()),
             _ => None,
         }
     }
 }
 
 /// Every kind's name.
-pub const KINDS: [&str; 10] = [
+pub const KINDS: [&str; 12] = [
     "add-org",
     "remove-org",
     "set-weight",
@@ -154,6 +174,8 @@ pub const KINDS: [&str; 10] = [
     "upgrade-contract",
     "set-param",
     "set-validators",
+    "unfreeze-client",
+    "revive-client",
 ];
 
 /// A vote.
@@ -487,6 +509,12 @@ impl Gov {
                 name: name.clone(),
                 value: *value,
             },
+            ProposalKind::UnfreezeClient { client, .. } => Directive::UnfreezeClient {
+                client: client.clone(),
+            },
+            ProposalKind::ReviveClient { client, .. } => Directive::ReviveClient {
+                client: client.clone(),
+            },
             ProposalKind::SetValidators { nodes, .. } => {
                 let (suite, members) = match &target {
                     None => (ctx.chain.suite, None),
@@ -616,6 +644,15 @@ impl Gov {
                             return Err(e.into())
                         }
                         _ => d.check(u64::MAX)?,
+                    }
+                    if let Directive::UnfreezeClient { client }
+                    | Directive::ReviveClient { client } = &d
+                    {
+                        ctx.query(
+                            tongtian_xchain::client::ID,
+                            &format!("clients/{client}"),
+                            &BTreeMap::new(),
+                        )?;
                     }
                     if let Directive::UpgradeContract { address, code } = &d {
                         ctx.call(
