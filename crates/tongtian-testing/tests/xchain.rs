@@ -270,6 +270,48 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
         assert!(Instant::now() < deadline, "escrow for trace is {escrow}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Sub-chain to sub-chain in two hops: trade's own token to the main
+    // chain (a voucher there), then on to trace (which names both hops).
+    let r = net
+        .send(
+            1,
+            "trade",
+            &sm_user,
+            TransferMsg::Transfer {
+                channel: "channel-0".into(),
+                receiver: addr(&alice),
+                amount: 77,
+                denom: "native".into(),
+                timeout_height: 100_000,
+                timeout_ms: 0,
+            }
+            .action(),
+        )
+        .await;
+    assert!(r.is_success(), "{:?}", r.status);
+    let on_main = format!("transfer/{channel}/native");
+    wait_balance(&net, 0, "main", &addr(&alice), &on_main, 77).await;
+    let r = net
+        .send(
+            0,
+            "main",
+            &alice,
+            TransferMsg::Transfer {
+                channel: trace_channel.clone(),
+                receiver: addr(&std_user),
+                amount: 70,
+                denom: on_main.clone(),
+                timeout_height: 100_000,
+                timeout_ms: 0,
+            }
+            .action(),
+        )
+        .await;
+    assert!(r.is_success(), "{:?}", r.status);
+    let two_hops = format!("transfer/channel-0/{on_main}");
+    wait_balance(&net, 2, "trace", &addr(&std_user), &two_hops, 70).await;
+    wait_balance(&net, 0, "main", &addr(&alice), &on_main, 7).await;
+
     // The clients follow real certificates: both verified heights moved on.
     let main = net.chain(0, "main").await.unwrap();
     let c = query(&main, "client", "clients/trade");
