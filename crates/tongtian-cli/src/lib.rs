@@ -217,6 +217,39 @@ pub enum XchainCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Send NFTs of one class from one chain to another.
+    #[command(
+        after_help = "Example:\n  tongtian xchain nft-transfer --from-chain main --to-chain trade --class bills --id b1 --to 0x... --key k.key --wait"
+    )]
+    NftTransfer {
+        /// The chain they leave.
+        #[arg(long)]
+        from_chain: String,
+        /// The chain they go to.
+        #[arg(long)]
+        to_chain: String,
+        /// The receiver there.
+        #[arg(long)]
+        to: String,
+        /// Their class (a voucher class to send them back).
+        #[arg(long)]
+        class: String,
+        /// Token ids (repeat, or comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<String>,
+        /// Blocks of the destination after which the packet times out.
+        #[arg(long, default_value_t = 1_000)]
+        timeout_blocks: u64,
+        /// Follow the packet until it is acknowledged or timed out.
+        #[arg(long)]
+        wait: bool,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Non-fungible tokens on a chain (`--chain`).
+    #[command(subcommand)]
+    Nft(NftCommand),
     /// An address's balances on a chain: native and vouchers.
     Balances {
         /// The address.
@@ -225,6 +258,49 @@ pub enum XchainCommand {
     /// Evidence of a client's misbehaviour.
     #[command(subcommand)]
     Evidence(EvidenceCommand),
+}
+
+/// `tongtian xchain nft ...`.
+#[derive(Debug, Subcommand)]
+pub enum NftCommand {
+    /// Create a class; the signer becomes the only one who mints in it.
+    CreateClass {
+        /// Its id (no `/`).
+        #[arg(long)]
+        class: String,
+        /// Its URI.
+        #[arg(long, default_value = "")]
+        uri: String,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Mint a token in a class the signer created.
+    Mint {
+        /// The class.
+        #[arg(long)]
+        class: String,
+        /// The token's id.
+        #[arg(long)]
+        id: String,
+        /// Its URI.
+        #[arg(long, default_value = "")]
+        uri: String,
+        /// Its metadata, hex.
+        #[arg(long, default_value = "")]
+        data: String,
+        /// Its first owner (default: the signer).
+        #[arg(long)]
+        owner: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// The tokens an address owns.
+    Owned {
+        /// The address.
+        address: String,
+    },
 }
 
 /// `tongtian relay ...`.

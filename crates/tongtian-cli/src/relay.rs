@@ -155,7 +155,7 @@ pub struct RelayArgs {
 struct Link {
     main: HttpEndpoint,
     sub: HttpEndpoint,
-    path: Path,
+    paths: Vec<Path>,
     failures: u32,
     next_try: Instant,
 }
@@ -226,11 +226,22 @@ async fn discover(ctx: &Ctx, args: &RelayArgs) -> Result<Vec<Link>> {
         links.push(Link {
             main,
             sub,
-            path: Path {
-                a_channel: main_channel.to_string(),
-                a_client: name.clone(),
-                b_channel: "channel-0".into(),
-                b_client: "main".into(),
+            paths: {
+                let mut p = vec![Path {
+                    a_channel: main_channel.to_string(),
+                    a_client: name.clone(),
+                    b_channel: "channel-0".into(),
+                    b_client: "main".into(),
+                }];
+                if let Some(nft) = e["xchain"]["main_nft_channel"].as_str() {
+                    p.push(Path {
+                        a_channel: nft.to_string(),
+                        a_client: name.clone(),
+                        b_channel: "channel-1".into(),
+                        b_client: "main".into(),
+                    });
+                }
+                p
             },
             failures: 0,
             next_try: Instant::now(),
@@ -280,7 +291,22 @@ pub async fn run(ctx: &Ctx, args: RelayArgs) -> Result<()> {
                 continue;
             }
             let name = l.sub.name.clone();
-            match relay::step(&l.main, &l.sub, &l.path).await {
+            let mut outcome = Ok(StepReport::default());
+            for path in &l.paths {
+                match relay::step(&l.main, &l.sub, path).await {
+                    Ok(r) => {
+                        if let Ok(t) = &mut outcome {
+                            t.received += r.received;
+                            t.acknowledged += r.acknowledged;
+                            t.timed_out += r.timed_out;
+                            t.updates += r.updates;
+                            t.pending += r.pending;
+                        }
+                    }
+                    Err(e) => outcome = Err(e),
+                }
+            }
+            match outcome {
                 Ok(r) => {
                     l.failures = 0;
                     let t = totals.entry(name.clone()).or_default();

@@ -117,15 +117,93 @@ pub async fn run(ctx: &Ctx, cmd: XchainCommand) -> Result<()> {
                     to_chain: &to_chain,
                     to: &to,
                 },
-                amount,
-                &denom,
+                Payload::Tokens {
+                    amount,
+                    denom: &denom,
+                },
                 timeout_blocks,
                 wait,
                 &signer,
             )
             .await
         }
+        XchainCommand::NftTransfer {
+            from_chain,
+            to_chain,
+            to,
+            class,
+            id,
+            timeout_blocks,
+            wait,
+            signer,
+        } => {
+            transfer(
+                ctx,
+                &Route {
+                    from_chain: &from_chain,
+                    to_chain: &to_chain,
+                    to: &to,
+                },
+                Payload::Nfts {
+                    class: &class,
+                    ids: &id,
+                },
+                timeout_blocks,
+                wait,
+                &signer,
+            )
+            .await
+        }
+        XchainCommand::Nft(cmd) => nft(ctx, cmd).await,
     }
+}
+
+/// Run an `xchain nft ...` command.
+async fn nft(ctx: &Ctx, cmd: crate::NftCommand) -> Result<()> {
+    use tongtian_xchain::nft::NftMsg;
+    let (msg, signer) = match cmd {
+        crate::NftCommand::Owned { address } => {
+            let a = parse_address(&address)?;
+            let v = ctx
+                .client
+                .module_query("nft", &format!("owned/{a}"))
+                .await?;
+            return print(ctx.json, &v, || table(&v, &["class", "id", "uri"]));
+        }
+        crate::NftCommand::CreateClass { class, uri, signer } => {
+            (NftMsg::CreateClass { class, uri }, signer)
+        }
+        crate::NftCommand::Mint {
+            class,
+            id,
+            uri,
+            data,
+            owner,
+            signer,
+        } => {
+            let key = util::load_key(&signer.key, signer.password.as_deref())?;
+            let owner = match owner {
+                Some(o) => parse_address(&o)?,
+                None => tongtian_types::Address::from_public_key(key.suite(), key.public_key()),
+            };
+            let data = hex::decode(data.strip_prefix("0x").unwrap_or(&data))
+                .map_err(|_| usage("bad_args", "--data: hex bytes"))?;
+            (
+                NftMsg::Mint {
+                    class,
+                    id,
+                    uri,
+                    data,
+                    owner,
+                },
+                signer,
+            )
+        }
+    };
+    let tx = util::sign(&ctx.client, &signer, msg.action(), None).await?;
+    let hash = ctx.client.submit(&tx).await?;
+    util::conclude(ctx, hash, true, |_, _| String::new()).await?;
+    Ok(())
 }
 
 /// Rows of `cols` from an array of objects.
@@ -151,11 +229,11 @@ fn handle(client: &Client, chain: &str) -> Client {
     client.chain(Some(chain))
 }
 
-/// The transfer channel on `from` whose client follows chain `to_id`.
-async fn channel_to(from: &Client, to_id: u64) -> Result<(String, String)> {
+/// The channel of `port` on `from` whose client follows chain `to_id`.
+async fn channel_to(from: &Client, to_id: u64, port: &str) -> Result<(String, String)> {
     let channels = from.module_query("channel", "channels").await?;
     for c in channels.as_array().into_iter().flatten() {
-        if c["port"] != "transfer" {
+        if c["port"] != port {
             continue;
         }
         let Some(client) = c["client"].as_str() else {
@@ -176,7 +254,7 @@ async fn channel_to(from: &Client, to_id: u64) -> Result<(String, String)> {
     }
     Err(usage(
         "no_channel",
-        format!("no transfer channel leads from this chain to chain {to_id} (sub-chains reach each other through the main chain)"),
+        format!("no {port} channel leads from this chain to chain {to_id} (sub-chains reach each other through the main chain)"),
     ))
 }
 
@@ -216,11 +294,45 @@ struct Route<'a> {
     to: &'a str,
 }
 
+/// What a transfer moves.
+pub(crate) enum Payload<'a> {
+    /// Fungible tokens over the `transfer` port.
+    Tokens {
+        /// How much.
+        amount: u128,
+        /// Which.
+        denom: &'a str,
+    },
+    /// NFTs of one class over the `nft-transfer` port.
+    Nfts {
+        /// The class.
+        class: &'a str,
+        /// The token ids.
+        ids: &'a [String],
+    },
+}
+
+impl Payload<'_> {
+    fn port(&self) -> &'static str {
+        match self {
+            Payload::Tokens { .. } => "transfer",
+            Payload::Nfts { .. } => "nft-transfer",
+        }
+    }
+
+    /// The denomination or class as the sender names it.
+    fn name(&self) -> &str {
+        match self {
+            Payload::Tokens { denom, .. } => denom,
+            Payload::Nfts { class, .. } => class,
+        }
+    }
+}
+
 async fn transfer(
     ctx: &Ctx,
     route: &Route<'_>,
-    amount: u128,
-    denom: &str,
+    payload: Payload<'_>,
     timeout_blocks: u64,
     wait: bool,
     signer: &crate::SignerArgs,
@@ -254,7 +366,7 @@ async fn transfer(
         )
     })?;
     let dest_id = listing["chain_id"].as_u64().unwrap_or_default();
-    let (channel, dest_channel) = channel_to(&from, dest_id).await?;
+    let (channel, dest_channel) = channel_to(&from, dest_id, payload.port()).await?;
     let dest_height = match dest.status().await {
         Ok(st) => st.height,
         Err(_) => {
@@ -270,15 +382,27 @@ async fn transfer(
                 .unwrap_or(0)
         }
     };
-    let action = TransferMsg::Transfer {
-        channel: channel.clone(),
-        receiver,
-        amount,
-        denom: denom.to_string(),
-        timeout_height: dest_height + timeout_blocks,
-        timeout_ms: 0,
-    }
-    .action();
+    let timeout_height = dest_height + timeout_blocks;
+    let action = match &payload {
+        Payload::Tokens { amount, denom } => TransferMsg::Transfer {
+            channel: channel.clone(),
+            receiver,
+            amount: *amount,
+            denom: denom.to_string(),
+            timeout_height,
+            timeout_ms: 0,
+        }
+        .action(),
+        Payload::Nfts { class, ids } => tongtian_xchain::nft_transfer::NftTransferMsg::Transfer {
+            channel: channel.clone(),
+            class: class.to_string(),
+            ids: ids.to_vec(),
+            receiver,
+            timeout_height,
+            timeout_ms: 0,
+        }
+        .action(),
+    };
     let tx = util::sign(&from, signer, action, None).await?;
     let hash = from.submit(&tx).await?;
     let receipt = util::wait_receipt(&from, &hash, ctx.wait).await?;
@@ -296,10 +420,16 @@ async fn transfer(
         .and_then(|b| b.try_into().ok())
         .map(u64::from_le_bytes)
         .unwrap_or(0);
-    let back = format!("transfer/{channel}/");
-    let denom_on_destination = match denom.strip_prefix(&back) {
+    let port = payload.port();
+    let back = format!("{port}/{channel}/");
+    let name = payload.name();
+    let on_destination = match name.strip_prefix(&back) {
         Some(local) => local.to_string(),
-        None => format!("transfer/{dest_channel}/{denom}"),
+        None => format!("{port}/{dest_channel}/{name}"),
+    };
+    let key = match payload {
+        Payload::Tokens { .. } => "denom_on_destination",
+        Payload::Nfts { .. } => "class_on_destination",
     };
     let mut out = json!({
         "tx_hash": hash,
@@ -308,7 +438,7 @@ async fn transfer(
             "source_channel": channel,
             "sequence": sequence,
         },
-        "denom_on_destination": denom_on_destination,
+        key: on_destination,
         "status": "sent",
     });
     // With --wait, follow the packet until its source closes it.
@@ -353,7 +483,7 @@ async fn transfer(
     }
     print(ctx.json, &out, || {
         format!(
-            "tx        {hash}\npacket    {} {channel} #{sequence}\nstatus    {}\ndenom     {denom_on_destination} on {to_chain}",
+            "tx        {hash}\npacket    {} {channel} #{sequence}\nstatus    {}\non dest   {on_destination} on {to_chain}",
             out["packet"]["source_chain"].as_str().unwrap_or(""),
             out["status"].as_str().unwrap_or("")
         )

@@ -170,6 +170,86 @@ fn a_sub_chain_born_by_vote_trades_tokens_with_the_main_chain() {
     assert_eq!(s, "600");
     assert_eq!(e, "600");
 
+    // An NFT goes to trade with its metadata and comes back.
+    let ok = |args: &[&str]| ok_json(node.cli(args));
+    ok(&[
+        "xchain",
+        "nft",
+        "create-class",
+        "--class",
+        "bills",
+        "--uri",
+        "https://bills.example",
+        "--key",
+        dev0.to_str().unwrap(),
+        "--json",
+    ]);
+    ok(&[
+        "xchain",
+        "nft",
+        "mint",
+        "--class",
+        "bills",
+        "--id",
+        "b1",
+        "--uri",
+        "ipfs://b1",
+        "--data",
+        "0x0102",
+        "--key",
+        dev0.to_str().unwrap(),
+        "--json",
+    ]);
+    let sent = ok(&[
+        "xchain",
+        "nft-transfer",
+        "--from-chain",
+        "main",
+        "--to-chain",
+        "trade",
+        "--class",
+        "bills",
+        "--id",
+        "b1",
+        "--to",
+        &sm_addr,
+        "--key",
+        dev0.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(sent["status"], "acknowledged", "{sent}");
+    let class = sent["class_on_destination"].as_str().unwrap().to_string();
+    assert_eq!(class, "nft-transfer/channel-1/bills");
+    let there = ok(&[
+        "--chain", "trade", "xchain", "nft", "owned", &sm_addr, "--json",
+    ]);
+    assert_eq!(there[0]["class"], class.as_str(), "{there}");
+    assert_eq!(there[0]["uri"], "ipfs://b1");
+    assert_eq!(there[0]["data"], "0x0102");
+    let back = ok(&[
+        "xchain",
+        "nft-transfer",
+        "--from-chain",
+        "trade",
+        "--to-chain",
+        "main",
+        "--class",
+        &class,
+        "--id",
+        "b1",
+        "--to",
+        &dev0_addr,
+        "--key",
+        sm_key.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(back["status"], "acknowledged", "{back}");
+    assert_eq!(back["class_on_destination"], "bills");
+    let home = ok(&["xchain", "nft", "owned", &dev0_addr, "--json"]);
+    assert_eq!(home[0]["id"], "b1", "{home}");
+
     // Misbehaviour: trade's validator signs a second header for a height
     // the main chain's client verified; anyone submits both; the client
     // freezes and packets stop until a vote unfreezes it.

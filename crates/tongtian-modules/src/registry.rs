@@ -127,8 +127,13 @@ pub struct ChainEntry {
 /// How a sub-chain and the main chain know each other from the start.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct XchainLink {
-    /// The main chain's channel to the sub-chain.
+    /// The main chain's transfer channel to the sub-chain (the sub-chain's
+    /// `channel-0`).
     pub main_channel: String,
+    /// The main chain's NFT channel to it (the sub-chain's `channel-1`),
+    /// when the main chain runs `nft-transfer`.
+    #[serde(default)]
+    pub main_nft_channel: Option<String>,
     /// The sub-chain's starting trust in the main chain (its client `main`).
     pub main_client: tongtian_xchain::client::ClientInit,
 }
@@ -425,8 +430,35 @@ fn link(
         })
         .encode(),
     )?;
+    let has_nft = !matches!(
+        ctx.query(tongtian_xchain::nft::ID, "classes/-", &none),
+        Err(tongtian_execution::module::ModuleFailure::Module(ref e)) if e.code == "unknown_module"
+    ) && !matches!(
+        ctx.query(tongtian_xchain::nft_transfer::ID, "-", &none),
+        Err(tongtian_execution::module::ModuleFailure::Module(ref e)) if e.code == "unknown_module"
+    );
+    let main_nft_channel = if has_nft {
+        let id = format!("channel-{}", channels.as_array().map_or(0, |a| a.len()) + 1);
+        ctx.call(
+            channel::ID,
+            &channel::ChannelMsg::Open(channel::ChannelInit {
+                id: id.clone(),
+                port: tongtian_xchain::nft_transfer::ID.into(),
+                client: entry.name.clone(),
+                counterparty_channel: "channel-1".into(),
+                counterparty_port: tongtian_xchain::nft_transfer::ID.into(),
+                ordered: false,
+                version: "ics721-1".into(),
+            })
+            .encode(),
+        )?;
+        Some(id)
+    } else {
+        None
+    };
     Ok(Some(XchainLink {
         main_channel,
+        main_nft_channel,
         main_client: client::ClientInit {
             id: "main".into(),
             chain_id: main.chain_id,
@@ -453,17 +485,31 @@ pub fn spec_of(entry: &ChainEntry, admins: &[tongtian_types::Address]) -> ChainS
             tongtian_xchain::client::ID,
             serde_json::json!({ "clients": [x.main_client] }),
         );
+        let mut channels = vec![tongtian_xchain::channel::ChannelInit {
+            id: "channel-0".into(),
+            port: tongtian_xchain::transfer::ID.into(),
+            client: "main".into(),
+            counterparty_channel: x.main_channel.clone(),
+            counterparty_port: tongtian_xchain::transfer::ID.into(),
+            ordered: false,
+            version: "ics20-1".into(),
+        }];
+        if let Some(nft) = &x.main_nft_channel {
+            channels.push(tongtian_xchain::channel::ChannelInit {
+                id: "channel-1".into(),
+                port: tongtian_xchain::nft_transfer::ID.into(),
+                client: "main".into(),
+                counterparty_channel: nft.clone(),
+                counterparty_port: tongtian_xchain::nft_transfer::ID.into(),
+                ordered: false,
+                version: "ics721-1".into(),
+            });
+            modules.insert(tongtian_xchain::nft::ID, serde_json::json!({}));
+            modules.insert(tongtian_xchain::nft_transfer::ID, serde_json::json!({}));
+        }
         modules.insert(
             tongtian_xchain::channel::ID,
-            serde_json::json!({ "channels": [tongtian_xchain::channel::ChannelInit {
-                id: "channel-0".into(),
-                port: tongtian_xchain::transfer::ID.into(),
-                client: "main".into(),
-                counterparty_channel: x.main_channel.clone(),
-                counterparty_port: tongtian_xchain::transfer::ID.into(),
-                ordered: false,
-                version: "ics20-1".into(),
-            }] }),
+            serde_json::json!({ "channels": channels }),
         );
         modules.insert(tongtian_xchain::transfer::ID, serde_json::json!({}));
     }

@@ -87,6 +87,8 @@ pub fn with_founding_orgs(
         tongtian_xchain::client::ID,
         tongtian_xchain::channel::ID,
         tongtian_xchain::transfer::ID,
+        tongtian_xchain::nft::ID,
+        tongtian_xchain::nft_transfer::ID,
     ] {
         spec.modules.insert(id, serde_json::json!({}));
     }

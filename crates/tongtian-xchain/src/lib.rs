@@ -8,6 +8,8 @@
 //!   every step proven through the client of the other chain;
 //! - [`transfer`]: fungible tokens over channels, escrowed at their source
 //!   and minted as path-named vouchers elsewhere (ICS-20's rules);
+//! - [`nft`] and [`nft_transfer`]: non-fungible tokens, and their moves
+//!   over channels (ICS-721's rules);
 //! - [`relay`]: the relayer's steps, over any [`relay::Endpoint`].
 //!
 //! Relayers carry packets and proofs between chains and are trusted for
@@ -15,6 +17,8 @@
 
 pub mod channel;
 pub mod client;
+pub mod nft;
+pub mod nft_transfer;
 pub mod relay;
 pub mod transfer;
 

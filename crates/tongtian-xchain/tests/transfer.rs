@@ -72,9 +72,14 @@ impl Chain {
                 serde_json::json!({ "channels": [{
                     "id": "channel-0", "port": "transfer", "client": other_name,
                     "counterparty_channel": "channel-0", "counterparty_port": "transfer"
+                }, {
+                    "id": "channel-1", "port": "nft-transfer", "client": other_name,
+                    "counterparty_channel": "channel-1", "counterparty_port": "nft-transfer"
                 }]}),
             )
-            .module("transfer", serde_json::json!({}));
+            .module("transfer", serde_json::json!({}))
+            .module("nft", serde_json::json!({}))
+            .module("nft-transfer", serde_json::json!({}));
         for k in funded {
             b = b.fund(addr(k), 1_000_000_000_000);
         }
@@ -458,4 +463,114 @@ fn a_received_packet_cannot_be_timed_out() {
     assert_eq!(a.q("transfer", "escrow/channel-0/native"), "50");
     assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
     assert_eq!(b.balance(&addr(&bob), VOUCHER), 50);
+}
+
+fn pending_on(c: &Chain, channel: &str) -> Vec<Packet> {
+    serde_json::from_value(c.q("channel", &format!("packets/{channel}"))).unwrap()
+}
+
+fn owned(c: &Chain, a: &Address) -> Vec<serde_json::Value> {
+    c.q("nft", &format!("owned/{a}"))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn an_nft_travels_with_its_metadata_and_comes_back() {
+    use tongtian_xchain::nft::NftMsg;
+    use tongtian_xchain::nft_transfer::NftTransferMsg;
+    let (mut a, mut b, alice, bob, r) = setup();
+    let create = NftMsg::CreateClass {
+        class: "bills".into(),
+        uri: "https://example.com/bills".into(),
+    };
+    assert_eq!(a.send(&alice, create.action()).0, "success");
+    let mint = |id: &str| NftMsg::Mint {
+        class: "bills".into(),
+        id: id.into(),
+        uri: format!("ipfs://{id}"),
+        data: b"bill of lading #1".to_vec(),
+        owner: addr(&alice),
+    };
+    assert_eq!(a.send(&alice, mint("b1").action()).0, "success");
+    assert_eq!(a.send(&alice, mint("b2").action()).0, "success");
+    // Someone else may not mint in alice's class, nor send her token.
+    assert_eq!(b.send(&bob, mint("x").action()).0, "unknown_class");
+    let send = |ids: &[&str], to: Address, class: &str, timeout: u64| {
+        NftTransferMsg::Transfer {
+            channel: "channel-1".into(),
+            class: class.into(),
+            ids: ids.iter().map(|s| s.to_string()).collect(),
+            receiver: to,
+            timeout_height: timeout,
+            timeout_ms: 0,
+        }
+        .action()
+    };
+    assert_eq!(
+        a.send(&r.0, send(&["b1"], addr(&bob), "bills", 1_000)).0,
+        "not_owner"
+    );
+    assert_eq!(
+        a.send(&alice, send(&["b1"], addr(&bob), "bills", 1_000)).0,
+        "success"
+    );
+    // Escrowed: alice no longer owns it.
+    assert_eq!(owned(&a, &addr(&alice)).len(), 1);
+    let p = pending_on(&a, "channel-1").remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    let got = owned(&b, &addr(&bob));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["class"], "nft-transfer/channel-1/bills");
+    assert_eq!(got[0]["id"], "b1");
+    assert_eq!(got[0]["uri"], "ipfs://b1");
+    assert_eq!(
+        got[0]["data"],
+        format!("0x{}", hex::encode(b"bill of lading #1"))
+    );
+    assert_eq!(
+        b.q("nft", "classes/nft-transfer/channel-1/bills")["uri"],
+        "https://example.com/bills"
+    );
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    // Back home: the voucher is burned, the original released to alice.
+    let voucher = "nft-transfer/channel-1/bills";
+    assert_eq!(
+        b.send(&bob, send(&["b1"], addr(&alice), voucher, 1_000)).0,
+        "success"
+    );
+    assert!(owned(&b, &addr(&bob)).is_empty());
+    let back = pending_on(&b, "channel-1").remove(0);
+    assert_eq!(r.recv(&b, &mut a, "b", &back), "success");
+    assert_eq!(owned(&a, &addr(&alice)).len(), 2);
+    assert_eq!(r.ack(&mut b, &a, "a", &back), "success");
+
+    // A timeout gives b2 back to alice.
+    let timeout = b.height + 2;
+    assert_eq!(
+        a.send(&alice, send(&["b2"], addr(&bob), "bills", timeout))
+            .0,
+        "success"
+    );
+    let p = pending_on(&a, "channel-1").remove(0);
+    b.tick();
+    b.tick();
+    let h = r.update(&b, &mut a, "b");
+    let code = a
+        .send(
+            &r.0,
+            ChannelMsg::Timeout {
+                packet: p.clone(),
+                proven: b.prove(&channel::receipt_key("channel-1", p.sequence), h),
+            }
+            .action(),
+        )
+        .0;
+    assert_eq!(code, "success");
+    let mine: Vec<String> = owned(&a, &addr(&alice))
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(mine, ["b1", "b2"]);
 }
