@@ -75,6 +75,10 @@ impl Chain {
                 }, {
                     "id": "channel-1", "port": "nft-transfer", "client": other_name,
                     "counterparty_channel": "channel-1", "counterparty_port": "nft-transfer"
+                }, {
+                    "id": "channel-2", "port": "transfer", "client": other_name,
+                    "counterparty_channel": "channel-2", "counterparty_port": "transfer",
+                    "ordered": true
                 }]}),
             )
             .module("transfer", serde_json::json!({}))
@@ -573,4 +577,37 @@ fn an_nft_travels_with_its_metadata_and_comes_back() {
         .map(|t| t["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(mine, ["b1", "b2"]);
+}
+
+#[test]
+fn an_ordered_channel_takes_packets_in_sequence_only() {
+    let (mut a, mut b, alice, bob, r) = setup();
+    let send = |amount| {
+        TransferMsg::Transfer {
+            channel: "channel-2".into(),
+            receiver: addr(&bob),
+            amount,
+            denom: "native".into(),
+            timeout_height: 1_000,
+            timeout_ms: 0,
+        }
+        .action()
+    };
+    assert_eq!(a.send(&alice, send(10)).0, "success");
+    assert_eq!(a.send(&alice, send(20)).0, "success");
+    let ps = pending_on(&a, "channel-2");
+    assert_eq!(ps.len(), 2);
+    assert_eq!(r.recv(&a, &mut b, "a", &ps[1]), "packet_out_of_order");
+    assert_eq!(r.recv(&a, &mut b, "a", &ps[0]), "success");
+    assert_eq!(r.recv(&a, &mut b, "a", &ps[1]), "success");
+    assert_eq!(b.balance(&addr(&bob), "transfer/channel-2/native"), 30);
+    // A relayer's garbage (an undecodable message) is refused with a code.
+    let (code, _) = b.send(
+        &r.0,
+        Action::Module {
+            module: "channel".into(),
+            msg: vec![9, 9, 9],
+        },
+    );
+    assert_eq!(code, "bad_module_message");
 }
