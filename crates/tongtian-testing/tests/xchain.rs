@@ -202,7 +202,12 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
             .await;
     }
     let main = net.chain(0, "main").await.unwrap();
-    let trace_channel = query(&main, "channel", "channels")[1]["id"]
+    let trace_channel = query(&main, "channel", "channels")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client"] == "trace" && c["port"] == "transfer")
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -311,6 +316,89 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
     let two_hops = format!("transfer/channel-0/{on_main}");
     wait_balance(&net, 2, "trace", &addr(&std_user), &two_hops, 70).await;
     wait_balance(&net, 0, "main", &addr(&alice), &on_main, 7).await;
+
+    // trade's validator set changes by vote (org-3's node leaves); the
+    // main chain's client follows the change and packets still flow.
+    let kind = ProposalKind::SetValidators {
+        nodes: vec!["org-1/node-1".into(), "org-2/node-2".into()],
+        chain: Some("trade".into()),
+    };
+    let p = id_of(&net.gov(0, GovMsg::Propose { kind }).await);
+    for org in [1, 2] {
+        let r = net
+            .gov(
+                org,
+                GovMsg::Vote {
+                    proposal: p,
+                    choice: Choice::Yes,
+                },
+            )
+            .await;
+        assert!(r.is_success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while net.chain(1, "trade").await.unwrap().validator_set().version != 1 {
+        assert!(Instant::now() < deadline, "trade's set did not change");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = net
+        .send(
+            0,
+            "main",
+            &alice,
+            TransferMsg::Transfer {
+                channel: channel.clone(),
+                receiver: addr(&sm_user),
+                amount: 11,
+                denom: "native".into(),
+                timeout_height: 100_000,
+                timeout_ms: 0,
+            }
+            .action(),
+        )
+        .await;
+    assert!(r.is_success());
+    wait_balance(&net, 1, "trade", &addr(&sm_user), voucher, 3_011).await;
+    let r = net
+        .send(
+            1,
+            "trade",
+            &sm_user,
+            TransferMsg::Transfer {
+                channel: "channel-0".into(),
+                receiver: addr(&alice),
+                amount: 11,
+                denom: voucher.into(),
+                timeout_height: 100_000,
+                timeout_ms: 0,
+            }
+            .action(),
+        )
+        .await;
+    assert!(r.is_success());
+    // Its ack needs the main chain's client of trade past the change.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let main = net.chain(0, "main").await.unwrap();
+        let escrow = query(&main, "transfer", &format!("escrow/{channel}/native"));
+        let trade = net.chain(1, "trade").await.unwrap();
+        let open = query(&trade, "channel", "packets/channel-0");
+        if escrow == "3000" && open.as_array().unwrap().is_empty() {
+            let c = query(&main, "client", "clients/trade");
+            let cs = query(
+                &main,
+                "client",
+                &format!("clients/trade/consensus/{}", c["latest_height"]),
+            );
+            assert_eq!(cs["next_validators"]["version"], 1, "{cs}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "escrow {escrow}, open on trade {open}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The clients follow real certificates: both verified heights moved on.
     let main = net.chain(0, "main").await.unwrap();
