@@ -259,6 +259,39 @@ impl<'s> StateOverlay<'s> {
         }
     }
 
+    /// Accounts whose balance changed since `checkpoint`: address, balance
+    /// then, balance now.
+    pub fn balance_changes_since(
+        &mut self,
+        checkpoint: usize,
+    ) -> Result<Vec<(Address, u128, u128)>, ExecutionError> {
+        let mut first: BTreeMap<Address, Option<Account>> = BTreeMap::new();
+        for e in &self.journal[checkpoint.min(self.journal.len())..] {
+            if let JournalEntry::Account { addr, prev, .. } = e {
+                first.entry(*addr).or_insert_with(|| prev.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for (a, prev) in first {
+            let before = match prev {
+                Some(p) => p.balance,
+                None => match self.store.get(&account_key(&a))? {
+                    Some(b) => {
+                        decode_account(&b)
+                            .ok_or(ExecutionError::CorruptAccount(a))?
+                            .balance
+                    }
+                    None => 0,
+                },
+            };
+            let now = self.account(&a)?.balance;
+            if now != before {
+                out.push((a, before, now));
+            }
+        }
+        Ok(out)
+    }
+
     /// Forget the journal (at a transaction boundary: nothing before it
     /// will be undone).
     pub fn clear_journal(&mut self) {

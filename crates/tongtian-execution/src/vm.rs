@@ -390,6 +390,14 @@ impl<'o, 's> Host<'o, 's> {
         (self.overlay.checkpoint(), self.events.len())
     }
 
+    /// Accounts whose balance changed since `cp`: address, then, now.
+    pub fn balance_changes_since(
+        &mut self,
+        cp: (usize, usize),
+    ) -> Result<Vec<(Address, u128, u128)>, ExecutionError> {
+        self.overlay.balance_changes_since(cp.0)
+    }
+
     /// Undo everything since `cp`.
     pub fn revert_to(&mut self, cp: (usize, usize)) {
         self.overlay.revert_to(cp.0);

@@ -29,7 +29,10 @@
 //! address, never written to state), and if a frame that sent one reverts
 //! while the transaction goes on, the marker is gone and the whole
 //! transaction fails with `module_write_reverted` instead, undoing
-//! everything. A message in a `STATICCALL`, or any call with a value,
+//! everything. Native tokens a module moves (escrow taken from the calling
+//! contract, a payout) are mirrored into revm's view of the accounts it
+//! has loaded, and the module sees the caller's balance as revm does, so
+//! value is neither lost nor made twice between the two. A message in a `STATICCALL`, or any call with a value,
 //! reverts.
 
 use parking_lot::Mutex;
@@ -98,8 +101,29 @@ impl WithModules {
             )));
         }
         let origin = taddr(&context.tx().caller());
+        let caller = taddr(&inputs.caller);
+        // The module works on chain state, which does not yet hold what
+        // the EVM moved in this transaction: give it the caller's balance
+        // as revm sees it.
+        let Ok(seen) = context.journal_mut().load_account(inputs.caller) else {
+            return Err("cannot read the caller".into());
+        };
+        let revm_balance = u128_of(seen.data.info.balance);
+        {
+            let db = context.db_mut();
+            match db.host.account(&caller) {
+                Ok(mut acct) => {
+                    acct.balance = revm_balance;
+                    db.host.set_account(caller, acct);
+                }
+                Err(e) => {
+                    db.error = Some(e);
+                    return Err("state read failed".into());
+                }
+            }
+        }
         let msg = Message {
-            caller: taddr(&inputs.caller),
+            caller,
             origin,
             to: taddr(&inputs.bytecode_address),
             value: 0,
@@ -110,6 +134,7 @@ impl WithModules {
             access_list: Vec::new(),
         };
         let db = context.db_mut();
+        let cp = db.host.checkpoint();
         let result = match db.host.call(&msg) {
             Ok(r) => r,
             Err(e) => {
@@ -117,6 +142,39 @@ impl WithModules {
                 return Err("module message failed".into());
             }
         };
+        // Balances the module moved, for accounts revm has already read
+        // (the others it will read as the module left them).
+        let moved: Vec<(Address, u128, u128)> = if result.status.is_ok() {
+            match db.host.balance_changes_since(cp) {
+                Ok(m) => m
+                    .into_iter()
+                    .filter(|(a, _, _)| db.loaded.contains(a) && !self.modules.contains(&eaddr(a)))
+                    .collect(),
+                Err(e) => {
+                    db.error = Some(e);
+                    return Err("state read failed".into());
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let sink = inputs.bytecode_address;
+        for (a, before, after) in moved {
+            let journal = context.journal_mut();
+            let ok = if after > before {
+                journal
+                    .balance_incr(eaddr(&a), U256::from(after - before))
+                    .is_ok()
+            } else {
+                journal
+                    .transfer(eaddr(&a), sink, U256::from(before - after))
+                    .map(|e| e.is_none())
+                    .unwrap_or(false)
+            };
+            if !ok {
+                return Err("cannot mirror a module's balance change".into());
+            }
+        }
         match result.status {
             Ok(out) => {
                 self.writes += 1;
@@ -250,6 +308,9 @@ struct HostDb<'a, 'h, 'o, 's> {
     host: &'h mut Host<'o, 's>,
     cache: &'a Mutex<HashMap<[u8; 32], Bytecode>>,
     error: Option<ExecutionError>,
+    /// Accounts revm has read (its view of them may be ahead of chain
+    /// state until the transaction ends).
+    loaded: std::collections::HashSet<Address>,
 }
 
 fn eaddr(a: &Address) -> EAddr {
@@ -290,6 +351,7 @@ impl Database for HostDb<'_, '_, '_, '_> {
 
     fn basic(&mut self, address: EAddr) -> Result<Option<AccountInfo>, DbError> {
         let a = taddr(&address);
+        self.loaded.insert(a);
         let acct = match self.host.account(&a) {
             Ok(x) => x,
             Err(e) => return self.fail(e),
@@ -448,6 +510,7 @@ impl EvmVm {
                 host: &mut *host,
                 cache: &self.code_cache,
                 error: None,
+                loaded: Default::default(),
             };
             let modules: Vec<EAddr> = db.host.module_addresses().iter().map(eaddr).collect();
             let mut evm = Context::mainnet()

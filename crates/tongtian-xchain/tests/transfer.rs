@@ -88,7 +88,9 @@ impl Chain {
             b = b.fund(addr(k), 1_000_000_000_000);
         }
         let spec = b.build().unwrap();
-        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec).unwrap();
+        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec)
+            .unwrap()
+            .with_vm(tongtian_vm_evm::EvmVm::new());
         let dir = tempfile::tempdir().unwrap();
         let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
         let mut c = Chain {
@@ -610,4 +612,76 @@ fn an_ordered_channel_takes_packets_in_sequence_only() {
         },
     );
     assert_eq!(code, "bad_module_message");
+}
+
+/// EVM code that CALLs `target` with its own calldata and returns what
+/// came back, or reverts with it.
+fn forwarder(target: &Address) -> Vec<u8> {
+    let mut runtime = vec![0x36, 0x5f, 0x5f, 0x37, 0x5f, 0x5f, 0x36, 0x5f, 0x5f, 0x73];
+    runtime.extend_from_slice(&target.0);
+    runtime.extend_from_slice(&[
+        0x5a, 0xf1, 0x3d, 0x5f, 0x5f, 0x3e, 0x60, 0x2a, 0x57, 0x3d, 0x5f, 0xfd, 0x5b, 0x3d, 0x5f,
+        0xf3,
+    ]);
+    let len = runtime.len() as u8;
+    let mut init = vec![0x60, len, 0x60, 0x0a, 0x5f, 0x39, 0x60, len, 0x5f, 0xf3];
+    init.extend_from_slice(&runtime);
+    init
+}
+
+#[test]
+fn a_solidity_contract_sends_its_own_tokens_across() {
+    let (mut a, mut b, alice, bob, r) = setup();
+    let transfer_module = tongtian_execution::module::module_address("transfer");
+    let nonce = a.nonces.get(&addr(&alice)).copied().unwrap_or(0);
+    let contract = tongtian_types::eth::create_address(&addr(&alice), nonce);
+    let (code, _) = a.send(
+        &alice,
+        Action::Deploy {
+            vm: tongtian_types::VmKind::Evm,
+            code: forwarder(&transfer_module),
+            args: vec![],
+            value: 0,
+        },
+    );
+    assert_eq!(code, "success");
+    // The contract holds 1,000 of its own.
+    let (code, _) = a.send(
+        &alice,
+        Action::Transfer {
+            to: contract,
+            amount: 1_000,
+            memo: vec![],
+        },
+    );
+    assert_eq!(code, "success");
+    // Calling it makes it the sender of a transfer of its own funds.
+    let Action::Module { msg, .. } = transfer(addr(&bob), 400, "native", 1_000) else {
+        unreachable!()
+    };
+    let (code, out) = a.send(
+        &alice,
+        Action::Call {
+            to: contract,
+            input: msg,
+            value: 0,
+        },
+    );
+    assert_eq!(code, "success");
+    assert_eq!(out, 1u64.to_le_bytes().to_vec(), "the packet's sequence");
+    // Debited once: 600 left with the contract, 400 in escrow (before the
+    // module's balance change reached revm's view, the contract kept 1,000).
+    assert_eq!(a.balance(&contract, "native"), 600);
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "400");
+    assert_eq!(
+        a.balance(
+            &tongtian_execution::module::module_address("transfer"),
+            "native"
+        ),
+        400
+    );
+    let p = pending(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    assert_eq!(b.balance(&addr(&bob), VOUCHER), 400);
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
 }
