@@ -208,7 +208,9 @@ async fn discover(ctx: &Ctx, args: &RelayArgs) -> Result<Vec<Link>> {
     let mut links = Vec::new();
     for e in entries.as_array().into_iter().flatten() {
         let name = e["name"].as_str().unwrap_or_default().to_string();
-        let Some(main_channel) = e["xchain"]["main_channel"].as_str() else {
+        let Ok(link) =
+            serde_json::from_value::<tongtian_modules::registry::XchainLink>(e["xchain"].clone())
+        else {
             continue;
         };
         if e["status"] != "active" || args.chains.as_ref().is_some_and(|c| !c.contains(&name)) {
@@ -226,23 +228,7 @@ async fn discover(ctx: &Ctx, args: &RelayArgs) -> Result<Vec<Link>> {
         links.push(Link {
             main,
             sub,
-            paths: {
-                let mut p = vec![Path {
-                    a_channel: main_channel.to_string(),
-                    a_client: name.clone(),
-                    b_channel: "channel-0".into(),
-                    b_client: "main".into(),
-                }];
-                if let Some(nft) = e["xchain"]["main_nft_channel"].as_str() {
-                    p.push(Path {
-                        a_channel: nft.to_string(),
-                        a_client: name.clone(),
-                        b_channel: "channel-1".into(),
-                        b_client: "main".into(),
-                    });
-                }
-                p
-            },
+            paths: link.paths(&name),
             failures: 0,
             next_try: Instant::now(),
         });
@@ -291,28 +277,10 @@ pub async fn run(ctx: &Ctx, args: RelayArgs) -> Result<()> {
                 continue;
             }
             let name = l.sub.name.clone();
-            let mut outcome = Ok(StepReport::default());
-            for path in &l.paths {
-                match relay::step(&l.main, &l.sub, path).await {
-                    Ok(r) => {
-                        if let Ok(t) = &mut outcome {
-                            t.received += r.received;
-                            t.acknowledged += r.acknowledged;
-                            t.timed_out += r.timed_out;
-                            t.updates += r.updates;
-                            t.pending += r.pending;
-                        }
-                    }
-                    Err(e) => outcome = Err(e),
-                }
-            }
-            match outcome {
+            match relay::step_all(&l.main, &l.sub, &l.paths).await {
                 Ok(r) => {
                     l.failures = 0;
-                    let t = totals.entry(name.clone()).or_default();
-                    t.received += r.received;
-                    t.acknowledged += r.acknowledged;
-                    t.timed_out += r.timed_out;
+                    totals.entry(name.clone()).or_default().add(&r);
                     if r.received + r.acknowledged + r.timed_out > 0 {
                         report_line(ctx, &name, &r, &totals);
                     }

@@ -110,10 +110,7 @@ impl Module for Membership {
                 approvals,
             } => set_validators(ctx, &validators, Some(&approvals)),
             MembershipMsg::Replace { validators } => {
-                if !AUTHORITIES
-                    .iter()
-                    .any(|m| ctx.caller == crate::module::module_address(m))
-                {
+                if !crate::module::is_module_caller(&ctx.caller, &AUTHORITIES) {
                     return Err(ModuleError::new(
                         "not_authorized",
                         format!(

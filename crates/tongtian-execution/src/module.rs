@@ -402,6 +402,21 @@ impl<'a, 's> ModuleCtx<'a, 's> {
     }
 }
 
+/// For a module whose state starts empty: refuse a genesis section other
+/// than none or `{}`, with code `bad_genesis` and `why`.
+pub fn expect_empty_section(section: Option<&serde_json::Value>, why: &str) -> ModuleResult<()> {
+    if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
+        return Err(ModuleError::new("bad_genesis", why).into());
+    }
+    Ok(())
+}
+
+/// Whether `caller` is the address of one of the modules `ids` (how a
+/// module accepts a message from, say, governance only).
+pub fn is_module_caller(caller: &Address, ids: &[&str]) -> bool {
+    ids.iter().any(|m| *caller == module_address(m))
+}
+
 /// A native module. See the [module docs](self).
 pub trait Module: Send + Sync + std::fmt::Debug {
     /// Stable id; also the state prefix and, hashed, the address.

@@ -108,14 +108,10 @@ impl Module for Contracts {
         _spec: &ChainSpec,
         section: Option<&serde_json::Value>,
     ) -> ModuleResult<()> {
-        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(ModuleError::new(
-                "bad_genesis",
-                "contracts starts with nothing frozen: its section is {}",
-            )
-            .into());
-        }
-        Ok(())
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "contracts starts with nothing frozen: its section is {}",
+        )
     }
 
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {

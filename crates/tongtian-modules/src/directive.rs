@@ -237,13 +237,10 @@ impl Module for DirectiveModule {
         _spec: &ChainSpec,
         section: Option<&serde_json::Value>,
     ) -> ModuleResult<()> {
-        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(ModuleError::new(
-                "bad_genesis",
-                "directive starts at directive 1: its section is {}",
-            )
-            .into());
-        }
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "directive starts at directive 1: its section is {}",
+        )?;
         state.set_typed(NEXT, &1u64);
         Ok(())
     }

@@ -83,10 +83,10 @@ pub(crate) fn only_from(caller: &Address, from: &str, what: &str) -> Result<(), 
 /// governance decisions ([`tongtian_execution::membership::AUTHORITIES`]:
 /// `gov` on the main chain, `directive` on a sub-chain).
 pub(crate) fn only_from_authority(caller: &Address, what: &str) -> Result<(), ModuleError> {
-    if tongtian_execution::membership::AUTHORITIES
-        .iter()
-        .any(|m| *caller == module_address(m))
-    {
+    if tongtian_execution::module::is_module_caller(
+        caller,
+        &tongtian_execution::membership::AUTHORITIES,
+    ) {
         Ok(())
     } else {
         only_from(caller, gov::ID, what)

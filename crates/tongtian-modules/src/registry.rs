@@ -138,6 +138,24 @@ pub struct XchainLink {
     pub main_client: tongtian_xchain::client::ClientInit,
 }
 
+impl XchainLink {
+    /// The channel pairs between the main chain and sub-chain `name`: its
+    /// transfer channel, and its NFT channel where there is one.
+    pub fn paths(&self, name: &str) -> Vec<tongtian_xchain::relay::Path> {
+        let pair = |main: &str, sub: &str| tongtian_xchain::relay::Path {
+            a_channel: main.to_string(),
+            a_client: name.to_string(),
+            b_channel: sub.into(),
+            b_client: "main".into(),
+        };
+        let mut paths = vec![pair(&self.main_channel, "channel-0")];
+        if let Some(nft) = &self.main_nft_channel {
+            paths.push(pair(nft, "channel-1"));
+        }
+        paths
+    }
+}
+
 /// Trusting period of the clients made at a sub-chain's birth: two weeks,
 /// in milliseconds and in one-second blocks. Relayers refresh them long
 /// before; a vote revives one that lapsed.
@@ -607,13 +625,10 @@ impl Module for Registry {
         spec: &ChainSpec,
         section: Option<&serde_json::Value>,
     ) -> ModuleResult<()> {
-        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(refuse(
-                "bad_genesis",
-                "the registry starts empty: its section is {}",
-            )
-            .into());
-        }
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "the registry starts empty: its section is {}",
+        )?;
         state.set_typed(
             MAIN,
             &MainChain {

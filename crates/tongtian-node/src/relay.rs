@@ -15,7 +15,7 @@ use tongtian_storage::StateStore;
 use tongtian_types::proof::StateProof;
 use tongtian_types::{Action, Address, Transaction};
 use tongtian_xchain::client::SignedHeader;
-use tongtian_xchain::relay::{self, Endpoint, Path, RelayError};
+use tongtian_xchain::relay::{self, Endpoint, RelayError};
 
 /// A chain hosted here, as the relayer sees it.
 pub struct LocalEndpoint {
@@ -142,26 +142,6 @@ impl Endpoint for LocalEndpoint {
     }
 }
 
-/// The channel pairs between the main chain and sub-chain `name`: its
-/// transfer channel, and its NFT channel where there is one.
-pub fn paths_of(name: &str, link: &tongtian_modules::registry::XchainLink) -> Vec<Path> {
-    let mut paths = vec![Path {
-        a_channel: link.main_channel.clone(),
-        a_client: name.to_string(),
-        b_channel: "channel-0".into(),
-        b_client: "main".into(),
-    }];
-    if let Some(nft) = &link.main_nft_channel {
-        paths.push(Path {
-            a_channel: nft.clone(),
-            a_client: name.to_string(),
-            b_channel: "channel-1".into(),
-            b_client: "main".into(),
-        });
-    }
-    paths
-}
-
 /// How often the node looks for packets to relay.
 const RELAY_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -200,21 +180,7 @@ impl Node {
                 continue;
             };
             let b = LocalEndpoint::new(sub, key);
-            let mut result = Ok(tongtian_xchain::relay::StepReport::default());
-            for path in paths_of(&e.name, link) {
-                match relay::step(&a, &b, &path).await {
-                    Ok(r) => {
-                        if let Ok(total) = &mut result {
-                            total.received += r.received;
-                            total.acknowledged += r.acknowledged;
-                            total.timed_out += r.timed_out;
-                            total.updates += r.updates;
-                        }
-                    }
-                    Err(err) => result = Err(err),
-                }
-            }
-            match result {
+            match relay::step_all(&a, &b, &link.paths(&e.name)).await {
                 Ok(r) => {
                     last_error.remove(&e.name);
                     if r.received + r.acknowledged + r.timed_out > 0 {

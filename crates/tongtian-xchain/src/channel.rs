@@ -132,6 +132,39 @@ impl AppMsg {
     }
 }
 
+/// What an application at a port does with the channel's messages: its
+/// answer to a packet, and its refund when a packet it sent failed.
+pub type OnRecv = fn(&mut ModuleCtx<'_, '_>, &Packet) -> ModuleResult<Vec<u8>>;
+/// See [`OnRecv`].
+pub type Refund = fn(&mut ModuleCtx<'_, '_>, &Packet) -> ModuleResult<()>;
+
+/// Handle `msg` for application `app` when it comes from the channel:
+/// `Some` with the answer, `None` when the caller is anyone else (the
+/// application then reads it as one of its own messages). A success ack
+/// needs nothing; an error ack or a timeout refunds.
+pub fn app_callback(
+    ctx: &mut ModuleCtx<'_, '_>,
+    app: &str,
+    msg: &[u8],
+    on_recv: OnRecv,
+    refund: Refund,
+) -> Option<ModuleResult<Vec<u8>>> {
+    if ctx.caller != module_address(ID) {
+        return None;
+    }
+    let m: AppMsg = match borsh::from_slice(msg) {
+        Ok(m) => m,
+        Err(e) => return Some(Err(ModuleError::bad_message(app, e).into())),
+    };
+    Some(match m {
+        AppMsg::OnRecv(p) => on_recv(ctx, &p),
+        AppMsg::OnAck(p, Ack::Error(_)) | AppMsg::OnTimeout(p) => {
+            refund(ctx, &p).map(|()| Vec::new())
+        }
+        AppMsg::OnAck(_, Ack::Success(_)) => Ok(Vec::new()),
+    })
+}
+
 /// Where a packet's proof is: the other chain's height it was read at.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct Proven {
@@ -584,7 +617,7 @@ impl Module for Channel {
             borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
         match msg {
             ChannelMsg::Open(init) => {
-                if !AUTHORITIES.iter().any(|m| ctx.caller == module_address(m)) {
+                if !tongtian_execution::module::is_module_caller(&ctx.caller, &AUTHORITIES) {
                     return Err(refuse(
                         "governance_only",
                         "opening a channel is decided by a vote",

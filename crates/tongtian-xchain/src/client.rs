@@ -40,9 +40,7 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tongtian_crypto::{suite, SuiteId};
-use tongtian_execution::module::{
-    module_address, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
-};
+use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
 use tongtian_types::{proof::StateProof, BlockHeader, Certificate, ChainSpec, ValidatorSet, H256};
 
 /// The module's id.
@@ -361,7 +359,7 @@ fn usable(c: &ClientState, block: &tongtian_execution::BlockEnv) -> Result<(), M
 }
 
 fn only_authority(ctx: &ModuleCtx<'_, '_>, what: &str) -> Result<(), ModuleError> {
-    if AUTHORITIES.iter().any(|m| ctx.caller == module_address(m)) {
+    if tongtian_execution::module::is_module_caller(&ctx.caller, &AUTHORITIES) {
         Ok(())
     } else {
         Err(refuse(

@@ -191,10 +191,10 @@ impl Module for Nft {
         _spec: &ChainSpec,
         section: Option<&serde_json::Value>,
     ) -> ModuleResult<()> {
-        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(refuse("bad_genesis", "nft starts empty: its section is {}").into());
-        }
-        Ok(())
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "nft starts empty: its section is {}",
+        )
     }
 
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {

@@ -7,14 +7,12 @@
 //! and the original released. An error acknowledgement or a timeout gives
 //! the sender its token back.
 
-use crate::channel::{Ack, AppMsg, ChannelMsg, Packet, ID as CHANNEL};
+use crate::channel::{ChannelMsg, Packet, ID as CHANNEL};
 use crate::nft::{NftMsg, Token, ID as NFT};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tongtian_execution::module::{
-    module_address, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
-};
+use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
 use tongtian_types::{Address, ChainSpec};
 
 /// The module's id, also its port.
@@ -173,27 +171,17 @@ impl Module for NftTransfer {
         _spec: &ChainSpec,
         section: Option<&serde_json::Value>,
     ) -> ModuleResult<()> {
-        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(refuse(
-                "bad_genesis",
-                "nft-transfer starts empty: its section is {}",
-            )
-            .into());
-        }
-        Ok(())
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "nft-transfer starts empty: its section is {}",
+        )
     }
 
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
-        if ctx.caller == module_address(CHANNEL) {
-            let m: AppMsg = borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
-            return match m {
-                AppMsg::OnRecv(p) => Self::on_recv(ctx, &p),
-                AppMsg::OnAck(p, Ack::Error(_)) | AppMsg::OnTimeout(p) => {
-                    Self::give_back(ctx, &p)?;
-                    Ok(Vec::new())
-                }
-                AppMsg::OnAck(_, Ack::Success(_)) => Ok(Vec::new()),
-            };
+        if let Some(answer) =
+            crate::channel::app_callback(ctx, ID, msg, Self::on_recv, Self::give_back)
+        {
+            return answer;
         }
         let NftTransferMsg::Transfer {
             channel,

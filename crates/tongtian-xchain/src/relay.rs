@@ -73,6 +73,17 @@ pub struct StepReport {
     pub pending: usize,
 }
 
+impl StepReport {
+    /// Count `other` in too.
+    pub fn add(&mut self, other: &StepReport) {
+        self.received += other.received;
+        self.acknowledged += other.acknowledged;
+        self.timed_out += other.timed_out;
+        self.updates += other.updates;
+        self.pending += other.pending;
+    }
+}
+
 fn chain_err(chain: &dyn Endpoint, e: impl std::fmt::Display) -> RelayError {
     RelayError::Chain {
         chain: chain.name(),
@@ -236,6 +247,28 @@ pub async fn step_one_way(
 /// Whether an action is a client update (sent only with packets to prove).
 fn is_update(a: &Action) -> bool {
     matches!(a, Action::Module { module, .. } if module == crate::client::ID)
+}
+
+/// One step along each of `paths` between `a` and `b`: what they did in
+/// all, or the last error (every path is tried, so one stuck channel does
+/// not hold up the others).
+pub async fn step_all(
+    a: &dyn Endpoint,
+    b: &dyn Endpoint,
+    paths: &[Path],
+) -> Result<StepReport, RelayError> {
+    let mut total = StepReport::default();
+    let mut failed = None;
+    for path in paths {
+        match step(a, b, path).await {
+            Ok(r) => total.add(&r),
+            Err(e) => failed = Some(e),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
 }
 
 /// One step both ways along `path` between `a` and `b`.

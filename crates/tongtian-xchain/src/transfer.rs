@@ -13,13 +13,11 @@
 //! on the chain holding it equals what the source chain holds in escrow
 //! for that channel and denomination, once no packet is in flight.
 
-use crate::channel::{Ack, AppMsg, ChannelMsg, Packet, ID as CHANNEL};
+use crate::channel::{ChannelMsg, Packet, ID as CHANNEL};
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use tongtian_execution::module::{
-    module_address, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
-};
+use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
 use tongtian_types::{Address, ChainSpec};
 
 /// The module's id, also its port.
@@ -243,23 +241,17 @@ impl Module for Transfer {
         _spec: &ChainSpec,
         section: Option<&serde_json::Value>,
     ) -> ModuleResult<()> {
-        if section.is_some_and(|s| s.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(refuse("bad_genesis", "transfer starts empty: its section is {}").into());
-        }
-        Ok(())
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "transfer starts empty: its section is {}",
+        )
     }
 
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
-        if ctx.caller == module_address(CHANNEL) {
-            let m: AppMsg = borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
-            return match m {
-                AppMsg::OnRecv(p) => Self::on_recv(ctx, &p),
-                AppMsg::OnAck(p, Ack::Error(_)) | AppMsg::OnTimeout(p) => {
-                    Self::refund(ctx, &p)?;
-                    Ok(Vec::new())
-                }
-                AppMsg::OnAck(_, Ack::Success(_)) => Ok(Vec::new()),
-            };
+        if let Some(answer) =
+            crate::channel::app_callback(ctx, ID, msg, Self::on_recv, Self::refund)
+        {
+            return answer;
         }
         let TransferMsg::Transfer {
             channel,
