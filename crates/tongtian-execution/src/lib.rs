@@ -926,7 +926,14 @@ impl Executor {
             });
         }
         let cp = overlay.checkpoint();
-        let (status, events, output) = self.apply_native(overlay, block, t)?;
+        let mut contract_gas = 0;
+        let (status, events, output) = self.apply_native(
+            overlay,
+            block,
+            t,
+            t.tx.tx.gas_limit.saturating_sub(intrinsic),
+            &mut contract_gas,
+        )?;
         if !matches!(status, TxStatus::Success) {
             overlay.revert_to(cp);
         }
@@ -934,7 +941,7 @@ impl Executor {
             status,
             events,
             output,
-            gas_used: intrinsic,
+            gas_used: intrinsic + contract_gas,
             contract_address: None,
         })
     }
@@ -976,12 +983,15 @@ impl Executor {
     }
 
     /// The effects of a native action (fee and nonce already applied):
-    /// status, events and output.
+    /// status, events and output. A module message may call contracts with
+    /// up to `gas_left` gas; what they used is added to `contract_gas`.
     fn apply_native(
         &self,
         overlay: &mut StateOverlay<'_>,
         block: &BlockEnv,
         t: &CheckedTx,
+        gas_left: u64,
+        contract_gas: &mut u64,
     ) -> Result<(TxStatus, Vec<Event>, Vec<u8>), ExecutionError> {
         Ok(match &t.tx.tx.action {
             Action::Transfer { to, amount, .. } => {
@@ -1033,8 +1043,10 @@ impl Executor {
                 let chain = self.chain_env();
                 let mut ctx =
                     module::ModuleCtx::new(overlay, m.id(), block, &chain, t.sender, t.sender, 0)
-                        .with_modules(&self.modules);
+                        .with_modules(&self.modules)
+                        .with_contracts(&self.vms, gas_left, 0);
                 let result = m.execute(&mut ctx, msg);
+                *contract_gas = ctx.gas_used();
                 let events = ctx.into_events();
                 match result {
                     Ok(output) => (TxStatus::Success, events, output),

@@ -210,6 +210,10 @@ pub struct ModuleCtx<'a, 's> {
     emitter: Address,
     events: Vec<Event>,
     modules: Option<&'a ModuleSet>,
+    vms: Option<&'a crate::vm::VmRegistry>,
+    gas_left: u64,
+    gas_used: u64,
+    depth: u32,
 }
 
 impl<'a, 's> ModuleCtx<'a, 's> {
@@ -234,7 +238,76 @@ impl<'a, 's> ModuleCtx<'a, 's> {
             emitter: module_address(id),
             events: Vec::new(),
             modules: None,
+            vms: None,
+            gas_left: 0,
+            gas_used: 0,
+            depth: 0,
         }
+    }
+
+    /// Let this module call contracts (see [`ModuleCtx::call_contract`])
+    /// with up to `gas_limit` gas in all, the message being at call depth
+    /// `depth`.
+    pub fn with_contracts(
+        mut self,
+        vms: &'a crate::vm::VmRegistry,
+        gas_limit: u64,
+        depth: u32,
+    ) -> Self {
+        self.vms = Some(vms);
+        self.gas_left = gas_limit;
+        self.depth = depth;
+        self
+    }
+
+    /// Gas the contracts this message called used (charged on top of the
+    /// module's flat price).
+    pub fn gas_used(&self) -> u64 {
+        self.gas_used
+    }
+
+    /// Call the contract at `to` with `input`, as this module (its address
+    /// is the caller), with at most `gas` gas (and no more than the
+    /// message has left). A failed call's effects are undone; its gas is
+    /// still counted. `contracts_unreachable` where the chain runs no VMs
+    /// for modules.
+    pub fn call_contract(
+        &mut self,
+        to: Address,
+        input: Vec<u8>,
+        gas: u64,
+    ) -> ModuleResult<crate::vm::CallResult> {
+        let Some(vms) = self.vms else {
+            return Err(ModuleError::new(
+                "contracts_unreachable",
+                "this module message cannot call contracts here",
+            )
+            .into());
+        };
+        let msg = crate::vm::Message {
+            caller: self.emitter,
+            origin: self.origin,
+            to,
+            value: 0,
+            input,
+            gas_limit: gas.min(self.gas_left),
+            gas_price: 0,
+            depth: self.depth + 1,
+            access_list: Default::default(),
+        };
+        let mut host = crate::vm::Host::new(&mut *self.state.overlay, self.block, self.chain, vms);
+        if let Some(ms) = self.modules {
+            host = host.with_modules(ms);
+        }
+        let r = host.call(&msg)?;
+        let events = host.into_events();
+        let used = r.gas_used.min(msg.gas_limit);
+        self.gas_used += used;
+        self.gas_left -= used;
+        if r.status.is_ok() {
+            self.events.extend(events);
+        }
+        Ok(r)
     }
 
     /// Let this module call and query the chain's other modules.
@@ -274,9 +347,15 @@ impl<'a, 's> ModuleCtx<'a, 's> {
             emitter: module_address(m.id()),
             events: Vec::new(),
             modules: self.modules,
+            vms: self.vms,
+            gas_left: self.gas_left,
+            gas_used: 0,
+            depth: self.depth,
         };
         let out = m.execute(&mut inner, msg);
         let events = inner.events;
+        self.gas_used += inner.gas_used;
+        self.gas_left -= inner.gas_used;
         match out {
             Ok(out) => {
                 self.events.extend(events);

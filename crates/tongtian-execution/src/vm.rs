@@ -515,7 +515,9 @@ impl<'o, 's> Host<'o, 's> {
         if let Some(ms) = self.modules {
             ctx = ctx.with_modules(ms);
         }
+        ctx = ctx.with_contracts(self.vms, msg.gas_limit - gas, msg.depth);
         let out = m.execute(&mut ctx, &msg.input);
+        let gas = gas + ctx.gas_used();
         let events = ctx.into_events();
         match out {
             Ok(output) => {

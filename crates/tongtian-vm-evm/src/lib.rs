@@ -16,11 +16,13 @@
 //! - a `STATICCALL` (or `CALL`) whose input is the UTF-8 text of a module
 //!   query (`validators`, `chains/trade`, `proposals/1`,
 //!   `proposals?open=true`) returns the module's JSON answer;
-//! - a `CALL` whose input is one of the module's Borsh messages (its first
-//!   byte, the message's variant index, is below 0x20, which no query
-//!   starts with) hands the message to the module with the calling
-//!   contract as the caller, so a contract that is an organisation's admin
-//!   can vote; it returns the module's output.
+//! - a `CALL` whose input is anything else: one of the module's Borsh
+//!   messages (its first byte, the message's variant index, is below
+//!   0x20, which no query text has) or an ABI call a module understands
+//!   (such as the channel's `sendPacket`, whose arguments hold zero
+//!   bytes), hands the message to the module with the calling contract as
+//!   the caller, so a contract that is an organisation's admin can vote;
+//!   it returns the module's output.
 //!
 //! Either reverts with the module's `code: message` when the module
 //! refuses. A module's writes go straight to chain state, beside revm's
@@ -67,10 +69,11 @@ struct WithModules {
     writes: u64,
 }
 
-/// Whether a module's input is a message (Borsh, variant index first)
-/// rather than the text of a query.
+/// Whether a module's input is a message (Borsh, variant index first, or
+/// an ABI call) rather than the text of a query: query text is UTF-8 with
+/// no control characters.
 fn is_message(input: &[u8]) -> bool {
-    input.first().is_some_and(|b| *b < 0x20)
+    input.iter().any(|b| *b < 0x20) || std::str::from_utf8(input).is_err()
 }
 
 impl WithModules {

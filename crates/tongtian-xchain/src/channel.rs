@@ -2,7 +2,8 @@
 //! packets on them, each proven by the other chain's light client.
 //!
 //! A channel joins a port here (an application module, such as
-//! `transfer`) to a port there, through the `client` of the other chain.
+//! `transfer`, or a contract: see [`crate::port`]) to a port there,
+//! through the `client` of the other chain.
 //! Packet lifecycle (IBC's):
 //! 1. **send** (by the port's module): the packet is stored with its
 //!    commitment (its hash) at `commit/{channel}/{seq}`;
@@ -359,10 +360,10 @@ impl Channel {
         timeout_height: u64,
         timeout_ms: u64,
     ) -> ModuleResult<Vec<u8>> {
-        if ctx.caller != module_address(&port) {
+        if ctx.caller != crate::port::owner(&port) {
             return Err(refuse(
                 "not_port_owner",
-                format!("only the module {port} sends on port {port}"),
+                format!("only the owner of port {port} sends on it"),
             )
             .into());
         }
@@ -455,7 +456,7 @@ impl Channel {
             ch.next_recv += 1;
             ctx.state.set_typed(&chkey(&p.dest_channel), &ch);
         }
-        let ack = match ctx.call(&p.dest_port, &AppMsg::OnRecv(p.clone()).encode()) {
+        let ack = match crate::port::deliver(ctx, &p.dest_port, AppMsg::OnRecv(p.clone())) {
             Ok(out) => Ack::Success(out),
             Err(tongtian_execution::module::ModuleFailure::Module(e)) => {
                 Ack::Error(format!("{}: {}", e.code, e.message))
@@ -524,10 +525,7 @@ impl Channel {
             proven,
         )?;
         Self::finish(ctx, &p, &key);
-        ctx.call(
-            &p.source_port,
-            &AppMsg::OnAck(p.clone(), ack.clone()).encode(),
-        )?;
+        crate::port::deliver(ctx, &p.source_port, AppMsg::OnAck(p.clone(), ack.clone()))?;
         ctx.emit(
             "acknowledge_packet",
             vec![
@@ -569,7 +567,7 @@ impl Channel {
             proven,
         )?;
         Self::finish(ctx, &p, &key);
-        ctx.call(&p.source_port, &AppMsg::OnTimeout(p.clone()).encode())?;
+        crate::port::deliver(ctx, &p.source_port, AppMsg::OnTimeout(p.clone()))?;
         ctx.emit(
             "timeout_packet",
             vec![
@@ -613,6 +611,21 @@ impl Module for Channel {
     }
 
     fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
+        // A Solidity contract sends on its own port with an ABI call.
+        if let Some(call) = crate::port::decode_send(msg) {
+            let call = call?;
+            let port = ctx.caller.to_string();
+            let out = Self::send(
+                ctx,
+                port,
+                call.channel,
+                call.data.to_vec(),
+                call.timeoutHeight,
+                call.timeoutMs,
+            )?;
+            let seq = u64::from_le_bytes(out.try_into().expect("a sequence is 8 bytes"));
+            return Ok(crate::port::encode_sequence(seq));
+        }
         let msg: ChannelMsg =
             borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
         match msg {

@@ -10,6 +10,7 @@
 //!   and minted as path-named vouchers elsewhere (ICS-20's rules);
 //! - [`nft`] and [`nft_transfer`]: non-fungible tokens, and their moves
 //!   over channels (ICS-721's rules);
+//! - [`port`]: contracts as ports, with callbacks from both VMs;
 //! - [`relay`]: the relayer's steps, over any [`relay::Endpoint`].
 //!
 //! Relayers carry packets and proofs between chains and are trusted for
@@ -19,6 +20,7 @@ pub mod channel;
 pub mod client;
 pub mod nft;
 pub mod nft_transfer;
+pub mod port;
 pub mod relay;
 pub mod transfer;
 

@@ -49,6 +49,7 @@ impl Chain {
         validator: Keypair,
         other: (u64, &Keypair, &str),
         funded: &[&Keypair],
+        xcall: (Address, Address),
     ) -> Chain {
         let (other_id, other_validator, other_name) = other;
         let init = ClientInit {
@@ -79,6 +80,9 @@ impl Chain {
                     "id": "channel-2", "port": "transfer", "client": other_name,
                     "counterparty_channel": "channel-2", "counterparty_port": "transfer",
                     "ordered": true
+                }, {
+                    "id": "channel-3", "port": xcall.0.to_string(), "client": other_name,
+                    "counterparty_channel": "channel-3", "counterparty_port": xcall.1.to_string()
                 }]}),
             )
             .module("transfer", serde_json::json!({}))
@@ -319,8 +323,11 @@ fn setup() -> (Chain, Chain, Keypair, Keypair, Relayer) {
     let alice = Keypair::from_seed(SuiteId::Standard, b"alice");
     let bob = Keypair::from_seed(SuiteId::Standard, b"bob");
     let relayer = Keypair::from_seed(SuiteId::Standard, b"relayer");
-    let a = Chain::new(1, va.clone(), (2, &vb, "b"), &[&alice, &relayer]);
-    let b = Chain::new(2, vb, (1, &va, "a"), &[&bob, &relayer]);
+    // The CrossCall example each side's first account deploys first.
+    let xa = tongtian_types::eth::create_address(&addr(&alice), 0);
+    let xb = tongtian_types::eth::create_address(&addr(&bob), 0);
+    let a = Chain::new(1, va.clone(), (2, &vb, "b"), &[&alice, &relayer], (xa, xb));
+    let b = Chain::new(2, vb, (1, &va, "a"), &[&bob, &relayer], (xb, xa));
     (a, b, alice, bob, Relayer(relayer))
 }
 
@@ -684,4 +691,184 @@ fn a_solidity_contract_sends_its_own_tokens_across() {
     assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
     assert_eq!(b.balance(&addr(&bob), VOUCHER), 400);
     assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+}
+
+alloy_sol_types::sol! {
+    function callRemote(string channel, string key, string value, uint64 timeoutHeight) returns (uint64);
+    function values(string key) returns (string);
+    function outcome(uint64 sequence) returns (uint8);
+    function answer(uint64 sequence) returns (bytes);
+    function onRecvPacket(string channel, uint64 sequence, bytes data) returns (bytes);
+}
+
+fn cross_call_code() -> Vec<u8> {
+    let hex_code = include_str!("../../../contracts/xcall/CrossCall.bin");
+    hex::decode(hex_code.trim()).unwrap()
+}
+
+fn evm_call<C: alloy_sol_types::SolCall>(
+    c: &mut Chain,
+    k: &Keypair,
+    to: Address,
+    call: C,
+) -> (String, Vec<u8>) {
+    c.send(
+        k,
+        Action::Call {
+            to,
+            input: call.abi_encode(),
+            value: 0,
+        },
+    )
+}
+
+fn outcome_of(c: &mut Chain, k: &Keypair, x: Address, seq: u64) -> (u8, Vec<u8>) {
+    use alloy_sol_types::SolCall;
+    let (code, out) = evm_call(c, k, x, outcomeCall { sequence: seq });
+    assert_eq!(code, "success");
+    let o = outcomeCall::abi_decode_returns(&out).unwrap();
+    let (_, out) = evm_call(c, k, x, answerCall { sequence: seq });
+    (o, answerCall::abi_decode_returns(&out).unwrap().to_vec())
+}
+
+#[test]
+fn a_solidity_contract_calls_a_contract_on_the_other_chain_and_gets_the_answer_in_its_ack() {
+    use alloy_sol_types::SolCall;
+    let (mut a, mut b, alice, bob, r) = setup();
+    let xa = tongtian_types::eth::create_address(&addr(&alice), 0);
+    let xb = tongtian_types::eth::create_address(&addr(&bob), 0);
+    for (c, k) in [(&mut a, &alice), (&mut b, &bob)] {
+        let (code, _) = c.send(
+            k,
+            Action::Deploy {
+                vm: tongtian_types::VmKind::Evm,
+                code: cross_call_code(),
+                args: vec![],
+                value: 0,
+            },
+        );
+        assert_eq!(code, "success");
+    }
+    let pending3 = |c: &Chain| -> Vec<Packet> {
+        serde_json::from_value(c.q("channel", "packets/channel-3")).unwrap()
+    };
+    let call = |key: &str, value: &str, timeout: u64| callRemoteCall {
+        channel: "channel-3".into(),
+        key: key.into(),
+        value: value.into(),
+        timeoutHeight: timeout,
+    };
+    // First call: B had nothing under "color".
+    let (code, out) = evm_call(&mut a, &alice, xa, call("color", "blue", 1_000));
+    assert_eq!(code, "success");
+    assert_eq!(callRemoteCall::abi_decode_returns(&out).unwrap(), 1);
+    assert_eq!(outcome_of(&mut a, &alice, xa, 1).0, 1, "pending");
+    let p = pending3(&a).remove(0);
+    assert_eq!(p.source_port, xa.to_string());
+    assert_eq!(p.dest_port, xb.to_string());
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    let (_, out) = evm_call(
+        &mut b,
+        &bob,
+        xb,
+        valuesCall {
+            key: "color".into(),
+        },
+    );
+    assert_eq!(valuesCall::abi_decode_returns(&out).unwrap(), "blue");
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    assert_eq!(
+        outcome_of(&mut a, &alice, xa, 1),
+        (2, vec![]),
+        "answered, nothing before"
+    );
+    // Second call: the answer is what B held before.
+    evm_call(&mut a, &alice, xa, call("color", "green", 1_000));
+    let p = pending3(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    assert_eq!(outcome_of(&mut a, &alice, xa, 2), (2, b"blue".to_vec()));
+    // B's contract refuses an empty key: an error ack, B's register unchanged.
+    evm_call(&mut a, &alice, xa, call("", "x", 1_000));
+    let p = pending3(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    let ack = b.q("channel", "acks/channel-3/3");
+    assert!(
+        ack["Error"].as_str().unwrap().contains("empty key"),
+        "{ack}"
+    );
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    let (o, why) = outcome_of(&mut a, &alice, xa, 3);
+    assert_eq!(o, 3, "refused");
+    assert!(String::from_utf8(why).unwrap().contains("empty key"));
+    let (_, out) = evm_call(
+        &mut b,
+        &bob,
+        xb,
+        valuesCall {
+            key: "color".into(),
+        },
+    );
+    assert_eq!(valuesCall::abi_decode_returns(&out).unwrap(), "green");
+    // A call B never receives in time times out and says so.
+    evm_call(&mut a, &alice, xa, call("late", "x", b.height + 2));
+    let p = pending3(&a).remove(0);
+    for _ in 0..3 {
+        b.tick();
+    }
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "packet_timed_out");
+    let h = r.update(&b, &mut a, "b");
+    let (code, _) = a.send(
+        &r.0,
+        ChannelMsg::Timeout {
+            packet: p.clone(),
+            proven: b.prove(&channel::receipt_key("channel-3", 4), h),
+        }
+        .action(),
+    );
+    assert_eq!(code, "success");
+    assert_eq!(outcome_of(&mut a, &alice, xa, 4).0, 4, "timed out");
+    // Only the channel calls back: a forged delivery straight to the contract reverts.
+    let (code, _) = evm_call(
+        &mut b,
+        &bob,
+        xb,
+        onRecvPacketCall {
+            channel: "channel-3".into(),
+            sequence: 9,
+            data: alloy_sol_types::SolValue::abi_encode(&("color".to_string(), "red".to_string()))
+                .into(),
+        },
+    );
+    assert_eq!(code, "reverted");
+    // Only the contract sends on its port: an account naming it is refused.
+    let (code, _) = a.send(
+        &alice,
+        ChannelMsg::Send {
+            port: xa.to_string(),
+            channel: "channel-3".into(),
+            data: vec![1],
+            timeout_height: 1_000,
+            timeout_ms: 0,
+        }
+        .action(),
+    );
+    assert_eq!(code, "not_port_owner");
+    // Nor may a contract send on another port's channel.
+    let (code, _) = a.send(
+        &alice,
+        Action::Call {
+            to: xa,
+            input: callRemoteCall {
+                channel: "channel-0".into(),
+                key: "k".into(),
+                value: "v".into(),
+                timeoutHeight: 1_000,
+            }
+            .abi_encode(),
+            value: 0,
+        },
+    );
+    assert_ne!(code, "success");
+    assert!(pending(&a).is_empty());
 }
