@@ -293,6 +293,29 @@ async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
             },
             signer,
         ),
+        ProposeCommand::OpenChannel {
+            a_chain,
+            a_port,
+            b_chain,
+            b_port,
+            ordered,
+            version,
+            signer,
+        } => {
+            let side = |chain: String, port: String| tongtian_modules::registry::ChannelSide {
+                chain: (chain != "main").then_some(chain),
+                port: port.to_lowercase(),
+            };
+            (
+                ProposalKind::OpenChannel {
+                    a: side(a_chain, a_port),
+                    b: side(b_chain, b_port),
+                    ordered,
+                    version,
+                },
+                signer,
+            )
+        }
         ProposeCommand::ReviveClient {
             client,
             target,

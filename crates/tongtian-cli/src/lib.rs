@@ -534,6 +534,35 @@ pub enum ProposeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Open a channel between two chains of the network (a direct one
+    /// between two sub-chains included): both ends get `channel-p{N}`, N
+    /// the proposal's id, with clients of each other made as needed.
+    #[command(
+        after_help = "Example:\n  tongtian gov propose open-channel --a-chain trade --a-port transfer --b-chain trace --b-port transfer --key admin.key"
+    )]
+    OpenChannel {
+        /// One end's chain (`main` for the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        a_chain: String,
+        /// Its port: a module (`transfer`, `nft-transfer`) or a contract address.
+        #[arg(long, value_name = "PORT", default_value = "transfer")]
+        a_port: String,
+        /// The other end's chain.
+        #[arg(long, value_name = "CHAIN")]
+        b_chain: String,
+        /// Its port.
+        #[arg(long, value_name = "PORT", default_value = "transfer")]
+        b_port: String,
+        /// Deliver packets in sequence only.
+        #[arg(long)]
+        ordered: bool,
+        /// The application's version string.
+        #[arg(long, default_value = "")]
+        version: String,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Restart the trusting period of an expired light client.
     ReviveClient {
         /// The client's id.

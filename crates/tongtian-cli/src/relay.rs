@@ -151,10 +151,11 @@ pub struct RelayArgs {
     pub once: bool,
 }
 
-/// A sub-chain to relay for.
+/// A pair of chains to relay between.
 struct Link {
-    main: HttpEndpoint,
-    sub: HttpEndpoint,
+    name: String,
+    a: HttpEndpoint,
+    b: HttpEndpoint,
     paths: Vec<Path>,
     failures: u32,
     next_try: Instant,
@@ -191,49 +192,70 @@ async fn endpoint(client: Client, keys: &[Keypair], wait: Duration) -> Result<Ht
     })
 }
 
-/// The links the main chain's registry names, each with a node hosting it.
+/// The chain pairs the main chain's registry names (each sub-chain with
+/// the main chain, and channels opened by vote), each chain served by a
+/// node that hosts it.
 async fn discover(ctx: &Ctx, args: &RelayArgs) -> Result<Vec<Link>> {
     let main_url = args
         .nodes
         .first()
         .ok_or_else(|| usage("bad_args", "relay needs at least one --node"))?;
     let main_client = Client::with_timeout(main_url, Duration::from_secs(30));
-    let entries = main_client.module_query("registry", "chains").await?;
+    let entries: Vec<tongtian_modules::registry::ChainEntry> =
+        serde_json::from_value(main_client.module_query("registry", "chains").await?)
+            .map_err(|e| usage("bad_answer", format!("registry chains: {e}")))?;
+    // Older main chains answer no `links`: no channels opened by vote.
+    let links: Vec<tongtian_modules::registry::ChannelLink> =
+        match main_client.module_query("registry", "links").await {
+            Ok(v) => serde_json::from_value(v)
+                .map_err(|e| usage("bad_answer", format!("registry links: {e}")))?,
+            Err(_) => Vec::new(),
+        };
     let mut hosts: Vec<(Client, Vec<serde_json::Value>)> = Vec::new();
     for url in &args.nodes {
         let c = Client::with_timeout(url, Duration::from_secs(30));
         let list = c.chains().await.unwrap_or_default();
         hosts.push((c, list));
     }
-    let mut links = Vec::new();
-    for e in entries.as_array().into_iter().flatten() {
-        let name = e["name"].as_str().unwrap_or_default().to_string();
-        let Ok(link) =
-            serde_json::from_value::<tongtian_modules::registry::XchainLink>(e["xchain"].clone())
-        else {
-            continue;
+    let host_of = |name: &str| -> Option<Client> {
+        if name == "main" {
+            return Some(main_client.chain(None));
+        }
+        hosts
+            .iter()
+            .find(|(_, list)| {
+                list.iter()
+                    .any(|c| c["name"] == name && c["hosted"] == true)
+            })
+            .map(|(c, _)| c.chain(Some(name)))
+    };
+    let mut out = Vec::new();
+    for pair in tongtian_modules::registry::relay_pairs(&entries, &links) {
+        let name = pair.name();
+        let served = |c: &str| {
+            c == "main"
+                || args
+                    .chains
+                    .as_ref()
+                    .is_none_or(|l| l.iter().any(|x| x == c))
         };
-        if e["status"] != "active" || args.chains.as_ref().is_some_and(|c| !c.contains(&name)) {
+        if !served(&pair.a) || !served(&pair.b) {
             continue;
         }
-        let Some((host, _)) = hosts.iter().find(|(_, list)| {
-            list.iter()
-                .any(|c| c["name"] == name.as_str() && c["hosted"] == true)
-        }) else {
-            eprintln!("relay: no --node hosts {name}; skipped");
+        let (Some(a), Some(b)) = (host_of(&pair.a), host_of(&pair.b)) else {
+            eprintln!("relay: no --node hosts both of {name}; skipped");
             continue;
         };
-        let main = endpoint(main_client.chain(None), &args.keys, ctx.wait).await?;
-        let sub = endpoint(host.chain(Some(&name)), &args.keys, ctx.wait).await?;
-        links.push(Link {
-            main,
-            sub,
-            paths: link.paths(&name),
+        out.push(Link {
+            name,
+            a: endpoint(a, &args.keys, ctx.wait).await?,
+            b: endpoint(b, &args.keys, ctx.wait).await?,
+            paths: pair.paths,
             failures: 0,
             next_try: Instant::now(),
         });
     }
-    Ok(links)
+    Ok(out)
 }
 
 fn report_line(ctx: &Ctx, chain: &str, r: &StepReport, total: &BTreeMap<String, StepReport>) {
@@ -276,8 +298,8 @@ pub async fn run(ctx: &Ctx, args: RelayArgs) -> Result<()> {
             if Instant::now() < l.next_try {
                 continue;
             }
-            let name = l.sub.name.clone();
-            match relay::step_all(&l.main, &l.sub, &l.paths).await {
+            let name = l.name.clone();
+            match relay::step_all(&l.a, &l.b, &l.paths).await {
                 Ok(r) => {
                     l.failures = 0;
                     totals.entry(name.clone()).or_default().add(&r);
@@ -306,8 +328,10 @@ pub async fn run(ctx: &Ctx, args: RelayArgs) -> Result<()> {
         if last_discovery.elapsed() > Duration::from_secs(5) {
             if let Ok(found) = discover(ctx, &args).await {
                 for f in found {
-                    if !links.iter().any(|l| l.sub.name == f.sub.name) {
-                        links.push(f);
+                    // A channel opened by vote may join a pair already served.
+                    match links.iter_mut().find(|l| l.name == f.name) {
+                        Some(l) => l.paths = f.paths,
+                        None => links.push(f),
                     }
                 }
             }

@@ -258,6 +258,25 @@ async fn channel_to(from: &Client, to_id: u64, port: &str) -> Result<(String, St
     ))
 }
 
+/// The latest height of chain `of`: from its own status where this node
+/// hosts it, else from the client of it behind `channel` on `via`.
+async fn height_of(of: &Client, via: &Client, channel: &str) -> Result<u64> {
+    if let Ok(st) = of.status().await {
+        return Ok(st.height);
+    }
+    let client = via
+        .module_query("channel", &format!("channels/{channel}"))
+        .await?["client"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    Ok(via
+        .module_query("client", &format!("clients/{client}"))
+        .await?["latest_height"]
+        .as_u64()
+        .unwrap_or(0))
+}
+
 /// How the source closed packet `sequence` on `channel`, by its events.
 async fn closed_as(from: &Client, channel: &str, sequence: u64) -> Result<&'static str> {
     let seq = sequence.to_string();
@@ -352,12 +371,15 @@ async fn transfer(
     let chains = ctx.client.chains().await?;
     // The main chain is listed first.
     let listing = if to_chain == "main" {
-        chains.into_iter().next()
+        chains.first().cloned()
     } else {
-        chains.into_iter().find(|c| {
-            c["name"] == to_chain
-                || c["chain_id"].as_u64().map(|i| i.to_string()).as_deref() == Some(to_chain)
-        })
+        chains
+            .iter()
+            .find(|c| {
+                c["name"] == to_chain
+                    || c["chain_id"].as_u64().map(|i| i.to_string()).as_deref() == Some(to_chain)
+            })
+            .cloned()
     }
     .ok_or_else(|| {
         usage(
@@ -366,23 +388,39 @@ async fn transfer(
         )
     })?;
     let dest_id = listing["chain_id"].as_u64().unwrap_or_default();
-    let (channel, dest_channel) = channel_to(&from, dest_id, payload.port()).await?;
-    let dest_height = match dest.status().await {
-        Ok(st) => st.height,
-        Err(_) => {
-            let client = from
-                .module_query("channel", &format!("channels/{channel}"))
-                .await?["client"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            from.module_query("client", &format!("clients/{client}"))
-                .await?["latest_height"]
-                .as_u64()
-                .unwrap_or(0)
+    let main_id = chains.first().and_then(|c| c["chain_id"].as_u64());
+    // A direct channel, or (tokens between two sub-chains) two hops
+    // through the main chain, which forwards them.
+    let (channel, dest_channel, hop) = match channel_to(&from, dest_id, payload.port()).await {
+        Ok((c, d)) => (c, d, None),
+        Err(e) => {
+            let (Payload::Tokens { .. }, Some(main_id)) = (&payload, main_id) else {
+                return Err(e);
+            };
+            if main_id == dest_id || from_status.chain_id == main_id {
+                return Err(e);
+            }
+            let hub = handle(&ctx.client, "main");
+            let (c, d) = channel_to(&from, main_id, payload.port()).await?;
+            let (hc, hd) = channel_to(&hub, dest_id, payload.port()).await?;
+            (c, d, Some((hub, hc, hd)))
         }
     };
-    let timeout_height = dest_height + timeout_blocks;
+    // Heights of the first hop's destination and (with a hop) the final
+    // one, each from its own status where this node hosts it, else from
+    // the client of it on the chain before it.
+    let first_dest = hop.as_ref().map_or(&dest, |(hub, _, _)| hub);
+    let first_height = height_of(first_dest, &from, &channel).await?;
+    let timeout_height = first_height + timeout_blocks;
+    let forward = match &hop {
+        Some((hub, hub_channel, _)) => Some(tongtian_xchain::transfer::Forward {
+            channel: hub_channel.clone(),
+            // The second hop leaves later: twice the allowance.
+            timeout_height: height_of(&dest, hub, hub_channel).await? + 2 * timeout_blocks,
+            timeout_ms: 0,
+        }),
+        None => None,
+    };
     let action = match &payload {
         Payload::Tokens { amount, denom } => TransferMsg::Transfer {
             channel: channel.clone(),
@@ -391,6 +429,7 @@ async fn transfer(
             denom: denom.to_string(),
             timeout_height,
             timeout_ms: 0,
+            forward,
         }
         .action(),
         Payload::Nfts { class, ids } => tongtian_xchain::nft_transfer::NftTransferMsg::Transfer {
@@ -421,12 +460,16 @@ async fn transfer(
         .map(u64::from_le_bytes)
         .unwrap_or(0);
     let port = payload.port();
-    let back = format!("{port}/{channel}/");
-    let name = payload.name();
-    let on_destination = match name.strip_prefix(&back) {
+    let arrives_as = |name: &str, channel: &str, dest_channel: &str| match name
+        .strip_prefix(&format!("{port}/{channel}/"))
+    {
         Some(local) => local.to_string(),
         None => format!("{port}/{dest_channel}/{name}"),
     };
+    let mut on_destination = arrives_as(payload.name(), &channel, &dest_channel);
+    if let Some((_, hc, hd)) = &hop {
+        on_destination = arrives_as(&on_destination, hc, hd);
+    }
     let key = match payload {
         Payload::Tokens { .. } => "denom_on_destination",
         Payload::Nfts { .. } => "class_on_destination",
@@ -463,7 +506,8 @@ async fn transfer(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if out["status"] == "sent" {
-            out["status"] = json!(match dest
+            // The first hop's ack (a forwarded one waits for the second).
+            out["status"] = json!(match first_dest
                 .module_query("channel", &format!("acks/{dest_channel}/{sequence}"))
                 .await
             {

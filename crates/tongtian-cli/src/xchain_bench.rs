@@ -184,6 +184,7 @@ pub async fn run(args: XchainBenchArgs) -> Result<XchainBenchReport> {
                 denom: "native".into(),
                 timeout_height: sub_status.height + 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         }

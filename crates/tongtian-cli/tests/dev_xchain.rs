@@ -355,3 +355,183 @@ fn a_sub_chain_born_by_vote_trades_tokens_with_the_main_chain() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Create sub-chain `name` (solo, suite `suite`) on the dev node, funding
+/// `fund`, and wait until it runs.
+fn create_chain(node: &DevNode, name: &str, suite: &str, fund: &str) {
+    let admin = node.data_dir.join("orgs/org-0/admin.key");
+    let fund = format!("{fund}=1000000000");
+    let p = ok_json(node.cli(&[
+        "gov",
+        "propose",
+        "create-chain",
+        "--name",
+        name,
+        "--engine",
+        "solo",
+        "--suite",
+        suite,
+        "--orgs",
+        "org-0",
+        "--fund",
+        &fund,
+        "--key",
+        admin.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["proposal_status"], "executed", "{p}");
+    let start = Instant::now();
+    while node
+        .cli(&["--chain", name, "status", "--json"])
+        .status
+        .code()
+        != Some(0)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{name} never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn new_key(node: &DevNode, dir: &std::path::Path, name: &str, suite: &str) -> (String, String) {
+    let path = dir.join(format!("{name}.key"));
+    let addr = ok_json(node.cli(&[
+        "key",
+        "new",
+        "--suite",
+        suite,
+        "--out",
+        path.to_str().unwrap(),
+        "--json",
+    ]))["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (path.to_str().unwrap().to_string(), addr)
+}
+
+#[test]
+fn sub_chains_trade_through_the_hub_and_over_a_channel_opened_by_vote() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&dir.path().join("dev"), "standard");
+    let admin = node.data_dir.join("orgs/org-0/admin.key");
+    let (sm_key, sm_addr) = new_key(&node, dir.path(), "sm", "sm");
+    let (std_key, std_addr) = new_key(&node, dir.path(), "std", "standard");
+    create_chain(&node, "trade", "sm", &sm_addr);
+    create_chain(&node, "trace", "standard", &std_addr);
+    let transfer = |from: &str, to: &str, receiver: &str, amount: &str, denom: &str, key: &str| {
+        ok_json(node.cli(&[
+            "xchain",
+            "transfer",
+            "--from-chain",
+            from,
+            "--to-chain",
+            to,
+            "--to",
+            receiver,
+            "--amount",
+            amount,
+            "--denom",
+            denom,
+            "--key",
+            key,
+            "--wait",
+            "--json",
+        ]))
+    };
+
+    // No direct channel: trade's token goes through the main chain, which
+    // forwards it; trade's packet is acknowledged once trace's is.
+    let sent = transfer("trade", "trace", &std_addr, "100", "native", &sm_key);
+    assert_eq!(sent["status"], "acknowledged", "{sent}");
+    let via_hub = sent["denom_on_destination"].as_str().unwrap().to_string();
+    assert_eq!(via_hub, "transfer/channel-0/transfer/channel-0/native");
+    assert_eq!(balance(&node, "trace", &std_addr, &via_hub), 100);
+    // The main chain holds it in escrow for trace, minted as trade's voucher.
+    let escrow = reqwest::blocking::get(format!(
+        "{}/v1/modules/transfer/escrow/channel-2/transfer/channel-0/native",
+        node.url()
+    ))
+    .unwrap()
+    .json::<Value>()
+    .unwrap();
+    assert_eq!(escrow, "100");
+
+    // A direct channel by vote: both ends `channel-p{N}`, each sub-chain
+    // given a client of the other bootstrapped from the main chain's.
+    let p = ok_json(node.cli(&[
+        "gov",
+        "propose",
+        "open-channel",
+        "--a-chain",
+        "trade",
+        "--b-chain",
+        "trace",
+        "--key",
+        admin.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["proposal_status"], "executed", "{p}");
+    let channel = format!("channel-p{}", p["proposal"]);
+    let links = reqwest::blocking::get(format!("{}/v1/modules/registry/links", node.url()))
+        .unwrap()
+        .json::<Value>()
+        .unwrap();
+    assert_eq!(links[0]["a"]["channel"], channel.as_str(), "{links}");
+    assert_eq!(links[0]["a"]["client"], "trace");
+    assert_eq!(links[0]["b"]["client"], "trade");
+    let start = Instant::now();
+    for chain in ["trade", "trace"] {
+        loop {
+            let list = ok_json(node.cli(&["--chain", chain, "xchain", "channels", "--json"]));
+            if list
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["id"] == channel.as_str())
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{chain} never opened {channel}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let sent = transfer("trade", "trace", &std_addr, "40", "native", &sm_key);
+    assert_eq!(sent["status"], "acknowledged", "{sent}");
+    assert_eq!(sent["packet"]["source_channel"], channel.as_str());
+    let direct = format!("transfer/{channel}/native");
+    assert_eq!(sent["denom_on_destination"], direct.as_str());
+    assert_eq!(balance(&node, "trace", &std_addr, &direct), 40);
+    // And back the way it came: burned on trace, released on trade.
+    let before = balance(&node, "trade", &sm_addr, "native");
+    let back = transfer("trace", "trade", &sm_addr, "15", &direct, &std_key);
+    assert_eq!(back["status"], "acknowledged", "{back}");
+    assert_eq!(back["denom_on_destination"], "native");
+    assert_eq!(balance(&node, "trace", &std_addr, &direct), 25);
+    assert_eq!(balance(&node, "trade", &sm_addr, "native"), before + 15);
+
+    // A channel from a chain to itself is refused before any vote.
+    let out = node.cli(&[
+        "gov",
+        "propose",
+        "open-channel",
+        "--a-chain",
+        "trade",
+        "--b-chain",
+        "trade",
+        "--key",
+        admin.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("same_chain")
+            || String::from_utf8_lossy(&out.stderr).contains("same_chain"),
+        "{out:?}"
+    );
+}

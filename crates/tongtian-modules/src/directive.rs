@@ -80,6 +80,16 @@ pub enum Directive {
         /// The client's id.
         client: String,
     },
+    /// Open one end of a channel opened by vote: first the client of the
+    /// other chain it needs, unless the chain has it already (a client of
+    /// that id following the same chain).
+    OpenChannel {
+        /// The client of the other chain (bootstrapped from the main
+        /// chain's verified view of it).
+        client: Box<tongtian_xchain::client::ClientInit>,
+        /// The channel end.
+        channel: tongtian_xchain::channel::ChannelInit,
+    },
 }
 
 impl Directive {
@@ -132,6 +142,10 @@ impl Directive {
                 }
                 .encode(),
             )?,
+            Directive::OpenChannel { client, channel } => {
+                open_channel_end(ctx, client, channel)?;
+                Vec::new()
+            }
         };
         Ok(())
     }
@@ -165,6 +179,7 @@ impl Directive {
             Directive::UnfreezeClient { .. } | Directive::ReviveClient { .. } => {
                 tongtian_xchain::client::ID
             }
+            Directive::OpenChannel { .. } => tongtian_xchain::channel::ID,
             _ => crate::contracts::ID,
         }
     }
@@ -407,5 +422,37 @@ pub fn directive_name(d: &Directive) -> &'static str {
         Directive::UnfreezeContract { .. } => "unfreeze-contract",
         Directive::UnfreezeClient { .. } => "unfreeze-client",
         Directive::ReviveClient { .. } => "revive-client",
+        Directive::OpenChannel { .. } => "open-channel",
     }
+}
+
+/// Open a channel end on this chain (the module `ctx` belongs to is an
+/// authority of `client` and `channel`): create the client it runs
+/// through unless one of that id already follows the same chain.
+pub fn open_channel_end(
+    ctx: &mut ModuleCtx<'_, '_>,
+    client: &tongtian_xchain::client::ClientInit,
+    channel: &tongtian_xchain::channel::ChannelInit,
+) -> ModuleResult<()> {
+    use tongtian_xchain::{channel as ch, client as cl};
+    match ctx.query(cl::ID, &format!("clients/{}", client.id), &BTreeMap::new()) {
+        Ok(existing) => {
+            if existing["chain_id"].as_u64() != Some(client.chain_id) {
+                return Err(ModuleError::new(
+                    "client_exists",
+                    format!(
+                        "client {} here follows chain {}, not {}",
+                        client.id, existing["chain_id"], client.chain_id
+                    ),
+                )
+                .into());
+            }
+        }
+        Err(tongtian_execution::module::ModuleFailure::Module(e)) if e.code == "unknown_client" => {
+            ctx.call(cl::ID, &cl::ClientMsg::Create(client.clone()).encode())?;
+        }
+        Err(e) => return Err(e),
+    }
+    ctx.call(ch::ID, &ch::ChannelMsg::Open(channel.clone()).encode())?;
+    Ok(())
 }

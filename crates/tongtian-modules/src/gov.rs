@@ -124,6 +124,22 @@ pub enum ProposalKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chain: Option<String>,
     },
+    /// Open a channel between two chains of the network (the main chain
+    /// or sub-chains, a direct one between two sub-chains included), each
+    /// end on a port: a module id or a contract's address. Both ends get
+    /// the id `channel-p{proposal}`.
+    OpenChannel {
+        /// One end.
+        a: crate::registry::ChannelSide,
+        /// The other.
+        b: crate::registry::ChannelSide,
+        /// Packets delivered in sequence only.
+        #[serde(default)]
+        ordered: bool,
+        /// The application's version string.
+        #[serde(default)]
+        version: String,
+    },
 }
 
 impl ProposalKind {
@@ -142,6 +158,7 @@ impl ProposalKind {
             ProposalKind::SetValidators { .. } => "set-validators",
             ProposalKind::UnfreezeClient { .. } => "unfreeze-client",
             ProposalKind::ReviveClient { .. } => "revive-client",
+            ProposalKind::OpenChannel { .. } => "open-channel",
         }
     }
 
@@ -163,7 +180,7 @@ impl ProposalKind {
 }
 
 /// Every kind's name.
-pub const KINDS: [&str; 12] = [
+pub const KINDS: [&str; 13] = [
     "add-org",
     "remove-org",
     "set-weight",
@@ -176,6 +193,7 @@ pub const KINDS: [&str; 12] = [
     "set-validators",
     "unfreeze-client",
     "revive-client",
+    "open-channel",
 ];
 
 /// A vote.
@@ -422,7 +440,7 @@ impl Gov {
         let hopeless = !above(t.total - t.no - t.abstain, t.total, p.rule.threshold);
         if passes {
             p.decided_height = Some(ctx.block.height);
-            match Self::execute_kind(ctx, &p.kind) {
+            match Self::execute_kind(ctx, p.id, &p.kind) {
                 Ok(()) => p.status = Status::Executed,
                 Err(e) => {
                     p.status = Status::Passed;
@@ -436,9 +454,27 @@ impl Gov {
         Ok(())
     }
 
-    /// Carry out a passed proposal, as `gov`.
-    fn execute_kind(ctx: &mut ModuleCtx<'_, '_>, kind: &ProposalKind) -> ModuleResult<()> {
+    /// Carry out passed proposal `id`, as `gov`.
+    fn execute_kind(ctx: &mut ModuleCtx<'_, '_>, id: u64, kind: &ProposalKind) -> ModuleResult<()> {
         match kind {
+            ProposalKind::OpenChannel {
+                a,
+                b,
+                ordered,
+                version,
+            } => ctx.call(
+                crate::registry::ID,
+                &RegistryMsg::OpenChannel {
+                    proposal: id,
+                    request: crate::registry::ChannelRequest {
+                        a: a.clone(),
+                        b: b.clone(),
+                        ordered: *ordered,
+                        version: version.clone(),
+                    },
+                }
+                .encode(),
+            )?,
             ProposalKind::AddOrg { org } => {
                 ctx.call(org::ID, &OrgMsg::Add(org.clone()).encode())?
             }
@@ -626,6 +662,25 @@ impl Gov {
                 ctx.call(
                     crate::registry::ID,
                     &RegistryMsg::CheckStop { name: name.clone() }.encode(),
+                )?;
+            }
+            ProposalKind::OpenChannel {
+                a,
+                b,
+                ordered,
+                version,
+            } => {
+                ctx.call(
+                    crate::registry::ID,
+                    &RegistryMsg::CheckChannel {
+                        request: crate::registry::ChannelRequest {
+                            a: a.clone(),
+                            b: b.clone(),
+                            ordered: *ordered,
+                            version: version.clone(),
+                        },
+                    }
+                    .encode(),
                 )?;
             }
             _ => match Self::directive_of(ctx, kind)? {

@@ -156,6 +156,140 @@ impl XchainLink {
     }
 }
 
+/// One end of a channel a vote asks for.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChannelSide {
+    /// The sub-chain (none: the main chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
+    /// The port there: a module id (`transfer`, ...) or a contract's
+    /// address.
+    pub port: String,
+}
+
+impl ChannelSide {
+    /// The chain's name, `main` for the main chain.
+    pub fn chain_name(&self) -> &str {
+        self.chain.as_deref().unwrap_or("main")
+    }
+}
+
+/// A channel a vote asks for.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChannelRequest {
+    /// One end.
+    pub a: ChannelSide,
+    /// The other.
+    pub b: ChannelSide,
+    /// Packets delivered in sequence only.
+    pub ordered: bool,
+    /// The application's version string.
+    pub version: String,
+}
+
+/// One end of a channel opened by vote, as relayers need it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct LinkEnd {
+    /// The chain (`main` for the main chain).
+    pub chain: String,
+    /// The channel there.
+    pub channel: String,
+    /// The client there of the other end's chain.
+    pub client: String,
+    /// The port there.
+    pub port: String,
+}
+
+/// A channel opened by vote.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct ChannelLink {
+    /// The proposal that opened it.
+    pub proposal: u64,
+    /// One end.
+    pub a: LinkEnd,
+    /// The other.
+    pub b: LinkEnd,
+    /// Ordered.
+    pub ordered: bool,
+    /// The application's version string.
+    pub version: String,
+}
+
+/// A pair of chains a relayer serves and the channels between them.
+#[derive(Clone, Debug)]
+pub struct RelayPair {
+    /// One chain (`main` for the main chain).
+    pub a: String,
+    /// The other.
+    pub b: String,
+    /// The channels, `a`'s end first.
+    pub paths: Vec<tongtian_xchain::relay::Path>,
+}
+
+impl RelayPair {
+    /// A name for reports: the sub-chain for a pair with the main chain,
+    /// else `a+b`.
+    pub fn name(&self) -> String {
+        if self.a == "main" {
+            self.b.clone()
+        } else {
+            format!("{}+{}", self.a, self.b)
+        }
+    }
+}
+
+/// Every pair of chains with channels between them: each active linked
+/// sub-chain with the main chain, and the ends of channels opened by vote
+/// (merged into the same pair where the chains are the same).
+pub fn relay_pairs(entries: &[ChainEntry], links: &[ChannelLink]) -> Vec<RelayPair> {
+    let active = |name: &str| {
+        name == "main"
+            || entries
+                .iter()
+                .any(|e| e.name == name && e.status == ChainStatus::Active)
+    };
+    let mut pairs: Vec<RelayPair> = entries
+        .iter()
+        .filter(|e| e.status == ChainStatus::Active)
+        .filter_map(|e| {
+            e.xchain.as_ref().map(|x| RelayPair {
+                a: "main".into(),
+                b: e.name.clone(),
+                paths: x.paths(&e.name),
+            })
+        })
+        .collect();
+    for l in links {
+        if !active(&l.a.chain) || !active(&l.b.chain) {
+            continue;
+        }
+        let (first, second) = if l.b.chain == "main" {
+            (&l.b, &l.a)
+        } else {
+            (&l.a, &l.b)
+        };
+        let path = tongtian_xchain::relay::Path {
+            a_channel: first.channel.clone(),
+            a_client: first.client.clone(),
+            b_channel: second.channel.clone(),
+            b_client: second.client.clone(),
+        };
+        if let Some(p) = pairs
+            .iter_mut()
+            .find(|p| p.a == first.chain && p.b == second.chain)
+        {
+            p.paths.push(path);
+        } else {
+            pairs.push(RelayPair {
+                a: first.chain.clone(),
+                b: second.chain.clone(),
+                paths: vec![path],
+            });
+        }
+    }
+    pairs
+}
+
 /// Trusting period of the clients made at a sub-chain's birth: two weeks,
 /// in milliseconds and in one-second blocks. Relayers refresh them long
 /// before; a vote revives one that lapsed.
@@ -220,6 +354,19 @@ pub enum RegistryMsg {
         name: String,
         /// The directive.
         directive: crate::directive::Directive,
+    },
+    /// Check that a channel can be opened (any caller).
+    CheckChannel {
+        /// The channel asked for.
+        request: ChannelRequest,
+    },
+    /// Open a channel decided by proposal `proposal` (from `gov` only):
+    /// the main chain's end at once, a sub-chain's by a directive.
+    OpenChannel {
+        /// The proposal.
+        proposal: u64,
+        /// The channel.
+        request: ChannelRequest,
     },
 }
 
@@ -572,6 +719,230 @@ pub fn spec_of(entry: &ChainEntry, admins: &[tongtian_types::Address]) -> ChainS
     b.build_unchecked()
 }
 
+fn link_key(proposal: u64) -> Vec<u8> {
+    format!("l/{proposal:020}").into_bytes()
+}
+
+/// The channels opened by vote.
+pub fn links(state: &ModuleState<'_, '_>) -> ModuleResult<Vec<ChannelLink>> {
+    let mut out = Vec::new();
+    for (_, v) in state.scan(b"l/", None, 100_000)? {
+        out.push(
+            tongtian_types::codec::decode::<ChannelLink>("channel link", &v)
+                .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+fn valid_port(port: &str) -> bool {
+    tongtian_xchain::port::contract_port(port).is_some()
+        || (!port.is_empty()
+            && port.len() <= 64
+            && port
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+}
+
+/// Check a channel request; each side's sub-chain entry (`None` for the
+/// main chain).
+fn check_channel(
+    ctx: &mut ModuleCtx<'_, '_>,
+    r: &ChannelRequest,
+) -> ModuleResult<[Option<ChainEntry>; 2]> {
+    if r.a.chain_name() == r.b.chain_name() {
+        return Err(refuse("same_chain", "a channel joins two different chains").into());
+    }
+    if r.version.len() > 64 {
+        return Err(refuse("bad_version", "a channel version is at most 64 bytes").into());
+    }
+    let mut out = [None, None];
+    for (i, side) in [&r.a, &r.b].into_iter().enumerate() {
+        if !valid_port(&side.port) {
+            return Err(refuse(
+                "bad_port",
+                format!(
+                    "{:?}: a port is a module id or a contract address",
+                    side.port
+                ),
+            )
+            .into());
+        }
+        match &side.chain {
+            None => {
+                if ctx
+                    .query(tongtian_xchain::channel::ID, "channels", &BTreeMap::new())
+                    .is_err()
+                {
+                    return Err(refuse(
+                        "not_linked",
+                        "the main chain does not run the cross-chain modules",
+                    )
+                    .into());
+                }
+            }
+            Some(name) => {
+                let entry = stoppable(&ctx.state, name)?;
+                if entry.xchain.is_none() {
+                    return Err(refuse(
+                        "not_linked",
+                        format!("{name} was born without the cross-chain modules"),
+                    )
+                    .into());
+                }
+                out[i] = Some(entry);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The main chain's client of sub-chain `entry`, as the starting trust of
+/// a client of it elsewhere: its latest verified height, header, root and
+/// next validators.
+fn client_from_main(
+    ctx: &mut ModuleCtx<'_, '_>,
+    entry: &ChainEntry,
+) -> ModuleResult<tongtian_xchain::client::ClientInit> {
+    use tongtian_xchain::client;
+    let none = BTreeMap::new();
+    let c = ctx.query(client::ID, &format!("clients/{}", entry.name), &none)?;
+    if c["frozen"] == true {
+        return Err(refuse(
+            "client_frozen",
+            format!("the main chain's client of {} is frozen", entry.name),
+        )
+        .into());
+    }
+    let h = c["latest_height"].as_u64().unwrap_or(0);
+    let cs: client::ConsensusState = serde_json::from_value(ctx.query(
+        client::ID,
+        &format!("clients/{}/consensus/{h}", entry.name),
+        &none,
+    )?)
+    .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?;
+    Ok(client::ClientInit {
+        id: entry.name.clone(),
+        chain_id: entry.chain_id,
+        suite: entry.suite,
+        model: trust_model(&entry.engine),
+        height: cs.height,
+        header_hash: cs.header_hash,
+        state_root: cs.state_root,
+        timestamp_ms: cs.timestamp_ms,
+        validators: cs.next_validators,
+        trusting_blocks: TRUSTING_BLOCKS,
+        trusting_ms: TRUSTING_MS,
+    })
+}
+
+/// Append `directive` to chain `name`'s entry: its number.
+fn direct(
+    ctx: &mut ModuleCtx<'_, '_>,
+    name: String,
+    directive: crate::directive::Directive,
+) -> ModuleResult<u64> {
+    let mut entry = check_direct(&ctx.state, &name, &directive)?;
+    let what = crate::directive::directive_name(&directive);
+    entry.directives.push(directive);
+    let seq = entry.directives.len() as u64;
+    ctx.state.set_typed(&key(&name), &entry);
+    ctx.emit(
+        "chain_directed",
+        vec![
+            ("chain".into(), name),
+            ("seq".into(), seq.to_string()),
+            ("directive".into(), what.into()),
+        ],
+    );
+    Ok(seq)
+}
+
+/// Open the channel of proposal `proposal`.
+fn open_channel(
+    ctx: &mut ModuleCtx<'_, '_>,
+    proposal: u64,
+    r: &ChannelRequest,
+) -> ModuleResult<ChannelLink> {
+    use tongtian_xchain::channel::ChannelInit;
+    let entries = check_channel(ctx, r)?;
+    let id = format!("channel-p{proposal}");
+    let sides = [&r.a, &r.b];
+    // Each end's client of the other end's chain.
+    let mut inits = Vec::new();
+    for i in 0..2 {
+        let (here, there) = (&entries[i], &entries[1 - i]);
+        inits.push(match (here, there) {
+            (_, None) => {
+                // Of the main chain: every linked sub-chain has it ("main").
+                let x = here
+                    .as_ref()
+                    .and_then(|e| e.xchain.as_ref())
+                    .ok_or_else(|| {
+                        refuse(
+                            "not_linked",
+                            "a channel end needs a client of the other chain",
+                        )
+                    })?;
+                x.main_client.clone()
+            }
+            (_, Some(t)) => client_from_main(ctx, t)?,
+        });
+    }
+    let mut ends = Vec::new();
+    for i in 0..2 {
+        let (side, other) = (sides[i], sides[1 - i]);
+        let channel = ChannelInit {
+            id: id.clone(),
+            port: side.port.clone(),
+            client: inits[i].id.clone(),
+            counterparty_channel: id.clone(),
+            counterparty_port: other.port.clone(),
+            ordered: r.ordered,
+            version: r.version.clone(),
+        };
+        ends.push(LinkEnd {
+            chain: side.chain_name().to_string(),
+            channel: id.clone(),
+            client: inits[i].id.clone(),
+            port: side.port.clone(),
+        });
+        match &side.chain {
+            None => crate::directive::open_channel_end(ctx, &inits[i], &channel)?,
+            Some(name) => {
+                direct(
+                    ctx,
+                    name.clone(),
+                    crate::directive::Directive::OpenChannel {
+                        client: Box::new(inits[i].clone()),
+                        channel,
+                    },
+                )?;
+            }
+        }
+    }
+    let b = ends.pop().expect("two ends");
+    let a = ends.pop().expect("two ends");
+    let link = ChannelLink {
+        proposal,
+        a,
+        b,
+        ordered: r.ordered,
+        version: r.version.clone(),
+    };
+    ctx.state.set_typed(&link_key(proposal), &link);
+    ctx.emit(
+        "channel_link_opened",
+        vec![
+            ("proposal".into(), proposal.to_string()),
+            ("channel".into(), id),
+            ("a".into(), link.a.chain.clone()),
+            ("b".into(), link.b.chain.clone()),
+        ],
+    );
+    Ok(link)
+}
+
 /// The active chain called `name`.
 fn stoppable(state: &ModuleState<'_, '_>, name: &str) -> ModuleResult<ChainEntry> {
     let entry: ChainEntry = state
@@ -702,22 +1073,16 @@ impl Module for Registry {
             }
             RegistryMsg::Direct { name, directive } => {
                 only_from(&ctx.caller, crate::gov::ID, "directing a chain")?;
-                let mut entry = check_direct(&ctx.state, &name, &directive)?;
-                entry.directives.push(directive.clone());
-                let seq = entry.directives.len() as u64;
-                ctx.state.set_typed(&key(&name), &entry);
-                ctx.emit(
-                    "chain_directed",
-                    vec![
-                        ("chain".into(), name),
-                        ("seq".into(), seq.to_string()),
-                        (
-                            "directive".into(),
-                            crate::directive::directive_name(&directive).into(),
-                        ),
-                    ],
-                );
-                Ok(seq.to_le_bytes().to_vec())
+                Ok(direct(ctx, name, directive)?.to_le_bytes().to_vec())
+            }
+            RegistryMsg::CheckChannel { request } => {
+                check_channel(ctx, &request)?;
+                Ok(Vec::new())
+            }
+            RegistryMsg::OpenChannel { proposal, request } => {
+                only_from(&ctx.caller, crate::gov::ID, "opening a channel")?;
+                open_channel(ctx, proposal, &request)?;
+                Ok(Vec::new())
             }
         }
     }
@@ -731,6 +1096,9 @@ impl Module for Registry {
         if path == "chains" {
             return Ok(to_json(&all(state)?));
         }
+        if path == "links" {
+            return Ok(to_json(&links(state)?));
+        }
         if let Some(name) = path.strip_prefix("chains/") {
             let entry: ChainEntry = state
                 .get_typed(&key(name))?
@@ -739,7 +1107,7 @@ impl Module for Registry {
         }
         Err(refuse(
             "unknown_query",
-            format!("registry answers chains and chains/NAME, not {path}"),
+            format!("registry answers chains, chains/NAME and links, not {path}"),
         )
         .into())
     }

@@ -245,6 +245,21 @@ impl Node {
         }
     }
 
+    /// The chain pairs a relayer serves (see
+    /// [`tongtian_modules::registry::relay_pairs`]).
+    pub fn relay_pairs(&self) -> Result<Vec<tongtian_modules::registry::RelayPair>, NodeError> {
+        let entries = self.registry()?;
+        let links = match self
+            .main
+            .query_module("registry", "links", &BTreeMap::new(), None)?
+        {
+            Ok(v) => serde_json::from_value(v)
+                .map_err(|e| NodeError::Config(format!("registry links: {e}")))?,
+            Err(_) => Vec::new(),
+        };
+        Ok(tongtian_modules::registry::relay_pairs(&entries, &links))
+    }
+
     /// Admin accounts of the organisations `orgs` (for a restricted
     /// chain's access list).
     fn admins(&self, orgs: &[String]) -> Result<Vec<tongtian_types::Address>, NodeError> {

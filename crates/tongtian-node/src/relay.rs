@@ -164,34 +164,37 @@ impl Node {
         }
     }
 
-    async fn relay_once(&self, last_error: &mut BTreeMap<String, String>) -> Result<(), NodeError> {
-        let entries = self.registry()?;
-        let main = self.main().clone();
-        let Some(main_key) = self.validator_key(main.spec().suite) else {
-            return Ok(());
+    /// The chain `name` (`main` for the main chain) if it runs here, with
+    /// this node's key for its suite.
+    async fn endpoint(&self, name: &str) -> Option<LocalEndpoint> {
+        let chain = if name == "main" {
+            self.main().clone()
+        } else {
+            self.hosted(name).await?
         };
-        let a = LocalEndpoint::new(main, main_key);
-        for e in entries {
-            let Some(link) = &e.xchain else { continue };
-            let Some(sub) = self.hosted(&e.name).await else {
+        let key = self.validator_key(chain.spec().suite)?;
+        Some(LocalEndpoint::new(chain, key))
+    }
+
+    async fn relay_once(&self, last_error: &mut BTreeMap<String, String>) -> Result<(), NodeError> {
+        for pair in self.relay_pairs()? {
+            let (Some(a), Some(b)) = (self.endpoint(&pair.a).await, self.endpoint(&pair.b).await)
+            else {
                 continue;
             };
-            let Some(key) = self.validator_key(e.suite) else {
-                continue;
-            };
-            let b = LocalEndpoint::new(sub, key);
-            match relay::step_all(&a, &b, &link.paths(&e.name)).await {
+            let name = pair.name();
+            match relay::step_all(&a, &b, &pair.paths).await {
                 Ok(r) => {
-                    last_error.remove(&e.name);
+                    last_error.remove(&name);
                     if r.received + r.acknowledged + r.timed_out > 0 {
-                        tracing::debug!(chain = %e.name, received = r.received, acknowledged = r.acknowledged, timed_out = r.timed_out, updates = r.updates, "relayed");
+                        tracing::debug!(chain = %name, received = r.received, acknowledged = r.acknowledged, timed_out = r.timed_out, updates = r.updates, "relayed");
                     }
                 }
                 Err(err) => {
                     let text = err.to_string();
-                    if last_error.get(&e.name) != Some(&text) {
-                        tracing::warn!(chain = %e.name, error = %text, "relaying stalled; retrying");
-                        last_error.insert(e.name.clone(), text);
+                    if last_error.get(&name) != Some(&text) {
+                        tracing::warn!(chain = %name, error = %text, "relaying stalled; retrying");
+                        last_error.insert(name, text);
                     }
                 }
             }

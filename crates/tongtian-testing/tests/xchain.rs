@@ -137,6 +137,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: "native".into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -159,6 +160,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: voucher.into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -223,6 +225,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: "native".into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -249,6 +252,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: "transfer/channel-0/native".into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -289,6 +293,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: "native".into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -308,6 +313,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: on_main.clone(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -316,6 +322,58 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
     let two_hops = format!("transfer/channel-0/{on_main}");
     wait_balance(&net, 2, "trace", &addr(&std_user), &two_hops, 70).await;
     wait_balance(&net, 0, "main", &addr(&alice), &on_main, 7).await;
+    // The same in one transfer: the main chain forwards it to trace and
+    // acknowledges trade's packet once trace acknowledged the second hop.
+    let r = net
+        .send(
+            1,
+            "trade",
+            &sm_user,
+            TransferMsg::Transfer {
+                channel: "channel-0".into(),
+                receiver: addr(&std_user),
+                amount: 50,
+                denom: "native".into(),
+                timeout_height: 100_000,
+                timeout_ms: 0,
+                forward: Some(tongtian_xchain::transfer::Forward {
+                    channel: trace_channel.clone(),
+                    timeout_height: 0,
+                    timeout_ms: 0,
+                }),
+            }
+            .action(),
+        )
+        .await;
+    assert!(r.is_success(), "{:?}", r.status);
+    wait_balance(&net, 2, "trace", &addr(&std_user), &two_hops, 120).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let trade = net.chain(1, "trade").await.unwrap();
+        let main = net.chain(0, "main").await.unwrap();
+        if query(&trade, "channel", "packets/channel-0")
+            .as_array()
+            .unwrap()
+            .is_empty()
+        {
+            // Held by the main chain's escrow for trace, not by its module
+            // account loose: the voucher's supply there covers both hops.
+            assert_eq!(
+                query(
+                    &main,
+                    "transfer",
+                    &format!("escrow/{trace_channel}/{on_main}")
+                ),
+                "120"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "trade's forwarded packet is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // trade's validator set changes by vote (org-3's node leaves); the
     // main chain's client follows the change and packets still flow.
@@ -353,6 +411,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: "native".into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )
@@ -371,6 +430,7 @@ async fn tokens_cross_between_the_main_chain_and_a_bft_sub_chain_with_racing_rel
                 denom: voucher.into(),
                 timeout_height: 100_000,
                 timeout_ms: 0,
+                forward: None,
             }
             .action(),
         )

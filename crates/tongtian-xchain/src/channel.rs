@@ -113,6 +113,13 @@ pub enum Ack {
     Error(String),
 }
 
+/// What a module application answers a packet with to hold its
+/// acknowledgement back: it writes it later with [`ChannelMsg::WriteAck`]
+/// (the transfer module does, for a packet it forwards, once the second
+/// hop ends). Until then the packet is received (it cannot time out) and
+/// unacknowledged. Contract ports cannot defer: their answer is their ack.
+pub const ACK_LATER: &[u8] = b"\xfftongtian/ack-later";
+
 /// What the channel tells the application at a port (sent as the
 /// channel's address; applications accept these only from it).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -215,6 +222,16 @@ pub enum ChannelMsg {
         packet: Packet,
         /// Proof that the destination has no receipt of it.
         proven: Proven,
+    },
+    /// Write the acknowledgement of a packet received here whose
+    /// application answered [`ACK_LATER`] (from the port's owner only).
+    WriteAck {
+        /// The channel here it arrived on.
+        channel: String,
+        /// Its sequence.
+        sequence: u64,
+        /// The acknowledgement.
+        ack: Ack,
     },
 }
 
@@ -457,31 +474,77 @@ impl Channel {
             ctx.state.set_typed(&chkey(&p.dest_channel), &ch);
         }
         let ack = match crate::port::deliver(ctx, &p.dest_port, AppMsg::OnRecv(p.clone())) {
+            Ok(out) if out == ACK_LATER && crate::port::contract_port(&p.dest_port).is_none() => {
+                ctx.state
+                    .set_typed(&rel("later", &p.dest_channel, p.sequence), &p);
+                ctx.emit(
+                    "recv_packet",
+                    vec![
+                        ("channel".into(), p.dest_channel.clone()),
+                        ("sequence".into(), p.sequence.to_string()),
+                        ("ack".into(), "later".into()),
+                    ],
+                );
+                return Ok(Vec::new());
+            }
             Ok(out) => Ack::Success(out),
             Err(tongtian_execution::module::ModuleFailure::Module(e)) => {
                 Ack::Error(format!("{}: {}", e.code, e.message))
             }
             Err(e) => return Err(e),
         };
+        Self::store_ack(ctx, &p.dest_channel, p.sequence, &ack, "recv_packet");
+        Ok(borsh::to_vec(&ack).expect("acks encode"))
+    }
+
+    fn store_ack(ctx: &mut ModuleCtx<'_, '_>, channel: &str, seq: u64, ack: &Ack, event: &str) {
         ctx.state.set(
-            &rel("ack", &p.dest_channel, p.sequence),
-            borsh::to_vec(&ack).expect("acks encode"),
+            &rel("ack", channel, seq),
+            borsh::to_vec(ack).expect("acks encode"),
         );
         ctx.emit(
-            "recv_packet",
+            event,
             vec![
-                ("channel".into(), p.dest_channel.clone()),
-                ("sequence".into(), p.sequence.to_string()),
+                ("channel".into(), channel.to_string()),
+                ("sequence".into(), seq.to_string()),
                 (
                     "ack".into(),
-                    match &ack {
+                    match ack {
                         Ack::Success(_) => "success".into(),
                         Ack::Error(e) => format!("error: {e}"),
                     },
                 ),
             ],
         );
-        Ok(borsh::to_vec(&ack).expect("acks encode"))
+    }
+
+    fn write_ack(
+        ctx: &mut ModuleCtx<'_, '_>,
+        channel: String,
+        seq: u64,
+        ack: Ack,
+    ) -> ModuleResult<Vec<u8>> {
+        let key = rel("later", &channel, seq);
+        let Some(p) = ctx.state.get_typed::<Packet>(&key)? else {
+            return Err(refuse(
+                "no_ack_pending",
+                format!("packet {seq} on {channel} awaits no acknowledgement"),
+            )
+            .into());
+        };
+        if ctx.caller != crate::port::owner(&p.dest_port) {
+            return Err(refuse(
+                "not_port_owner",
+                format!(
+                    "only the owner of port {} acknowledges its packets",
+                    p.dest_port
+                ),
+            )
+            .into());
+        }
+        ctx.state.delete(&key);
+        Self::store_ack(ctx, &channel, seq, &ack, "write_acknowledgement");
+        Ok(Vec::new())
     }
 
     /// The stored packet at the source, which `p` must be.
@@ -656,6 +719,11 @@ impl Module for Channel {
                 proven,
             } => Self::acknowledge(ctx, packet, ack, proven),
             ChannelMsg::Timeout { packet, proven } => Self::timeout(ctx, packet, proven),
+            ChannelMsg::WriteAck {
+                channel,
+                sequence,
+                ack,
+            } => Self::write_ack(ctx, channel, sequence, ack),
         }
     }
 

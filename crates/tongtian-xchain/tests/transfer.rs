@@ -311,6 +311,7 @@ fn transfer(to: Address, amount: u128, denom: &str, timeout_height: u64) -> Acti
         denom: denom.into(),
         timeout_height,
         timeout_ms: 0,
+        forward: None,
     }
     .action()
 }
@@ -359,6 +360,7 @@ fn tokens_go_out_as_vouchers_and_come_back_from_escrow() {
         amount: 1_000_000,
         sender: addr(&alice),
         receiver: addr(&bob),
+        forward: None,
     })
     .unwrap();
     forged.sequence = 2;
@@ -599,6 +601,7 @@ fn an_ordered_channel_takes_packets_in_sequence_only() {
             denom: "native".into(),
             timeout_height: 1_000,
             timeout_ms: 0,
+            forward: None,
         }
         .action()
     };
@@ -871,4 +874,127 @@ fn a_solidity_contract_calls_a_contract_on_the_other_chain_and_gets_the_answer_i
     );
     assert_ne!(code, "success");
     assert!(pending(&a).is_empty());
+}
+
+/// A transfer from `a` that `b` forwards over `fwd_channel` (back to `a`
+/// over channel-0 here, the only other chain this harness has).
+fn forwarded(to: Address, amount: u128, fwd_channel: &str, fwd_timeout_height: u64) -> Action {
+    TransferMsg::Transfer {
+        channel: "channel-0".into(),
+        receiver: to,
+        amount,
+        denom: "native".into(),
+        timeout_height: 1_000,
+        timeout_ms: 0,
+        forward: Some(tongtian_xchain::transfer::Forward {
+            channel: fwd_channel.into(),
+            timeout_height: fwd_timeout_height,
+            timeout_ms: 0,
+        }),
+    }
+    .action()
+}
+
+fn ack_of(c: &Chain, channel: &str, seq: u64) -> serde_json::Value {
+    c.q("channel", &format!("acks/{channel}/{seq}"))
+}
+
+#[test]
+fn a_forwarded_transfer_acknowledges_its_first_hop_only_when_the_second_ends() {
+    let (mut a, mut b, alice, _bob, r) = setup();
+    let carol = Keypair::from_seed(SuiteId::Standard, b"carol");
+    let hub = tongtian_execution::module::module_address("transfer");
+
+    // 1. a -> b -> a: b holds the voucher while the second hop is out.
+    assert_eq!(
+        a.send(&alice, forwarded(addr(&carol), 300, "channel-0", 1_000))
+            .0,
+        "success"
+    );
+    let first = pending(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &first), "success");
+    assert!(ack_of(&b, "channel-0", 1).is_null(), "the first ack waits");
+    assert_eq!(b.balance(&hub, VOUCHER), 0, "burned on its way back");
+    let second = pending(&b).remove(0);
+    assert_eq!(second.dest_channel, "channel-0");
+    // The first packet cannot be timed out: it was received.
+    assert_eq!(r.recv(&b, &mut a, "b", &second), "success");
+    assert_eq!(a.balance(&addr(&carol), "native"), 300);
+    assert_eq!(r.ack(&mut b, &a, "a", &second), "success");
+    // The second hop's ack released the first's.
+    assert_eq!(
+        ack_of(&b, "channel-0", 1)["Success"],
+        format!("0x{}", hex::encode("native"))
+    );
+    assert_eq!(r.ack(&mut a, &b, "b", &first), "success");
+    assert!(pending(&a).is_empty() && pending(&b).is_empty());
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "0");
+    assert_eq!(b.q("transfer", &format!("supply/{VOUCHER}")), "0");
+
+    // 2. The second hop times out: the hub undoes its credit, the first
+    // hop gets an error ack and alice is refunded at the source.
+    let start = a.balance(&addr(&alice), "native");
+    let (code, _) = a.send(
+        &alice,
+        forwarded(addr(&carol), 200, "channel-0", a.height + 2),
+    );
+    assert_eq!(code, "success");
+    let paid = start - a.balance(&addr(&alice), "native") - 200;
+    let first = pending(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &first), "success");
+    let second = pending(&b).remove(0);
+    for _ in 0..3 {
+        a.tick();
+    }
+    assert_eq!(r.recv(&b, &mut a, "b", &second), "packet_timed_out");
+    let h = r.update(&a, &mut b, "a");
+    let (code, _) = b.send(
+        &r.0,
+        ChannelMsg::Timeout {
+            packet: second.clone(),
+            proven: a.prove(&channel::receipt_key("channel-0", second.sequence), h),
+        }
+        .action(),
+    );
+    assert_eq!(code, "success");
+    let ack = ack_of(&b, "channel-0", first.sequence);
+    assert!(
+        ack["Error"].as_str().unwrap().starts_with("forward_failed"),
+        "{ack}"
+    );
+    assert_eq!(b.balance(&hub, VOUCHER), 0);
+    assert_eq!(b.q("transfer", &format!("supply/{VOUCHER}")), "0");
+    assert_eq!(r.ack(&mut a, &b, "b", &first), "success");
+    assert_eq!(a.balance(&addr(&alice), "native"), start - paid);
+    assert_eq!(a.q("transfer", "escrow/channel-0/native"), "0");
+    assert_eq!(a.balance(&addr(&carol), "native"), 300);
+
+    // 3. A forward over a channel the hub does not have: an error ack at
+    // once, and the refund.
+    let start = a.balance(&addr(&alice), "native");
+    let (code, _) = a.send(&alice, forwarded(addr(&carol), 50, "channel-9", 0));
+    assert_eq!(code, "success");
+    let paid = start - a.balance(&addr(&alice), "native") - 50;
+    let first = pending(&a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &first), "success");
+    let ack = ack_of(&b, "channel-0", first.sequence);
+    assert!(
+        ack["Error"].as_str().unwrap().contains("unknown_channel"),
+        "{ack}"
+    );
+    assert!(pending(&b).is_empty());
+    assert_eq!(r.ack(&mut a, &b, "b", &first), "success");
+    assert_eq!(a.balance(&addr(&alice), "native"), start - paid);
+
+    // Only the port's owner writes a held-back ack.
+    let (code, _) = b.send(
+        &r.0,
+        ChannelMsg::WriteAck {
+            channel: "channel-0".into(),
+            sequence: 1,
+            ack: Ack::Success(vec![]),
+        }
+        .action(),
+    );
+    assert_eq!(code, "no_ack_pending");
 }
