@@ -65,12 +65,19 @@ pub struct XchainBenchReport {
     /// Mean time to check one client update's certificate and validator
     /// proof locally, microseconds.
     pub client_update_check_us: f64,
+    /// Mean gas of a relayed client update on the sub-chain (its on-chain
+    /// cost: the certificate's signatures, the validator-set proof, the
+    /// consensus state written).
+    pub client_update_gas: f64,
+    /// Client updates among the sampled blocks' transactions (the relayer
+    /// sends one only with packets to prove).
+    pub client_updates_sampled: usize,
 }
 
 /// One-line summary.
 pub fn summary(r: &XchainBenchReport) -> String {
     format!(
-        "{} packets acknowledged in {:.2} s: {:.0} packets/s, send-to-ack p50 {:.0} ms, p99 {:.0} ms (blocks every {} ms); recv {:.0} gas, {:.0} proof bytes; client update check {:.0} us",
+        "{} packets acknowledged in {:.2} s: {:.0} packets/s, send-to-ack p50 {:.0} ms, p99 {:.0} ms (blocks every {} ms); recv {:.0} gas, {:.0} proof bytes; client update check {:.0} us, {:.0} gas on chain",
         r.acknowledged,
         r.duration_s,
         r.packets_per_s,
@@ -79,7 +86,8 @@ pub fn summary(r: &XchainBenchReport) -> String {
         r.block_interval_ms,
         r.recv_gas,
         r.recv_proof_bytes,
-        r.client_update_check_us
+        r.client_update_check_us,
+        r.client_update_gas
     )
 }
 
@@ -269,6 +277,7 @@ pub async fn run(args: XchainBenchArgs) -> Result<XchainBenchReport> {
     // What a recv costs, from the relayer's transactions on the sub-chain.
     let (mut gas, mut proof_bytes, mut sampled) = (0u64, 0usize, 0usize);
     let mut update_sample = None;
+    let (mut update_gas, mut updates) = (0u64, 0usize);
     let top = sub.status().await?.height;
     'blocks: for height in 1..=top {
         let block = sub.block(&height.to_string()).await?;
@@ -284,12 +293,19 @@ pub async fn run(args: XchainBenchArgs) -> Result<XchainBenchReport> {
                     proof_bytes += borsh::to_vec(&proven.proof).map(|b| b.len()).unwrap_or(0);
                     sampled += 1;
                 }
-            } else if module == "client" && update_sample.is_none() {
+            } else if module == "client" {
                 if let Ok(ClientMsg::Update {
                     signed, validators, ..
                 }) = borsh::from_slice::<ClientMsg>(msg)
                 {
-                    update_sample = Some((signed, validators));
+                    let r = sub.receipt(h).await?;
+                    if r.is_success() {
+                        update_gas += r.gas_used;
+                        updates += 1;
+                    }
+                    if update_sample.is_none() {
+                        update_sample = Some((signed, validators));
+                    }
                 }
             }
             if sampled >= 200 && update_sample.is_some() {
@@ -349,5 +365,11 @@ pub async fn run(args: XchainBenchArgs) -> Result<XchainBenchReport> {
         },
         recv_sampled: sampled,
         client_update_check_us,
+        client_update_gas: if updates > 0 {
+            update_gas as f64 / updates as f64
+        } else {
+            0.0
+        },
+        client_updates_sampled: updates,
     })
 }
