@@ -60,6 +60,12 @@ pub enum TrustModel {
     Bft,
     /// More than 1/2 of the voters sign each committed block (Raft).
     Raft,
+    /// An external chain whose blocks `threshold` named attesters sign
+    /// (see [`crate::attested`]); its "validators" are their addresses.
+    Attested {
+        /// Attesters needed.
+        threshold: u32,
+    },
 }
 
 impl TrustModel {
@@ -68,6 +74,7 @@ impl TrustModel {
         match self {
             TrustModel::Bft => n * 2 / 3 + 1,
             TrustModel::Raft => n / 2 + 1,
+            TrustModel::Attested { threshold } => threshold as usize,
         }
     }
 }
@@ -155,6 +162,9 @@ pub struct Evidence {
     pub kind: String,
     /// The offending header(s).
     pub headers: Vec<SignedHeader>,
+    /// The conflicting attestations (attested clients).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<crate::attested::SignedAttestation>,
     /// Who submitted it.
     pub submitted_by: tongtian_types::Address,
     /// This chain's height when it was accepted.
@@ -207,6 +217,25 @@ pub enum ClientMsg {
     Revive {
         /// The client.
         client: String,
+    },
+    /// Store a block of an external chain its attesters signed (anyone);
+    /// a second, different block for a height already attested freezes
+    /// the client.
+    Attest {
+        /// The (attested) client.
+        client: String,
+        /// The attestation and its signatures.
+        signed: crate::attested::SignedAttestation,
+    },
+    /// Check a value in a contract's storage on an external chain at an
+    /// attested height (any caller; writes nothing).
+    VerifyEthStorage {
+        /// The (attested) client.
+        client: String,
+        /// The external chain's block number.
+        height: u64,
+        /// The `eth_getProof` proofs.
+        proof: crate::attested::EthStorageProof,
     },
 }
 
@@ -358,6 +387,21 @@ fn usable(c: &ClientState, block: &tongtian_execution::BlockEnv) -> Result<(), M
     Ok(())
 }
 
+/// Refuse headers and Tongtian state proofs for an attested client.
+fn not_attested(c: &ClientState) -> Result<(), ModuleError> {
+    if matches!(c.model, TrustModel::Attested { .. }) {
+        Err(refuse(
+            "wrong_client_type",
+            format!(
+                "client {} follows an external chain by attestations: send Attest and VerifyEthStorage",
+                c.id
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn only_authority(ctx: &ModuleCtx<'_, '_>, what: &str) -> Result<(), ModuleError> {
     if tongtian_execution::module::is_module_caller(&ctx.caller, &AUTHORITIES) {
         Ok(())
@@ -401,6 +445,28 @@ fn create(
     if init.trusting_blocks == 0 || init.trusting_ms == 0 {
         return Err(refuse("bad_trusting_period", "a trusting period is positive").into());
     }
+    if let TrustModel::Attested { threshold } = init.model {
+        let n = init.validators.validators.len();
+        if threshold == 0 || threshold as usize > n {
+            return Err(refuse(
+                "bad_threshold",
+                format!("a threshold of {threshold} of {n} attesters"),
+            )
+            .into());
+        }
+        if init
+            .validators
+            .validators
+            .iter()
+            .any(|v| v.public_key.len() != 20)
+        {
+            return Err(refuse(
+                "bad_attester",
+                "an attester is named by its 20-byte Ethereum address",
+            )
+            .into());
+        }
+    }
     state.set_typed(
         &ckey(&init.id),
         &ClientState {
@@ -439,15 +505,21 @@ impl Client {
         mut c: ClientState,
         kind: &str,
         headers: Vec<SignedHeader>,
+        attestations: Vec<crate::attested::SignedAttestation>,
     ) -> ModuleResult<Vec<u8>> {
         c.frozen = true;
-        let height = headers.first().map_or(0, |h| h.header.height);
+        let height = headers
+            .first()
+            .map(|h| h.header.height)
+            .or(attestations.first().map(|a| a.attestation.height))
+            .unwrap_or(0);
         ctx.state.set_typed(&ckey(&c.id), &c);
         ctx.state.set_typed(
             &evkey(&c.id),
             &Evidence {
                 kind: kind.into(),
                 headers,
+                attestations,
                 submitted_by: ctx.caller,
                 height: ctx.block.height,
             },
@@ -471,6 +543,7 @@ impl Client {
     ) -> ModuleResult<Vec<u8>> {
         let mut c = load(&ctx.state, id)?;
         usable(&c, ctx.block)?;
+        not_attested(&c)?;
         let hash = certified_hash(&c, &sh)?;
         let h = sh.header.height;
         if h <= c.latest_height {
@@ -519,6 +592,8 @@ impl Client {
                     next.version == tset.version
                         && by_trusted >= c.model.quorum(tset.validators.len())
                 }
+                // Refused above (`not_attested`).
+                TrustModel::Attested { .. } => false,
             };
             if !trust_ok {
                 return Err(refuse(
@@ -541,7 +616,7 @@ impl Client {
             }
         }
         if sh.header.timestamp_ms <= trusted.timestamp_ms && c.latest_height > 0 {
-            return Self::freeze(ctx, c, "time_backwards", vec![sh]);
+            return Self::freeze(ctx, c, "time_backwards", vec![sh], Vec::new());
         }
         ctx.state.set_typed(
             &cskey(id, h),
@@ -568,6 +643,103 @@ impl Client {
         Ok(h.to_le_bytes().to_vec())
     }
 
+    fn attest(
+        ctx: &mut ModuleCtx<'_, '_>,
+        id: &str,
+        signed: crate::attested::SignedAttestation,
+    ) -> ModuleResult<Vec<u8>> {
+        let mut c = load(&ctx.state, id)?;
+        usable(&c, ctx.block)?;
+        let TrustModel::Attested { threshold } = c.model else {
+            return Err(refuse(
+                "wrong_client_type",
+                format!("client {id} follows certified headers, not attestations"),
+            )
+            .into());
+        };
+        let a = &signed.attestation;
+        if a.chain_id != c.chain_id {
+            return Err(refuse(
+                "wrong_chain",
+                format!(
+                    "attestation of chain {}, client {id} follows chain {}",
+                    a.chain_id, c.chain_id
+                ),
+            )
+            .into());
+        }
+        let trusted = consensus(&ctx.state, id, c.latest_height)?.ok_or_else(|| {
+            tongtian_execution::ExecutionError::Corrupt(format!(
+                "client {id} lost its latest state"
+            ))
+        })?;
+        let set = trusted.next_validators;
+        let by = crate::attested::attesters_signed(&set, &signed);
+        if by < threshold as usize {
+            return Err(refuse(
+                "insufficient_power",
+                format!(
+                    "{by} of the {} attesters signed; {threshold} needed",
+                    set.validators.len()
+                ),
+            )
+            .into());
+        }
+        let h = a.height;
+        if let Some(known) = consensus(&ctx.state, id, h)? {
+            if known.header_hash == a.block_hash && known.state_root == Some(a.state_root) {
+                return Err(refuse(
+                    "stale_header",
+                    format!("client {id} has height {h} attested already"),
+                )
+                .into());
+            }
+            // Two attested blocks for one height: the attesters lied.
+            let earlier = crate::attested::SignedAttestation {
+                attestation: crate::attested::Attestation {
+                    chain_id: c.chain_id,
+                    height: h,
+                    block_hash: known.header_hash,
+                    state_root: known.state_root.unwrap_or_default(),
+                    timestamp_ms: known.timestamp_ms,
+                },
+                signatures: Vec::new(),
+            };
+            return Self::freeze(
+                ctx,
+                c,
+                "conflicting_attestations",
+                Vec::new(),
+                vec![earlier, signed],
+            );
+        }
+        ctx.state.set_typed(
+            &cskey(id, h),
+            &ConsensusState {
+                height: h,
+                header_hash: a.block_hash,
+                state_root: Some(a.state_root),
+                timestamp_ms: a.timestamp_ms,
+                next_validators: set,
+            },
+        );
+        if h > c.latest_height {
+            c.latest_height = h;
+        }
+        c.refreshed_height = ctx.block.height;
+        c.refreshed_ms = ctx.block.timestamp_ms;
+        ctx.state.set_typed(&ckey(id), &c);
+        ctx.emit(
+            "client_updated",
+            vec![
+                ("client".into(), id.into()),
+                ("height".into(), h.to_string()),
+                ("header_hash".into(), a.block_hash.to_string()),
+            ],
+        );
+        Ok(h.to_le_bytes().to_vec())
+    }
+
     fn misbehaviour(
         ctx: &mut ModuleCtx<'_, '_>,
         id: &str,
@@ -578,6 +750,7 @@ impl Client {
         if c.frozen {
             return Err(refuse("client_frozen", format!("client {id} is frozen already")).into());
         }
+        not_attested(&c)?;
         let ha = certified_hash(&c, &a)?;
         let hb = certified_hash(&c, &b)?;
         let h = a.header.height;
@@ -603,7 +776,7 @@ impl Client {
             )
             .into());
         }
-        Self::freeze(ctx, c, "conflicting_headers", vec![a, b])
+        Self::freeze(ctx, c, "conflicting_headers", vec![a, b], Vec::new())
     }
 }
 
@@ -663,6 +836,7 @@ impl Module for Client {
             } => {
                 let c = load(&ctx.state, &client)?;
                 usable(&c, ctx.block)?;
+                not_attested(&c)?;
                 let root = consensus(&ctx.state, &client, height)?
                     .and_then(|cs| cs.state_root)
                     .ok_or_else(|| {
@@ -679,6 +853,32 @@ impl Module for Client {
                 proof
                     .verify(suite(c.suite), &root)
                     .map_err(|e| refuse("proof_invalid", e.to_string()))?;
+                Ok(Vec::new())
+            }
+            ClientMsg::Attest { client, signed } => Self::attest(ctx, &client, signed),
+            ClientMsg::VerifyEthStorage {
+                client,
+                height,
+                proof,
+            } => {
+                let c = load(&ctx.state, &client)?;
+                usable(&c, ctx.block)?;
+                if !matches!(c.model, TrustModel::Attested { .. }) {
+                    return Err(refuse(
+                        "wrong_client_type",
+                        format!("client {client} follows a Tongtian chain: send VerifyState"),
+                    )
+                    .into());
+                }
+                let root = consensus(&ctx.state, &client, height)?
+                    .and_then(|cs| cs.state_root)
+                    .ok_or_else(|| {
+                        refuse(
+                            "unknown_height",
+                            format!("client {client} has no attested block {height}"),
+                        )
+                    })?;
+                proof.verify(&root)?;
                 Ok(Vec::new())
             }
             ClientMsg::Unfreeze { client } => {

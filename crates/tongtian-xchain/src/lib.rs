@@ -10,12 +10,15 @@
 //!   and minted as path-named vouchers elsewhere (ICS-20's rules);
 //! - [`nft`] and [`nft_transfer`]: non-fungible tokens, and their moves
 //!   over channels (ICS-721's rules);
+//! - [`attested`]: clients of external EVM chains, attested by a
+//!   threshold of named keys, with `eth_getProof` storage proofs;
 //! - [`port`]: contracts as ports, with callbacks from both VMs;
 //! - [`relay`]: the relayer's steps, over any [`relay::Endpoint`].
 //!
 //! Relayers carry packets and proofs between chains and are trusted for
 //! nothing but liveness: a lying relayer's message fails its checks.
 
+pub mod attested;
 pub mod channel;
 pub mod client;
 pub mod nft;

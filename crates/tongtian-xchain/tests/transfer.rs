@@ -5,41 +5,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use tongtian_crypto::{Keypair, SuiteId};
-use tongtian_execution::{BlockEnv, Executor, Mode};
-use tongtian_storage::{BlockCommit, ChainStore, StateStore};
-use tongtian_types::{
-    Action, Address, Block, BlockHeader, Certificate, CertificateSignature, SpecBuilder,
-    Transaction, TxStatus, ValidatorSet, ValidatorSpec, H256,
-};
-use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet, Proven};
-use tongtian_xchain::client::{ClientInit, ClientMsg, SignedHeader, TrustModel};
+use tongtian_types::{Action, Address, SpecBuilder, H256};
+use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet};
+use tongtian_xchain::client::{ClientInit, ClientMsg, TrustModel};
 use tongtian_xchain::transfer::TransferMsg;
 
-struct Chain {
-    _dir: tempfile::TempDir,
-    id: u64,
-    store: ChainStore,
-    ex: Executor,
-    validator: Keypair,
-    height: u64,
-    nonces: BTreeMap<Address, u64>,
-}
-
-fn addr(k: &Keypair) -> Address {
-    Address::from_public_key(SuiteId::Standard, k.public_key())
-}
-
-fn vset(k: &Keypair) -> ValidatorSet {
-    ValidatorSet {
-        version: 0,
-        validators: vec![ValidatorSpec {
-            name: "v".into(),
-            public_key: k.public_key().to_vec(),
-        }],
-    }
-}
+mod common;
+use common::{addr, vset, Chain};
 
 impl Chain {
     /// A chain `id` whose client `other_name` trusts `other_validator` at
@@ -92,150 +65,7 @@ impl Chain {
             b = b.fund(addr(k), 1_000_000_000_000);
         }
         let spec = b.build().unwrap();
-        let ex = tongtian_modules::build(Executor::new(spec.clone()), &spec)
-            .unwrap()
-            .with_vm(tongtian_vm_evm::EvmVm::new());
-        let dir = tempfile::tempdir().unwrap();
-        let store = ChainStore::open(&dir.path().join("c.redb"), SuiteId::Standard).unwrap();
-        let mut c = Chain {
-            _dir: dir,
-            id,
-            store,
-            ex,
-            validator,
-            height: 0,
-            nonces: BTreeMap::new(),
-        };
-        let genesis = c.ex.genesis_changes().unwrap();
-        c.commit(genesis);
-        c
-    }
-
-    fn commit(&mut self, changes: tongtian_storage::StateChanges) {
-        let staged = self.store.stage(changes).unwrap();
-        let header = BlockHeader {
-            chain_id: self.id,
-            height: self.height,
-            timestamp_ms: 1_000 * (self.height + 1),
-            parent_hash: H256::ZERO,
-            tx_root: H256::ZERO,
-            receipts_root: H256::ZERO,
-            state_root: staged.root,
-            tx_count: 0,
-            proposer: Address::ZERO,
-        };
-        let cert = self.certify(&header);
-        self.store
-            .commit_block(BlockCommit {
-                block: &Block {
-                    header,
-                    txs: vec![],
-                },
-                tx_hashes: &[],
-                receipts: &[],
-                certificate: &cert,
-                state: &staged,
-                filters: Default::default(),
-                block_events: &[],
-            })
-            .unwrap();
-    }
-
-    fn certify(&self, header: &BlockHeader) -> Certificate {
-        let hash = header.hash(SuiteId::Standard);
-        Certificate {
-            engine: "solo".into(),
-            block_hash: hash,
-            round: 0,
-            signatures: vec![CertificateSignature {
-                public_key: self.validator.public_key().to_vec(),
-                signature: self.validator.sign(&BlockHeader::commit_bytes(&hash, 0)),
-            }],
-        }
-    }
-
-    /// One block with one transaction; its status code and output.
-    fn send(&mut self, k: &Keypair, action: Action) -> (String, Vec<u8>) {
-        let n = self.nonces.entry(addr(k)).or_default();
-        let tx = Transaction {
-            chain_id: self.id,
-            nonce: *n,
-            gas_limit: 10_000_000,
-            gas_price: 1,
-            action,
-        }
-        .sign(k);
-        *n += 1;
-        self.height += 1;
-        let env = BlockEnv {
-            height: self.height,
-            timestamp_ms: 1_000 * (self.height + 1),
-            proposer: Address::ZERO,
-        };
-        let out = self
-            .ex
-            .execute(
-                &self.store,
-                &env,
-                vec![tongtian_types::CheckedTx::new(tx, SuiteId::Standard)],
-                Mode::Verify,
-            )
-            .unwrap();
-        let r = out.receipts[0].clone();
-        let out = self.ex.finish_block(&self.store, &env, out).unwrap();
-        self.commit(out.changes);
-        let code = match r.status {
-            TxStatus::Success => "success".to_string(),
-            TxStatus::Failed { code, .. } => code,
-        };
-        (code, r.output)
-    }
-
-    /// An empty block.
-    fn tick(&mut self) {
-        self.height += 1;
-        let env = BlockEnv {
-            height: self.height,
-            timestamp_ms: 1_000 * (self.height + 1),
-            proposer: Address::ZERO,
-        };
-        let out = self
-            .ex
-            .execute(&self.store, &env, vec![], Mode::Verify)
-            .unwrap();
-        let out = self.ex.finish_block(&self.store, &env, out).unwrap();
-        self.commit(out.changes);
-    }
-
-    fn q(&self, module: &str, path: &str) -> serde_json::Value {
-        self.ex
-            .query_module(&self.store, module, path, &BTreeMap::new())
-            .unwrap()
-            .unwrap()
-    }
-
-    fn balance(&self, a: &Address, denom: &str) -> u128 {
-        self.q("transfer", &format!("balances/{a}"))
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["denom"] == denom)
-            .map_or(0, |b| b["amount"].as_str().unwrap().parse().unwrap())
-    }
-
-    fn signed(&self, h: u64) -> SignedHeader {
-        let header = self.store.header(h).unwrap().unwrap();
-        SignedHeader {
-            certificate: self.certify(&header),
-            header,
-        }
-    }
-
-    fn prove(&self, key: &[u8], h: u64) -> Proven {
-        Proven {
-            height: h,
-            proof: self.store.prove(key, h).unwrap(),
-        }
+        Chain::from_spec(id, validator, spec)
     }
 }
 

@@ -1,0 +1,297 @@
+//! An attested client of a real external EVM chain (anvil, from npm): a
+//! contract there writes two storage slots; three attesters (two needed)
+//! sign the block's number, hash and state root; our chain's `client`
+//! module stores the attested root and checks `eth_getProof`'s
+//! Merkle-Patricia proofs against it, refusing altered proofs, too few or
+//! unknown attesters, and freezing on two attested roots for one block.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{addr, Chain};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tongtian_crypto::eth::EthKey;
+use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_types::{SpecBuilder, ValidatorSet, ValidatorSpec, H256};
+use tongtian_xchain::attested::{
+    Attestation, EthStorageProof, ProofNode, Signature65, SignedAttestation,
+};
+use tongtian_xchain::client::{ClientInit, ClientMsg, TrustModel};
+
+/// Anvil on a free 127.0.0.1 port, stopped when dropped.
+struct Anvil {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn anvil() -> Anvil {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/anvil");
+    let bin = dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
+    if !bin.exists() {
+        let st = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed to install anvil for the attested-client test");
+        assert!(st.success(), "npm ci in tests/anvil failed");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start anvil");
+    let a = Anvil {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rpc_try(&a, "eth_chainId", json!([])).is_none() {
+        assert!(Instant::now() < deadline, "anvil did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a
+}
+
+fn rpc_try(a: &Anvil, method: &str, params: Value) -> Option<Value> {
+    let r: Value = reqwest::blocking::Client::new()
+        .post(&a.url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    r.get("result").cloned()
+}
+
+fn rpc(a: &Anvil, method: &str, params: Value) -> Value {
+    rpc_try(a, method, params).unwrap_or_else(|| panic!("{method} failed"))
+}
+
+fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+fn word(v: &Value) -> H256 {
+    let b = hex::decode(v.as_str().unwrap().trim_start_matches("0x")).unwrap();
+    H256(b.try_into().unwrap())
+}
+
+const CHAIN_ID: u64 = 31337;
+
+fn sign(a: &Attestation, keys: &[&EthKey]) -> SignedAttestation {
+    SignedAttestation {
+        attestation: a.clone(),
+        signatures: keys
+            .iter()
+            .map(|k| Signature65(k.sign_recoverable(&a.digest()).to_vec()))
+            .collect(),
+    }
+}
+
+#[test]
+fn an_attested_client_checks_eth_get_proof_against_an_attested_root_of_anvil() {
+    let node = anvil();
+    assert_eq!(quantity(&rpc(&node, "eth_chainId", json!([]))), CHAIN_ID);
+    // A contract whose deployment writes slot 0 and slot 1 (and leaves no
+    // code): PUSH32 v PUSH1 0 SSTORE PUSH32 w PUSH1 1 SSTORE STOP.
+    let v0 = [0x11u8; 32];
+    let v1 = {
+        let mut w = [0u8; 32];
+        w[31] = 42;
+        w
+    };
+    let init = format!("0x7f{}6000557f{}60015500", hex::encode(v0), hex::encode(v1));
+    let from = rpc(&node, "eth_accounts", json!([]))[0].clone();
+    let tx = rpc(
+        &node,
+        "eth_sendTransaction",
+        json!([{"from": from, "data": init, "gas": "0x30000"}]),
+    );
+    let receipt = rpc(&node, "eth_getTransactionReceipt", json!([tx]));
+    assert_eq!(receipt["status"], "0x1", "{receipt}");
+    let contract = receipt["contractAddress"].as_str().unwrap().to_string();
+    let block = rpc(&node, "eth_getBlockByNumber", json!(["latest", false]));
+    let number = quantity(&block["number"]);
+    let attestation = Attestation {
+        chain_id: CHAIN_ID,
+        height: number,
+        block_hash: word(&block["hash"]),
+        state_root: word(&block["stateRoot"]),
+        timestamp_ms: quantity(&block["timestamp"]) * 1000,
+    };
+    let proof_of = |slot: u64| {
+        let r = rpc(
+            &node,
+            "eth_getProof",
+            json!([
+                contract,
+                [format!("0x{slot:064x}")],
+                format!("0x{number:x}")
+            ]),
+        );
+        EthStorageProof::from_rpc(&r).unwrap()
+    };
+
+    // Our chain, with a client of anvil attested by 2 of 3 named keys.
+    let attesters: Vec<EthKey> = (1u8..=3)
+        .map(|i| EthKey::from_secret(&[i; 32]).unwrap())
+        .collect();
+    let outsider = EthKey::from_secret(&[9; 32]).unwrap();
+    let init = ClientInit {
+        id: "anvil".into(),
+        chain_id: CHAIN_ID,
+        suite: SuiteId::Standard,
+        model: TrustModel::Attested { threshold: 2 },
+        height: 0,
+        header_hash: H256::ZERO,
+        state_root: None,
+        timestamp_ms: 0,
+        validators: ValidatorSet {
+            version: 0,
+            validators: attesters
+                .iter()
+                .enumerate()
+                .map(|(i, k)| ValidatorSpec {
+                    name: format!("org-{i}"),
+                    public_key: k.address().to_vec(),
+                })
+                .collect(),
+        },
+        trusting_blocks: 1_000,
+        trusting_ms: 10_000_000,
+    };
+    let v = Keypair::from_seed(SuiteId::Standard, b"validator");
+    let relayer = Keypair::from_seed(SuiteId::Standard, b"relayer");
+    let spec = SpecBuilder::new("ours", 7)
+        .validator("v", v.public_key())
+        .module("client", json!({ "clients": [init] }))
+        .fund(addr(&relayer), 1_000_000_000_000)
+        .build()
+        .unwrap();
+    let mut ours = Chain::from_spec(7, v, spec);
+    let send = |c: &mut Chain, m: ClientMsg| c.send(&relayer, m.action()).0;
+    let verify = |proof: EthStorageProof, height: u64| ClientMsg::VerifyEthStorage {
+        client: "anvil".into(),
+        height,
+        proof,
+    };
+    let attest = |signed: SignedAttestation| ClientMsg::Attest {
+        client: "anvil".into(),
+        signed,
+    };
+
+    // Nothing is attested yet at that block.
+    assert_eq!(
+        send(&mut ours, verify(proof_of(0), number)),
+        "unknown_height"
+    );
+    // One attester is not enough; an outsider and a repeated signature
+    // do not count.
+    let one = sign(&attestation, &[&attesters[0]]);
+    assert_eq!(send(&mut ours, attest(one)), "insufficient_power");
+    let padded = sign(&attestation, &[&attesters[0], &attesters[0], &outsider]);
+    assert_eq!(send(&mut ours, attest(padded)), "insufficient_power");
+    let wrong_chain = Attestation {
+        chain_id: 1,
+        ..attestation.clone()
+    };
+    let signed = sign(&wrong_chain, &[&attesters[0], &attesters[1]]);
+    assert_eq!(send(&mut ours, attest(signed)), "wrong_chain");
+    // Two of three: stored.
+    let good = sign(&attestation, &[&attesters[2], &attesters[0]]);
+    assert_eq!(send(&mut ours, attest(good.clone())), "success");
+    let c = ours.q("client", "clients/anvil");
+    assert_eq!(c["latest_height"], number);
+    assert_eq!(send(&mut ours, attest(good)), "stale_header");
+
+    // The slots, proven by anvil's own eth_getProof.
+    let p0 = proof_of(0);
+    assert_eq!(p0.value.0, v0);
+    assert_eq!(send(&mut ours, verify(p0.clone(), number)), "success");
+    let p1 = proof_of(1);
+    assert_eq!(p1.value.0, v1);
+    assert_eq!(send(&mut ours, verify(p1, number)), "success");
+    // An empty slot is proven empty, and cannot be claimed full.
+    let p5 = proof_of(5);
+    assert_eq!(p5.value, H256::ZERO);
+    assert_eq!(send(&mut ours, verify(p5.clone(), number)), "success");
+    let mut claimed = p5;
+    claimed.value = H256(v1);
+    assert_eq!(send(&mut ours, verify(claimed, number)), "proof_invalid");
+    // A relayer's lies: another value, another account balance, an
+    // altered trie node, the proof of one slot offered for another.
+    let mut lie = p0.clone();
+    lie.value.0[0] ^= 1;
+    assert_eq!(send(&mut ours, verify(lie, number)), "proof_invalid");
+    let mut lie = p0.clone();
+    lie.balance.0[31] = 1;
+    assert_eq!(send(&mut ours, verify(lie, number)), "proof_invalid");
+    let mut lie = p0.clone();
+    let last = lie.account_proof.len() - 1;
+    let node = &mut lie.account_proof[last].0;
+    let n = node.len();
+    node[n - 1] ^= 0xff;
+    assert_eq!(send(&mut ours, verify(lie, number)), "proof_invalid");
+    let mut lie = p0.clone();
+    lie.slot = H256([0u8; 32]);
+    lie.slot.0[31] = 1;
+    assert_eq!(send(&mut ours, verify(lie, number)), "proof_invalid");
+    let mut lie = p0.clone();
+    lie.storage_proof = vec![ProofNode(vec![0x80])];
+    assert_eq!(send(&mut ours, verify(lie, number)), "proof_invalid");
+    // A Tongtian state proof is the wrong kind for this client.
+    let code = send(
+        &mut ours,
+        ClientMsg::VerifyState {
+            client: "anvil".into(),
+            height: number,
+            key: b"k".to_vec(),
+            value: None,
+            proof: tongtian_types::proof::StateProof {
+                key: b"k".to_vec(),
+                value: None,
+                siblings: vec![],
+                leaf: None,
+            },
+        },
+    );
+    assert_eq!(code, "wrong_client_type");
+
+    // Two attesters sign another root for the same block: the client
+    // freezes, keeps both as evidence, and refuses proofs from then on.
+    let forged = Attestation {
+        state_root: H256([5; 32]),
+        ..attestation.clone()
+    };
+    let lying = sign(&forged, &[&attesters[1], &attesters[2]]);
+    assert_eq!(send(&mut ours, attest(lying)), "success");
+    let c = ours.q("client", "clients/anvil");
+    assert_eq!(c["frozen"], true, "{c}");
+    let ev = ours.q("client", "clients/anvil/evidence");
+    assert_eq!(ev["kind"], "conflicting_attestations");
+    assert_eq!(ev["attestations"].as_array().unwrap().len(), 2);
+    assert_eq!(send(&mut ours, verify(p0, number)), "client_frozen");
+}
