@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild every example contract's artifact from source.
-#   Solidity (token, deed, xcall, and the test fixture fixtures/Nested): solc
+#   Solidity (token, deed, xcall, evm-port, and the test fixture fixtures/Nested): solc
 #     0.8.28 from npm (solcjs), optimizer on, default EVM version ->
 #     <Name>.bin (hex init code) and <Name>.abi.
 #   Rust (notary, trace, receivable, wasm-token): cargo for
@@ -16,7 +16,7 @@ solidity() {
     mkdir -p "$tool"
     npm install --silent --prefix "$tool" "solc@$SOLC_VERSION" >/dev/null
   fi
-  for src in "$here"/token/Token.sol "$here"/deed/Deed.sol "$here"/fixtures/Nested.sol "$here"/xcall/CrossCall.sol; do
+  for src in "$here"/token/Token.sol "$here"/deed/Deed.sol "$here"/fixtures/Nested.sol "$here"/xcall/CrossCall.sol "$here"/evm-port/TongtianPort.sol; do
     local dir name out
     dir="$(dirname "$src")"; name="$(basename "$src" .sol)"
     out="$(mktemp -d)"

@@ -60,6 +60,49 @@ impl Attestation {
     }
 }
 
+/// What attesters sign for an EVM port contract (see
+/// `contracts/evm-port/TongtianPort.sol`) to accept a packet that Tongtian
+/// chain `chain_id` committed (`commitment`: the packet's commitment).
+pub fn packet_digest(chain_id: u64, commitment: &[u8; 32]) -> [u8; 32] {
+    keccak256(
+        &[
+            b"tongtian/packet/v1",
+            &chain_id.to_be_bytes()[..],
+            commitment,
+        ]
+        .concat(),
+    )
+}
+
+/// What attesters sign for an EVM port contract to accept `ack` (Borsh)
+/// as Tongtian chain `chain_id`'s acknowledgement of the packet with
+/// `commitment` the contract sent.
+pub fn ack_digest(chain_id: u64, commitment: &[u8; 32], ack: &[u8]) -> [u8; 32] {
+    keccak256(
+        &[
+            b"tongtian/ack/v1",
+            &chain_id.to_be_bytes()[..],
+            commitment,
+            &keccak256(ack),
+        ]
+        .concat(),
+    )
+}
+
+/// What attesters sign for an EVM port contract to refund the packet with
+/// `commitment`: Tongtian chain `chain_id` passed its timeout without
+/// receiving it.
+pub fn timeout_digest(chain_id: u64, commitment: &[u8; 32]) -> [u8; 32] {
+    keccak256(
+        &[
+            b"tongtian/timeout/v1",
+            &chain_id.to_be_bytes()[..],
+            commitment,
+        ]
+        .concat(),
+    )
+}
+
 /// An attestation with its signatures, as a relayer submits it.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct SignedAttestation {

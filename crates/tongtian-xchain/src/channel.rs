@@ -178,8 +178,37 @@ pub fn app_callback(
 pub struct Proven {
     /// The other chain's height (verified by this chain's client).
     pub height: u64,
-    /// The state proof there.
-    pub proof: StateProof,
+    /// The proof there.
+    pub proof: PacketProof,
+}
+
+/// A proof of a channel value on the other chain, in that chain's kind.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacketProof {
+    /// A Tongtian chain's sparse Merkle proof of the value at its key.
+    State(StateProof),
+    /// An external EVM chain's `eth_getProof` of the port contract's
+    /// storage slot for the value (see [`evm_slot`]): the slot holds
+    /// Keccak-256 of the value a Tongtian chain would store, zero for none.
+    Eth(crate::attested::EthStorageProof),
+}
+
+/// The storage slot where an EVM port contract keeps channel value
+/// `kind` (`commit`, `receipt`, `ack`) of packet `seq` on `channel`:
+/// its `mapping(bytes32 => bytes32)` at slot 0, keyed by
+/// `keccak256(abi.encodePacked(kind, "/", channel, "/", uint64(seq)))`.
+pub fn evm_slot(kind: &str, channel: &str, seq: u64) -> [u8; 32] {
+    let k = tongtian_crypto::eth::keccak256;
+    let path = k(&[
+        kind.as_bytes(),
+        b"/",
+        channel.as_bytes(),
+        b"/",
+        &seq.to_be_bytes(),
+    ]
+    .concat());
+    k(&[&path[..], &[0u8; 32]].concat())
 }
 
 /// Messages of the `channel` module.
@@ -310,25 +339,50 @@ fn open(state: &mut ModuleState<'_, '_>, init: ChannelInit) -> ModuleResult<()> 
     Ok(())
 }
 
-/// Ask the client to check `key` = `value` (or absent) at the proof's height.
+/// Ask the client to check channel value `kind` of packet `seq` on
+/// `channel` (on the other chain) = `value`, or its absence, at the
+/// proof's height. `port` is the other end's port (for an EVM chain, the
+/// contract whose storage holds the value).
+#[allow(clippy::too_many_arguments)]
 fn verify(
     ctx: &mut ModuleCtx<'_, '_>,
     client: &str,
-    key: Vec<u8>,
+    port: &str,
+    kind: &str,
+    channel: &str,
+    seq: u64,
     value: Option<Vec<u8>>,
     proven: Proven,
 ) -> ModuleResult<()> {
-    ctx.call(
-        CLIENT,
-        &ClientMsg::VerifyState {
+    let msg = match proven.proof {
+        PacketProof::State(proof) => ClientMsg::VerifyState {
             client: client.into(),
             height: proven.height,
-            key,
+            key: [module_prefix(ID), rel(kind, channel, seq)].concat(),
             value,
-            proof: proven.proof,
+            proof,
+        },
+        PacketProof::Eth(proof) => {
+            let expected = value.map_or([0u8; 32], |v| tongtian_crypto::eth::keccak256(&v));
+            let contract = crate::port::contract_port(port);
+            if contract != Some(proof.address)
+                || proof.slot.0 != evm_slot(kind, channel, seq)
+                || proof.value.0 != expected
+            {
+                return Err(refuse(
+                    "proof_invalid",
+                    "the storage proof is of another contract, slot or value",
+                )
+                .into());
+            }
+            ClientMsg::VerifyEthStorage {
+                client: client.into(),
+                height: proven.height,
+                proof,
+            }
         }
-        .encode(),
-    )?;
+    };
+    ctx.call(CLIENT, &msg.encode())?;
     Ok(())
 }
 
@@ -464,7 +518,10 @@ impl Channel {
         verify(
             ctx,
             &ch.init.client.clone(),
-            commitment_key(&p.source_channel, p.sequence),
+            &p.source_port,
+            "commit",
+            &p.source_channel,
+            p.sequence,
             Some(p.commitment()),
             proven,
         )?;
@@ -583,7 +640,10 @@ impl Channel {
         verify(
             ctx,
             &ch.init.client,
-            ack_key(&p.dest_channel, p.sequence),
+            &p.dest_port,
+            "ack",
+            &p.dest_channel,
+            p.sequence,
             Some(borsh::to_vec(&ack).expect("acks encode")),
             proven,
         )?;
@@ -625,7 +685,10 @@ impl Channel {
         verify(
             ctx,
             &ch.init.client,
-            receipt_key(&p.dest_channel, p.sequence),
+            &p.dest_port,
+            "receipt",
+            &p.dest_channel,
+            p.sequence,
             None,
             proven,
         )?;

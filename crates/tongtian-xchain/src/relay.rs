@@ -10,7 +10,7 @@
 //! relayer sees it: in process (a node relaying for its own chains) or
 //! over the API (a standalone `tongtian relay`).
 
-use crate::channel::{self, Ack, ChannelMsg, Packet, Proven};
+use crate::channel::{self, Ack, ChannelMsg, Packet, PacketProof, Proven};
 use crate::client::{ClientMsg, SignedHeader};
 use async_trait::async_trait;
 use tongtian_types::{proof::StateProof, Action};
@@ -181,7 +181,10 @@ pub async fn step_one_way(
             actions.push(
                 ChannelMsg::Recv {
                     packet: p.clone(),
-                    proven: Proven { height: h, proof },
+                    proven: Proven {
+                        height: h,
+                        proof: PacketProof::State(proof),
+                    },
                 }
                 .action(),
             );
@@ -218,7 +221,10 @@ pub async fn step_one_way(
                 ChannelMsg::Acknowledge {
                     packet: p.clone(),
                     ack,
-                    proven: Proven { height: g, proof },
+                    proven: Proven {
+                        height: g,
+                        proof: PacketProof::State(proof),
+                    },
                 }
                 .action(),
             );
@@ -231,7 +237,10 @@ pub async fn step_one_way(
             actions.push(
                 ChannelMsg::Timeout {
                     packet: p.clone(),
-                    proven: Proven { height: g, proof },
+                    proven: Proven {
+                        height: g,
+                        proof: PacketProof::State(proof),
+                    },
                 }
                 .action(),
             );

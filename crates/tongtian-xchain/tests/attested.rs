@@ -9,11 +9,9 @@
 
 mod common;
 
+use common::anvil::{anvil, quantity, rpc, send_tx, word};
 use common::{addr, Chain};
-use serde_json::{json, Value};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use serde_json::json;
 use tongtian_crypto::eth::EthKey;
 use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_types::{SpecBuilder, ValidatorSet, ValidatorSpec, H256};
@@ -21,83 +19,6 @@ use tongtian_xchain::attested::{
     Attestation, EthStorageProof, ProofNode, Signature65, SignedAttestation,
 };
 use tongtian_xchain::client::{ClientInit, ClientMsg, TrustModel};
-
-/// Anvil on a free 127.0.0.1 port, stopped when dropped.
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn anvil() -> Anvil {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/anvil");
-    let bin = dir.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil");
-    if !bin.exists() {
-        let st = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is needed to install anvil for the attested-client test");
-        assert!(st.success(), "npm ci in tests/anvil failed");
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(&bin)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--silent",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start anvil");
-    let a = Anvil {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rpc_try(&a, "eth_chainId", json!([])).is_none() {
-        assert!(Instant::now() < deadline, "anvil did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    a
-}
-
-fn rpc_try(a: &Anvil, method: &str, params: Value) -> Option<Value> {
-    let r: Value = reqwest::blocking::Client::new()
-        .post(&a.url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .ok()?
-        .json()
-        .ok()?;
-    r.get("result").cloned()
-}
-
-fn rpc(a: &Anvil, method: &str, params: Value) -> Value {
-    rpc_try(a, method, params).unwrap_or_else(|| panic!("{method} failed"))
-}
-
-fn quantity(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-}
-
-fn word(v: &Value) -> H256 {
-    let b = hex::decode(v.as_str().unwrap().trim_start_matches("0x")).unwrap();
-    H256(b.try_into().unwrap())
-}
 
 const CHAIN_ID: u64 = 31337;
 
@@ -125,12 +46,7 @@ fn an_attested_client_checks_eth_get_proof_against_an_attested_root_of_anvil() {
     };
     let init = format!("0x7f{}6000557f{}60015500", hex::encode(v0), hex::encode(v1));
     let from = rpc(&node, "eth_accounts", json!([]))[0].clone();
-    let tx = rpc(
-        &node,
-        "eth_sendTransaction",
-        json!([{"from": from, "data": init, "gas": "0x30000"}]),
-    );
-    let receipt = rpc(&node, "eth_getTransactionReceipt", json!([tx]));
+    let receipt = send_tx(&node, json!({"from": from, "data": init, "gas": "0x30000"}));
     assert_eq!(receipt["status"], "0x1", "{receipt}");
     let contract = receipt["contractAddress"].as_str().unwrap().to_string();
     let block = rpc(&node, "eth_getBlockByNumber", json!(["latest", false]));

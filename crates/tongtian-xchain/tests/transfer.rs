@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use tongtian_crypto::{Keypair, SuiteId};
+use tongtian_storage::StateStore;
 use tongtian_types::{Action, Address, SpecBuilder, H256};
 use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet};
 use tongtian_xchain::client::{ClientInit, ClientMsg, TrustModel};
@@ -86,8 +87,9 @@ impl Relayer {
                     client: name.into(),
                     signed: src.signed(h),
                     validators: src
+                        .store
                         .prove(&tongtian_execution::membership::validators_key(), h)
-                        .proof,
+                        .unwrap(),
                 }
                 .action(),
             );

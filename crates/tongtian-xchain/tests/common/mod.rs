@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod anvil;
+
 use std::collections::BTreeMap;
 use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_execution::{BlockEnv, Executor, Mode};
@@ -136,7 +138,12 @@ impl Chain {
         self.commit(out.changes);
         let code = match r.status {
             TxStatus::Success => "success".to_string(),
-            TxStatus::Failed { code, .. } => code,
+            TxStatus::Failed { code, message } => {
+                if std::env::var("TT_DEBUG").is_ok() {
+                    eprintln!("{code}: {message}");
+                }
+                code
+            }
         };
         (code, r.output)
     }
@@ -184,7 +191,7 @@ impl Chain {
     pub fn prove(&self, key: &[u8], h: u64) -> Proven {
         Proven {
             height: h,
-            proof: self.store.prove(key, h).unwrap(),
+            proof: tongtian_xchain::channel::PacketProof::State(self.store.prove(key, h).unwrap()),
         }
     }
 }
