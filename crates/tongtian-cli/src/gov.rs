@@ -316,6 +316,58 @@ async fn propose(ctx: &Ctx, cmd: ProposeCommand) -> Result<()> {
                 signer,
             )
         }
+        ProposeCommand::ConnectEvm {
+            client,
+            evm_chain_id,
+            attesters,
+            threshold,
+            channel,
+            port,
+            counterparty_channel,
+            counterparty_port,
+            target,
+            signer,
+        } => {
+            let mut validators = Vec::new();
+            for (i, a) in attesters.iter().enumerate() {
+                validators.push(tongtian_types::ValidatorSpec {
+                    name: format!("attester-{i}"),
+                    public_key: parse_address(a)?.0.to_vec(),
+                });
+            }
+            let counterparty_port = parse_address(&counterparty_port)?.to_string();
+            (
+                ProposalKind::ConnectExternal {
+                    client: Box::new(tongtian_xchain::client::ClientInit {
+                        id: client.clone(),
+                        chain_id: evm_chain_id,
+                        suite: tongtian_crypto::SuiteId::Standard,
+                        model: tongtian_xchain::client::TrustModel::Attested { threshold },
+                        height: 0,
+                        header_hash: tongtian_types::H256::ZERO,
+                        state_root: None,
+                        timestamp_ms: 0,
+                        validators: tongtian_types::ValidatorSet {
+                            version: 0,
+                            validators,
+                        },
+                        trusting_blocks: tongtian_modules::registry::TRUSTING_BLOCKS,
+                        trusting_ms: tongtian_modules::registry::TRUSTING_MS,
+                    }),
+                    channel: tongtian_xchain::channel::ChannelInit {
+                        id: channel,
+                        port,
+                        client,
+                        counterparty_channel,
+                        counterparty_port,
+                        ordered: false,
+                        version: "ics20-1".into(),
+                    },
+                    chain: target,
+                },
+                signer,
+            )
+        }
         ProposeCommand::ReviveClient {
             client,
             target,

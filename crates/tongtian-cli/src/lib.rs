@@ -563,6 +563,44 @@ pub enum ProposeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Connect a chain to an external EVM chain through an attested client
+    /// (a threshold of named attesters sign its blocks) and a channel to
+    /// its port contract (`contracts/evm-port/TongtianPort.sol`).
+    #[command(
+        after_help = "Example:\n  tongtian gov propose connect-evm --client anvil --evm-chain-id 31337 --attesters 0xA..,0xB..,0xC.. --threshold 2 --channel channel-e --counterparty-channel channel-0 --counterparty-port 0xPORT --key admin.key"
+    )]
+    ConnectEvm {
+        /// The client's id here (e.g. `anvil`).
+        #[arg(long)]
+        client: String,
+        /// The EVM chain's id (EIP-155).
+        #[arg(long)]
+        evm_chain_id: u64,
+        /// The attesters' Ethereum addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        attesters: Vec<String>,
+        /// How many attesters must sign a block.
+        #[arg(long)]
+        threshold: u32,
+        /// The channel id here.
+        #[arg(long)]
+        channel: String,
+        /// The port here.
+        #[arg(long, default_value = "transfer")]
+        port: String,
+        /// The port contract's channel id.
+        #[arg(long)]
+        counterparty_channel: String,
+        /// The port contract's address.
+        #[arg(long)]
+        counterparty_port: String,
+        /// The sub-chain to connect (default: the main chain).
+        #[arg(long, value_name = "CHAIN")]
+        target: Option<String>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Restart the trusting period of an expired light client.
     ReviveClient {
         /// The client's id.

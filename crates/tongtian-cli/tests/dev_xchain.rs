@@ -534,4 +534,70 @@ fn sub_chains_trade_through_the_hub_and_over_a_channel_opened_by_vote() {
             || String::from_utf8_lossy(&out.stderr).contains("same_chain"),
         "{out:?}"
     );
+
+    // An external EVM chain by vote: an attested client (2 of 3 named
+    // attesters) and a channel to its port contract, here on trade.
+    let port = "0x00000000000000000000000000000000000000e1";
+    let connect = |threshold: &'static str| {
+        node.cli(&[
+            "gov",
+            "propose",
+            "connect-evm",
+            "--client",
+            "anvil",
+            "--evm-chain-id",
+            "31337",
+            "--attesters",
+            "0x00000000000000000000000000000000000000a1,0x00000000000000000000000000000000000000a2,0x00000000000000000000000000000000000000a3",
+            "--threshold",
+            threshold,
+            "--channel",
+            "channel-e",
+            "--counterparty-channel",
+            "channel-0",
+            "--counterparty-port",
+            port,
+            "--target",
+            "trade",
+            "--key",
+            admin.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let out = connect("4");
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad_threshold")
+            || String::from_utf8_lossy(&out.stdout).contains("bad_threshold"),
+        "{out:?}"
+    );
+    let p = ok_json(connect("2"));
+    assert_eq!(p["proposal_status"], "executed", "{p}");
+    let start = Instant::now();
+    loop {
+        let clients = ok_json(node.cli(&["--chain", "trade", "xchain", "clients", "--json"]));
+        if let Some(c) = clients
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "anvil")
+        {
+            assert_eq!(c["model"]["attested"]["threshold"], 2, "{c}");
+            assert_eq!(c["chain_id"], 31337);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "trade never made the anvil client: {clients}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let channels = ok_json(node.cli(&["--chain", "trade", "xchain", "channels", "--json"]));
+    let e = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "channel-e")
+        .unwrap_or_else(|| panic!("{channels}"));
+    assert_eq!(e["client"], "anvil");
+    assert_eq!(e["counterparty_port"], port);
 }

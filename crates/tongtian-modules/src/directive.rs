@@ -167,6 +167,28 @@ impl Directive {
                 "bad_code",
                 "an upgrade needs the new code",
             )),
+            Directive::OpenChannel { client, .. }
+                if matches!(
+                    client.model,
+                    tongtian_xchain::client::TrustModel::Attested { threshold }
+                        if threshold == 0 || threshold as usize > client.validators.validators.len()
+                ) =>
+            {
+                Err(ModuleError::new(
+                    "bad_threshold",
+                    "an attested client needs between 1 and all of its attesters to sign",
+                ))
+            }
+            Directive::OpenChannel { client, channel }
+                if channel.client != client.id
+                    || channel.id.is_empty()
+                    || channel.port.is_empty() =>
+            {
+                Err(ModuleError::new(
+                    "bad_channel",
+                    "a channel needs an id and a port, and runs through the client given with it",
+                ))
+            }
             _ => Ok(()),
         }
     }

@@ -124,6 +124,18 @@ pub enum ProposalKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         chain: Option<String>,
     },
+    /// Connect a chain of the network to a chain outside it (an external
+    /// EVM chain, through an attested client): the client, unless the
+    /// chain has it, and one channel end on it.
+    ConnectExternal {
+        /// The client of the external chain.
+        client: Box<tongtian_xchain::client::ClientInit>,
+        /// The channel end (its client is `client.id`).
+        channel: tongtian_xchain::channel::ChannelInit,
+        /// The sub-chain (none: the main chain).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        chain: Option<String>,
+    },
     /// Open a channel between two chains of the network (the main chain
     /// or sub-chains, a direct one between two sub-chains included), each
     /// end on a port: a module id or a contract's address. Both ends get
@@ -159,6 +171,7 @@ impl ProposalKind {
             ProposalKind::UnfreezeClient { .. } => "unfreeze-client",
             ProposalKind::ReviveClient { .. } => "revive-client",
             ProposalKind::OpenChannel { .. } => "open-channel",
+            ProposalKind::ConnectExternal { .. } => "connect-external",
         }
     }
 
@@ -172,6 +185,7 @@ impl ProposalKind {
             | ProposalKind::UpgradeContract { chain, .. }
             | ProposalKind::SetParam { chain, .. }
             | ProposalKind::SetValidators { chain, .. }
+            | ProposalKind::ConnectExternal { chain, .. }
             | ProposalKind::UnfreezeClient { chain, .. }
             | ProposalKind::ReviveClient { chain, .. } => Some(chain.as_deref()),
             _ => None,
@@ -180,7 +194,7 @@ impl ProposalKind {
 }
 
 /// Every kind's name.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "add-org",
     "remove-org",
     "set-weight",
@@ -194,6 +208,7 @@ pub const KINDS: [&str; 13] = [
     "unfreeze-client",
     "revive-client",
     "open-channel",
+    "connect-external",
 ];
 
 /// A vote.
@@ -550,6 +565,12 @@ impl Gov {
             },
             ProposalKind::ReviveClient { client, .. } => Directive::ReviveClient {
                 client: client.clone(),
+            },
+            ProposalKind::ConnectExternal {
+                client, channel, ..
+            } => Directive::OpenChannel {
+                client: client.clone(),
+                channel: channel.clone(),
             },
             ProposalKind::SetValidators { nodes, .. } => {
                 let (suite, members) = match &target {
