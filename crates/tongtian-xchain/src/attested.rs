@@ -140,6 +140,13 @@ pub fn attesters_signed(set: &ValidatorSet, a: &SignedAttestation) -> usize {
     seen.len()
 }
 
+/// The attester of `set` whose signature over `digest` `sig` is, if any.
+pub fn attester_of(set: &ValidatorSet, digest: &[u8; 32], sig: &Signature65) -> Option<[u8; 20]> {
+    let (rs, v) = split(&sig.0)?;
+    let who = recover_address(digest, &rs, v).ok()?;
+    member(set, &who).then_some(who)
+}
+
 fn split(sig: &[u8]) -> Option<([u8; 64], u8)> {
     if sig.len() != 65 {
         return None;

@@ -829,6 +829,12 @@ impl Module for Channel {
                 }
                 Ok(serde_json::Value::Array(out))
             }
+            // One pending packet (null when none).
+            ["packet", id, seq] => {
+                let seq: u64 = seq.parse().map_err(|_| refuse("bad_sequence", "a sequence is a number"))?;
+                let p: Option<Packet> = state.get_typed(&rel("packet", id, seq))?;
+                Ok(p.map_or(serde_json::Value::Null, |p| json(&p)))
+            }
             ["receipts", id, seq] => {
                 let seq: u64 = seq.parse().map_err(|_| refuse("bad_sequence", "a sequence is a number"))?;
                 Ok(serde_json::json!(state.get(&rel("receipt", id, seq))?.is_some()))
@@ -845,7 +851,7 @@ impl Module for Channel {
             }
             _ => Err(refuse(
                 "unknown_query",
-                format!("channel answers channels, channels/ID, packets/ID, receipts/ID/SEQ and acks/ID/SEQ, not {path}"),
+                format!("channel answers channels, channels/ID, packets/ID, packet/ID/SEQ, receipts/ID/SEQ and acks/ID/SEQ, not {path}"),
             )
             .into()),
         }

@@ -227,6 +227,20 @@ pub enum ClientMsg {
         /// The attestation and its signatures.
         signed: crate::attested::SignedAttestation,
     },
+    /// One attester's signature, kept on this chain for whoever needs the
+    /// threshold of them: a block of the external chain (stored as a
+    /// verified height once `threshold` attesters signed the same one), or
+    /// a packet or acknowledgement of this chain for the external chain's
+    /// port contract (fetched with the query
+    /// `clients/{id}/cosigned/{digest}`). The attester pays the fee.
+    Cosign {
+        /// The (attested) client.
+        client: String,
+        /// What is signed.
+        item: CosignItem,
+        /// The attester's 65-byte signature over the item's digest.
+        signature: crate::attested::Signature65,
+    },
     /// Check a value in a contract's storage on an external chain at an
     /// attested height (any caller; writes nothing).
     VerifyEthStorage {
@@ -254,6 +268,28 @@ impl ClientMsg {
     }
 }
 
+/// What an attester signs with [`ClientMsg::Cosign`].
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CosignItem {
+    /// A block of the external chain.
+    Block(crate::attested::Attestation),
+    /// A packet this chain sent on `channel` (pending here) to the
+    /// external chain: [`crate::attested::packet_digest`].
+    Packet {
+        /// The channel here.
+        channel: String,
+        /// Its sequence.
+        sequence: u64,
+    },
+    /// This chain's acknowledgement of `packet`, received from the
+    /// external chain: [`crate::attested::ack_digest`].
+    Ack {
+        /// The packet as the external chain sent it.
+        packet: crate::channel::Packet,
+    },
+}
+
 /// The `client` module's genesis section.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -269,6 +305,10 @@ fn ckey(id: &str) -> Vec<u8> {
 
 fn cskey(id: &str, height: u64) -> Vec<u8> {
     format!("cs/{id}/{height:020}").into_bytes()
+}
+
+fn cokey(id: &str, digest: &[u8; 32]) -> String {
+    format!("co/{id}/{}/", hex::encode(digest))
 }
 
 fn evkey(id: &str) -> Vec<u8> {
@@ -740,6 +780,147 @@ impl Client {
         Ok(h.to_le_bytes().to_vec())
     }
 
+    /// The signatures kept for `digest` of client `id`.
+    fn cosigned(
+        state: &ModuleState<'_, '_>,
+        id: &str,
+        digest: &[u8; 32],
+    ) -> ModuleResult<Vec<crate::attested::Signature65>> {
+        Ok(state
+            .scan(cokey(id, digest).as_bytes(), None, 1_000)?
+            .into_iter()
+            .map(|(_, v)| crate::attested::Signature65(v))
+            .collect())
+    }
+
+    fn cosign(
+        ctx: &mut ModuleCtx<'_, '_>,
+        id: &str,
+        item: CosignItem,
+        signature: crate::attested::Signature65,
+    ) -> ModuleResult<Vec<u8>> {
+        use crate::attested;
+        let c = load(&ctx.state, id)?;
+        usable(&c, ctx.block)?;
+        let TrustModel::Attested { threshold } = c.model else {
+            return Err(refuse(
+                "wrong_client_type",
+                format!("client {id} follows certified headers, not attestations"),
+            )
+            .into());
+        };
+        let none = BTreeMap::new();
+        let chain_id = ctx.chain.chain_id;
+        let on_channel = |ctx: &mut ModuleCtx<'_, '_>, ch: &str| -> ModuleResult<()> {
+            let end = ctx.query(crate::channel::ID, &format!("channels/{ch}"), &none)?;
+            if end["client"] != id {
+                return Err(refuse(
+                    "wrong_channel",
+                    format!("channel {ch} does not run through client {id}"),
+                )
+                .into());
+            }
+            Ok(())
+        };
+        let digest = match &item {
+            CosignItem::Block(a) => {
+                if a.chain_id != c.chain_id {
+                    return Err(refuse(
+                        "wrong_chain",
+                        format!(
+                            "attestation of chain {}, client {id} follows chain {}",
+                            a.chain_id, c.chain_id
+                        ),
+                    )
+                    .into());
+                }
+                a.digest()
+            }
+            CosignItem::Packet { channel, sequence } => {
+                on_channel(ctx, channel)?;
+                let p = ctx.query(
+                    crate::channel::ID,
+                    &format!("packet/{channel}/{sequence}"),
+                    &none,
+                )?;
+                let p: crate::channel::Packet = serde_json::from_value(p).map_err(|_| {
+                    refuse(
+                        "unknown_packet",
+                        format!("no pending packet {sequence} on {channel}"),
+                    )
+                })?;
+                let commitment: [u8; 32] = p.commitment().try_into().expect("32-byte commitment");
+                attested::packet_digest(chain_id, &commitment)
+            }
+            CosignItem::Ack { packet } => {
+                on_channel(ctx, &packet.dest_channel)?;
+                let ack = ctx.query(
+                    crate::channel::ID,
+                    &format!("acks/{}/{}", packet.dest_channel, packet.sequence),
+                    &none,
+                )?;
+                let ack: crate::channel::Ack = serde_json::from_value(ack).map_err(|_| {
+                    refuse(
+                        "unknown_packet",
+                        format!(
+                            "no ack of packet {} on {}",
+                            packet.sequence, packet.dest_channel
+                        ),
+                    )
+                })?;
+                let commitment: [u8; 32] =
+                    packet.commitment().try_into().expect("32-byte commitment");
+                attested::ack_digest(
+                    chain_id,
+                    &commitment,
+                    &borsh::to_vec(&ack).expect("acks encode"),
+                )
+            }
+        };
+        let set = consensus(&ctx.state, id, c.latest_height)?
+            .ok_or_else(|| {
+                tongtian_execution::ExecutionError::Corrupt(format!(
+                    "client {id} lost its latest state"
+                ))
+            })?
+            .next_validators;
+        let Some(signer) = attested::attester_of(&set, &digest, &signature) else {
+            return Err(refuse(
+                "not_an_attester",
+                format!("the signature is not by an attester of client {id}"),
+            )
+            .into());
+        };
+        let key = format!("{}{}", cokey(id, &digest), hex::encode(signer));
+        ctx.state.set(key.as_bytes(), signature.0.clone());
+        ctx.emit(
+            "cosigned",
+            vec![
+                ("client".into(), id.into()),
+                ("digest".into(), hex::encode(digest)),
+                ("attester".into(), format!("0x{}", hex::encode(signer))),
+            ],
+        );
+        if let CosignItem::Block(a) = item {
+            let sigs = Self::cosigned(&ctx.state, id, &digest)?;
+            let known = consensus(&ctx.state, id, a.height)?;
+            let done = known.is_some_and(|k| {
+                k.header_hash == a.block_hash && k.state_root == Some(a.state_root)
+            });
+            if sigs.len() >= threshold as usize && !done {
+                return Self::attest(
+                    ctx,
+                    id,
+                    attested::SignedAttestation {
+                        attestation: a,
+                        signatures: sigs,
+                    },
+                );
+            }
+        }
+        Ok(Vec::new())
+    }
+
     fn misbehaviour(
         ctx: &mut ModuleCtx<'_, '_>,
         id: &str,
@@ -856,6 +1037,11 @@ impl Module for Client {
                 Ok(Vec::new())
             }
             ClientMsg::Attest { client, signed } => Self::attest(ctx, &client, signed),
+            ClientMsg::Cosign {
+                client,
+                item,
+                signature,
+            } => Self::cosign(ctx, &client, item, signature),
             ClientMsg::VerifyEthStorage {
                 client,
                 height,
@@ -923,6 +1109,16 @@ impl Module for Client {
             let id = parts.next().unwrap_or("");
             match (parts.next(), parts.next()) {
                 (None, _) => return Ok(json(&load(state, id)?)),
+                (Some("cosigned"), Some(d)) => {
+                    let digest: [u8; 32] = hex::decode(d.trim_start_matches("0x"))
+                        .ok()
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| {
+                            refuse("bad_digest", format!("{d:?} is not a 32-byte hex digest"))
+                        })?;
+                    let sigs = Self::cosigned(state, id, &digest)?;
+                    return Ok(json(&sigs));
+                }
                 (Some("evidence"), None) => {
                     let e: Option<Evidence> = state.get_typed(&evkey(id))?;
                     return Ok(e.map_or(serde_json::Value::Null, |e| json(&e)));

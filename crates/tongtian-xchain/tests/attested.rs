@@ -10,15 +10,15 @@
 mod common;
 
 use common::anvil::{anvil, quantity, rpc, send_tx, word};
-use common::{addr, Chain};
+use common::{addr, attested_init, Chain};
 use serde_json::json;
 use tongtian_crypto::eth::EthKey;
 use tongtian_crypto::{Keypair, SuiteId};
-use tongtian_types::{SpecBuilder, ValidatorSet, ValidatorSpec, H256};
+use tongtian_types::{SpecBuilder, H256};
 use tongtian_xchain::attested::{
     Attestation, EthStorageProof, ProofNode, Signature65, SignedAttestation,
 };
-use tongtian_xchain::client::{ClientInit, ClientMsg, TrustModel};
+use tongtian_xchain::client::{ClientMsg, CosignItem};
 
 const CHAIN_ID: u64 = 31337;
 
@@ -76,29 +76,7 @@ fn an_attested_client_checks_eth_get_proof_against_an_attested_root_of_anvil() {
         .map(|i| EthKey::from_secret(&[i; 32]).unwrap())
         .collect();
     let outsider = EthKey::from_secret(&[9; 32]).unwrap();
-    let init = ClientInit {
-        id: "anvil".into(),
-        chain_id: CHAIN_ID,
-        suite: SuiteId::Standard,
-        model: TrustModel::Attested { threshold: 2 },
-        height: 0,
-        header_hash: H256::ZERO,
-        state_root: None,
-        timestamp_ms: 0,
-        validators: ValidatorSet {
-            version: 0,
-            validators: attesters
-                .iter()
-                .enumerate()
-                .map(|(i, k)| ValidatorSpec {
-                    name: format!("org-{i}"),
-                    public_key: k.address().to_vec(),
-                })
-                .collect(),
-        },
-        trusting_blocks: 1_000,
-        trusting_ms: 10_000_000,
-    };
+    let init = attested_init("anvil", CHAIN_ID, &attesters, 2);
     let v = Keypair::from_seed(SuiteId::Standard, b"validator");
     let relayer = Keypair::from_seed(SuiteId::Standard, b"relayer");
     let spec = SpecBuilder::new("ours", 7)
@@ -210,4 +188,80 @@ fn an_attested_client_checks_eth_get_proof_against_an_attested_root_of_anvil() {
     assert_eq!(ev["kind"], "conflicting_attestations");
     assert_eq!(ev["attestations"].as_array().unwrap().len(), 2);
     assert_eq!(send(&mut ours, verify(p0, number)), "client_frozen");
+}
+
+/// Attesters who each run their own process sign one at a time: the chain
+/// keeps each signature and stores the block once the threshold signed
+/// the same one; packets pending here are cosigned for the EVM port.
+#[test]
+fn attesters_cosign_one_at_a_time_and_the_block_is_stored_at_the_threshold() {
+    let attesters: Vec<EthKey> = (1u8..=3)
+        .map(|i| EthKey::from_secret(&[i; 32]).unwrap())
+        .collect();
+    let v = Keypair::from_seed(SuiteId::Standard, b"validator");
+    let relayer = Keypair::from_seed(SuiteId::Standard, b"relayer");
+    let spec = SpecBuilder::new("ours", 7)
+        .validator("v", v.public_key())
+        .module(
+            "client",
+            json!({ "clients": [attested_init("anvil", CHAIN_ID, &attesters, 2)] }),
+        )
+        .fund(addr(&relayer), 1_000_000_000_000)
+        .build()
+        .unwrap();
+    let mut ours = Chain::from_spec(7, v, spec);
+    let a = Attestation {
+        chain_id: CHAIN_ID,
+        height: 12,
+        block_hash: H256([1; 32]),
+        state_root: H256([2; 32]),
+        timestamp_ms: 5_000,
+    };
+    let cosign = |k: &EthKey, a: &Attestation| ClientMsg::Cosign {
+        client: "anvil".into(),
+        item: CosignItem::Block(a.clone()),
+        signature: Signature65(k.sign_recoverable(&a.digest()).to_vec()),
+    };
+    let outsider = EthKey::from_secret(&[9; 32]).unwrap();
+    assert_eq!(
+        ours.send(&relayer, cosign(&outsider, &a).action()).0,
+        "not_an_attester"
+    );
+    assert_eq!(
+        ours.send(&relayer, cosign(&attesters[0], &a).action()).0,
+        "success"
+    );
+    assert_eq!(
+        ours.q("client", "clients/anvil")["latest_height"],
+        0,
+        "one is not enough"
+    );
+    // The same attester again changes nothing.
+    assert_eq!(
+        ours.send(&relayer, cosign(&attesters[0], &a).action()).0,
+        "success"
+    );
+    assert_eq!(ours.q("client", "clients/anvil")["latest_height"], 0);
+    assert_eq!(
+        ours.send(&relayer, cosign(&attesters[2], &a).action()).0,
+        "success"
+    );
+    assert_eq!(ours.q("client", "clients/anvil")["latest_height"], 12);
+    let cs = ours.q("client", "clients/anvil/consensus/12");
+    assert_eq!(cs["state_root"], H256([2; 32]).to_string());
+    let kept = ours.q(
+        "client",
+        &format!("clients/anvil/cosigned/{}", hex::encode(a.digest())),
+    );
+    assert_eq!(kept.as_array().unwrap().len(), 2, "{kept}");
+    // A packet that is not pending here cannot be cosigned.
+    let item = ClientMsg::Cosign {
+        client: "anvil".into(),
+        item: CosignItem::Packet {
+            channel: "channel-e".into(),
+            sequence: 1,
+        },
+        signature: Signature65(vec![0; 65]),
+    };
+    assert_ne!(ours.send(&relayer, item.action()).0, "success");
 }

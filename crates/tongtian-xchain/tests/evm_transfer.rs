@@ -16,16 +16,16 @@ mod common;
 use alloy_primitives::{Address as EthAddress, Bytes, FixedBytes, U256};
 use alloy_sol_types::{sol, SolCall, SolEvent, SolValue};
 use common::anvil::{anvil, quantity, rpc, send_tx, word, Anvil};
-use common::{addr, Chain};
+use common::{addr, attested_init, Chain};
 use serde_json::{json, Value};
 use tongtian_crypto::eth::EthKey;
 use tongtian_crypto::{Keypair, SuiteId};
-use tongtian_types::{Address, SpecBuilder, ValidatorSet, ValidatorSpec, H256};
+use tongtian_types::{Address, SpecBuilder};
 use tongtian_xchain::attested::{
     self, Attestation, EthStorageProof, Signature65, SignedAttestation,
 };
 use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet, PacketProof, Proven};
-use tongtian_xchain::client::{ClientInit, ClientMsg, TrustModel};
+use tongtian_xchain::client::ClientMsg;
 use tongtian_xchain::transfer::TransferMsg;
 
 sol! {
@@ -186,29 +186,7 @@ fn an_erc20_goes_to_a_tongtian_chain_and_back_through_the_attested_client() {
     let port = r["contractAddress"].as_str().unwrap().to_lowercase();
 
     // Our chain: an attested client of anvil and channel-e to the port.
-    let init = ClientInit {
-        id: "anvil".into(),
-        chain_id: ANVIL,
-        suite: SuiteId::Standard,
-        model: TrustModel::Attested { threshold: 2 },
-        height: 0,
-        header_hash: H256::ZERO,
-        state_root: None,
-        timestamp_ms: 0,
-        validators: ValidatorSet {
-            version: 0,
-            validators: attesters
-                .iter()
-                .enumerate()
-                .map(|(i, k)| ValidatorSpec {
-                    name: format!("org-{i}"),
-                    public_key: k.address().to_vec(),
-                })
-                .collect(),
-        },
-        trusting_blocks: 1_000,
-        trusting_ms: 10_000_000,
-    };
+    let init = attested_init("anvil", ANVIL, &attesters, 2);
     let v = Keypair::from_seed(SuiteId::Standard, b"validator");
     let relayer = Keypair::from_seed(SuiteId::Standard, b"relayer");
     let bob = Keypair::from_seed(SuiteId::Standard, b"bob");

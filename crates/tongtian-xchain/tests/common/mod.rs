@@ -195,3 +195,36 @@ impl Chain {
         }
     }
 }
+
+/// A client `id` of EVM chain `chain_id` that `threshold` of `attesters`
+/// attest.
+pub fn attested_init(
+    id: &str,
+    chain_id: u64,
+    attesters: &[tongtian_crypto::eth::EthKey],
+    threshold: u32,
+) -> tongtian_xchain::client::ClientInit {
+    tongtian_xchain::client::ClientInit {
+        id: id.into(),
+        chain_id,
+        suite: SuiteId::Standard,
+        model: tongtian_xchain::client::TrustModel::Attested { threshold },
+        height: 0,
+        header_hash: H256::ZERO,
+        state_root: None,
+        timestamp_ms: 0,
+        validators: ValidatorSet {
+            version: 0,
+            validators: attesters
+                .iter()
+                .enumerate()
+                .map(|(i, k)| ValidatorSpec {
+                    name: format!("org-{i}"),
+                    public_key: k.address().to_vec(),
+                })
+                .collect(),
+        },
+        trusting_blocks: 1_000,
+        trusting_ms: 10_000_000,
+    }
+}
