@@ -189,6 +189,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Relay(crate::RelayCommand::Evm(args)) => evm_link(&ctx, args, true).await,
+        Command::Attest(crate::AttestCommand::Evm(args)) => evm_link(&ctx, args, false).await,
         Command::Bench(BenchCommand::Contracts(args)) => {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))
@@ -792,3 +794,16 @@ fn lower_this_thread() {
 
 #[cfg(not(target_os = "linux"))]
 fn lower_this_thread() {}
+
+/// `relay evm` (`relay`) or `attest evm`.
+async fn evm_link(ctx: &util::Ctx, args: crate::EvmLinkArgs, relay: bool) -> Result<()> {
+    let a = crate::evm_link::EvmArgs {
+        evm: args.evm,
+        channel: args.channel,
+        key: load_key(&args.key, args.password.as_deref())?,
+        eth_key: crate::evm_link::load_eth_key(&args.eth_key, args.password.as_deref())?,
+        finality: args.finality,
+        once: args.once,
+    };
+    crate::evm_link::run(ctx, a, relay).await
+}

@@ -11,6 +11,7 @@ pub mod chains_bench;
 mod commands;
 mod contract;
 pub mod contract_bench;
+mod evm_link;
 mod gov;
 mod relay;
 mod testnet;
@@ -147,6 +148,9 @@ pub enum Command {
     /// Cross-chain: light clients, channels, packets, token transfers.
     #[command(subcommand)]
     Xchain(XchainCommand),
+    /// Attest an external chain for an attested client.
+    #[command(subcommand)]
+    Attest(AttestCommand),
     /// Relay packets between the main chain and its linked sub-chains.
     #[command(subcommand)]
     Relay(RelayCommand),
@@ -328,6 +332,54 @@ pub enum RelayCommand {
         #[arg(long)]
         once: bool,
     },
+    /// Relay between a chain (`--chain`) and an external EVM chain's port
+    /// contract over channel `--channel`: EVM packets in with
+    /// `eth_getProof` proofs, ours out with the attesters' signatures the
+    /// chain keeps (see `tongtian attest evm`).
+    #[command(
+        after_help = "Example:\n  tongtian relay evm --evm http://127.0.0.1:8545 --channel channel-e --key relayer.key --eth-key relayer-eth.key"
+    )]
+    Evm(EvmLinkArgs),
+}
+
+/// `tongtian attest ...`.
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Attest an external EVM chain for a chain's attested client (run one
+    /// per attester organisation, against its own EVM node): sign blocks
+    /// `--finality` behind the head, our packets to the port and our acks
+    /// of its packets, each posted on our chain.
+    #[command(
+        after_help = "Example:\n  tongtian attest evm --evm http://127.0.0.1:8545 --channel channel-e --key org-a.key --eth-key attester-a.key --finality 2"
+    )]
+    Evm(EvmLinkArgs),
+}
+
+/// The link to an external EVM chain, as `relay evm` and `attest evm` take it.
+#[derive(Args, Debug)]
+pub struct EvmLinkArgs {
+    /// The EVM chain's JSON-RPC URL.
+    #[arg(long)]
+    pub evm: String,
+    /// Our channel to its port contract.
+    #[arg(long)]
+    pub channel: String,
+    /// Our chain's key (pays the fees).
+    #[arg(long)]
+    pub key: PathBuf,
+    /// The Ethereum key (`tongtian key import --eth`): the attester's, or
+    /// the relayer's that pays EVM gas.
+    #[arg(long)]
+    pub eth_key: PathBuf,
+    /// Password of encrypted keys.
+    #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Blocks behind the EVM head an attester signs (its finality depth).
+    #[arg(long, default_value_t = 0)]
+    pub finality: u64,
+    /// One pass, then exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// `tongtian xchain evidence ...`.

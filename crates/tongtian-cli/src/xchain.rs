@@ -380,14 +380,23 @@ async fn transfer(
                     || c["chain_id"].as_u64().map(|i| i.to_string()).as_deref() == Some(to_chain)
             })
             .cloned()
-    }
-    .ok_or_else(|| {
-        usage(
-            "unknown_chain",
-            format!("the node knows no chain {to_chain}"),
-        )
-    })?;
-    let dest_id = listing["chain_id"].as_u64().unwrap_or_default();
+    };
+    let dest_id = match listing {
+        Some(l) => l["chain_id"].as_u64().unwrap_or_default(),
+        // A chain outside the network (an external EVM chain): named by
+        // the source's client of it.
+        None => from
+            .module_query("client", &format!("clients/{to_chain}"))
+            .await
+            .ok()
+            .and_then(|c| c["chain_id"].as_u64())
+            .ok_or_else(|| {
+                usage(
+                    "unknown_chain",
+                    format!("the node knows no chain {to_chain}, and {from_chain} has no client of that name"),
+                )
+            })?,
+    };
     let main_id = chains.first().and_then(|c| c["chain_id"].as_u64());
     // A direct channel, or (tokens between two sub-chains) two hops
     // through the main chain, which forwards them.
