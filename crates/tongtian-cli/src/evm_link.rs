@@ -494,6 +494,27 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
             .await?
             != [0u8; 32];
         if !received {
+            let head = evm.number("eth_blockNumber", json!([])).await?;
+            let expired = |h: u64| p.timeout_height != 0 && h >= p.timeout_height;
+            if expired(l.latest_height) {
+                // Past its timeout at an attested height, unreceived: refund here.
+                let proven = prove("receipt", p.sequence).await?;
+                let code = submit(
+                    ctx,
+                    &a.key,
+                    ChannelMsg::Timeout {
+                        packet: p.clone(),
+                        proven,
+                    }
+                    .action(),
+                )
+                .await?;
+                done.push(format!("timeout {} here: {code}", p.sequence));
+                continue;
+            }
+            if expired(head + 1) {
+                continue; // the port would refuse it; wait for the attesters
+            }
             let digest = attested::packet_digest(l.chain_id, &commitment(&p));
             let s = cosigned(&ctx.client, &l, &digest).await?;
             if s.len() < l.threshold {

@@ -405,4 +405,31 @@ fn an_erc20_crosses_from_anvil_and_back_with_attester_and_relayer_processes() {
     .json::<Value>()
     .unwrap();
     assert_eq!(supply, "350");
+
+    // A packet the port can no longer take (its timeout is the height
+    // already attested): the relayer proves its absence there and our
+    // chain refunds it.
+    let late = ok_json(node.cli(&[
+        "xchain",
+        "transfer",
+        "--from-chain",
+        "main",
+        "--to-chain",
+        "anvil",
+        "--to",
+        &deployer,
+        "--amount",
+        "10",
+        "--denom",
+        &voucher,
+        "--timeout-blocks",
+        "0",
+        "--key",
+        key(0).to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(late["status"], "timed_out", "{late}");
+    assert_eq!(balance(&voucher), 350, "refunded");
+    assert_eq!(escrowed(), 350);
 }
