@@ -41,6 +41,7 @@ sol! {
     interface IEvmPort {
         function recvPacket(SolPacket p, bytes[] sigs) external;
         function acknowledgePacket(SolPacket p, bytes ack, bytes[] sigs) external;
+        function timeoutPacket(SolPacket p, bytes[] sigs) external;
         event SendPacket(uint64 sequence, bytes packet);
         event RecvPacket(uint64 sequence, bytes ack);
     }
@@ -244,6 +245,24 @@ async fn link(client: &Client, channel: &str) -> Result<Link> {
     })
 }
 
+/// Whether `p` (from the EVM chain) can no longer be received by our
+/// chain at `height` (time: this machine's clock, a hint the chain checks).
+fn expired_here(p: &Packet, height: u64) -> bool {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    (p.timeout_height != 0 && height >= p.timeout_height)
+        || (p.timeout_ms != 0 && now_ms >= p.timeout_ms)
+}
+
+async fn received_here(client: &Client, l: &Link, seq: u64) -> Result<bool> {
+    Ok(client
+        .module_query("channel", &format!("receipts/{}/{seq}", l.channel))
+        .await?
+        .as_bool()
+        .unwrap_or(false))
+}
+
 async fn cosigned(client: &Client, l: &Link, digest: &[u8; 32]) -> Result<Vec<Signature65>> {
     let v = client
         .module_query(
@@ -366,6 +385,17 @@ async fn attest_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
         {
             continue;
         }
+        if !received_here(&ctx.client, &l, p.sequence).await? {
+            if expired_here(&p, ctx.client.status().await?.height) {
+                let digest = attested::timeout_digest(l.chain_id, &commitment(&p));
+                if !mine(&cosigned(&ctx.client, &l, &digest).await?, &digest) {
+                    let item = CosignItem::Timeout { packet: p.clone() };
+                    let code = submit(ctx, &a.key, sign(item, digest).action()).await?;
+                    done.push(format!("timeout {}: {code}", p.sequence));
+                }
+            }
+            continue;
+        }
         let ack = ctx
             .client
             .module_query("channel", &format!("acks/{}/{}", l.channel, p.sequence))
@@ -417,12 +447,7 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
     // EVM -> Tongtian.
     for (block, sent) in evm.logs::<IEvmPort::SendPacket>(&l.port).await? {
         let p: Packet = borsh::from_slice(&sent.packet)?;
-        let received = ctx
-            .client
-            .module_query("channel", &format!("receipts/{}/{}", l.channel, p.sequence))
-            .await?
-            .as_bool()
-            .unwrap_or(false);
+        let received = received_here(&ctx.client, &l, p.sequence).await?;
         let open = evm
             .slot(
                 &l.port,
@@ -431,6 +456,24 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
             .await?
             != [0u8; 32];
         if !open {
+            continue;
+        }
+        if !received && expired_here(&p, ctx.client.status().await?.height) {
+            // Too late for us: the attesters sign that, the port refunds.
+            let digest = attested::timeout_digest(l.chain_id, &commitment(&p));
+            let s = cosigned(&ctx.client, &l, &digest).await?;
+            if s.len() >= l.threshold {
+                let call = IEvmPort::timeoutPacketCall {
+                    p: to_sol(&p),
+                    sigs: sigs(s),
+                };
+                let ok = evm.send(&a.eth_key, &l.port, call.abi_encode()).await?;
+                done.push(format!(
+                    "timeout {} there: {}",
+                    p.sequence,
+                    if ok { "success" } else { "reverted" }
+                ));
+            }
             continue;
         }
         if !received {

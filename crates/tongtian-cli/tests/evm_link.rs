@@ -432,4 +432,37 @@ fn an_erc20_crosses_from_anvil_and_back_with_attester_and_relayer_processes() {
     assert_eq!(late["status"], "timed_out", "{late}");
     assert_eq!(balance(&voucher), 350, "refunded");
     assert_eq!(escrowed(), 350);
+
+    // And the other way: a packet from the port that our chain is already
+    // past (timeout height 1) is never received here; the attesters sign
+    // that, and the relayer has the port refund it.
+    let who = deployer.parse().unwrap();
+    let before = call_u128(&evm, &token, &IToken::balanceOfCall { who });
+    send(
+        &evm,
+        &deployer,
+        Some(&port),
+        IPort::sendTransferCall {
+            token: token.parse().unwrap(),
+            amount: U256::from(40u64),
+            receiver: FixedBytes(dev0_bytes),
+            timeoutHeight: 1,
+            timeoutMs: 0,
+        }
+        .abi_encode(),
+    );
+    assert_eq!(escrowed(), 390);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while escrowed() != 350 {
+        assert!(
+            Instant::now() < deadline,
+            "the port never refunded the late packet"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        call_u128(&evm, &token, &IToken::balanceOfCall { who }),
+        before
+    );
+    assert_eq!(balance(&voucher), 350, "nothing minted here");
 }

@@ -288,6 +288,13 @@ pub enum CosignItem {
         /// The packet as the external chain sent it.
         packet: crate::channel::Packet,
     },
+    /// `packet`, sent by the external chain, was not received here and
+    /// can no longer be (this chain passed its timeout height or time):
+    /// [`crate::attested::timeout_digest`], for the port's refund.
+    Timeout {
+        /// The packet as the external chain sent it.
+        packet: crate::channel::Packet,
+    },
 }
 
 /// The `client` module's genesis section.
@@ -875,6 +882,30 @@ impl Client {
                     &commitment,
                     &borsh::to_vec(&ack).expect("acks encode"),
                 )
+            }
+            CosignItem::Timeout { packet } => {
+                on_channel(ctx, &packet.dest_channel)?;
+                let received = ctx.query(
+                    crate::channel::ID,
+                    &format!("receipts/{}/{}", packet.dest_channel, packet.sequence),
+                    &none,
+                )?;
+                let passed = (packet.timeout_height != 0
+                    && ctx.block.height >= packet.timeout_height)
+                    || (packet.timeout_ms != 0 && ctx.block.timestamp_ms >= packet.timeout_ms);
+                if received == true || !passed {
+                    return Err(refuse(
+                        "timeout_not_reached",
+                        format!(
+                            "packet {} on {} was received here or can still be",
+                            packet.sequence, packet.dest_channel
+                        ),
+                    )
+                    .into());
+                }
+                let commitment: [u8; 32] =
+                    packet.commitment().try_into().expect("32-byte commitment");
+                attested::timeout_digest(chain_id, &commitment)
             }
         };
         let set = consensus(&ctx.state, id, c.latest_height)?
