@@ -212,11 +212,45 @@ pub enum XchainCommand {
         /// Blocks of the destination after which the packet times out.
         #[arg(long, default_value_t = 1_000)]
         timeout_blocks: u64,
+        /// The channel to send on (default: the one whose client follows
+        /// the destination; through the main chain between sub-chains).
+        #[arg(long)]
+        channel: Option<String>,
         /// Follow the packet until it is acknowledged or timed out
         /// (relayed by a node with `--relay`, `tongtian dev`, or `tongtian
         /// relay start`), and print how it ended.
         #[arg(long)]
         wait: bool,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Propose a channel to another chain (no vote: IBC's handshake, which
+    /// the relayers carry on, each step proven by the other chain's
+    /// client). Anyone may propose one on `transfer` and `nft-transfer`; a
+    /// contract's port takes its owner only. Prints the new end's id.
+    #[command(
+        after_help = "Example:\n  tongtian xchain open-channel --from-chain trade --to-chain trace --key k.key"
+    )]
+    OpenChannel {
+        /// The chain that proposes it.
+        #[arg(long)]
+        from_chain: String,
+        /// The other chain (by the proposing chain's client of it).
+        #[arg(long)]
+        to_chain: String,
+        /// The port here.
+        #[arg(long, default_value = "transfer")]
+        port: String,
+        /// The port there.
+        #[arg(long, default_value = "transfer")]
+        counterparty_port: String,
+        /// Deliver packets in sequence only.
+        #[arg(long)]
+        ordered: bool,
+        /// The application's version string.
+        #[arg(long, default_value = "ics20-1")]
+        version: String,
         /// Signer and gas.
         #[command(flatten)]
         signer: SignerArgs,

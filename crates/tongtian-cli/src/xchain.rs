@@ -100,6 +100,63 @@ pub async fn run(ctx: &Ctx, cmd: XchainCommand) -> Result<()> {
             util::conclude(ctx, hash, true, |_, _| String::new()).await?;
             Ok(())
         }
+        XchainCommand::OpenChannel {
+            from_chain,
+            to_chain,
+            port,
+            counterparty_port,
+            ordered,
+            version,
+            signer,
+        } => {
+            let from = handle(&ctx.client, &from_chain);
+            let clients = from.module_query("client", "clients").await?;
+            let chains = ctx.client.chains().await?;
+            let target_id = chains
+                .iter()
+                .find(|c| c["name"] == to_chain.as_str())
+                .and_then(|c| c["chain_id"].as_u64());
+            let client = clients
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| {
+                    c["id"] == to_chain.as_str()
+                        || (target_id.is_some() && c["chain_id"].as_u64() == target_id)
+                })
+                .and_then(|c| c["id"].as_str())
+                .ok_or_else(|| {
+                    usage(
+                        "no_client",
+                        format!("{from_chain} has no client of {to_chain}"),
+                    )
+                })?
+                .to_string();
+            let action = tongtian_xchain::channel::ChannelMsg::OpenInit {
+                port,
+                client,
+                counterparty_port,
+                ordered,
+                version,
+            }
+            .action();
+            let tx = util::sign(&from, &signer, action, None).await?;
+            let hash = from.submit(&tx).await?;
+            let receipt = util::wait_receipt(&from, &hash, ctx.wait).await?;
+            if !receipt.is_success() {
+                return Err(util::Reported(format!(
+                    "refused: {}",
+                    util::status_text(&receipt.status)
+                ))
+                .into());
+            }
+            let id = String::from_utf8_lossy(&receipt.output).into_owned();
+            print(
+                ctx.json,
+                &json!({ "channel": id, "state": "init", "tx_hash": hash }),
+                || format!("proposed {id} (the relayers carry the handshake on)"),
+            )
+        }
         XchainCommand::Transfer {
             from_chain,
             to_chain,
@@ -107,6 +164,7 @@ pub async fn run(ctx: &Ctx, cmd: XchainCommand) -> Result<()> {
             amount,
             denom,
             timeout_blocks,
+            channel,
             wait,
             signer,
         } => {
@@ -116,6 +174,7 @@ pub async fn run(ctx: &Ctx, cmd: XchainCommand) -> Result<()> {
                     from_chain: &from_chain,
                     to_chain: &to_chain,
                     to: &to,
+                    channel: channel.as_deref(),
                 },
                 Payload::Tokens {
                     amount,
@@ -143,6 +202,7 @@ pub async fn run(ctx: &Ctx, cmd: XchainCommand) -> Result<()> {
                     from_chain: &from_chain,
                     to_chain: &to_chain,
                     to: &to,
+                    channel: None,
                 },
                 Payload::Nfts {
                     class: &class,
@@ -311,6 +371,8 @@ struct Route<'a> {
     from_chain: &'a str,
     to_chain: &'a str,
     to: &'a str,
+    /// The channel, when the caller names it.
+    channel: Option<&'a str>,
 }
 
 /// What a transfer moves.
@@ -360,6 +422,7 @@ async fn transfer(
         from_chain,
         to_chain,
         to,
+        channel: named,
     } = *route;
     let receiver = parse_address(to)?;
     let from = handle(&ctx.client, from_chain);
@@ -400,7 +463,22 @@ async fn transfer(
     let main_id = chains.first().and_then(|c| c["chain_id"].as_u64());
     // A direct channel, or (tokens between two sub-chains) two hops
     // through the main chain, which forwards them.
-    let (channel, dest_channel, hop) = match channel_to(&from, dest_id, payload.port()).await {
+    let direct = match named {
+        Some(ch) => {
+            let end = from
+                .module_query("channel", &format!("channels/{ch}"))
+                .await?;
+            Ok((
+                ch.to_string(),
+                end["counterparty_channel"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ))
+        }
+        None => channel_to(&from, dest_id, payload.port()).await,
+    };
+    let (channel, dest_channel, hop) = match direct {
         Ok((c, d)) => (c, d, None),
         Err(e) => {
             let (Payload::Tokens { .. }, Some(main_id)) = (&payload, main_id) else {

@@ -515,6 +515,71 @@ fn sub_chains_trade_through_the_hub_and_over_a_channel_opened_by_vote() {
     assert_eq!(balance(&node, "trace", &std_addr, &direct), 25);
     assert_eq!(balance(&node, "trade", &sm_addr, "native"), before + 15);
 
+    // A channel with no vote: proposed on trade, opened by IBC's handshake
+    // that the dev node's relayer carries on, each step proven.
+    let opened = ok_json(node.cli(&[
+        "xchain",
+        "open-channel",
+        "--from-chain",
+        "trade",
+        "--to-chain",
+        "trace",
+        "--key",
+        &sm_key,
+        "--json",
+    ]));
+    let hs = opened["channel"].as_str().unwrap().to_string();
+    assert!(hs.starts_with("channel-h"), "{opened}");
+    let start = Instant::now();
+    let other = loop {
+        let mine = ok_json(node.cli(&["--chain", "trade", "xchain", "channels", "--json"]));
+        let theirs = ok_json(node.cli(&["--chain", "trace", "xchain", "channels", "--json"]));
+        let open = |l: &Value, id: &str| {
+            l.as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["id"] == id && c["state"] == "open")
+        };
+        let answer = theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["counterparty_channel"] == hs.as_str())
+            .map(|c| c["id"].as_str().unwrap().to_string());
+        if let Some(b) = answer {
+            if open(&mine, &hs) && open(&theirs, &b) {
+                break b;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the handshake of {hs} did not finish: {mine} {theirs}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let sent = ok_json(node.cli(&[
+        "xchain",
+        "transfer",
+        "--from-chain",
+        "trade",
+        "--to-chain",
+        "trace",
+        "--channel",
+        &hs,
+        "--to",
+        &std_addr,
+        "--amount",
+        "9",
+        "--key",
+        &sm_key,
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(sent["status"], "acknowledged", "{sent}");
+    let handshaken = format!("transfer/{other}/native");
+    assert_eq!(sent["denom_on_destination"], handshaken.as_str());
+    assert_eq!(balance(&node, "trace", &std_addr, &handshaken), 9);
+
     // A channel from a chain to itself is refused before any vote.
     let out = node.cli(&[
         "gov",

@@ -32,12 +32,18 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tongtian_execution::module::{
-    module_address, module_prefix, Module, ModuleCtx, ModuleError, ModuleResult, ModuleState,
+    module_address, module_prefix, Module, ModuleCtx, ModuleError, ModuleFailure, ModuleResult,
+    ModuleState,
 };
 use tongtian_types::{proof::StateProof, serde_hex, ChainSpec};
 
 /// The module's id.
 pub const ID: &str = "channel";
+
+/// Ports anyone may propose a channel on (their applications accept any
+/// channel, as ICS-20 and ICS-721 do: what crosses is named by its path).
+/// Other ports take proposals from their owner only.
+pub const OPEN_PORTS: [&str; 2] = ["transfer", "nft-transfer"];
 
 /// Modules that open channels.
 pub const AUTHORITIES: [&str; 3] = ["gov", "directive", "registry"];
@@ -73,6 +79,35 @@ pub struct ChannelEnd {
     pub next_send: u64,
     /// On an ordered channel, the sequence of the next packet received.
     pub next_recv: u64,
+    /// Where its handshake stands (channels opened by an authority are
+    /// open at once).
+    #[serde(default)]
+    pub state: ChannelState,
+}
+
+/// A channel end's handshake state (IBC's).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    BorshSerialize,
+    BorshDeserialize,
+    Serialize,
+    Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    /// Proposed here by its port's owner; the other side has not answered.
+    Init,
+    /// Answered here to the other side's `Init`, proven; waiting for its
+    /// confirmation.
+    TryOpen,
+    /// Open: packets flow.
+    #[default]
+    Open,
 }
 
 /// A packet.
@@ -252,6 +287,51 @@ pub enum ChannelMsg {
         /// Proof that the destination has no receipt of it.
         proven: Proven,
     },
+    /// Propose a channel (from the owner of `port`, no vote needed): a new
+    /// end `channel-h{n}` in `Init`, answered by the other side's
+    /// [`ChannelMsg::OpenTry`]. The answer is the new end's id.
+    OpenInit {
+        /// The port here.
+        port: String,
+        /// The client here of the other chain.
+        client: String,
+        /// The port there.
+        counterparty_port: String,
+        /// Ordered.
+        ordered: bool,
+        /// The application's version string.
+        version: String,
+    },
+    /// Answer the other side's `Init` (anyone, with the proof of its end):
+    /// a new end here in `TryOpen`.
+    OpenTry {
+        /// The client here of the other chain.
+        client: String,
+        /// The other side's end, in `Init`, naming a port here.
+        counterparty: ChannelEnd,
+        /// Its proof there.
+        proven: Proven,
+    },
+    /// The other side answered (anyone, with the proof of its `TryOpen`
+    /// end): this end, in `Init`, opens.
+    OpenAck {
+        /// The end here.
+        channel: String,
+        /// The other side's end, in `TryOpen`.
+        counterparty: ChannelEnd,
+        /// Its proof there.
+        proven: Proven,
+    },
+    /// The other side opened (anyone, with the proof of its open end):
+    /// this end, in `TryOpen`, opens.
+    OpenConfirm {
+        /// The end here.
+        channel: String,
+        /// The other side's end, open.
+        counterparty: ChannelEnd,
+        /// Its proof there.
+        proven: Proven,
+    },
     /// Write the acknowledgement of a packet received here whose
     /// application answered [`ACK_LATER`] (from the port's owner only).
     WriteAck {
@@ -334,9 +414,55 @@ fn open(state: &mut ModuleState<'_, '_>, init: ChannelInit) -> ModuleResult<()> 
             init,
             next_send: 1,
             next_recv: 1,
+            state: ChannelState::Open,
         },
     );
     Ok(())
+}
+
+/// The full state key of a channel end (what a handshake proves).
+pub fn end_key(id: &str) -> Vec<u8> {
+    [module_prefix(ID), chkey(id)].concat()
+}
+
+/// A new end's id: `channel-h{n}`, `n` the number of ends here.
+fn next_id(state: &ModuleState<'_, '_>) -> ModuleResult<String> {
+    Ok(format!(
+        "channel-h{}",
+        state.scan(b"ch/", None, 100_000)?.len()
+    ))
+}
+
+/// Ask `client` to check that the other chain holds channel end `end`.
+fn verify_end(
+    ctx: &mut ModuleCtx<'_, '_>,
+    client: &str,
+    end: &ChannelEnd,
+    proven: Proven,
+) -> ModuleResult<()> {
+    let PacketProof::State(proof) = proven.proof else {
+        return Err(refuse(
+            "handshake_unsupported",
+            "channels to an external chain are opened by a vote (connect-evm), not by a handshake",
+        )
+        .into());
+    };
+    ctx.call(
+        CLIENT,
+        &ClientMsg::VerifyState {
+            client: client.into(),
+            height: proven.height,
+            key: end_key(&end.init.id),
+            value: Some(borsh::to_vec(end).expect("channel ends encode")),
+            proof,
+        }
+        .encode(),
+    )?;
+    Ok(())
+}
+
+fn handshake_mismatch(what: &str) -> ModuleFailure {
+    refuse("handshake_mismatch", what.to_string()).into()
 }
 
 /// Ask the client to check channel value `kind` of packet `seq` on
@@ -415,7 +541,22 @@ fn end_for(state: &ModuleState<'_, '_>, p: &Packet, at_source: bool) -> ModuleRe
         )
         .into());
     }
+    not_open(&ch)?;
     Ok(ch)
+}
+
+fn not_open(ch: &ChannelEnd) -> ModuleResult<()> {
+    if ch.state != ChannelState::Open {
+        return Err(refuse(
+            "channel_not_open",
+            format!(
+                "channel {} is in its handshake ({:?})",
+                ch.init.id, ch.state
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The `channel` module.
@@ -446,6 +587,7 @@ impl Channel {
             )
             .into());
         }
+        not_open(&ch)?;
         if timeout_height == 0 && timeout_ms == 0 {
             return Err(refuse("no_timeout", "a packet needs a timeout height or time").into());
         }
@@ -552,6 +694,34 @@ impl Channel {
         };
         Self::store_ack(ctx, &p.dest_channel, p.sequence, &ack, "recv_packet");
         Ok(borsh::to_vec(&ack).expect("acks encode"))
+    }
+
+    fn store_new(
+        ctx: &mut ModuleCtx<'_, '_>,
+        init: ChannelInit,
+        state: ChannelState,
+        event: &str,
+    ) -> ModuleResult<()> {
+        let id = init.id.clone();
+        let end = ChannelEnd {
+            init,
+            next_send: 1,
+            next_recv: 1,
+            state,
+        };
+        ctx.state.set_typed(&chkey(&id), &end);
+        ctx.emit(
+            event,
+            vec![
+                ("channel".into(), id),
+                ("port".into(), end.init.port.clone()),
+                (
+                    "counterparty_port".into(),
+                    end.init.counterparty_port.clone(),
+                ),
+            ],
+        );
+        Ok(())
     }
 
     fn store_ack(ctx: &mut ModuleCtx<'_, '_>, channel: &str, seq: u64, ack: &Ack, event: &str) {
@@ -787,6 +957,122 @@ impl Module for Channel {
                 sequence,
                 ack,
             } => Self::write_ack(ctx, channel, sequence, ack),
+            ChannelMsg::OpenInit {
+                port,
+                client,
+                counterparty_port,
+                ordered,
+                version,
+            } => {
+                if ctx.caller != crate::port::owner(&port) && !OPEN_PORTS.contains(&port.as_str()) {
+                    return Err(refuse(
+                        "not_port_owner",
+                        format!("only the owner of port {port} proposes channels on it"),
+                    )
+                    .into());
+                }
+                ctx.query(CLIENT, &format!("clients/{client}"), &BTreeMap::new())?;
+                let id = next_id(&ctx.state)?;
+                let init = ChannelInit {
+                    id: id.clone(),
+                    port,
+                    client,
+                    counterparty_channel: String::new(),
+                    counterparty_port,
+                    ordered,
+                    version,
+                };
+                Self::store_new(ctx, init, ChannelState::Init, "channel_open_init")?;
+                Ok(id.into_bytes())
+            }
+            ChannelMsg::OpenTry {
+                client,
+                counterparty: a,
+                proven,
+            } => {
+                if a.state != ChannelState::Init || !a.init.counterparty_channel.is_empty() {
+                    return Err(handshake_mismatch("the other end is not a fresh Init"));
+                }
+                let taken = ctx
+                    .state
+                    .scan(b"ch/", None, 100_000)?
+                    .into_iter()
+                    .any(|(_, v)| {
+                        borsh::from_slice::<ChannelEnd>(&v).is_ok_and(|e| {
+                            e.init.client == client && e.init.counterparty_channel == a.init.id
+                        })
+                    });
+                if taken {
+                    return Err(refuse(
+                        "channel_exists",
+                        format!("a channel here answers {} already", a.init.id),
+                    )
+                    .into());
+                }
+                verify_end(ctx, &client, &a, proven)?;
+                let id = next_id(&ctx.state)?;
+                let init = ChannelInit {
+                    id: id.clone(),
+                    port: a.init.counterparty_port.clone(),
+                    client,
+                    counterparty_channel: a.init.id.clone(),
+                    counterparty_port: a.init.port.clone(),
+                    ordered: a.init.ordered,
+                    version: a.init.version.clone(),
+                };
+                Self::store_new(ctx, init, ChannelState::TryOpen, "channel_open_try")?;
+                Ok(id.into_bytes())
+            }
+            ChannelMsg::OpenAck {
+                channel,
+                counterparty: b,
+                proven,
+            } => {
+                let mut here = load(&ctx.state, &channel)?;
+                if here.state != ChannelState::Init {
+                    return Err(handshake_mismatch("this end is not in Init"));
+                }
+                if b.state != ChannelState::TryOpen
+                    || b.init.counterparty_channel != here.init.id
+                    || b.init.counterparty_port != here.init.port
+                    || b.init.port != here.init.counterparty_port
+                    || b.init.ordered != here.init.ordered
+                    || b.init.version != here.init.version
+                {
+                    return Err(handshake_mismatch(
+                        "the other end does not answer this one as proposed",
+                    ));
+                }
+                verify_end(ctx, &here.init.client.clone(), &b, proven)?;
+                here.init.counterparty_channel = b.init.id;
+                here.state = ChannelState::Open;
+                ctx.state.set_typed(&chkey(&channel), &here);
+                ctx.emit("channel_opened", vec![("channel".into(), channel)]);
+                Ok(Vec::new())
+            }
+            ChannelMsg::OpenConfirm {
+                channel,
+                counterparty: a,
+                proven,
+            } => {
+                let mut here = load(&ctx.state, &channel)?;
+                if here.state != ChannelState::TryOpen {
+                    return Err(handshake_mismatch("this end is not in TryOpen"));
+                }
+                if a.state != ChannelState::Open
+                    || a.init.id != here.init.counterparty_channel
+                    || a.init.counterparty_channel != here.init.id
+                    || a.init.port != here.init.counterparty_port
+                    || a.init.counterparty_port != here.init.port
+                {
+                    return Err(handshake_mismatch("the other end is not open to this one"));
+                }
+                verify_end(ctx, &here.init.client.clone(), &a, proven)?;
+                here.state = ChannelState::Open;
+                ctx.state.set_typed(&chkey(&channel), &here);
+                ctx.emit("channel_opened", vec![("channel".into(), channel)]);
+                Ok(Vec::new())
+            }
         }
     }
 

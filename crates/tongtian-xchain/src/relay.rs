@@ -71,6 +71,8 @@ pub struct StepReport {
     pub updates: usize,
     /// Packets still pending on either side after it.
     pub pending: usize,
+    /// Channel handshake steps submitted.
+    pub handshakes: usize,
 }
 
 impl StepReport {
@@ -81,6 +83,7 @@ impl StepReport {
         self.timed_out += other.timed_out;
         self.updates += other.updates;
         self.pending += other.pending;
+        self.handshakes += other.handshakes;
     }
 }
 
@@ -258,9 +261,134 @@ fn is_update(a: &Action) -> bool {
     matches!(a, Action::Module { module, .. } if module == crate::client::ID)
 }
 
+/// The channel ends on `chain` that run through its client `client`.
+async fn ends(chain: &dyn Endpoint, client: &str) -> Result<Vec<channel::ChannelEnd>, RelayError> {
+    let all: Vec<channel::ChannelEnd> =
+        serde_json::from_value(chain.query(channel::ID, "channels").await?)
+            .map_err(|e| chain_err(chain, e))?;
+    Ok(all
+        .into_iter()
+        .filter(|e| e.init.client == client)
+        .collect())
+}
+
+/// The proof of `end` on `src` at its latest height, with the update of
+/// `dst`'s client `dst_client` of `src` that lets `dst` check it.
+async fn prove_end(
+    src: &dyn Endpoint,
+    dst: &dyn Endpoint,
+    dst_client: &str,
+    end: &channel::ChannelEnd,
+) -> Result<(Vec<Action>, Proven), RelayError> {
+    let h = src.latest().await?;
+    let mut actions = Vec::new();
+    if let Some(u) = update_for(src, dst, dst_client, h).await? {
+        actions.push(u);
+    }
+    let proof = src.prove(&channel::end_key(&end.init.id), h).await?;
+    Ok((
+        actions,
+        Proven {
+            height: h,
+            proof: PacketProof::State(proof),
+        },
+    ))
+}
+
+/// Move the handshakes proposed on `a` (through its client `a_client` of
+/// `b`) one step: answer an `Init` on `b` (`OpenTry`), open `a`'s end once
+/// `b` answered (`OpenAck`), confirm `b`'s once `a`'s is open
+/// (`OpenConfirm`). Each step carries the proof of the other end.
+async fn handshake_one_way(
+    a: &dyn Endpoint,
+    a_client: &str,
+    b: &dyn Endpoint,
+    b_client: &str,
+) -> Result<usize, RelayError> {
+    use channel::ChannelState::{Init, Open, TryOpen};
+    let (on_a, on_b) = (ends(a, a_client).await?, ends(b, b_client).await?);
+    let mut steps = 0;
+    for end in &on_a {
+        let answer = on_b
+            .iter()
+            .find(|e| e.init.counterparty_channel == end.init.id);
+        match (end.state, answer) {
+            (Init, None) => {
+                let (mut actions, proven) = prove_end(a, b, b_client, end).await?;
+                actions.push(
+                    ChannelMsg::OpenTry {
+                        client: b_client.into(),
+                        counterparty: end.clone(),
+                        proven,
+                    }
+                    .action(),
+                );
+                b.submit(actions).await?;
+            }
+            (Init, Some(ans)) if ans.state == TryOpen => {
+                let (mut actions, proven) = prove_end(b, a, a_client, ans).await?;
+                actions.push(
+                    ChannelMsg::OpenAck {
+                        channel: end.init.id.clone(),
+                        counterparty: ans.clone(),
+                        proven,
+                    }
+                    .action(),
+                );
+                a.submit(actions).await?;
+            }
+            (Open, Some(ans)) if ans.state == TryOpen => {
+                let (mut actions, proven) = prove_end(a, b, b_client, end).await?;
+                actions.push(
+                    ChannelMsg::OpenConfirm {
+                        channel: ans.init.id.clone(),
+                        counterparty: end.clone(),
+                        proven,
+                    }
+                    .action(),
+                );
+                b.submit(actions).await?;
+            }
+            _ => continue,
+        }
+        steps += 1;
+    }
+    Ok(steps)
+}
+
+/// The open channels between `a` and `b` (through the clients of
+/// `template`), handshaken ones included, as paths, `a`'s end first.
+async fn handshaken(
+    a: &dyn Endpoint,
+    b: &dyn Endpoint,
+    template: &Path,
+) -> Result<Vec<Path>, RelayError> {
+    let on_b = ends(b, &template.b_client).await?;
+    Ok(ends(a, &template.a_client)
+        .await?
+        .into_iter()
+        .filter(|e| e.state == channel::ChannelState::Open)
+        .filter_map(|e| {
+            let there = on_b.iter().find(|x| {
+                x.init.id == e.init.counterparty_channel
+                    && x.init.counterparty_channel == e.init.id
+                    && x.state == channel::ChannelState::Open
+            })?;
+            Some(Path {
+                a_channel: e.init.id.clone(),
+                a_client: template.a_client.clone(),
+                b_channel: there.init.id.clone(),
+                b_client: template.b_client.clone(),
+            })
+        })
+        .collect())
+}
+
 /// One step along each of `paths` between `a` and `b`: what they did in
 /// all, or the last error (every path is tried, so one stuck channel does
-/// not hold up the others).
+/// not hold up the others). Handshakes between the two (through the
+/// clients of the first path) move on too, and the channels they opened
+/// are relayed like the others.
 pub async fn step_all(
     a: &dyn Endpoint,
     b: &dyn Endpoint,
@@ -268,7 +396,30 @@ pub async fn step_all(
 ) -> Result<StepReport, RelayError> {
     let mut total = StepReport::default();
     let mut failed = None;
-    for path in paths {
+    let mut paths = paths.to_vec();
+    if let Some(first) = paths.first().cloned() {
+        let mut hs = handshake_one_way(a, &first.a_client, b, &first.b_client).await;
+        if let Ok(n) = hs {
+            hs = handshake_one_way(b, &first.b_client, a, &first.a_client)
+                .await
+                .map(|m| m + n);
+        }
+        match hs {
+            Ok(n) => total.handshakes += n,
+            Err(e) => failed = Some(e),
+        }
+        match handshaken(a, b, &first).await {
+            Ok(found) => {
+                for p in found {
+                    if !paths.iter().any(|x| x.a_channel == p.a_channel) {
+                        paths.push(p);
+                    }
+                }
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    for path in &paths {
         match step(a, b, path).await {
             Ok(r) => total.add(&r),
             Err(e) => failed = Some(e),

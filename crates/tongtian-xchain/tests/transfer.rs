@@ -830,3 +830,108 @@ fn a_forwarded_transfer_acknowledges_its_first_hop_only_when_the_second_ends() {
     );
     assert_eq!(code, "no_ack_pending");
 }
+
+/// A channel proposed by anyone on the transfer port, opened by IBC's
+/// four steps, each proven by the other chain's client; packets wait for
+/// it to open and then flow.
+#[test]
+fn a_channel_opens_by_a_proven_handshake_and_then_carries_tokens() {
+    use tongtian_xchain::channel::{end_key, ChannelEnd, ChannelState};
+    let (mut a, mut b, alice, bob, r) = setup();
+    let end = |c: &Chain, id: &str| -> ChannelEnd {
+        serde_json::from_value(c.q("channel", &format!("channels/{id}"))).unwrap()
+    };
+    // 1. Init on a (anyone, on the transfer port; a contract's own port
+    // takes its owner only).
+    let init = |port: &str| {
+        ChannelMsg::OpenInit {
+            port: port.into(),
+            client: "b".into(),
+            counterparty_port: "transfer".into(),
+            ordered: false,
+            version: "ics20-1".into(),
+        }
+        .action()
+    };
+    assert_eq!(
+        a.send(&alice, init(&format!("0x{}", "ab".repeat(20)))).0,
+        "not_port_owner"
+    );
+    let (code, out) = a.send(&alice, init("transfer"));
+    assert_eq!(code, "success");
+    let id_a = String::from_utf8(out).unwrap();
+    assert_eq!(end(&a, &id_a).state, ChannelState::Init);
+    // Nothing is sent on it yet.
+    let on = |channel: &str, amount| {
+        TransferMsg::Transfer {
+            channel: channel.into(),
+            receiver: addr(&bob),
+            amount,
+            denom: "native".into(),
+            timeout_height: 1_000,
+            timeout_ms: 0,
+            forward: None,
+        }
+        .action()
+    };
+    assert_eq!(a.send(&alice, on(&id_a, 5)).0, "channel_not_open");
+
+    // 2. Try on b, with the proof of a's end.
+    let h = r.update(&a, &mut b, "a");
+    let try_msg = |e: ChannelEnd, h: u64| {
+        ChannelMsg::OpenTry {
+            client: "a".into(),
+            proven: a.prove(&end_key(&e.init.id), h),
+            counterparty: e,
+        }
+        .action()
+    };
+    let mut forged = end(&a, &id_a);
+    forged.init.version = "ics20-2".into();
+    assert_eq!(b.send(&r.0, try_msg(forged, h)).0, "proof_invalid");
+    let (code, out) = b.send(&r.0, try_msg(end(&a, &id_a), h));
+    assert_eq!(code, "success");
+    let id_b = String::from_utf8(out).unwrap();
+    assert_eq!(b.send(&r.0, try_msg(end(&a, &id_a), h)).0, "channel_exists");
+    assert_eq!(end(&b, &id_b).state, ChannelState::TryOpen);
+    assert_eq!(end(&b, &id_b).init.counterparty_channel, id_a);
+
+    // 3. Ack on a, with the proof of b's end.
+    let g = r.update(&b, &mut a, "b");
+    let ack_msg = ChannelMsg::OpenAck {
+        channel: id_a.clone(),
+        counterparty: end(&b, &id_b),
+        proven: b.prove(&end_key(&id_b), g),
+    }
+    .action();
+    assert_eq!(a.send(&r.0, ack_msg).0, "success");
+    assert_eq!(end(&a, &id_a).state, ChannelState::Open);
+    assert_eq!(end(&a, &id_a).init.counterparty_channel, id_b);
+
+    // 4. Confirm on b, with the proof of a's open end.
+    let h = r.update(&a, &mut b, "a");
+    let confirm = |e: ChannelEnd| {
+        ChannelMsg::OpenConfirm {
+            channel: id_b.clone(),
+            counterparty: e,
+            proven: a.prove(&end_key(&id_a), h),
+        }
+        .action()
+    };
+    let mut lie = end(&a, &id_a);
+    lie.state = ChannelState::Init;
+    assert_eq!(b.send(&r.0, confirm(lie)).0, "handshake_mismatch");
+    assert_eq!(b.send(&r.0, confirm(end(&a, &id_a))).0, "success");
+    assert_eq!(end(&b, &id_b).state, ChannelState::Open);
+
+    // Tokens cross on it, as vouchers named by the new channel.
+    assert_eq!(a.send(&alice, on(&id_a, 70)).0, "success");
+    let p = pending_on(&a, &id_a).remove(0);
+    assert_eq!(r.recv(&a, &mut b, "a", &p), "success");
+    assert_eq!(
+        b.balance(&addr(&bob), &format!("transfer/{id_b}/native")),
+        70
+    );
+    assert_eq!(r.ack(&mut a, &b, "b", &p), "success");
+    assert_eq!(a.q("transfer", &format!("escrow/{id_a}/native")), "70");
+}
