@@ -25,7 +25,10 @@
 //! Channels are opened by authorities (the registry when a sub-chain is
 //! born, so a member never runs a handshake by hand; governance for
 //! others) on both sides at once: each side's genesis or creating block
-//! names the other's channel and client.
+//! names the other's channel and client. Without a vote, a channel opens
+//! by IBC's handshake (`OpenInit`, `OpenTry`, `OpenAck`, `OpenConfirm`),
+//! each step proving the other end's state ([`end_key`]) through the
+//! client; packets move only on open ends.
 
 use crate::client::{ClientMsg, ID as CLIENT};
 use borsh::{BorshDeserialize, BorshSerialize};
