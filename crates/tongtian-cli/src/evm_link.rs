@@ -13,7 +13,7 @@
 //! reads where every packet stands from the two chains.
 
 use crate::util::{self, usage, Ctx};
-use alloy_sol_types::{sol, SolCall, SolEvent};
+use alloy_sol_types::{SolCall, SolEvent};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -26,26 +26,7 @@ use tongtian_xchain::attested::{self, Attestation, EthStorageProof, Signature65}
 use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet, PacketProof, Proven};
 use tongtian_xchain::client::{ClientMsg, CosignItem};
 
-sol! {
-    struct SolPacket {
-        uint64 sequence;
-        string sourcePort;
-        string sourceChannel;
-        string destPort;
-        string destChannel;
-        bytes data;
-        uint64 timeoutHeight;
-        uint64 timeoutMs;
-    }
-
-    interface IEvmPort {
-        function recvPacket(SolPacket p, bytes[] sigs) external;
-        function acknowledgePacket(SolPacket p, bytes ack, bytes[] sigs) external;
-        function timeoutPacket(SolPacket p, bytes[] sigs) external;
-        event SendPacket(uint64 sequence, bytes packet);
-        event RecvPacket(uint64 sequence, bytes ack);
-    }
-}
+use tongtian_xchain::attested::evm_port::{to_sol, ITongtianEvmPort as IEvmPort};
 
 /// A JSON-RPC endpoint of the EVM chain.
 struct Evm {
@@ -184,19 +165,6 @@ fn word(v: &Value) -> Result<H256> {
     }
     w[32 - b.len()..].copy_from_slice(&b);
     Ok(H256(w))
-}
-
-fn to_sol(p: &Packet) -> SolPacket {
-    SolPacket {
-        sequence: p.sequence,
-        sourcePort: p.source_port.clone(),
-        sourceChannel: p.source_channel.clone(),
-        destPort: p.dest_port.clone(),
-        destChannel: p.dest_channel.clone(),
-        data: p.data.clone().into(),
-        timeoutHeight: p.timeout_height,
-        timeoutMs: p.timeout_ms,
-    }
 }
 
 fn commitment(p: &Packet) -> [u8; 32] {

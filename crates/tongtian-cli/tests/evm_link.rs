@@ -17,11 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tongtian_xchain::attested::evm_port::ITongtianEvmPort as IPort;
+
 sol! {
-    interface IPort {
-        function sendTransfer(address token, uint256 amount, bytes20 receiver, uint64 timeoutHeight, uint64 timeoutMs) external returns (uint64);
-        function escrowed(address token) external view returns (uint256);
-    }
     interface IToken {
         function approve(address spender, uint256 value) external returns (bool);
         function balanceOf(address who) external view returns (uint256);

@@ -286,3 +286,49 @@ impl EthStorageProof {
         .map_err(|e| bad(format!("storage proof: {e}")))
     }
 }
+
+/// The EVM side's port contract (`contracts/evm-port/TongtianPort.sol`),
+/// as relayers and tests call it.
+pub mod evm_port {
+    use crate::channel::Packet;
+    use alloy_sol_types::sol;
+
+    sol! {
+        /// A packet as the port contract takes it.
+        struct SolPacket {
+            uint64 sequence;
+            string sourcePort;
+            string sourceChannel;
+            string destPort;
+            string destChannel;
+            bytes data;
+            uint64 timeoutHeight;
+            uint64 timeoutMs;
+        }
+
+        /// The port contract.
+        interface ITongtianEvmPort {
+            function sendTransfer(address token, uint256 amount, bytes20 receiver, uint64 timeoutHeight, uint64 timeoutMs) external returns (uint64);
+            function recvPacket(SolPacket p, bytes[] sigs) external;
+            function acknowledgePacket(SolPacket p, bytes ack, bytes[] sigs) external;
+            function timeoutPacket(SolPacket p, bytes[] sigs) external;
+            function escrowed(address token) external view returns (uint256);
+            event SendPacket(uint64 sequence, bytes packet);
+            event RecvPacket(uint64 sequence, bytes ack);
+        }
+    }
+
+    /// `p` as the port contract takes it.
+    pub fn to_sol(p: &Packet) -> SolPacket {
+        SolPacket {
+            sequence: p.sequence,
+            sourcePort: p.source_port.clone(),
+            sourceChannel: p.source_channel.clone(),
+            destPort: p.dest_port.clone(),
+            destChannel: p.dest_channel.clone(),
+            data: p.data.clone().into(),
+            timeoutHeight: p.timeout_height,
+            timeoutMs: p.timeout_ms,
+        }
+    }
+}

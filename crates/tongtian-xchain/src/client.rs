@@ -434,6 +434,20 @@ fn usable(c: &ClientState, block: &tongtian_execution::BlockEnv) -> Result<(), M
     Ok(())
 }
 
+/// An attested client's threshold; other clients refuse attestations.
+fn attested_threshold(c: &ClientState) -> Result<u32, ModuleError> {
+    match c.model {
+        TrustModel::Attested { threshold } => Ok(threshold),
+        _ => Err(refuse(
+            "wrong_client_type",
+            format!(
+                "client {} follows certified headers, not attestations",
+                c.id
+            ),
+        )),
+    }
+}
+
 /// Refuse headers and Tongtian state proofs for an attested client.
 fn not_attested(c: &ClientState) -> Result<(), ModuleError> {
     if matches!(c.model, TrustModel::Attested { .. }) {
@@ -588,7 +602,7 @@ impl Client {
         sh: SignedHeader,
         proof: StateProof,
     ) -> ModuleResult<Vec<u8>> {
-        let mut c = load(&ctx.state, id)?;
+        let c = load(&ctx.state, id)?;
         usable(&c, ctx.block)?;
         not_attested(&c)?;
         let hash = certified_hash(&c, &sh)?;
@@ -665,29 +679,41 @@ impl Client {
         if sh.header.timestamp_ms <= trusted.timestamp_ms && c.latest_height > 0 {
             return Self::freeze(ctx, c, "time_backwards", vec![sh], Vec::new());
         }
-        ctx.state.set_typed(
-            &cskey(id, h),
-            &ConsensusState {
+        Ok(Self::store_verified(
+            ctx,
+            c,
+            ConsensusState {
                 height: h,
                 header_hash: hash,
                 state_root: Some(sh.header.state_root),
                 timestamp_ms: sh.header.timestamp_ms,
                 next_validators: next,
             },
-        );
-        c.latest_height = h;
+        ))
+    }
+
+    /// Keep `cs` as verified, refresh the client: the height, as answers.
+    fn store_verified(
+        ctx: &mut ModuleCtx<'_, '_>,
+        mut c: ClientState,
+        cs: ConsensusState,
+    ) -> Vec<u8> {
+        let h = cs.height;
+        let hash = cs.header_hash;
+        ctx.state.set_typed(&cskey(&c.id, h), &cs);
+        c.latest_height = c.latest_height.max(h);
         c.refreshed_height = ctx.block.height;
         c.refreshed_ms = ctx.block.timestamp_ms;
-        ctx.state.set_typed(&ckey(id), &c);
+        ctx.state.set_typed(&ckey(&c.id), &c);
         ctx.emit(
             "client_updated",
             vec![
-                ("client".into(), id.into()),
+                ("client".into(), c.id.clone()),
                 ("height".into(), h.to_string()),
                 ("header_hash".into(), hash.to_string()),
             ],
         );
-        Ok(h.to_le_bytes().to_vec())
+        h.to_le_bytes().to_vec()
     }
 
     fn attest(
@@ -695,15 +721,9 @@ impl Client {
         id: &str,
         signed: crate::attested::SignedAttestation,
     ) -> ModuleResult<Vec<u8>> {
-        let mut c = load(&ctx.state, id)?;
+        let c = load(&ctx.state, id)?;
         usable(&c, ctx.block)?;
-        let TrustModel::Attested { threshold } = c.model else {
-            return Err(refuse(
-                "wrong_client_type",
-                format!("client {id} follows certified headers, not attestations"),
-            )
-            .into());
-        };
+        let threshold = attested_threshold(&c)?;
         let a = &signed.attestation;
         if a.chain_id != c.chain_id {
             return Err(refuse(
@@ -760,31 +780,17 @@ impl Client {
                 vec![earlier, signed],
             );
         }
-        ctx.state.set_typed(
-            &cskey(id, h),
-            &ConsensusState {
+        Ok(Self::store_verified(
+            ctx,
+            c,
+            ConsensusState {
                 height: h,
                 header_hash: a.block_hash,
                 state_root: Some(a.state_root),
                 timestamp_ms: a.timestamp_ms,
                 next_validators: set,
             },
-        );
-        if h > c.latest_height {
-            c.latest_height = h;
-        }
-        c.refreshed_height = ctx.block.height;
-        c.refreshed_ms = ctx.block.timestamp_ms;
-        ctx.state.set_typed(&ckey(id), &c);
-        ctx.emit(
-            "client_updated",
-            vec![
-                ("client".into(), id.into()),
-                ("height".into(), h.to_string()),
-                ("header_hash".into(), a.block_hash.to_string()),
-            ],
-        );
-        Ok(h.to_le_bytes().to_vec())
+        ))
     }
 
     /// The signatures kept for `digest` of client `id`.
@@ -809,13 +815,7 @@ impl Client {
         use crate::attested;
         let c = load(&ctx.state, id)?;
         usable(&c, ctx.block)?;
-        let TrustModel::Attested { threshold } = c.model else {
-            return Err(refuse(
-                "wrong_client_type",
-                format!("client {id} follows certified headers, not attestations"),
-            )
-            .into());
-        };
+        let threshold = attested_threshold(&c)?;
         let none = BTreeMap::new();
         let chain_id = ctx.chain.chain_id;
         let on_channel = |ctx: &mut ModuleCtx<'_, '_>, ch: &str| -> ModuleResult<()> {

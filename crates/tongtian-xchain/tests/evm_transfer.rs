@@ -28,27 +28,9 @@ use tongtian_xchain::channel::{self, Ack, ChannelMsg, Packet, PacketProof, Prove
 use tongtian_xchain::client::ClientMsg;
 use tongtian_xchain::transfer::TransferMsg;
 
+use tongtian_xchain::attested::evm_port::{to_sol, ITongtianEvmPort as IPort};
+
 sol! {
-    struct SolPacket {
-        uint64 sequence;
-        string sourcePort;
-        string sourceChannel;
-        string destPort;
-        string destChannel;
-        bytes data;
-        uint64 timeoutHeight;
-        uint64 timeoutMs;
-    }
-
-    interface IPort {
-        function sendTransfer(address token, uint256 amount, bytes20 receiver, uint64 timeoutHeight, uint64 timeoutMs) external returns (uint64);
-        function recvPacket(SolPacket p, bytes[] sigs) external;
-        function acknowledgePacket(SolPacket p, bytes ack, bytes[] sigs) external;
-        function escrowed(address token) external view returns (uint256);
-        event SendPacket(uint64 sequence, bytes packet);
-        event RecvPacket(uint64 sequence, bytes ack);
-    }
-
     interface IToken {
         function approve(address spender, uint256 value) external returns (bool);
         function balanceOf(address who) external view returns (uint256);
@@ -92,19 +74,6 @@ impl Evm {
 
     fn latest(&self) -> Value {
         rpc(&self.node, "eth_getBlockByNumber", json!(["latest", false]))
-    }
-}
-
-fn to_sol(p: &Packet) -> SolPacket {
-    SolPacket {
-        sequence: p.sequence,
-        sourcePort: p.source_port.clone(),
-        sourceChannel: p.source_channel.clone(),
-        destPort: p.dest_port.clone(),
-        destChannel: p.dest_channel.clone(),
-        data: Bytes::from(p.data.clone()),
-        timeoutHeight: p.timeout_height,
-        timeoutMs: p.timeout_ms,
     }
 }
 
