@@ -195,6 +195,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let report = crate::contract_bench::run(args).await?;
             print(json, &report, || crate::contract_bench::summary(&report))
         }
+        Command::Bench(BenchCommand::Psi(args)) => {
+            let report = crate::psi_bench::run(args).await?;
+            print(json, &report, || crate::psi_bench::summary(&report))
+        }
         Command::Bench(BenchCommand::Xchain(args)) => {
             let report = crate::xchain_bench::run(args).await?;
             print(json, &report, || crate::xchain_bench::summary(&report))

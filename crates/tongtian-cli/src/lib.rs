@@ -13,6 +13,7 @@ mod contract;
 pub mod contract_bench;
 mod evm_link;
 mod gov;
+pub mod psi_bench;
 mod relay;
 mod testnet;
 pub mod util;
@@ -1099,6 +1100,9 @@ pub enum BenchCommand {
     /// relayed by the node: packets/s, send-to-ack latency, recv cost,
     /// light-client update check time.
     Xchain(xchain_bench::XchainBenchArgs),
+    /// Private set intersection between two parties over a real session on
+    /// 127.0.0.1 (half of the keys shared), beside a plaintext hash join.
+    Psi(psi_bench::PsiBenchArgs),
 }
 
 /// Set up `tracing` output on stderr.
