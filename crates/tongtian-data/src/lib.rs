@@ -1,0 +1,12 @@
+//! Data assets on chain, the data itself never: the `data` module.
+//!
+//! - [`data`]: a **data asset** is a non-fungible token owned by an
+//!   account: its name, schema, row count, a salted Merkle root over its
+//!   rows (the salt stays with the owner, so the root reveals nothing),
+//!   the owner agent's endpoint and key, a price per job and a status.
+//!   Owners transfer, update (a new commitment, the version bumped) and
+//!   retire assets, and **grant** other accounts the use of one (which
+//!   protocols, which columns, until which block, how many jobs), or
+//!   revoke a grant. Every change is kept in the asset's history.
+
+pub mod data;
