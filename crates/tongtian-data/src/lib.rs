@@ -9,4 +9,8 @@
 //!   protocols, which columns, until which block, how many jobs), or
 //!   revoke a grant. Every change is kept in the asset's history.
 
+//! - [`job`]: privacy jobs over assets: escrow, acceptance that spends
+//!   grants, completion co-signed by every party, abort with refund.
+
 pub mod data;
+pub mod job;

@@ -56,10 +56,11 @@ pub fn build(executor: Executor, spec: &ChainSpec) -> Result<Executor, String> {
             tongtian_xchain::nft::ID => Arc::new(tongtian_xchain::nft::Nft),
             tongtian_xchain::nft_transfer::ID => Arc::new(tongtian_xchain::nft_transfer::NftTransfer),
             tongtian_data::data::ID => Arc::new(tongtian_data::data::Data),
+            tongtian_data::job::ID => Arc::new(tongtian_data::job::JobModule),
             tongtian_execution::membership::ID => continue,
             other => {
                 return Err(format!(
-                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, params, directive, client, channel, transfer, nft, nft-transfer, data, membership)"
+                    "the chain spec enables module `{other}`, which this node does not have (it has org, gov, registry, access, contracts, params, directive, client, channel, transfer, nft, nft-transfer, data, job, membership)"
                 ))
             }
         };

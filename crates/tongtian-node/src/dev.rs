@@ -89,6 +89,9 @@ pub fn with_founding_orgs(
         tongtian_xchain::transfer::ID,
         tongtian_xchain::nft::ID,
         tongtian_xchain::nft_transfer::ID,
+        // Data assets and the jobs that use them.
+        tongtian_data::data::ID,
+        tongtian_data::job::ID,
     ] {
         spec.modules.insert(id, serde_json::json!({}));
     }

@@ -1,0 +1,489 @@
+//! The `job` module: privacy jobs over data assets, escrowed and paid on
+//! chain.
+//!
+//! Lifecycle: `create` (the requester names the protocol, the assets, the
+//! columns, who receives the output and a payment, escrowed at once and
+//! at least the assets' prices) → `open`; `accept` by each asset's owner
+//! (or its agent's account), which spends a use of the requester's grant
+//! through [`crate::data::DataMsg::Use`] (the owner's own assets need
+//! none) → `running` once every asset accepted; `complete` with the
+//! result commitment and transcript hash, signed by every asset's agent
+//! key over the same values → `completed`, each owner paid its price and
+//! the rest refunded; `abort` by anyone once the job's timeout block has
+//! passed without completion → `aborted`, the whole escrow refunded.
+//! Escrow is paid out once: completion and abort both need an unfinished
+//! job.
+
+use crate::data::{self, Asset, DataMsg, PROTOCOLS};
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tongtian_execution::module::{Module, ModuleCtx, ModuleError, ModuleResult, ModuleState};
+use tongtian_types::{serde_hex, serde_u128, Address, ChainSpec, H256};
+
+/// The module's id.
+pub const ID: &str = data::JOB;
+
+/// Where a job stands.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Waiting for the owners to accept.
+    Open,
+    /// Every owner accepted; the agents compute.
+    Running,
+    /// Done: result recorded, owners paid.
+    Completed,
+    /// Timed out: escrow refunded.
+    Aborted,
+}
+
+/// A payment a job made.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Payment {
+    /// To whom.
+    pub to: Address,
+    /// How much.
+    #[serde(with = "serde_u128")]
+    pub amount: u128,
+}
+
+/// A job.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id (from 1).
+    pub id: u64,
+    /// Who asked and pays.
+    pub requester: Address,
+    /// The protocol's id.
+    pub protocol: String,
+    /// The assets, in role order.
+    pub assets: Vec<u64>,
+    /// The columns used (empty: the ones the protocol needs, all).
+    pub columns: Vec<String>,
+    /// The protocol's parameters (opaque to the chain).
+    #[serde(with = "serde_hex")]
+    pub params: Vec<u8>,
+    /// Who receives the output.
+    pub output_to: Address,
+    /// What is held in escrow.
+    #[serde(with = "serde_u128")]
+    pub escrow: u128,
+    /// The block after which it can be aborted.
+    pub deadline: u64,
+    /// The assets whose owners accepted.
+    pub accepted: Vec<u64>,
+    /// The parties: each asset's agent key, in role order.
+    pub parties: Vec<String>,
+    /// Status.
+    pub status: JobStatus,
+    /// The result's commitment, once completed.
+    pub result_commitment: Option<H256>,
+    /// The session transcript's hash, once completed.
+    pub transcript_hash: Option<H256>,
+    /// Payments made.
+    pub payments: Vec<Payment>,
+}
+
+/// One party's signature of a completion.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct PartySignature {
+    /// The agent's public key.
+    #[serde(with = "serde_hex")]
+    pub public_key: Vec<u8>,
+    /// Its signature over [`completion_digest`].
+    #[serde(with = "serde_hex")]
+    pub signature: Vec<u8>,
+}
+
+/// Messages of the `job` module.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum JobMsg {
+    /// File a job, escrowing `payment` from the sender: its id.
+    Create {
+        /// The protocol.
+        protocol: String,
+        /// The assets, in role order.
+        assets: Vec<u64>,
+        /// The columns it uses.
+        columns: Vec<String>,
+        /// The protocol's parameters.
+        params: Vec<u8>,
+        /// Who receives the output.
+        output_to: Address,
+        /// The payment (at least the assets' prices).
+        payment: u128,
+        /// Blocks until it may be aborted.
+        timeout_blocks: u64,
+    },
+    /// Accept the job for one asset (its owner, or its agent's account).
+    Accept {
+        /// The job.
+        job: u64,
+        /// The asset.
+        asset: u64,
+    },
+    /// Record the result (anyone, with every party's signature).
+    Complete {
+        /// The job.
+        job: u64,
+        /// The result's commitment.
+        result_commitment: H256,
+        /// The transcript's hash.
+        transcript_hash: H256,
+        /// Every party's signature.
+        signatures: Vec<PartySignature>,
+    },
+    /// Abort a job past its deadline (anyone): the escrow goes back.
+    Abort {
+        /// The job.
+        job: u64,
+    },
+}
+
+impl JobMsg {
+    /// As a transaction action.
+    pub fn action(&self) -> tongtian_types::Action {
+        tongtian_types::Action::Module {
+            module: ID.into(),
+            msg: borsh::to_vec(self).expect("job messages encode"),
+        }
+    }
+}
+
+/// What every party signs to complete job `job` on chain `chain_id`.
+pub fn completion_digest(chain_id: u64, job: u64, result: &H256, transcript: &H256) -> Vec<u8> {
+    [
+        &b"tongtian/job-complete/v1"[..],
+        &chain_id.to_be_bytes(),
+        &job.to_be_bytes(),
+        &result.0,
+        &transcript.0,
+    ]
+    .concat()
+}
+
+fn refuse(code: &str, message: impl Into<String>) -> ModuleError {
+    ModuleError::new(code, message)
+}
+
+fn jkey(id: u64) -> Vec<u8> {
+    format!("j/{id:020}").into_bytes()
+}
+
+fn load(state: &ModuleState<'_, '_>, id: u64) -> ModuleResult<Job> {
+    Ok(state
+        .get_typed(&jkey(id))?
+        .ok_or_else(|| refuse("unknown_job", format!("there is no job {id}")))?)
+}
+
+fn asset(ctx: &mut ModuleCtx<'_, '_>, id: u64) -> ModuleResult<Asset> {
+    let v = ctx.query(data::ID, &format!("assets/{id}"), &BTreeMap::new())?;
+    Ok(serde_json::from_value(v)
+        .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?)
+}
+
+/// The `job` module.
+#[derive(Debug, Default)]
+pub struct JobModule;
+
+impl JobModule {
+    fn emit(ctx: &mut ModuleCtx<'_, '_>, name: &str, job: &Job, extra: Vec<(&str, String)>) {
+        let mut attrs = vec![
+            ("job".to_string(), job.id.to_string()),
+            (
+                "status".to_string(),
+                format!("{:?}", job.status).to_lowercase(),
+            ),
+        ];
+        attrs.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        ctx.emit(name, attrs);
+    }
+
+    fn unfinished(job: &Job) -> ModuleResult<()> {
+        if matches!(job.status, JobStatus::Completed | JobStatus::Aborted) {
+            return Err(refuse(
+                "job_finished",
+                format!("job {} is {:?} already", job.id, job.status).to_lowercase(),
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
+impl Module for JobModule {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn genesis(
+        &self,
+        _state: &mut ModuleState<'_, '_>,
+        _spec: &ChainSpec,
+        section: Option<&serde_json::Value>,
+    ) -> ModuleResult<()> {
+        tongtian_execution::module::expect_empty_section(
+            section,
+            "job starts empty: its section is {}",
+        )
+    }
+
+    fn execute(&self, ctx: &mut ModuleCtx<'_, '_>, msg: &[u8]) -> ModuleResult<Vec<u8>> {
+        let msg: JobMsg = borsh::from_slice(msg).map_err(|e| ModuleError::bad_message(ID, e))?;
+        match msg {
+            JobMsg::Create {
+                protocol,
+                assets,
+                columns,
+                params,
+                output_to,
+                payment,
+                timeout_blocks,
+            } => {
+                if !PROTOCOLS.contains(&protocol.as_str()) {
+                    return Err(refuse(
+                        "unknown_protocol",
+                        format!("{protocol:?} is not a protocol"),
+                    )
+                    .into());
+                }
+                if assets.is_empty() || assets.len() > 64 {
+                    return Err(refuse("bad_job", "a job uses 1-64 assets").into());
+                }
+                let mut sorted = assets.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                if sorted.len() != assets.len() {
+                    return Err(refuse("bad_job", "an asset appears once in a job").into());
+                }
+                if params.len() > 64 * 1024 || timeout_blocks == 0 {
+                    return Err(refuse(
+                        "bad_job",
+                        "parameters are at most 64 KiB and a job has a timeout",
+                    )
+                    .into());
+                }
+                let mut price = 0u128;
+                let mut parties = Vec::new();
+                for id in &assets {
+                    let a = asset(ctx, *id)?;
+                    if a.status != data::AssetStatus::Active {
+                        return Err(
+                            refuse("asset_retired", format!("asset {id} is retired")).into()
+                        );
+                    }
+                    price = price.saturating_add(a.price);
+                    parties.push(hex_of(&a.agent_key));
+                }
+                if payment < price {
+                    return Err(refuse(
+                        "payment_short",
+                        format!("the assets cost {price}, {payment} offered"),
+                    )
+                    .into());
+                }
+                ctx.collect(payment)?;
+                let n: u64 = ctx.state.get_typed(b"next")?.unwrap_or(0) + 1;
+                ctx.state.set_typed(b"next", &n);
+                let job = Job {
+                    id: n,
+                    requester: ctx.caller,
+                    protocol,
+                    assets,
+                    columns,
+                    params,
+                    output_to,
+                    escrow: payment,
+                    deadline: ctx.block.height.saturating_add(timeout_blocks),
+                    accepted: Vec::new(),
+                    parties,
+                    status: JobStatus::Open,
+                    result_commitment: None,
+                    transcript_hash: None,
+                    payments: Vec::new(),
+                };
+                ctx.state.set_typed(&jkey(n), &job);
+                Self::emit(
+                    ctx,
+                    "job_created",
+                    &job,
+                    vec![
+                        ("requester", job.requester.to_string()),
+                        ("escrow", payment.to_string()),
+                    ],
+                );
+                Ok(n.to_le_bytes().to_vec())
+            }
+            JobMsg::Accept { job, asset: id } => {
+                let mut j = load(&ctx.state, job)?;
+                if j.status != JobStatus::Open {
+                    return Err(refuse("job_not_open", format!("job {job} is not open")).into());
+                }
+                if !j.assets.contains(&id) {
+                    return Err(
+                        refuse("not_in_job", format!("job {job} does not use asset {id}")).into(),
+                    );
+                }
+                if j.accepted.contains(&id) {
+                    return Err(refuse(
+                        "already_accepted",
+                        format!("asset {id} accepted job {job} already"),
+                    )
+                    .into());
+                }
+                let a = asset(ctx, id)?;
+                let agent = Address::from_public_key(ctx.chain.suite, &a.agent_key);
+                if ctx.caller != a.owner && ctx.caller != agent {
+                    return Err(refuse(
+                        "not_owner",
+                        format!("only asset {id}'s owner or agent accepts for it"),
+                    )
+                    .into());
+                }
+                ctx.call(
+                    data::ID,
+                    &borsh::to_vec(&DataMsg::Use {
+                        asset: id,
+                        user: j.requester,
+                        protocol: j.protocol.clone(),
+                        columns: j.columns.clone(),
+                    })
+                    .expect("data messages encode"),
+                )?;
+                j.accepted.push(id);
+                if j.accepted.len() == j.assets.len() {
+                    j.status = JobStatus::Running;
+                }
+                ctx.state.set_typed(&jkey(job), &j);
+                Self::emit(ctx, "job_accepted", &j, vec![("asset", id.to_string())]);
+                Ok(Vec::new())
+            }
+            JobMsg::Complete {
+                job,
+                result_commitment,
+                transcript_hash,
+                signatures,
+            } => {
+                let mut j = load(&ctx.state, job)?;
+                if j.status != JobStatus::Running {
+                    return Err(refuse(
+                        "job_not_running",
+                        format!("job {job} is {:?}", j.status).to_lowercase(),
+                    )
+                    .into());
+                }
+                let digest = completion_digest(
+                    ctx.chain.chain_id,
+                    job,
+                    &result_commitment,
+                    &transcript_hash,
+                );
+                let s = tongtian_crypto::suite(ctx.chain.suite);
+                for party in &j.parties {
+                    let ok = signatures.iter().any(|sig| {
+                        hex_of(&sig.public_key) == *party
+                            && s.verify(&sig.public_key, &digest, &sig.signature).is_ok()
+                    });
+                    if !ok {
+                        return Err(refuse(
+                            "incomplete_signatures",
+                            format!("party {party} did not sign this result and transcript"),
+                        )
+                        .into());
+                    }
+                }
+                let mut left = j.escrow;
+                for id in j.assets.clone() {
+                    let a = asset(ctx, id)?;
+                    ctx.pay_out(a.owner, a.price)?;
+                    left -= a.price;
+                    j.payments.push(Payment {
+                        to: a.owner,
+                        amount: a.price,
+                    });
+                }
+                if left > 0 {
+                    ctx.pay_out(j.requester, left)?;
+                    j.payments.push(Payment {
+                        to: j.requester,
+                        amount: left,
+                    });
+                }
+                j.escrow = 0;
+                j.status = JobStatus::Completed;
+                j.result_commitment = Some(result_commitment);
+                j.transcript_hash = Some(transcript_hash);
+                ctx.state.set_typed(&jkey(job), &j);
+                Self::emit(
+                    ctx,
+                    "job_completed",
+                    &j,
+                    vec![
+                        ("result_commitment", result_commitment.to_string()),
+                        ("transcript_hash", transcript_hash.to_string()),
+                    ],
+                );
+                Ok(Vec::new())
+            }
+            JobMsg::Abort { job } => {
+                let mut j = load(&ctx.state, job)?;
+                Self::unfinished(&j)?;
+                if ctx.block.height <= j.deadline {
+                    return Err(refuse(
+                        "timeout_not_reached",
+                        format!("job {job} runs until block {}", j.deadline),
+                    )
+                    .into());
+                }
+                if j.escrow > 0 {
+                    ctx.pay_out(j.requester, j.escrow)?;
+                    j.payments.push(Payment {
+                        to: j.requester,
+                        amount: j.escrow,
+                    });
+                }
+                j.escrow = 0;
+                j.status = JobStatus::Aborted;
+                ctx.state.set_typed(&jkey(job), &j);
+                Self::emit(ctx, "job_aborted", &j, vec![]);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    fn query(
+        &self,
+        state: &mut ModuleState<'_, '_>,
+        path: &str,
+        _params: &BTreeMap<String, String>,
+    ) -> ModuleResult<serde_json::Value> {
+        let json = |v: &Job| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
+        if path == "jobs" {
+            let mut out = Vec::new();
+            for (_, v) in state.scan(b"j/", None, 100_000)? {
+                let j: Job = borsh::from_slice(&v)
+                    .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?;
+                out.push(json(&j));
+            }
+            return Ok(serde_json::Value::Array(out));
+        }
+        if let Some(id) = path.strip_prefix("jobs/") {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| refuse("bad_job", format!("{id:?} is not a job id")))?;
+            return Ok(json(&load(state, id)?));
+        }
+        Err(refuse(
+            "unknown_query",
+            format!("job answers jobs and jobs/ID, not {path}"),
+        )
+        .into())
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
