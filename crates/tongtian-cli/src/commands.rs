@@ -168,6 +168,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Org(cmd) => crate::gov::org(&ctx, cmd).await,
         Command::Gov(cmd) => crate::gov::gov(&ctx, cmd).await,
         Command::Xchain(cmd) => crate::xchain::run(&ctx, cmd).await,
+        Command::Data(cmd) => crate::data::run(&ctx, cmd).await,
         Command::Relay(crate::RelayCommand::Start {
             key,
             password,

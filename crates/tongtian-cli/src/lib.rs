@@ -11,6 +11,7 @@ pub mod chains_bench;
 mod commands;
 mod contract;
 pub mod contract_bench;
+mod data;
 mod evm_link;
 mod gov;
 pub mod psi_bench;
@@ -149,6 +150,10 @@ pub enum Command {
     /// Cross-chain: light clients, channels, packets, token transfers.
     #[command(subcommand)]
     Xchain(XchainCommand),
+    /// Data assets: register (the file stays here), list, show, history,
+    /// grant and revoke.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Attest an external chain for an attested client.
     #[command(subcommand)]
     Attest(AttestCommand),
@@ -375,6 +380,83 @@ pub enum RelayCommand {
         after_help = "Example:\n  tongtian relay evm --evm http://127.0.0.1:8545 --channel channel-e --key relayer.key --eth-key relayer-eth.key"
     )]
     Evm(EvmLinkArgs),
+}
+
+/// `tongtian data ...`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Register a CSV file as a data asset: the schema, row count and a
+    /// salted Merkle root over its rows are computed here and go on chain;
+    /// the rows and the salt (written beside the file as `FILE.salt`) stay.
+    #[command(
+        after_help = "Example:\n  tongtian data register --name customers --file customers.csv --key-column id --price 10 --agent 127.0.0.1:9700 --key owner.key --json"
+    )]
+    Register {
+        /// The asset's name.
+        #[arg(long)]
+        name: String,
+        /// The CSV file (with a header row).
+        #[arg(long)]
+        file: PathBuf,
+        /// The column jobs join on (it must exist).
+        #[arg(long)]
+        key_column: String,
+        /// Price per job.
+        #[arg(long)]
+        price: u128,
+        /// The owner's party agent (`host:port`).
+        #[arg(long)]
+        agent: String,
+        /// Signer and gas (the key is also the agent's party key).
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Every asset.
+    List,
+    /// One asset.
+    Show {
+        /// Its id.
+        id: u64,
+    },
+    /// An asset's history: registration, grants, jobs.
+    History {
+        /// Its id.
+        id: u64,
+    },
+    /// Grant an account the use of an asset.
+    Grant {
+        /// The asset.
+        id: u64,
+        /// Who.
+        #[arg(long)]
+        to: String,
+        /// Which protocols (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        protocols: Vec<String>,
+        /// Which columns (comma-separated; default all).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// The last block it can be used in (default: no end).
+        #[arg(long, default_value_t = 0)]
+        until: u64,
+        /// How many jobs (default: unlimited).
+        #[arg(long, default_value_t = 0)]
+        uses: u32,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+    /// Revoke a grant.
+    Revoke {
+        /// The asset.
+        id: u64,
+        /// The grant.
+        #[arg(long)]
+        grant: u64,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
 }
 
 /// `tongtian attest ...`.
