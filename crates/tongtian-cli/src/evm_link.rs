@@ -16,7 +16,6 @@ use crate::util::{self, usage, Ctx};
 use alloy_sol_types::{SolCall, SolEvent};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
-use std::collections::BTreeSet;
 use std::time::Duration;
 use tongtian_client::Client;
 use tongtian_crypto::eth::EthKey;
@@ -231,6 +230,31 @@ async fn received_here(client: &Client, l: &Link, seq: u64) -> Result<bool> {
         .unwrap_or(false))
 }
 
+/// Whether the port holds channel value `kind` of its packet `seq`.
+async fn port_holds(evm: &Evm, l: &Link, kind: &str, seq: u64) -> Result<bool> {
+    Ok(evm
+        .slot(&l.port, channel::evm_slot(kind, &l.evm_channel, seq))
+        .await?
+        != [0u8; 32])
+}
+
+/// Our chain's ack of the port's packet `seq`, once there is one.
+async fn ack_here(client: &Client, l: &Link, seq: u64) -> Result<Option<Ack>> {
+    let v = client
+        .module_query("channel", &format!("acks/{}/{seq}", l.channel))
+        .await?;
+    Ok(serde_json::from_value(v).ok())
+}
+
+/// How an EVM transaction ended, for reports.
+fn outcome(ok: bool) -> &'static str {
+    if ok {
+        "success"
+    } else {
+        "reverted"
+    }
+}
+
 async fn cosigned(client: &Client, l: &Link, digest: &[u8; 32]) -> Result<Vec<Signature65>> {
     let v = client
         .module_query(
@@ -343,14 +367,7 @@ async fn attest_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
     // Our acks of the port's packets it still waits on.
     for (_, sent) in evm.logs::<IEvmPort::SendPacket>(&l.port).await? {
         let p: Packet = borsh::from_slice(&sent.packet)?;
-        if evm
-            .slot(
-                &l.port,
-                channel::evm_slot("commit", &l.evm_channel, p.sequence),
-            )
-            .await?
-            == [0u8; 32]
-        {
+        if !port_holds(evm, &l, "commit", p.sequence).await? {
             continue;
         }
         if !received_here(&ctx.client, &l, p.sequence).await? {
@@ -364,11 +381,7 @@ async fn attest_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
             }
             continue;
         }
-        let ack = ctx
-            .client
-            .module_query("channel", &format!("acks/{}/{}", l.channel, p.sequence))
-            .await?;
-        let Ok(ack) = serde_json::from_value::<Ack>(ack) else {
+        let Some(ack) = ack_here(&ctx.client, &l, p.sequence).await? else {
             continue;
         };
         let digest = attested::ack_digest(l.chain_id, &commitment(&p), &borsh::to_vec(&ack)?);
@@ -416,14 +429,7 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
     for (block, sent) in evm.logs::<IEvmPort::SendPacket>(&l.port).await? {
         let p: Packet = borsh::from_slice(&sent.packet)?;
         let received = received_here(&ctx.client, &l, p.sequence).await?;
-        let open = evm
-            .slot(
-                &l.port,
-                channel::evm_slot("commit", &l.evm_channel, p.sequence),
-            )
-            .await?
-            != [0u8; 32];
-        if !open {
+        if !port_holds(evm, &l, "commit", p.sequence).await? {
             continue;
         }
         if !received && expired_here(&p, ctx.client.status().await?.height) {
@@ -436,11 +442,7 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
                     sigs: sigs(s),
                 };
                 let ok = evm.send(&a.eth_key, &l.port, call.abi_encode()).await?;
-                done.push(format!(
-                    "timeout {} there: {}",
-                    p.sequence,
-                    if ok { "success" } else { "reverted" }
-                ));
+                done.push(format!("timeout {} there: {}", p.sequence, outcome(ok)));
             }
             continue;
         }
@@ -462,11 +464,7 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
             done.push(format!("recv {} here: {code}", p.sequence));
             continue;
         }
-        let ack = ctx
-            .client
-            .module_query("channel", &format!("acks/{}/{}", l.channel, p.sequence))
-            .await?;
-        let Ok(ack) = serde_json::from_value::<Ack>(ack) else {
+        let Some(ack) = ack_here(&ctx.client, &l, p.sequence).await? else {
             continue;
         };
         let ack_bytes = borsh::to_vec(&ack)?;
@@ -481,11 +479,7 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
             sigs: sigs(s),
         };
         let ok = evm.send(&a.eth_key, &l.port, call.abi_encode()).await?;
-        done.push(format!(
-            "ack {} there: {}",
-            p.sequence,
-            if ok { "success" } else { "reverted" }
-        ));
+        done.push(format!("ack {} there: {}", p.sequence, outcome(ok)));
     }
     // Tongtian -> EVM.
     let pending: Vec<Packet> = serde_json::from_value(
@@ -494,16 +488,8 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
             .await?,
     )?;
     let mut acks: Option<Vec<(u64, IEvmPort::RecvPacket)>> = None;
-    let mut seen = BTreeSet::new();
     for p in pending {
-        seen.insert(p.sequence);
-        let received = evm
-            .slot(
-                &l.port,
-                channel::evm_slot("receipt", &l.evm_channel, p.sequence),
-            )
-            .await?
-            != [0u8; 32];
+        let received = port_holds(evm, &l, "receipt", p.sequence).await?;
         if !received {
             let head = evm.number("eth_blockNumber", json!([])).await?;
             let expired = |h: u64| p.timeout_height != 0 && h >= p.timeout_height;
@@ -536,11 +522,7 @@ async fn relay_once(ctx: &Ctx, a: &EvmArgs, evm: &Evm) -> Result<Vec<String>> {
                 sigs: sigs(s),
             };
             let ok = evm.send(&a.eth_key, &l.port, call.abi_encode()).await?;
-            done.push(format!(
-                "recv {} there: {}",
-                p.sequence,
-                if ok { "success" } else { "reverted" }
-            ));
+            done.push(format!("recv {} there: {}", p.sequence, outcome(ok)));
             continue;
         }
         if acks.is_none() {
