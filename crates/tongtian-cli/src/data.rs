@@ -1,89 +1,17 @@
 //! `tongtian data ...`: data assets on chain, their files kept here.
 //!
 //! `register` reads the CSV locally and puts on chain only its schema, row
-//! count and a salted Merkle root: leaf `i` is the chain suite's hash of a
-//! domain, the salt, `i` and the row's fields (each length-prefixed), and
-//! the root is the chain's list Merkle root over the leaves. The salt (32
-//! random bytes) is written beside the file as `FILE.salt` and never
-//! leaves it, so the root reveals nothing about the rows.
+//! count and the salted Merkle root of [`tongtian_data::rows`]. The salt
+//! (32 random bytes) is written beside the file as `FILE.salt` and never
+//! leaves it, so the root reveals nothing about the rows; `prove` opens
+//! one row against the root recorded on chain.
 
 use crate::util::{self, parse_address, print, usage, Ctx};
 use crate::DataCommand;
 use anyhow::{Context, Result};
 use rand::RngCore;
-use std::path::Path;
-use tongtian_data::data::{Column, DataMsg};
-use tongtian_types::H256;
-
-/// What a CSV file commits to.
-pub struct Committed {
-    /// Its columns, with types inferred (`int`, `float`, `string`).
-    pub schema: Vec<Column>,
-    /// Its row count.
-    pub rows: u64,
-    /// The salted Merkle root.
-    pub root: H256,
-}
-
-/// The salted Merkle root of `file` under `salt`, with the chain's suite.
-pub fn commit(file: &Path, salt: &[u8; 32], suite: tongtian_crypto::SuiteId) -> Result<Committed> {
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_path(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let header: Vec<String> = r.headers()?.iter().map(|h| h.trim().to_string()).collect();
-    let s = tongtian_crypto::suite(suite);
-    let mut kinds = vec![(true, true); header.len()];
-    let mut leaves = Vec::new();
-    for (i, rec) in r.records().enumerate() {
-        let rec = rec.with_context(|| format!("{}: row {}", file.display(), i + 1))?;
-        if rec.len() != header.len() {
-            return Err(usage(
-                "bad_csv",
-                format!(
-                    "{}: row {} has {} fields, the header {}",
-                    file.display(),
-                    i + 1,
-                    rec.len(),
-                    header.len()
-                ),
-            ));
-        }
-        let mut leaf = b"tongtian/data-row/v1".to_vec();
-        leaf.extend_from_slice(salt);
-        leaf.extend_from_slice(&(i as u64).to_be_bytes());
-        for (j, field) in rec.iter().enumerate() {
-            leaf.extend_from_slice(&(field.len() as u64).to_be_bytes());
-            leaf.extend_from_slice(field.as_bytes());
-            let f = field.trim();
-            kinds[j].0 &= f.parse::<i64>().is_ok();
-            kinds[j].1 &= f.parse::<f64>().is_ok();
-        }
-        leaves.push(H256(s.hash(&leaf)));
-    }
-    let schema = header
-        .iter()
-        .zip(&kinds)
-        .map(|(name, (int, float))| Column {
-            name: name.clone(),
-            kind: if leaves.is_empty() {
-                "string"
-            } else if *int {
-                "int"
-            } else if *float {
-                "float"
-            } else {
-                "string"
-            }
-            .into(),
-        })
-        .collect();
-    Ok(Committed {
-        schema,
-        rows: leaves.len() as u64,
-        root: tongtian_types::merkle_root(s, &leaves),
-    })
-}
+use tongtian_data::data::DataMsg;
+use tongtian_data::rows::{self, Table};
 
 async fn send(
     ctx: &Ctx,
@@ -97,6 +25,11 @@ async fn send(
         return Err(util::Reported(format!("refused: {}", util::status_text(&r.status))).into());
     }
     Ok(r)
+}
+
+/// A file's problem as a usage error with its code.
+pub fn rows_error(e: rows::RowsError) -> anyhow::Error {
+    usage(e.code(), e.to_string())
 }
 
 /// Run a `data` command.
@@ -113,7 +46,8 @@ pub async fn run(ctx: &Ctx, cmd: DataCommand) -> Result<()> {
             let suite: tongtian_crypto::SuiteId = ctx.client.status().await?.suite.parse()?;
             let mut salt = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut salt);
-            let c = commit(&file, &salt, suite)?;
+            let table = Table::read(&file).map_err(rows_error)?;
+            let c = table.commit(suite, &salt);
             if !c.schema.iter().any(|col| col.name == key_column) {
                 return Err(usage(
                     "unknown_column",
@@ -140,11 +74,7 @@ pub async fn run(ctx: &Ctx, cmd: DataCommand) -> Result<()> {
                     .try_into()
                     .context("the chain answered no asset id")?,
             );
-            let salt_path = file.with_extension(format!(
-                "{}salt",
-                file.extension()
-                    .map_or(String::new(), |e| format!("{}.", e.to_string_lossy()))
-            ));
+            let salt_path = rows::salt_path(&file);
             std::fs::write(&salt_path, hex::encode(salt))
                 .with_context(|| format!("cannot write {}", salt_path.display()))?;
             let out = serde_json::json!({ "asset": id, "commitment": c.root.to_string(), "rows": c.rows, "salt_file": salt_path });
@@ -249,6 +179,37 @@ pub async fn run(ctx: &Ctx, cmd: DataCommand) -> Result<()> {
                 &serde_json::json!({ "asset": id, "grant": grant, "revoked": true }),
                 || format!("grant {grant} on asset {id} revoked"),
             )
+        }
+        DataCommand::Prove { id, row, file } => {
+            let suite: tongtian_crypto::SuiteId = ctx.client.status().await?.suite.parse()?;
+            let a = ctx
+                .client
+                .module_query("data", &format!("assets/{id}"))
+                .await?;
+            let on_chain = util::parse_hash(a["commitment"].as_str().unwrap_or(""))?;
+            let table = Table::read(&file).map_err(rows_error)?;
+            let salt = rows::read_salt(&file).map_err(rows_error)?;
+            let p = rows::prove(&table, suite, &salt, row).map_err(rows_error)?;
+            if !p.verify(suite, &on_chain) {
+                return Err(usage(
+                    "commitment_mismatch",
+                    format!(
+                        "{} does not hold asset {id}: its root is {}, the chain's {on_chain}",
+                        file.display(),
+                        p.root
+                    ),
+                ));
+            }
+            let mut out = serde_json::to_value(&p)?;
+            out["asset"] = id.into();
+            out["valid"] = true.into();
+            print(ctx.json, &out, || {
+                format!(
+                    "row {row} of asset {id} ({}) is in commitment {on_chain}: {} steps",
+                    p.fields.join(","),
+                    p.path.len()
+                )
+            })
         }
     }
 }

@@ -457,6 +457,22 @@ pub enum DataCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// A Merkle proof that row N of the file (with its salt beside it) is
+    /// in the asset as committed on chain (for audits; it reveals the row
+    /// and the salt).
+    #[command(
+        after_help = "Example:\n  tongtian data prove 1 --row 0 --file customers.csv --json"
+    )]
+    Prove {
+        /// The asset.
+        id: u64,
+        /// The row (from 0).
+        #[arg(long)]
+        row: u64,
+        /// The asset's file (its salt is read from FILE.salt).
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
 }
 
 /// `tongtian attest ...`.

@@ -98,12 +98,16 @@ pub async fn run(args: PsiBenchArgs) -> Result<PsiBenchReport> {
     let started = Instant::now();
     let sender = tokio::spawn(async move {
         let (stream, _) = listener.accept().await?;
-        let session = Session::accept(stream, &s, &[r_pub], job, cfg).await?;
-        Ok::<_, anyhow::Error>(PsiEcdh.run(1, session, &p2, PsiInput { keys: y }).await?)
+        let mut session = Session::accept(stream, &s, &[r_pub], job, cfg).await?;
+        Ok::<_, anyhow::Error>(
+            PsiEcdh
+                .run(1, &mut session, &p2, PsiInput { keys: y })
+                .await?,
+        )
     });
-    let session = Session::connect(&addr, &r, &s_pub, job, cfg).await?;
+    let mut session = Session::connect(&addr, &r, &s_pub, job, cfg).await?;
     let got = PsiEcdh
-        .run(0, session, &params, PsiInput { keys: x })
+        .run(0, &mut session, &params, PsiInput { keys: x })
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     let theirs = sender.await??;

@@ -8,9 +8,11 @@
 //!   retire assets, and **grant** other accounts the use of one (which
 //!   protocols, which columns, until which block, how many jobs), or
 //!   revoke a grant. Every change is kept in the asset's history.
-
+//! - [`rows`]: the rows as their owner holds them (a CSV file) and the
+//!   salted Merkle commitment over them, with openings for audits.
 //! - [`job`]: privacy jobs over assets: escrow, acceptance that spends
 //!   grants, completion co-signed by every party, abort with refund.
 
 pub mod data;
 pub mod job;
+pub mod rows;

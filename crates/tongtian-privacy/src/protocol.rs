@@ -23,11 +23,13 @@ pub trait PrivacyProtocol: Send + Sync {
     fn roles(&self) -> &'static [&'static str];
 
     /// Run role `role` over `session` with `input`: this party's output,
-    /// the session's transcript hash at the end and what it sent.
+    /// the session's transcript hash at the end and what it sent. The
+    /// session stays open for what the parties say after (the result's
+    /// commitment and their signatures of it).
     async fn run(
         &self,
         role: usize,
-        session: Session,
+        session: &mut Session,
         params: &Self::Params,
         input: Self::Input,
     ) -> Result<Ran<Self::Output>, PrivacyError>;

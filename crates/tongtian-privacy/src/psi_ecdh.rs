@@ -139,18 +139,18 @@ async fn send_blinded(
 
 impl PsiEcdh {
     async fn receiver(
-        session: Session,
+        session: &mut Session,
         params: &PsiParams,
         keys: Vec<String>,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
-        let (mut tx, mut rx, initiator, peer) = session.split();
+        let (tx, rx) = session.halves();
         let (job, max) = (params.job, params.max_set);
         let a = random_scalar();
-        let send = send_blinded(&mut tx, job, a, &keys);
+        let send = send_blinded(tx, job, a, &keys);
         let receive = async {
             let n = count_of(&rx.recv().await?, max)?;
             // The sender's blinded set, then its answers to ours.
-            let theirs = recv_points(&mut rx, n).await?;
+            let theirs = recv_points(rx, n).await?;
             let mut set = HashSet::with_capacity(n);
             for b in theirs {
                 let twice = off_thread(move || blind_points(a, &b)).await??;
@@ -158,7 +158,7 @@ impl PsiEcdh {
                     set.insert(<[u8; 32]>::try_from(p).expect("32-byte chunks"));
                 }
             }
-            let answers = recv_points(&mut rx, keys.len()).await?;
+            let answers = recv_points(rx, keys.len()).await?;
             Ok::<_, PrivacyError>((set, answers))
         };
         let (sent, got) = tokio::join!(send, receive);
@@ -172,21 +172,20 @@ impl PsiEcdh {
             .map(|(_, k)| k.clone())
             .collect();
         both.sort();
-        let session = Session::join(tx, rx, initiator, peer);
         let out = if params.cardinality {
             PsiOutput::Size(both.len())
         } else {
             PsiOutput::Intersection(both)
         };
-        Ok(Ran::of(out, &session))
+        Ok(Ran::of(out, session))
     }
 
     async fn sender(
-        session: Session,
+        session: &mut Session,
         params: &PsiParams,
         keys: Vec<String>,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
-        let (mut tx, mut rx, initiator, peer) = session.split();
+        let (tx, rx) = session.halves();
         let (job, max) = (params.job, params.max_set);
         let b = random_scalar();
         // Read the receiver's points as they come while our own go out.
@@ -210,10 +209,10 @@ impl PsiEcdh {
                     break;
                 }
             }
-            Ok::<_, PrivacyError>(rx)
+            Ok::<_, PrivacyError>(())
         };
         let send = async {
-            send_blinded(&mut tx, job, b, &keys).await?;
+            send_blinded(tx, job, b, &keys).await?;
             while let Some(batch) = queue.recv().await {
                 let answer = off_thread(move || blind_points(b, &batch)).await??;
                 tx.send(&answer).await?;
@@ -221,10 +220,9 @@ impl PsiEcdh {
             Ok::<_, PrivacyError>(())
         };
         let (got, sent) = tokio::join!(receive, send);
-        let rx = got?;
+        got?;
         sent?;
-        let session = Session::join(tx, rx, initiator, peer);
-        Ok(Ran::of(PsiOutput::Nothing, &session))
+        Ok(Ran::of(PsiOutput::Nothing, session))
     }
 }
 
@@ -245,7 +243,7 @@ impl PrivacyProtocol for PsiEcdh {
     async fn run(
         &self,
         role: usize,
-        session: Session,
+        session: &mut Session,
         params: &PsiParams,
         input: PsiInput,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {

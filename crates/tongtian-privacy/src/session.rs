@@ -188,7 +188,51 @@ impl Session {
         job: [u8; 32],
         cfg: SessionConfig,
     ) -> Result<Session, PrivacyError> {
-        Self::handshake(stream, false, me, allowed, job, cfg).await
+        let mut incoming = Self::incoming(stream, me, cfg).await?;
+        if incoming.job != job {
+            // Say which job we serve, so the other side knows why.
+            let signed = [HELLO_DOMAIN, &incoming.hash, &job].concat();
+            let _ = send_hello(&mut incoming.tx, me, job, &signed).await;
+            return Err(PrivacyError::Refused(format!(
+                "the peer serves job {}, not {}",
+                hex_of(&incoming.job),
+                hex_of(&job)
+            )));
+        }
+        incoming.admit(allowed).await
+    }
+
+    /// Take a connection for a job not known yet: the Noise handshake and
+    /// the other side's hello (its key, proven, and the job it serves);
+    /// the caller looks the job up and [`Incoming::admit`]s it or drops it.
+    pub async fn incoming(
+        stream: TcpStream,
+        me: &Keypair,
+        cfg: SessionConfig,
+    ) -> Result<Incoming, PrivacyError> {
+        let t = cfg.timeout;
+        let (tx, mut rx, hash) = tokio::time::timeout(t, Self::noise(stream, false, cfg))
+            .await
+            .map_err(|_| PrivacyError::Timeout(t))??;
+        let theirs: Hello = borsh::from_slice(
+            &tokio::time::timeout(t, rx.recv())
+                .await
+                .map_err(|_| PrivacyError::Timeout(t))??,
+        )
+        .map_err(|e| PrivacyError::BadMessage(format!("hello: {e}")))?;
+        let signed = [HELLO_DOMAIN, &hash, &theirs.job].concat();
+        suite(theirs.suite)
+            .verify(&theirs.public_key, &signed, &theirs.signature)
+            .map_err(|e| PrivacyError::Refused(format!("identity signature: {e}")))?;
+        Ok(Incoming {
+            tx,
+            rx,
+            hash,
+            job: theirs.job,
+            peer: theirs.public_key,
+            me: me.clone(),
+            cfg,
+        })
     }
 
     async fn handshake(
@@ -199,23 +243,64 @@ impl Session {
         job: [u8; 32],
         cfg: SessionConfig,
     ) -> Result<Session, PrivacyError> {
+        debug_assert!(initiator, "responders take Session::incoming");
         let t = cfg.timeout;
-        tokio::time::timeout(
-            t,
-            Self::handshake_inner(stream, initiator, me, allowed, job, cfg),
-        )
+        tokio::time::timeout(t, async {
+            let (mut tx, mut rx, hash) = Self::noise(stream, true, cfg).await?;
+            let signed = [HELLO_DOMAIN, &hash, &job].concat();
+            send_hello(&mut tx, me, job, &signed).await?;
+            let theirs: Hello = borsh::from_slice(&rx.recv().await?)
+                .map_err(|e| PrivacyError::BadMessage(format!("hello: {e}")))?;
+            if !allowed.contains(&theirs.public_key) {
+                return Err(PrivacyError::Refused(format!(
+                    "key {} is not a party of this job",
+                    hex_of(&theirs.public_key)
+                )));
+            }
+            if theirs.job != job {
+                return Err(PrivacyError::Refused(format!(
+                    "the peer serves job {}, not {}",
+                    hex_of(&theirs.job),
+                    hex_of(&job)
+                )));
+            }
+            suite(theirs.suite)
+                .verify(&theirs.public_key, &signed, &theirs.signature)
+                .map_err(|e| PrivacyError::Refused(format!("identity signature: {e}")))?;
+            Ok(Session::started(tx, rx, true, theirs.public_key, cfg))
+        })
         .await
         .map_err(|_| PrivacyError::Timeout(t))?
     }
 
-    async fn handshake_inner(
+    /// A session whose transcript starts now (after the hellos).
+    fn started(
+        mut tx: SessionTx,
+        mut rx: SessionRx,
+        initiator: bool,
+        peer: Vec<u8>,
+        cfg: SessionConfig,
+    ) -> Session {
+        tx.hash = Sha256::new();
+        rx.hash = Sha256::new();
+        tx.sent = 0;
+        tx.cfg = cfg;
+        rx.cfg = cfg;
+        Session {
+            tx,
+            rx,
+            initiator,
+            peer,
+        }
+    }
+
+    /// The Noise XX handshake: the two halves (bounded to hello size for
+    /// now) and the handshake hash the hellos sign.
+    async fn noise(
         stream: TcpStream,
         initiator: bool,
-        me: &Keypair,
-        allowed: &[Vec<u8>],
-        job: [u8; 32],
         cfg: SessionConfig,
-    ) -> Result<Session, PrivacyError> {
+    ) -> Result<(SessionTx, SessionRx, Vec<u8>), PrivacyError> {
         stream.set_nodelay(true)?;
         let (mut rd, mut wr) = stream.into_split();
         let params: snow::params::NoiseParams = NOISE_PARAMS.parse().map_err(noise)?;
@@ -261,7 +346,7 @@ impl Session {
             max_message: 64 * 1024,
             ..cfg
         };
-        let mut tx = SessionTx {
+        let tx = SessionTx {
             wr,
             noise: transport.clone(),
             nonce: 0,
@@ -269,52 +354,14 @@ impl Session {
             cfg: hello_cfg,
             sent: 0,
         };
-        let mut rx = SessionRx {
+        let rx = SessionRx {
             rd,
             noise: transport,
             nonce: 0,
             hash: Sha256::new(),
             cfg: hello_cfg,
         };
-        let signed = [HELLO_DOMAIN, &hash, &job].concat();
-        let hello = Hello {
-            suite: me.suite(),
-            public_key: me.public_key().to_vec(),
-            job,
-            signature: me.sign(&signed),
-        };
-        tx.send(&borsh::to_vec(&hello).expect("hellos encode"))
-            .await?;
-        let theirs: Hello = borsh::from_slice(&rx.recv().await?)
-            .map_err(|e| PrivacyError::BadMessage(format!("hello: {e}")))?;
-        if !allowed.contains(&theirs.public_key) {
-            return Err(PrivacyError::Refused(format!(
-                "key {} is not a party of this job",
-                hex_of(&theirs.public_key)
-            )));
-        }
-        if theirs.job != job {
-            return Err(PrivacyError::Refused(format!(
-                "the peer serves job {}, not {}",
-                hex_of(&theirs.job),
-                hex_of(&job)
-            )));
-        }
-        suite(theirs.suite)
-            .verify(&theirs.public_key, &signed, &theirs.signature)
-            .map_err(|e| PrivacyError::Refused(format!("identity signature: {e}")))?;
-        // The transcript starts after the hellos.
-        tx.hash = Sha256::new();
-        rx.hash = Sha256::new();
-        tx.sent = 0;
-        tx.cfg = cfg;
-        rx.cfg = cfg;
-        Ok(Session {
-            tx,
-            rx,
-            initiator,
-            peer: theirs.public_key,
-        })
+        Ok((tx, rx, hash))
     }
 
     /// Bytes this side has put on the wire since the handshake (framing
@@ -336,6 +383,11 @@ impl Session {
     /// Receive one message.
     pub async fn recv(&mut self) -> Result<Vec<u8>, PrivacyError> {
         self.rx.recv().await
+    }
+
+    /// The two halves, borrowed, to send and receive at once.
+    pub fn halves(&mut self) -> (&mut SessionTx, &mut SessionRx) {
+        (&mut self.tx, &mut self.rx)
     }
 
     /// The two halves, to send and receive at once; [`Session::join`]
@@ -370,6 +422,61 @@ impl Session {
         h.update(first);
         h.update(second);
         h.finalize().into()
+    }
+}
+
+async fn send_hello(
+    tx: &mut SessionTx,
+    me: &Keypair,
+    job: [u8; 32],
+    signed: &[u8],
+) -> Result<(), PrivacyError> {
+    let hello = Hello {
+        suite: me.suite(),
+        public_key: me.public_key().to_vec(),
+        job,
+        signature: me.sign(signed),
+    };
+    tx.send(&borsh::to_vec(&hello).expect("hellos encode"))
+        .await
+}
+
+/// A connection whose other side proved its key and named its job, not
+/// yet answered.
+pub struct Incoming {
+    tx: SessionTx,
+    rx: SessionRx,
+    hash: Vec<u8>,
+    job: [u8; 32],
+    peer: Vec<u8>,
+    me: Keypair,
+    cfg: SessionConfig,
+}
+
+impl Incoming {
+    /// The job the other side serves.
+    pub fn job(&self) -> [u8; 32] {
+        self.job
+    }
+
+    /// The other side's key (proven).
+    pub fn peer(&self) -> &[u8] {
+        &self.peer
+    }
+
+    /// Answer with our hello if the other side's key is in `allowed`.
+    pub async fn admit(mut self, allowed: &[Vec<u8>]) -> Result<Session, PrivacyError> {
+        if !allowed.contains(&self.peer) {
+            return Err(PrivacyError::Refused(format!(
+                "key {} is not a party of this job",
+                hex_of(&self.peer)
+            )));
+        }
+        let signed = [HELLO_DOMAIN, &self.hash, &self.job].concat();
+        send_hello(&mut self.tx, &self.me, self.job, &signed).await?;
+        Ok(Session::started(
+            self.tx, self.rx, false, self.peer, self.cfg,
+        ))
     }
 }
 

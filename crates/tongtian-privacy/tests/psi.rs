@@ -48,10 +48,13 @@ async fn run_psi(x: &[String], y: &[String], cardinality: bool) -> (PsiOutput, [
     params.cardinality = cardinality;
     let p2 = params.clone();
     let y = y.to_vec();
-    let sender =
-        tokio::spawn(async move { PsiEcdh.run(1, ss.unwrap(), &p2, PsiInput { keys: y }).await });
+    let sender = tokio::spawn(async move {
+        PsiEcdh
+            .run(1, &mut ss.unwrap(), &p2, PsiInput { keys: y })
+            .await
+    });
     let r = PsiEcdh
-        .run(0, rs.unwrap(), &params, PsiInput { keys: x.to_vec() })
+        .run(0, &mut rs.unwrap(), &params, PsiInput { keys: x.to_vec() })
         .await
         .unwrap();
     let s = sender.await.unwrap().unwrap();
@@ -160,7 +163,7 @@ async fn off_curve_points_oversized_and_silent_peers_are_refused() {
     let r = PsiEcdh
         .run(
             0,
-            rs.unwrap(),
+            &mut rs.unwrap(),
             &PsiParams::new(JOB),
             PsiInput {
                 keys: set("k", 0..3),
@@ -185,7 +188,7 @@ async fn off_curve_points_oversized_and_silent_peers_are_refused() {
     let r = PsiEcdh
         .run(
             0,
-            rs.unwrap(),
+            &mut rs.unwrap(),
             &PsiParams::new(JOB),
             PsiInput {
                 keys: set("k", 0..3),
@@ -209,7 +212,7 @@ async fn off_curve_points_oversized_and_silent_peers_are_refused() {
     let r = PsiEcdh
         .run(
             0,
-            rs.unwrap(),
+            &mut rs.unwrap(),
             &PsiParams::new(JOB),
             PsiInput {
                 keys: set("k", 0..3),

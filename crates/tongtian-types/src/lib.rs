@@ -19,7 +19,7 @@ pub mod proof;
 mod spec;
 mod tx;
 
-pub use merkle::merkle_root;
+pub use merkle::{merkle_proof, merkle_root, verify_merkle_proof, MerkleStep};
 pub use primitives::{serde_hex, serde_u128, Address, H256};
 pub use spec::{
     Account, ChainSpec, ConsensusSpec, GasSchedule, GenesisAccount, Limits, ModuleSections,
