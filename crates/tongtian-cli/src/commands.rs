@@ -169,6 +169,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Gov(cmd) => crate::gov::gov(&ctx, cmd).await,
         Command::Xchain(cmd) => crate::xchain::run(&ctx, cmd).await,
         Command::Data(cmd) => crate::data::run(&ctx, cmd).await,
+        Command::Party(cmd) => crate::compute::party(&ctx, &first, cmd).await,
+        Command::Compute(cmd) => crate::compute::compute(&ctx, cmd).await,
+        Command::Job(cmd) => crate::compute::job(&ctx, cmd).await,
         Command::Relay(crate::RelayCommand::Start {
             key,
             password,
@@ -750,6 +753,14 @@ async fn run_dev(args: DevArgs, json: bool) -> Result<()> {
         }
     }
     tracing::info!(api = %api_addr, "dev chain running");
+    if args.agents > 0 {
+        let (dir, keys, n) = (args.data_dir.clone(), chain.dev_keys.clone(), args.agents);
+        tokio::spawn(async move {
+            if let Err(e) = crate::dev_agents::start(api_addr, dir, keys, n, json).await {
+                tracing::error!("party agents did not start: {e:#}");
+            }
+        });
+    }
     let launch = Launch {
         home: args.data_dir.clone(),
         transport_key: chain.validator.public_key().to_vec(),

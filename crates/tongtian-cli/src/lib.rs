@@ -9,9 +9,11 @@ pub mod bench;
 mod chain;
 pub mod chains_bench;
 mod commands;
+mod compute;
 mod contract;
 pub mod contract_bench;
 mod data;
+mod dev_agents;
 mod evm_link;
 mod gov;
 pub mod psi_bench;
@@ -154,6 +156,15 @@ pub enum Command {
     /// grant and revoke.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Run a party agent beside a data owner's node.
+    #[command(subcommand)]
+    Party(PartyCommand),
+    /// File a privacy job over data assets, pay for it, and wait for it.
+    #[command(subcommand)]
+    Compute(ComputeCommand),
+    /// Privacy jobs: status, parties, events, payments.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// Attest an external chain for an attested client.
     #[command(subcommand)]
     Attest(AttestCommand),
@@ -472,6 +483,105 @@ pub enum DataCommand {
         /// The asset's file (its salt is read from FILE.salt).
         #[arg(long)]
         file: std::path::PathBuf,
+    },
+}
+
+/// `tongtian party ...`.
+#[derive(Debug, Subcommand)]
+pub enum PartyCommand {
+    /// Serve as a data owner's party agent until SIGINT or SIGTERM: hold
+    /// the CSV files of DIR/data (each with its FILE.salt, as `data
+    /// register` leaves them), accept granted jobs over them, run their
+    /// protocols with the other agents, write outputs to DIR/results.
+    #[command(
+        after_help = "Example:\n  tongtian party serve --home ./agent --key owner.key --node http://127.0.0.1:8645 --listen 127.0.0.1:7701"
+    )]
+    Serve {
+        /// The agent's home (data/ and results/ in it).
+        #[arg(long)]
+        home: PathBuf,
+        /// The agent's key: the one its assets name (their owner's, as
+        /// `data register --key` records it).
+        #[arg(long)]
+        key: PathBuf,
+        /// Password of an encrypted key.
+        #[arg(long, env = "TONGTIAN_KEY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Where it takes sessions (the address its assets registered).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+        /// Seconds any wait for another party may last.
+        #[arg(long, default_value_t = 60)]
+        session_timeout: u64,
+    },
+}
+
+/// `tongtian compute ...`.
+#[derive(Debug, Subcommand)]
+pub enum ComputeCommand {
+    /// Private set intersection of two assets on a key column: the first
+    /// asset's agent receives the output, the second's learns only the
+    /// first set's size.
+    #[command(
+        after_help = "Example:\n  tongtian compute psi --assets 1,2 --key-column id --output-to 0x... --pay 100 --key dev-2.key --wait --json"
+    )]
+    Psi {
+        /// The assets (the receiver's first).
+        #[arg(long, value_delimiter = ',', required = true)]
+        assets: Vec<u64>,
+        /// The protocol.
+        #[arg(long, default_value = "psi-ecdh", value_parser = ["psi-ecdh", "psi-ot"])]
+        protocol: String,
+        /// The column to join on.
+        #[arg(long)]
+        key_column: String,
+        /// Who receives the output (default: the signer).
+        #[arg(long)]
+        output_to: Option<String>,
+        /// Reveal only the intersection's size.
+        #[arg(long)]
+        cardinality: bool,
+        /// The payment held in escrow (at least the assets' prices).
+        #[arg(long)]
+        pay: u128,
+        /// Blocks until the job may be aborted and its escrow refunded.
+        #[arg(long, default_value_t = 120)]
+        timeout_blocks: u64,
+        /// Follow the job until it completes or aborts (aborting it once
+        /// its timeout passed); with the output account's key, fetch the
+        /// output from the receiving agent and check it against the chain.
+        #[arg(long)]
+        wait: bool,
+        /// Write the fetched output here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+}
+
+/// `tongtian job ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Jobs of the chain.
+    List {
+        /// Only these statuses (`open,running,completed,aborted`).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One job: status, parties, every event, the payments.
+    Show {
+        /// The job.
+        id: u64,
+    },
+    /// Abort a job past its timeout block (anyone): the escrow goes back.
+    Abort {
+        /// The job.
+        id: u64,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
     },
 }
 
@@ -961,6 +1071,12 @@ pub struct DevArgs {
     /// Crypto suite of a new chain (must match an existing one).
     #[arg(long, value_parser = suite_parser())]
     pub suite: Option<SuiteId>,
+    /// Also start this many party agents (dev accounts 0.., homes in
+    /// DATA_DIR/agents/agent-i, sessions on the API port + 100 + i), each
+    /// with a sample dataset registered as an asset and granted to the
+    /// other dev accounts for PSI.
+    #[arg(long, default_value_t = 0)]
+    pub agents: usize,
 }
 
 /// `tongtian node ...`.

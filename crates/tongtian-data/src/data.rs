@@ -237,7 +237,7 @@ fn owned(ctx: &ModuleCtx<'_, '_>, id: u64) -> ModuleResult<Asset> {
     Ok(a)
 }
 
-fn scan_typed<T: BorshDeserialize>(
+pub(crate) fn scan_typed<T: BorshDeserialize>(
     state: &ModuleState<'_, '_>,
     prefix: &[u8],
 ) -> ModuleResult<Vec<T>> {
@@ -619,7 +619,13 @@ impl Module for Data {
                     .get("columns")
                     .map(|c| c.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
                     .unwrap_or_default();
-                let height: u64 = params.get("height").and_then(|h| h.parse().ok()).unwrap_or(0);
+                // `at`: the block the use would be in (the API takes
+                // `height` for the state to read).
+                let height: u64 = params
+                    .get("at")
+                    .or_else(|| params.get("height"))
+                    .and_then(|h| h.parse().ok())
+                    .unwrap_or(0);
                 let g = Self::authorize(state, height, &a, &user, &protocol, &columns)?;
                 Ok(serde_json::json!({ "allowed": true, "grant": g.map(|g| g.id) }))
             }

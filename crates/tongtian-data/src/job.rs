@@ -190,6 +190,8 @@ fn asset(ctx: &mut ModuleCtx<'_, '_>, id: u64) -> ModuleResult<Asset> {
 pub struct JobModule;
 
 impl JobModule {
+    /// Emit event `name` and keep it in the job's own log
+    /// (`jobs/ID/events`).
     fn emit(ctx: &mut ModuleCtx<'_, '_>, name: &str, job: &Job, extra: Vec<(&str, String)>) {
         let mut attrs = vec![
             ("job".to_string(), job.id.to_string()),
@@ -199,6 +201,17 @@ impl JobModule {
             ),
         ];
         attrs.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let count = format!("en/{:020}", job.id).into_bytes();
+        let n: u64 = ctx.state.get_typed(&count).ok().flatten().unwrap_or(0);
+        ctx.state.set_typed(&count, &(n + 1));
+        let entry = data::HistoryEntry {
+            height: ctx.block.height,
+            action: name.to_string(),
+            by: ctx.caller,
+            detail: attrs.iter().cloned().collect(),
+        };
+        ctx.state
+            .set_typed(format!("e/{:020}/{n:020}", job.id).as_bytes(), &entry);
         ctx.emit(name, attrs);
     }
 
@@ -458,17 +471,45 @@ impl Module for JobModule {
         &self,
         state: &mut ModuleState<'_, '_>,
         path: &str,
-        _params: &BTreeMap<String, String>,
+        params: &BTreeMap<String, String>,
     ) -> ModuleResult<serde_json::Value> {
         let json = |v: &Job| serde_json::to_value(v).unwrap_or(serde_json::Value::Null);
         if path == "jobs" {
+            // `?party=HEX` (an agent key), `?status=open,running`,
+            // `?requester=ADDRESS`: only those jobs.
+            let party = params.get("party").map(|p| p.to_lowercase());
+            let statuses: Option<Vec<&str>> = params.get("status").map(|s| s.split(',').collect());
+            let requester = params.get("requester").map(|r| r.to_lowercase());
             let mut out = Vec::new();
             for (_, v) in state.scan(b"j/", None, 100_000)? {
                 let j: Job = borsh::from_slice(&v)
                     .map_err(|e| tongtian_execution::ExecutionError::Corrupt(e.to_string()))?;
-                out.push(json(&j));
+                let v = json(&j);
+                if party.as_ref().is_some_and(|p| !j.parties.contains(p))
+                    || statuses
+                        .as_ref()
+                        .is_some_and(|s| !s.contains(&v["status"].as_str().unwrap_or("")))
+                    || requester
+                        .as_ref()
+                        .is_some_and(|r| j.requester.to_string().to_lowercase() != *r)
+                {
+                    continue;
+                }
+                out.push(v);
             }
             return Ok(serde_json::Value::Array(out));
+        }
+        if let Some(id) = path
+            .strip_prefix("jobs/")
+            .and_then(|p| p.strip_suffix("/events"))
+        {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| refuse("bad_job", format!("{id:?} is not a job id")))?;
+            load(state, id)?;
+            let log: Vec<data::HistoryEntry> =
+                data::scan_typed(state, format!("e/{id:020}/").as_bytes())?;
+            return Ok(serde_json::to_value(log).unwrap_or_default());
         }
         if let Some(id) = path.strip_prefix("jobs/") {
             let id: u64 = id
@@ -478,7 +519,7 @@ impl Module for JobModule {
         }
         Err(refuse(
             "unknown_query",
-            format!("job answers jobs and jobs/ID, not {path}"),
+            format!("job answers jobs, jobs/ID and jobs/ID/events, not {path}"),
         )
         .into())
     }
