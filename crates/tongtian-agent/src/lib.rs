@@ -347,12 +347,14 @@ impl Inner {
                 format!("asset {} names another agent", a.id),
             ));
         }
-        self.holdings.lock().find(&a.commitment).ok_or_else(|| {
+        let mut holdings = self.holdings.lock();
+        let found = holdings.find(&a.commitment);
+        found.ok_or_else(|| {
             AgentError::new(
                 "asset_not_held",
                 format!(
                     "no file in {} commits to asset {}'s root {}",
-                    self.holdings.lock().dir().display(),
+                    holdings.dir().display(),
                     a.id,
                     a.commitment
                 ),
