@@ -37,13 +37,12 @@ use tongtian_data::data::Asset;
 use tongtian_data::job::{completion_digest, Job, JobMsg, JobStatus, PartySignature};
 use tongtian_data::rows::Table;
 use tongtian_privacy::protocol::{PsiOutput, PsiParams};
-use tongtian_privacy::psi_ecdh::PsiEcdh;
-use tongtian_privacy::{PrivacyError, PrivacyProtocol, PsiInput, Session, SessionConfig};
+use tongtian_privacy::{PrivacyError, PsiInput, Session, SessionConfig};
 use tongtian_types::{Address, Transaction, H256};
 use wire::{Countersign, Fetched, Finish, Request};
 
 /// The protocols this agent runs.
-pub const SUPPORTED: [&str; 1] = ["psi-ecdh"];
+pub const SUPPORTED: [&str; 2] = ["psi-ecdh", "psi-ot"];
 
 /// Why an agent could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -320,16 +319,11 @@ impl Inner {
                 )
                 .await?;
         }
-        if !SUPPORTED.contains(&j.protocol.as_str()) {
-            return Err(AgentError::new(
-                "unsupported_protocol",
-                format!("this agent runs {SUPPORTED:?}, not {}", j.protocol),
-            ));
-        }
-        if j.assets.len() != PsiEcdh.roles().len() {
+        let p = protocol(&j.protocol)?;
+        if j.assets.len() != p.roles().len() {
             return Err(AgentError::new(
                 "bad_job",
-                format!("{} takes {} assets", j.protocol, PsiEcdh.roles().len()),
+                format!("{} takes {} assets", j.protocol, p.roles().len()),
             ));
         }
         let params = JobParams::decode(&j.params)?;
@@ -535,7 +529,9 @@ impl Inner {
                 .await
                 .map_err(|_| PrivacyError::Timeout(wait))?
                 .ok_or_else(|| AgentError::new("peer_timeout", "no session came"))?;
-            let ran = PsiEcdh.run(0, &mut s, &psi, PsiInput { keys }).await?;
+            let ran = protocol(&j.protocol)?
+                .run(0, &mut s, &psi, PsiInput { keys })
+                .await?;
             let (bytes, size) = match &ran.output {
                 PsiOutput::Intersection(both) => {
                     let mut out = format!("{}\n", params.key_column);
@@ -619,7 +615,9 @@ impl Inner {
                 }
             };
             wire::put(&mut s, &Request::Run { role: role as u32 }).await?;
-            let ran = PsiEcdh.run(role, &mut s, &psi, PsiInput { keys }).await?;
+            let ran = protocol(&j.protocol)?
+                .run(role, &mut s, &psi, PsiInput { keys })
+                .await?;
             let fin: Finish = wire::get(&mut s).await?;
             let digest = completion_digest(
                 self.chain_id,
@@ -646,6 +644,16 @@ impl Inner {
             Ok(())
         }
     }
+}
+
+/// The protocol a job names, if this agent runs it.
+fn protocol(id: &str) -> Result<&'static tongtian_privacy::Psi, AgentError> {
+    tongtian_privacy::psi_protocol(id).ok_or_else(|| {
+        AgentError::new(
+            "unsupported_protocol",
+            format!("this agent runs {SUPPORTED:?}, not {id}"),
+        )
+    })
 }
 
 /// A CSV field, quoted when it must be.

@@ -3,8 +3,9 @@
 //! beside a plaintext hash join of the same sets in the same run.
 //!
 //! This measures the protocol and its sessions between two parties in
-//! one process (both on this machine's two cores); the party agents and
-//! the on-chain job path around them are issue 25's next part.
+//! one process (both on this machine's two cores); `--on-chain` also runs
+//! one job through a dev node and two party agents and reports what the
+//! chain adds around the protocol.
 
 use anyhow::{bail, Result};
 use clap::Args;
@@ -13,6 +14,7 @@ use std::time::Instant;
 use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_privacy::protocol::{plain_intersection, PsiParams};
 use tongtian_privacy::psi_ecdh::PsiEcdh;
+use tongtian_privacy::psi_ot::PsiOt;
 use tongtian_privacy::{PrivacyProtocol, PsiInput, PsiOutput, Session, SessionConfig};
 
 /// `tongtian bench psi` options.
@@ -22,7 +24,7 @@ pub struct PsiBenchArgs {
     #[arg(long, default_value_t = 1 << 16)]
     pub size: usize,
     /// The protocol.
-    #[arg(long, default_value = "psi-ecdh", value_parser = ["psi-ecdh"])]
+    #[arg(long, default_value = "psi-ecdh", value_parser = ["psi-ecdh", "psi-ot"])]
     pub protocol: String,
 }
 
@@ -76,6 +78,16 @@ fn peak_rss_mb() -> f64 {
 
 /// Run it.
 pub async fn run(args: PsiBenchArgs) -> Result<PsiBenchReport> {
+    match args.protocol.as_str() {
+        "psi-ot" => run_with(PsiOt, args).await,
+        _ => run_with(PsiEcdh, args).await,
+    }
+}
+
+async fn run_with<P>(p: P, args: PsiBenchArgs) -> Result<PsiBenchReport>
+where
+    P: PrivacyProtocol<Params = PsiParams, Input = PsiInput, Output = PsiOutput> + Copy + 'static,
+{
     let n = args.size;
     let x: Vec<String> = (0..n).map(|i| format!("id-{i:08}")).collect();
     let y: Vec<String> = (n / 2..n + n / 2).map(|i| format!("id-{i:08}")).collect();
@@ -99,14 +111,10 @@ pub async fn run(args: PsiBenchArgs) -> Result<PsiBenchReport> {
     let sender = tokio::spawn(async move {
         let (stream, _) = listener.accept().await?;
         let mut session = Session::accept(stream, &s, &[r_pub], job, cfg).await?;
-        Ok::<_, anyhow::Error>(
-            PsiEcdh
-                .run(1, &mut session, &p2, PsiInput { keys: y })
-                .await?,
-        )
+        Ok::<_, anyhow::Error>(p.run(1, &mut session, &p2, PsiInput { keys: y }).await?)
     });
     let mut session = Session::connect(&addr, &r, &s_pub, job, cfg).await?;
-    let got = PsiEcdh
+    let got = p
         .run(0, &mut session, &params, PsiInput { keys: x })
         .await?;
     let seconds = started.elapsed().as_secs_f64();

@@ -153,7 +153,7 @@ fn grant(node: &DevNode, asset: u64, to: &str, key: &Path) {
         "--to",
         to,
         "--protocols",
-        "psi-ecdh",
+        "psi-ecdh,psi-ot",
         "--key",
         key.to_str().unwrap(),
         "--json",
@@ -339,6 +339,18 @@ fn a_psi_job_runs_between_two_agents_and_is_paid_on_chain() {
         .map(|e| e["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["registered", "granted", "used"]);
+    let shown = ok_json(node.cli(&["job", "show", &id.to_string(), "--json"]));
+    assert_eq!(shown["protocol"], "psi-ecdh");
+
+    // The same join by OT-extension PSI.
+    let j = psi(&node, &pair, &payer, "60", &["--protocol", "psi-ot"]);
+    assert_eq!(j["status"], "completed", "{j}");
+    assert_eq!(j["intersection_size"], want.len());
+    let id_ot = j["job"].as_u64().unwrap();
+    assert_eq!(
+        csv_keys(&home_a.join(format!("results/job-{id_ot}.csv"))),
+        want
+    );
 
     // Only the size, with --cardinality.
     let j = psi(&node, &pair, &payer, "60", &["--cardinality"]);

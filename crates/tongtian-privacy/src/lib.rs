@@ -7,14 +7,29 @@
 //!   transcript hash of everything sent and received;
 //! - [`protocol`]: the [`protocol::PrivacyProtocol`] seam (a stable id,
 //!   roles, a `run` over a session, and a plaintext `reference`);
-//! - [`psi_ecdh`]: Diffie-Hellman private set intersection on ristretto255.
+//! - [`psi_ecdh`]: Diffie-Hellman private set intersection on ristretto255;
+//! - [`psi_ot`]: PSI from an OPRF on OT extension (KKRT), for large sets.
 
 pub mod protocol;
 pub mod psi_ecdh;
+pub mod psi_ot;
 pub mod session;
 
 pub use protocol::{PrivacyProtocol, PsiInput, PsiOutput};
 pub use session::{Session, SessionConfig};
+
+/// A PSI protocol as the agents run it.
+pub type Psi =
+    dyn PrivacyProtocol<Params = protocol::PsiParams, Input = PsiInput, Output = PsiOutput>;
+
+/// The PSI protocol with id `id` (`psi-ecdh`, `psi-ot`).
+pub fn psi_protocol(id: &str) -> Option<&'static Psi> {
+    match id {
+        "psi-ecdh" => Some(&psi_ecdh::PsiEcdh),
+        "psi-ot" => Some(&psi_ot::PsiOt),
+        _ => None,
+    }
+}
 
 /// Why a session or a protocol run failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,8 @@
-//! `psi-ecdh` between two parties over real Noise sessions on 127.0.0.1:
-//! its output equals the plaintext reference on every shape of input, both
-//! sides end with the same transcript hash, and a peer that lies, goes
-//! silent, serves another job or holds another key is refused.
+//! `psi-ecdh` and `psi-ot` between two parties over real Noise sessions
+//! on 127.0.0.1: each one's output equals the plaintext reference on every
+//! shape of input, both sides end with the same transcript hash, and a
+//! peer that lies, goes silent, serves another job or holds another key is
+//! refused.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_privacy::protocol::PsiParams;
 use tongtian_privacy::psi_ecdh::PsiEcdh;
+use tongtian_privacy::psi_ot::PsiOt;
 use tongtian_privacy::{
     PrivacyError, PrivacyProtocol, PsiInput, PsiOutput, Session, SessionConfig,
 };
@@ -42,18 +44,31 @@ async fn pair(
     (connected, accept.await.unwrap())
 }
 
+trait Psi:
+    PrivacyProtocol<Params = PsiParams, Input = PsiInput, Output = PsiOutput> + Copy + 'static
+{
+}
+impl Psi for PsiEcdh {}
+impl Psi for PsiOt {}
+
 async fn run_psi(x: &[String], y: &[String], cardinality: bool) -> (PsiOutput, [u8; 32], [u8; 32]) {
+    run_with(PsiEcdh, x, y, cardinality).await
+}
+
+async fn run_with<P: Psi>(
+    p: P,
+    x: &[String],
+    y: &[String],
+    cardinality: bool,
+) -> (PsiOutput, [u8; 32], [u8; 32]) {
     let (rs, ss) = pair(SessionConfig::default(), JOB).await;
     let mut params = PsiParams::new(JOB);
     params.cardinality = cardinality;
     let p2 = params.clone();
     let y = y.to_vec();
-    let sender = tokio::spawn(async move {
-        PsiEcdh
-            .run(1, &mut ss.unwrap(), &p2, PsiInput { keys: y })
-            .await
-    });
-    let r = PsiEcdh
+    let sender =
+        tokio::spawn(async move { p.run(1, &mut ss.unwrap(), &p2, PsiInput { keys: y }).await });
+    let r = p
         .run(0, &mut rs.unwrap(), &params, PsiInput { keys: x.to_vec() })
         .await
         .unwrap();
@@ -69,6 +84,32 @@ fn set(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psi_ecdh_equals_the_plaintext_join_on_every_shape_of_input() {
+    equals_the_plaintext_join(PsiEcdh).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psi_ot_equals_the_plaintext_join_on_every_shape_of_input() {
+    equals_the_plaintext_join(PsiOt).await;
+    // Past one matrix chunk (16,384 rows) and one list message.
+    let (got, t_r, t_s) = run_with(
+        PsiOt,
+        &set("k", 0..40_000),
+        &set("k", 30_000..300_000),
+        false,
+    )
+    .await;
+    assert_eq!(t_r, t_s);
+    assert_eq!(
+        got,
+        PsiOutput::Intersection({
+            let mut v = set("k", 30_000..40_000);
+            v.sort();
+            v
+        })
+    );
+}
+
+async fn equals_the_plaintext_join<P: Psi>(p: P) {
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         (vec![], vec![]),
         (vec![], set("k", 0..5)),
@@ -87,23 +128,23 @@ async fn psi_ecdh_equals_the_plaintext_join_on_every_shape_of_input() {
         ),
     ];
     for (x, y) in cases {
-        let want = PsiEcdh.reference(
+        let want = p.reference(
             &PsiParams::new(JOB),
             vec![PsiInput { keys: x.clone() }, PsiInput { keys: y.clone() }],
         );
-        let (got, t_r, t_s) = run_psi(&x, &y, false).await;
+        let (got, t_r, t_s) = run_with(p, &x, &y, false).await;
         assert_eq!(got, want[0], "|X| {} |Y| {}", x.len(), y.len());
         assert_eq!(t_r, t_s, "both sides hash the same transcript");
     }
     // A known overlap, checked by hand too, and the size-only mode.
-    let (got, _, _) = run_psi(&set("k", 0..1_500), &set("k", 500..9_000), false).await;
+    let (got, _, _) = run_with(p, &set("k", 0..1_500), &set("k", 500..9_000), false).await;
     let PsiOutput::Intersection(both) = got else {
         panic!()
     };
     assert_eq!(both.len(), 1_000);
     assert!(both.contains(&"k500".to_string()) && both.contains(&"k1499".to_string()));
     assert!(!both.contains(&"k499".to_string()));
-    let (got, _, _) = run_psi(&set("k", 0..1_500), &set("k", 500..9_000), true).await;
+    let (got, _, _) = run_with(p, &set("k", 0..1_500), &set("k", 500..9_000), true).await;
     assert_eq!(got, PsiOutput::Size(1_000));
 }
 
@@ -282,4 +323,87 @@ async fn garbage_instead_of_a_handshake_is_refused() {
         "{:?}",
         got.err()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psi_ot_refuses_malformed_messages() {
+    use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    let g = RISTRETTO_BASEPOINT_POINT.compress().to_bytes();
+    let hello = |n: u64, m: u64, point: [u8; 32]| {
+        let mut h = Vec::new();
+        h.extend_from_slice(&n.to_le_bytes());
+        h.extend_from_slice(&m.to_le_bytes());
+        h.extend_from_slice(&7u64.to_le_bytes());
+        h.extend_from_slice(&point);
+        h
+    };
+    let sender_gets = |first: Vec<u8>, then: Option<Vec<u8>>| async move {
+        let (rs, ss) = pair(SessionConfig::default(), JOB).await;
+        let liar = tokio::spawn(async move {
+            let mut r = rs.unwrap();
+            r.send(&first).await.unwrap();
+            let _ = r.recv().await; // the sender's hello
+            if let Some(t) = then {
+                let _ = r.send(&t).await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        let got = PsiOt
+            .run(
+                1,
+                &mut ss.unwrap(),
+                &PsiParams::new(JOB),
+                PsiInput {
+                    keys: set("k", 0..100),
+                },
+            )
+            .await;
+        liar.await.unwrap();
+        got.err().map(|e| e.to_string()).unwrap_or_default()
+    };
+    // A table too small for the set, a point off the curve, a truncated
+    // hello, a matrix chunk of the wrong length.
+    assert!(sender_gets(hello(1_000, 64, g), None)
+        .await
+        .contains("a table of 64 bins"));
+    assert!(sender_gets(hello(10, 320, [0xff; 32]), None)
+        .await
+        .contains("ristretto"));
+    assert!(sender_gets(hello(10, 320, g)[..40].to_vec(), None)
+        .await
+        .contains("hello of 40"));
+    assert!(sender_gets(hello(10, 320, g), Some(vec![0u8; 99]))
+        .await
+        .contains("matrix chunk"));
+
+    // A sender whose hello is short, or carries points off the curve.
+    for bad in [vec![0u8; 100], {
+        let mut b = vec![0u8; 8 + 32 + 448 * 32];
+        b[40..].fill(0xff);
+        b
+    }] {
+        let (rs, ss) = pair(SessionConfig::default(), JOB).await;
+        let liar = tokio::spawn(async move {
+            let mut s = ss.unwrap();
+            let _ = s.recv().await;
+            s.send(&bad).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        let got = PsiOt
+            .run(
+                0,
+                &mut rs.unwrap(),
+                &PsiParams::new(JOB),
+                PsiInput {
+                    keys: set("k", 0..100),
+                },
+            )
+            .await;
+        assert!(
+            matches!(got, Err(PrivacyError::BadMessage(ref m)) if m.contains("hello") || m.contains("ristretto")),
+            "{:?}",
+            got.err()
+        );
+        liar.await.unwrap();
+    }
 }
