@@ -36,7 +36,12 @@ fn write_sample(path: &Path, i: usize) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-async fn submit(client: &Client, key: &Keypair, action: Action) -> Result<tongtian_types::Receipt> {
+/// Sign `action` with `key`, submit it and wait for a successful receipt.
+pub(crate) async fn submit(
+    client: &Client,
+    key: &Keypair,
+    action: Action,
+) -> Result<tongtian_types::Receipt> {
     let status = client.status().await?;
     let from = Address::from_public_key(key.suite(), key.public_key());
     let tx = Transaction {

@@ -157,6 +157,59 @@ fn a_csv_becomes_an_asset_whose_rows_stay_with_their_owner() {
     .unwrap();
     assert_eq!(rest, h);
 
+    // An audit opens row 2 against the root on chain; a changed file, or a
+    // row past the end, cannot be proven.
+    let p = ok_json(node.cli(&[
+        "data",
+        "prove",
+        "1",
+        "--row",
+        "2",
+        "--file",
+        csv.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(p["valid"], true);
+    assert_eq!(p["root"], commitment.as_str());
+    assert_eq!(p["fields"][0], "zq-secret-row-2");
+    assert!(!p["path"].as_array().unwrap().is_empty());
+    let past = node.cli(&[
+        "data",
+        "prove",
+        "1",
+        "--row",
+        "5",
+        "--file",
+        csv.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(String::from_utf8_lossy(&past.stdout).contains("bad_row"));
+    let changed = owned.join("changed.csv");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .replace("row-4,34", "row-4,35"),
+    )
+    .unwrap();
+    std::fs::copy(
+        owned.join("customers.csv.salt"),
+        owned.join("changed.csv.salt"),
+    )
+    .unwrap();
+    let wrong = node.cli(&[
+        "data",
+        "prove",
+        "1",
+        "--row",
+        "0",
+        "--file",
+        changed.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!wrong.status.success());
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("commitment_mismatch"));
+
     // The rows never reached the chain's files (nor its logs there),
     // though what was registered did (the search finds it).
     assert!(contains(&node.data_dir, b"customers").is_some());

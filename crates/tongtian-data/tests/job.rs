@@ -253,6 +253,45 @@ fn a_job_escrows_spends_grants_completes_with_every_signature_and_pays_once() {
         .filter(|e| e["action"] == "used")
         .count();
     assert_eq!(used, 1);
+
+    // Each job keeps its own log; the list filters by status and party.
+    let q = |path: &str, params: &[(&str, String)]| {
+        let p: BTreeMap<String, String> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        c.executor
+            .query_module(&c.store, "job", path, &p)
+            .unwrap()
+            .unwrap()
+    };
+    let log = q(&format!("jobs/{id2}/events"), &[]);
+    let steps: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["job_created", "job_aborted"]);
+    assert_eq!(log[1]["detail"]["status"], "aborted");
+    let all = q("jobs", &[]).as_array().unwrap().len();
+    let aborted = q("jobs", &[("status", "aborted".into())]);
+    assert!(aborted
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["status"] == "aborted"));
+    assert!(aborted.as_array().unwrap().len() < all);
+    let party = job(&c, id2)["parties"][0].as_str().unwrap().to_string();
+    assert!(q("jobs", &[("party", party)])
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|j| j["id"] == id2));
+    assert!(q("jobs", &[("party", "00".into())])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
