@@ -37,7 +37,7 @@ use tongtian_data::data::Asset;
 use tongtian_data::job::{completion_digest, Job, JobMsg, JobStatus, PartySignature};
 use tongtian_data::rows::Table;
 use tongtian_privacy::protocol::{PsiOutput, PsiParams};
-use tongtian_privacy::{PrivacyError, PsiInput, Session, SessionConfig};
+use tongtian_privacy::{Peers, PrivacyError, PsiInput, Session, SessionConfig};
 use tongtian_types::{Address, Transaction, H256};
 use wire::{Countersign, Fetched, Finish, Request};
 
@@ -525,13 +525,15 @@ impl Inner {
         let started = std::time::Instant::now();
         if role == 0 {
             let mut rx = self.take_slot(j.id);
-            let mut s = tokio::time::timeout(wait, rx.recv())
+            let s = tokio::time::timeout(wait, rx.recv())
                 .await
                 .map_err(|_| PrivacyError::Timeout(wait))?
                 .ok_or_else(|| AgentError::new("peer_timeout", "no session came"))?;
+            let mut peers = Peers::two(0, s);
             let ran = protocol(&j.protocol)?
-                .run(0, &mut s, &psi, PsiInput { keys })
+                .run(0, &mut peers, &psi, PsiInput { keys })
                 .await?;
+            let s = peers.with(1)?;
             let (bytes, size) = match &ran.output {
                 PsiOutput::Intersection(both) => {
                     let mut out = format!("{}\n", params.key_column);
@@ -553,14 +555,14 @@ impl Inner {
             let digest = completion_digest(self.chain_id, j.id, &commitment, &transcript);
             let mine = self.key.sign(&digest);
             wire::put(
-                &mut s,
+                s,
                 &Finish {
                     result_commitment: commitment.0,
                     signature: mine.clone(),
                 },
             )
             .await?;
-            let theirs: Countersign = wire::get(&mut s).await?;
+            let theirs: Countersign = wire::get(s).await?;
             let (out, record) = results::paths(&self.cfg.home, j.id);
             std::fs::write(&out, &bytes)?;
             let rec = results::ResultRecord {
@@ -615,10 +617,13 @@ impl Inner {
                 }
             };
             wire::put(&mut s, &Request::Run { role: role as u32 }).await?;
+            let mut peers = Peers::new(role, 2);
+            peers.insert(0, s);
             let ran = protocol(&j.protocol)?
-                .run(role, &mut s, &psi, PsiInput { keys })
+                .run(role, &mut peers, &psi, PsiInput { keys })
                 .await?;
-            let fin: Finish = wire::get(&mut s).await?;
+            let s = peers.with(0)?;
+            let fin: Finish = wire::get(s).await?;
             let digest = completion_digest(
                 self.chain_id,
                 j.id,
@@ -628,7 +633,7 @@ impl Inner {
             // Role 0 signed the same transcript we saw, or the chain will
             // refuse the completion; our signature vouches for ours only.
             wire::put(
-                &mut s,
+                s,
                 &Countersign {
                     signature: self.key.sign(&digest),
                 },

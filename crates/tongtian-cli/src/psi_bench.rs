@@ -15,7 +15,7 @@ use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_privacy::protocol::{plain_intersection, PsiParams};
 use tongtian_privacy::psi_ecdh::PsiEcdh;
 use tongtian_privacy::psi_ot::PsiOt;
-use tongtian_privacy::{PrivacyProtocol, PsiInput, PsiOutput, Session, SessionConfig};
+use tongtian_privacy::{Peers, PrivacyProtocol, PsiInput, PsiOutput, Session, SessionConfig};
 
 /// `tongtian bench psi` options.
 #[derive(Args, Debug)]
@@ -134,12 +134,20 @@ where
     let started = Instant::now();
     let sender = tokio::spawn(async move {
         let (stream, _) = listener.accept().await?;
-        let mut session = Session::accept(stream, &s, &[r_pub], job, cfg).await?;
-        Ok::<_, anyhow::Error>(p.run(1, &mut session, &p2, PsiInput { keys: y }).await?)
+        let session = Session::accept(stream, &s, &[r_pub], job, cfg).await?;
+        Ok::<_, anyhow::Error>(
+            p.run(1, &mut Peers::two(1, session), &p2, PsiInput { keys: y })
+                .await?,
+        )
     });
-    let mut session = Session::connect(&addr, &r, &s_pub, job, cfg).await?;
+    let session = Session::connect(&addr, &r, &s_pub, job, cfg).await?;
     let got = p
-        .run(0, &mut session, &params, PsiInput { keys: x })
+        .run(
+            0,
+            &mut Peers::two(0, session),
+            &params,
+            PsiInput { keys: x },
+        )
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     let theirs = sender.await??;

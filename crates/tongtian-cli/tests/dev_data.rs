@@ -81,6 +81,33 @@ fn a_csv_becomes_an_asset_whose_rows_stay_with_their_owner() {
         String::from_utf8_lossy(&bad.stdout).contains("unknown_column")
             || String::from_utf8_lossy(&bad.stderr).contains("unknown_column")
     );
+    // A malformed file (a row short of a field) registers nothing.
+    let broken = owned.join("broken.csv");
+    std::fs::write(&broken, "id,age\na,1\nb\n").unwrap();
+    let out = node.cli(&[
+        "data",
+        "register",
+        "--name",
+        "broken",
+        "--file",
+        broken.to_str().unwrap(),
+        "--key-column",
+        "id",
+        "--price",
+        "1",
+        "--agent",
+        "127.0.0.1:9700",
+        "--key",
+        owner.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("bad_csv"),
+        "{out:?}"
+    );
+    assert!(!owned.join("broken.csv.salt").exists());
+
     let r = ok_json(reg("id"));
     assert_eq!(r["asset"], 1, "{r}");
     let commitment = r["commitment"].as_str().unwrap().to_string();

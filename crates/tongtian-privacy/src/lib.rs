@@ -8,14 +8,17 @@
 //! - [`protocol`]: the [`protocol::PrivacyProtocol`] seam (a stable id,
 //!   roles, a `run` over a session, and a plaintext `reference`);
 //! - [`psi_ecdh`]: Diffie-Hellman private set intersection on ristretto255;
-//! - [`psi_ot`]: PSI from an OPRF on OT extension (KKRT), for large sets.
+//! - [`psi_ot`]: PSI from an OPRF on OT extension (KKRT), for large sets;
+//! - [`mpc`]: the three-party replicated secret-sharing engine (fixed point
+//!   over Z_2^64 or Z_2^128).
 
+pub mod mpc;
 pub mod protocol;
 pub mod psi_ecdh;
 pub mod psi_ot;
 pub mod session;
 
-pub use protocol::{PrivacyProtocol, PsiInput, PsiOutput};
+pub use protocol::{Peers, PrivacyProtocol, PsiInput, PsiOutput};
 pub use session::{Session, SessionConfig};
 
 /// A PSI protocol as the agents run it.

@@ -22,14 +22,15 @@ pub trait PrivacyProtocol: Send + Sync {
     /// Its roles, in order (a party's role is its index here).
     fn roles(&self) -> &'static [&'static str];
 
-    /// Run role `role` over `session` with `input`: this party's output,
-    /// the session's transcript hash at the end and what it sent. The
-    /// session stays open for what the parties say after (the result's
-    /// commitment and their signatures of it).
+    /// Run role `role` over its sessions with the other roles (`peers`)
+    /// with `input`: this party's output, the transcript hash of its
+    /// sessions at the end and what it sent. The sessions stay open for
+    /// what the parties say after (the result's commitment and their
+    /// signatures of it).
     async fn run(
         &self,
         role: usize,
-        session: &mut Session,
+        peers: &mut Peers,
         params: &Self::Params,
         input: Self::Input,
     ) -> Result<Ran<Self::Output>, PrivacyError>;
@@ -51,13 +52,105 @@ pub struct Ran<O> {
 }
 
 impl<O> Ran<O> {
-    /// The report of a run that ended with `output` on `session`.
-    pub fn of(output: O, session: &Session) -> Self {
+    /// The report of a run that ended with `output` on `peers`.
+    pub fn of(output: O, peers: &Peers) -> Self {
         Ran {
             output,
-            transcript: session.transcript(),
-            bytes_sent: session.bytes_sent(),
+            transcript: peers.transcript(),
+            bytes_sent: peers.bytes_sent(),
         }
+    }
+}
+
+/// One party's sessions with the other parties of a job, by role.
+pub struct Peers {
+    me: usize,
+    sessions: Vec<Option<Session>>,
+}
+
+impl Peers {
+    /// Role `me` of `n`, no sessions yet.
+    pub fn new(me: usize, n: usize) -> Self {
+        Peers {
+            me,
+            sessions: (0..n).map(|_| None).collect(),
+        }
+    }
+
+    /// Role `me`'s one session with the other role of a two-party job.
+    pub fn two(me: usize, s: Session) -> Self {
+        let mut p = Peers::new(me, 2);
+        p.insert(1 - me, s);
+        p
+    }
+
+    /// This party's role.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Add the session with `role`.
+    pub fn insert(&mut self, role: usize, s: Session) {
+        if role < self.sessions.len() {
+            self.sessions[role] = Some(s);
+        }
+    }
+
+    /// The session with `role`.
+    pub fn with(&mut self, role: usize) -> Result<&mut Session, PrivacyError> {
+        self.sessions
+            .get_mut(role)
+            .and_then(Option::as_mut)
+            .ok_or_else(|| PrivacyError::BadMessage(format!("no session with role {role}")))
+    }
+
+    /// The sessions with two different roles at once.
+    pub fn pair(
+        &mut self,
+        a: usize,
+        b: usize,
+    ) -> Result<(&mut Session, &mut Session), PrivacyError> {
+        if a == b || a >= self.sessions.len() || b >= self.sessions.len() {
+            return Err(PrivacyError::BadMessage(format!(
+                "no sessions with {a} and {b}"
+            )));
+        }
+        let (lo, hi) = (a.min(b), a.max(b));
+        let (left, right) = self.sessions.split_at_mut(hi);
+        let (l, h) = (left[lo].as_mut(), right[0].as_mut());
+        match (l, h) {
+            (Some(l), Some(h)) if a < b => Ok((l, h)),
+            (Some(l), Some(h)) => Ok((h, l)),
+            _ => Err(PrivacyError::BadMessage(format!(
+                "no sessions with {a} and {b}"
+            ))),
+        }
+    }
+
+    /// The hash of this party's sessions' transcripts, each under its pair
+    /// of roles (for two parties, the same on both sides).
+    pub fn transcript(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"tongtian/peers-transcript/v1");
+        for (role, s) in self.sessions.iter().enumerate() {
+            if let Some(s) = s {
+                let (lo, hi) = (self.me.min(role) as u64, self.me.max(role) as u64);
+                h.update(lo.to_le_bytes());
+                h.update(hi.to_le_bytes());
+                h.update(s.transcript());
+            }
+        }
+        h.finalize().into()
+    }
+
+    /// Bytes this party sent on all its sessions.
+    pub fn bytes_sent(&self) -> u64 {
+        self.sessions
+            .iter()
+            .flatten()
+            .map(Session::bytes_sent)
+            .sum()
     }
 }
 

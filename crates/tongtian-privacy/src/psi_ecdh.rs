@@ -19,10 +19,11 @@
 //! (by answering with other points) but cannot learn more than the sizes;
 //! off-curve or malformed points are refused.
 
+use crate::protocol::Peers;
 use crate::protocol::{
     normalise, plain_intersection, PrivacyProtocol, PsiInput, PsiOutput, PsiParams, Ran,
 };
-use crate::session::{Session, SessionRx, SessionTx};
+use crate::session::{SessionRx, SessionTx};
 use crate::PrivacyError;
 use async_trait::async_trait;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
@@ -139,10 +140,11 @@ async fn send_blinded(
 
 impl PsiEcdh {
     async fn receiver(
-        session: &mut Session,
+        peers: &mut Peers,
         params: &PsiParams,
         keys: Vec<String>,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
+        let session = peers.with(1 - peers.me())?;
         let (tx, rx) = session.halves();
         let (job, max) = (params.job, params.max_set);
         let a = random_scalar();
@@ -177,14 +179,15 @@ impl PsiEcdh {
         } else {
             PsiOutput::Intersection(both)
         };
-        Ok(Ran::of(out, session))
+        Ok(Ran::of(out, peers))
     }
 
     async fn sender(
-        session: &mut Session,
+        peers: &mut Peers,
         params: &PsiParams,
         keys: Vec<String>,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
+        let session = peers.with(1 - peers.me())?;
         let (tx, rx) = session.halves();
         let (job, max) = (params.job, params.max_set);
         let b = random_scalar();
@@ -222,7 +225,7 @@ impl PsiEcdh {
         let (got, sent) = tokio::join!(receive, send);
         got?;
         sent?;
-        Ok(Ran::of(PsiOutput::Nothing, session))
+        Ok(Ran::of(PsiOutput::Nothing, peers))
     }
 }
 
@@ -243,14 +246,20 @@ impl PrivacyProtocol for PsiEcdh {
     async fn run(
         &self,
         role: usize,
-        session: &mut Session,
+        peers: &mut Peers,
         params: &PsiParams,
         input: PsiInput,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
+        if peers.me() != role {
+            return Err(PrivacyError::BadMessage(format!(
+                "sessions of role {}, run as role {role}",
+                peers.me()
+            )));
+        }
         let keys = normalise(&input.keys);
         match role {
-            0 => Self::receiver(session, params, keys).await,
-            1 => Self::sender(session, params, keys).await,
+            0 => Self::receiver(peers, params, keys).await,
+            1 => Self::sender(peers, params, keys).await,
             r => Err(PrivacyError::BadMessage(format!(
                 "psi-ecdh has roles 0 and 1, not {r}"
             ))),

@@ -37,10 +37,10 @@
 //! party can make the result wrong but malformed messages (wrong lengths,
 //! off-curve points, a table that does not fit the set) are refused.
 
+use crate::protocol::Peers;
 use crate::protocol::{
     normalise, plain_intersection, PrivacyProtocol, PsiInput, PsiOutput, PsiParams, Ran,
 };
-use crate::session::Session;
 use crate::PrivacyError;
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
 use aes::Aes128;
@@ -319,10 +319,11 @@ fn chunks(m: usize) -> impl Iterator<Item = (usize, usize)> {
 
 impl PsiOt {
     async fn receiver(
-        session: &mut Session,
+        peers: &mut Peers,
         params: &PsiParams,
         keys: Vec<String>,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
+        let session = peers.with(1 - peers.me())?;
         let job = params.job;
         let n = keys.len();
         let (keys, ds, bins, table) = off_thread(move || {
@@ -455,14 +456,15 @@ impl PsiOt {
         } else {
             PsiOutput::Intersection(both)
         };
-        Ok(Ran::of(out, session))
+        Ok(Ran::of(out, peers))
     }
 
     async fn sender(
-        session: &mut Session,
+        peers: &mut Peers,
         params: &PsiParams,
         keys: Vec<String>,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
+        let session = peers.with(1 - peers.me())?;
         let job = params.job;
         let n = keys.len();
         let hello = session.recv().await?;
@@ -585,7 +587,7 @@ impl PsiOt {
                 session.send(batch).await?;
             }
         }
-        Ok(Ran::of(PsiOutput::Nothing, session))
+        Ok(Ran::of(PsiOutput::Nothing, peers))
     }
 }
 
@@ -606,14 +608,20 @@ impl PrivacyProtocol for PsiOt {
     async fn run(
         &self,
         role: usize,
-        session: &mut Session,
+        peers: &mut Peers,
         params: &PsiParams,
         input: PsiInput,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
+        if peers.me() != role {
+            return Err(PrivacyError::BadMessage(format!(
+                "sessions of role {}, run as role {role}",
+                peers.me()
+            )));
+        }
         let keys = normalise(&input.keys);
         match role {
-            0 => Self::receiver(session, params, keys).await,
-            1 => Self::sender(session, params, keys).await,
+            0 => Self::receiver(peers, params, keys).await,
+            1 => Self::sender(peers, params, keys).await,
             r => Err(bad(format!("psi-ot has roles 0 and 1, not {r}"))),
         }
     }

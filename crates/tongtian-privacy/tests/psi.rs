@@ -14,7 +14,7 @@ use tongtian_privacy::protocol::PsiParams;
 use tongtian_privacy::psi_ecdh::PsiEcdh;
 use tongtian_privacy::psi_ot::PsiOt;
 use tongtian_privacy::{
-    PrivacyError, PrivacyProtocol, PsiInput, PsiOutput, Session, SessionConfig,
+    Peers, PrivacyError, PrivacyProtocol, PsiInput, PsiOutput, Session, SessionConfig,
 };
 
 fn keys() -> (Keypair, Keypair) {
@@ -66,10 +66,22 @@ async fn run_with<P: Psi>(
     params.cardinality = cardinality;
     let p2 = params.clone();
     let y = y.to_vec();
-    let sender =
-        tokio::spawn(async move { p.run(1, &mut ss.unwrap(), &p2, PsiInput { keys: y }).await });
+    let sender = tokio::spawn(async move {
+        p.run(
+            1,
+            &mut Peers::two(1, ss.unwrap()),
+            &p2,
+            PsiInput { keys: y },
+        )
+        .await
+    });
     let r = p
-        .run(0, &mut rs.unwrap(), &params, PsiInput { keys: x.to_vec() })
+        .run(
+            0,
+            &mut Peers::two(0, rs.unwrap()),
+            &params,
+            PsiInput { keys: x.to_vec() },
+        )
         .await
         .unwrap();
     let s = sender.await.unwrap().unwrap();
@@ -204,7 +216,7 @@ async fn off_curve_points_oversized_and_silent_peers_are_refused() {
     let r = PsiEcdh
         .run(
             0,
-            &mut rs.unwrap(),
+            &mut Peers::two(0, rs.unwrap()),
             &PsiParams::new(JOB),
             PsiInput {
                 keys: set("k", 0..3),
@@ -229,7 +241,7 @@ async fn off_curve_points_oversized_and_silent_peers_are_refused() {
     let r = PsiEcdh
         .run(
             0,
-            &mut rs.unwrap(),
+            &mut Peers::two(0, rs.unwrap()),
             &PsiParams::new(JOB),
             PsiInput {
                 keys: set("k", 0..3),
@@ -253,7 +265,7 @@ async fn off_curve_points_oversized_and_silent_peers_are_refused() {
     let r = PsiEcdh
         .run(
             0,
-            &mut rs.unwrap(),
+            &mut Peers::two(0, rs.unwrap()),
             &PsiParams::new(JOB),
             PsiInput {
                 keys: set("k", 0..3),
@@ -351,7 +363,7 @@ async fn psi_ot_refuses_malformed_messages() {
         let got = PsiOt
             .run(
                 1,
-                &mut ss.unwrap(),
+                &mut Peers::two(1, ss.unwrap()),
                 &PsiParams::new(JOB),
                 PsiInput {
                     keys: set("k", 0..100),
@@ -392,7 +404,7 @@ async fn psi_ot_refuses_malformed_messages() {
         let got = PsiOt
             .run(
                 0,
-                &mut rs.unwrap(),
+                &mut Peers::two(0, rs.unwrap()),
                 &PsiParams::new(JOB),
                 PsiInput {
                     keys: set("k", 0..100),
