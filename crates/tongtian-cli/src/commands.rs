@@ -203,6 +203,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let report = crate::psi_bench::run(args).await?;
             print(json, &report, || crate::psi_bench::summary(&report))
         }
+        Command::Bench(BenchCommand::Stats(args)) => {
+            let report = crate::stats_bench::run(args).await?;
+            print(json, &report, || crate::stats_bench::summary(&report))
+        }
         Command::Bench(BenchCommand::Xchain(args)) => {
             let report = crate::xchain_bench::run(args).await?;
             print(json, &report, || crate::xchain_bench::summary(&report))

@@ -18,6 +18,7 @@ mod evm_link;
 mod gov;
 pub mod psi_bench;
 mod relay;
+pub mod stats_bench;
 mod testnet;
 pub mod util;
 mod xchain;
@@ -1317,6 +1318,9 @@ pub enum BenchCommand {
     /// Private set intersection between two parties over a real session on
     /// 127.0.0.1 (half of the keys shared), beside a plaintext hash join.
     Psi(psi_bench::PsiBenchArgs),
+    /// Mean, variance and correlations of columns held by three parties,
+    /// on the secret-sharing engine over real sessions on 127.0.0.1.
+    Stats(stats_bench::StatsBenchArgs),
 }
 
 /// Set up `tracing` output on stderr.

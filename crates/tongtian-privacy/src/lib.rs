@@ -10,13 +10,15 @@
 //! - [`psi_ecdh`]: Diffie-Hellman private set intersection on ristretto255;
 //! - [`psi_ot`]: PSI from an OPRF on OT extension (KKRT), for large sets;
 //! - [`mpc`]: the three-party replicated secret-sharing engine (fixed point
-//!   over Z_2^64 or Z_2^128).
+//!   over Z_2^64 or Z_2^128);
+//! - [`stats`]: joint statistics of columns held by three parties.
 
 pub mod mpc;
 pub mod protocol;
 pub mod psi_ecdh;
 pub mod psi_ot;
 pub mod session;
+pub mod stats;
 
 pub use protocol::{Peers, PrivacyProtocol, PsiInput, PsiOutput};
 pub use session::{Session, SessionConfig};

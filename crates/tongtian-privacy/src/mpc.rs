@@ -308,7 +308,7 @@ impl<'p> Rss3<'p> {
 
     /// Send `v` to the predecessor and receive as many from the successor
     /// at once.
-    async fn to_prev_from_next<R: Ring>(&mut self, v: &[R]) -> Result<Vec<R>, PrivacyError> {
+    async fn pass_back<R: Ring>(&mut self, v: &[R]) -> Result<Vec<R>, PrivacyError> {
         let (prev, next) = ((self.me + 2) % 3, (self.me + 1) % 3);
         let bytes = bytes_of(v);
         let (p, nx) = self.peers.pair(prev, next)?;
@@ -373,7 +373,7 @@ impl<'p> Rss3<'p> {
     async fn reshare<R: Ring>(&mut self, z: Vec<R>) -> Result<Shared<R>, PrivacyError> {
         let alpha = self.zeros::<R>(z.len());
         let z: Vec<R> = z.into_iter().zip(alpha).map(|(x, a)| x.add(a)).collect();
-        let next = self.to_prev_from_next(&z).await?;
+        let next = self.pass_back(&z).await?;
         Ok(Shared { a: z, b: next })
     }
 
@@ -404,13 +404,34 @@ impl<'p> Rss3<'p> {
         groups: usize,
     ) -> Result<Shared<R>, PrivacyError> {
         let len = x.len() / groups.max(1);
-        let z: Vec<R> = (0..groups)
+        let parts: Vec<(Shared<R>, Shared<R>)> = (0..groups)
             .map(|g| {
-                (g * len..(g + 1) * len).fold(R::default(), |s, k| {
-                    s.add(x.a[k].mul(y.a[k]))
-                        .add(x.a[k].mul(y.b[k]))
-                        .add(x.b[k].mul(y.a[k]))
-                })
+                (
+                    x.slice(g * len..(g + 1) * len),
+                    y.slice(g * len..(g + 1) * len),
+                )
+            })
+            .collect();
+        let refs: Vec<(&Shared<R>, &Shared<R>)> = parts.iter().map(|(a, b)| (a, b)).collect();
+        self.dots(&refs).await
+    }
+
+    /// `Σ x_k y_k` for each pair of equally long vectors, in the ring, in
+    /// one round (one word per pair).
+    pub async fn dots<R: Ring>(
+        &mut self,
+        pairs: &[(&Shared<R>, &Shared<R>)],
+    ) -> Result<Shared<R>, PrivacyError> {
+        let z: Vec<R> = pairs
+            .iter()
+            .map(|(x, y)| {
+                // xa ya + xa yb + xb ya = xa (ya + yb) + xb ya
+                x.a.iter()
+                    .zip(&x.b)
+                    .zip(y.a.iter().zip(&y.b))
+                    .fold(R::default(), |s, ((xa, xb), (ya, yb))| {
+                        s.add(xa.mul(ya.add(*yb))).add(xb.mul(*ya))
+                    })
             })
             .collect();
         self.reshare(z).await
@@ -563,7 +584,7 @@ impl<'p> Rss3<'p> {
 
     /// Reveal `x` to every party.
     pub async fn reveal<R: Ring>(&mut self, x: &Shared<R>) -> Result<Vec<R>, PrivacyError> {
-        let third = self.to_prev_from_next(&x.b).await?;
+        let third = self.pass_back(&x.b).await?;
         Ok((0..x.len())
             .map(|k| x.a[k].add(x.b[k]).add(third[k]))
             .collect())

@@ -154,6 +154,45 @@ impl Peers {
     }
 }
 
+/// `n` parties on this machine, every pair joined by a real session over
+/// 127.0.0.1 (keys derived from `job`): for benchmarks and tests that run
+/// every party in one process.
+pub async fn loopback_mesh(
+    n: usize,
+    job: [u8; 32],
+    cfg: crate::SessionConfig,
+) -> Result<Vec<Peers>, PrivacyError> {
+    let keys: Vec<tongtian_crypto::Keypair> = (0..n)
+        .map(|i| {
+            tongtian_crypto::Keypair::from_seed(
+                tongtian_crypto::SuiteId::Standard,
+                &[&job[..], &(i as u64).to_le_bytes()].concat(),
+            )
+        })
+        .collect();
+    let mut peers: Vec<Peers> = (0..n).map(|i| Peers::new(i, n)).collect();
+    for i in 0..n {
+        for j in i + 1..n {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = l.local_addr()?.to_string();
+            let (ki, kj) = (keys[i].clone(), keys[j].clone());
+            let j_pub = kj.public_key().to_vec();
+            let i_pub = ki.public_key().to_vec();
+            let accept = tokio::spawn(async move {
+                let (s, _) = l.accept().await?;
+                Session::accept(s, &ki, &[j_pub], job, cfg).await
+            });
+            let sj = Session::connect(&addr, &kj, &i_pub, job, cfg).await?;
+            let si = accept
+                .await
+                .map_err(|e| PrivacyError::BadMessage(format!("accept: {e}")))??;
+            peers[i].insert(j, si);
+            peers[j].insert(i, sj);
+        }
+    }
+    Ok(peers)
+}
+
 /// A PSI party's input: the join column's values, one per row.
 #[derive(Clone, Debug, Default)]
 pub struct PsiInput {
