@@ -16,6 +16,7 @@
 //! the job on chain. Role 0 also serves the output to the job's output
 //! account, and to nobody else ([`results::fetch`]).
 
+pub mod compute;
 pub mod holdings;
 pub mod results;
 pub mod wire;
@@ -24,7 +25,7 @@ use holdings::Holdings;
 use parking_lot::Mutex;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,13 +37,11 @@ use tongtian_crypto::{Keypair, SuiteId};
 use tongtian_data::data::Asset;
 use tongtian_data::job::{completion_digest, Job, JobMsg, JobStatus, PartySignature};
 use tongtian_data::rows::Table;
-use tongtian_privacy::protocol::{PsiOutput, PsiParams};
-use tongtian_privacy::{Peers, PrivacyError, PsiInput, Session, SessionConfig};
+use tongtian_privacy::{Peers, PrivacyError, Session, SessionConfig};
 use tongtian_types::{Address, Transaction, H256};
-use wire::{Countersign, Fetched, Finish, Request};
+use wire::{Countersign, Fetched, Finish, Report, Request};
 
-/// The protocols this agent runs.
-pub const SUPPORTED: [&str; 2] = ["psi-ecdh", "psi-ot"];
+pub use compute::SUPPORTED;
 
 /// Why an agent could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +93,10 @@ pub struct JobParams {
     /// PSI: reveal only the intersection's size.
     #[serde(default)]
     pub cardinality: bool,
+    /// `stats`: which statistics (`count`, `sum`, `mean`, `variance`,
+    /// `corr`; empty: all).
+    #[serde(default)]
+    pub ops: Vec<String>,
 }
 
 impl JobParams {
@@ -136,7 +139,8 @@ enum Seat {
     Failed(String),
 }
 
-type Slot = (mpsc::Sender<Session>, Option<mpsc::Receiver<Session>>);
+type Call = (usize, Session);
+type Slot = (mpsc::Sender<Call>, Option<mpsc::Receiver<Call>>);
 
 struct Inner {
     cfg: AgentConfig,
@@ -148,7 +152,7 @@ struct Inner {
     holdings: Mutex<Holdings>,
     seats: Mutex<HashMap<(u64, usize), Seat>>,
     aborted: Mutex<std::collections::HashSet<u64>>,
-    slots: Mutex<HashMap<u64, Slot>>,
+    slots: Mutex<HashMap<(u64, usize), Slot>>,
     txs: tokio::sync::Mutex<()>,
 }
 
@@ -319,18 +323,17 @@ impl Inner {
                 )
                 .await?;
         }
-        let p = protocol(&j.protocol)?;
-        if j.assets.len() != p.roles().len() {
+        let n = compute::parties(&j.protocol)?;
+        if j.assets.len() != n {
             return Err(AgentError::new(
                 "bad_job",
-                format!("{} takes {} assets", j.protocol, p.roles().len()),
+                format!("{} takes {n} assets", j.protocol),
             ));
         }
         let params = JobParams::decode(&j.params)?;
         let file = self.held(&a)?;
         let t = Table::read(&file).map_err(|e| AgentError::new(e.code(), e.to_string()))?;
-        t.column(&params.key_column)
-            .map_err(|e| AgentError::new(e.code(), e.to_string()))?;
+        compute::check(j, &params, &t)?;
         self.send(JobMsg::Accept { job: j.id, asset }).await
     }
 
@@ -383,10 +386,11 @@ impl Inner {
         }
     }
 
-    fn slot(&self, job: u64) -> mpsc::Sender<Session> {
+    /// Where calls to our seat `role` of `job` wait for it.
+    fn slot(&self, job: u64, role: usize) -> mpsc::Sender<Call> {
         let mut slots = self.slots.lock();
         slots
-            .entry(job)
+            .entry((job, role))
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(64);
                 (tx, Some(rx))
@@ -395,10 +399,10 @@ impl Inner {
             .clone()
     }
 
-    fn take_slot(&self, job: u64) -> mpsc::Receiver<Session> {
-        self.slot(job);
+    fn take_slot(&self, job: u64, role: usize) -> mpsc::Receiver<Call> {
+        self.slot(job, role);
         let mut slots = self.slots.lock();
-        let s = slots.get_mut(&job).expect("just made");
+        let s = slots.get_mut(&(job, role)).expect("just made");
         s.1.take().unwrap_or_else(|| {
             let (tx, rx) = mpsc::channel(64);
             s.0 = tx;
@@ -444,19 +448,19 @@ impl Inner {
         let allowed = vec![inc.peer().to_vec()];
         let mut s = inc.admit(&allowed).await?;
         match wire::get::<Request>(&mut s).await? {
-            Request::Run { role } => {
-                let role = role as usize;
+            Request::Run { role, to } => {
+                let (role, to) = (role as usize, to as usize);
                 if j.status != JobStatus::Running
                     || j.parties.get(role) != Some(&peer_hex)
-                    || role == 0
-                    || j.parties.first() != Some(&self.me)
+                    || to >= role
+                    || j.parties.get(to) != Some(&self.me)
                 {
                     return Err(AgentError::new(
                         "not_running",
-                        format!("job {id} does not run role {role} with this agent's seat 0"),
+                        format!("job {id} does not run role {role} with this agent's role {to}"),
                     ));
                 }
-                let _ = self.slot(id).send(s).await;
+                let _ = self.slot(id, to).send((role, s)).await;
                 Ok(())
             }
             Request::Fetch => {
@@ -489,11 +493,12 @@ impl Inner {
                 format!("job {} is not completed", j.id),
             );
         }
-        let (file, record) = results::paths(&self.cfg.home, j.id);
+        let record = results::record_path(&self.cfg.home, j.id);
         let rec: Option<results::ResultRecord> = std::fs::read(&record)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let (Some(rec), Ok(bytes)) = (rec, std::fs::read(&file)) else {
+        let bytes = rec.as_ref().map(|r| std::fs::read(&r.file));
+        let (Some(rec), Some(Ok(bytes))) = (rec, bytes) else {
             return refuse(
                 "no_output",
                 format!("this agent holds no output of job {}", j.id),
@@ -506,73 +511,135 @@ impl Inner {
         Fetched::Result { salt, bytes }
     }
 
-    /// Run our seat `role` of running job `j`.
+    /// Run our seat `role` of running job `j`: sessions with every other
+    /// role (dialling the lower roles, taking the higher ones' calls), the
+    /// protocol, then the completion: every role reports its session
+    /// transcripts to role 0, which sends them all back with the result's
+    /// commitment; each role checks the ones it was part of and signs.
     async fn run_seat(self: Arc<Self>, j: &Job, role: usize) -> Result<(), AgentError> {
         let params = JobParams::decode(&j.params)?;
-        let a = self.asset(j.assets[role]).await?;
-        let file = self.held(&a)?;
+        let mut assets = Vec::new();
+        for id in &j.assets {
+            assets.push(self.asset(*id).await?);
+        }
+        let file = self.held(&assets[role])?;
         let table = Table::read(&file).map_err(|e| AgentError::new(e.code(), e.to_string()))?;
-        let keys = table
-            .values(&params.key_column)
-            .map_err(|e| AgentError::new(e.code(), e.to_string()))?;
         let tag = wire::job_tag(self.chain_id, j.id);
-        let psi = PsiParams {
-            job: tag,
-            cardinality: params.cardinality,
-            max_set: tongtian_data::rows::MAX_ROWS as usize,
-        };
+        let n = compute::parties(&j.protocol)?;
         let wait = self.cfg.session.timeout;
         let started = std::time::Instant::now();
-        if role == 0 {
-            let mut rx = self.take_slot(j.id);
-            let s = tokio::time::timeout(wait, rx.recv())
-                .await
-                .map_err(|_| PrivacyError::Timeout(wait))?
-                .ok_or_else(|| AgentError::new("peer_timeout", "no session came"))?;
-            let mut peers = Peers::two(0, s);
-            let ran = protocol(&j.protocol)?
-                .run(0, &mut peers, &psi, PsiInput { keys })
-                .await?;
-            let s = peers.with(1)?;
-            let (bytes, size) = match &ran.output {
-                PsiOutput::Intersection(both) => {
-                    let mut out = format!("{}\n", params.key_column);
-                    for k in both {
-                        out.push_str(&csv_field(k));
-                        out.push('\n');
+
+        // Every pair of roles gets one session.
+        let mut peers = Peers::new(role, n);
+        for (to, a) in assets.iter().enumerate().take(role) {
+            let mut s = loop {
+                match Session::connect(&a.agent, &self.key, &a.agent_key, tag, self.cfg.session)
+                    .await
+                {
+                    Ok(s) => break s,
+                    Err(e) if started.elapsed() < wait => {
+                        tracing::debug!(job = j.id, to, "dialling: {e}");
+                        tokio::time::sleep(Duration::from_millis(250)).await;
                     }
-                    (out.into_bytes(), both.len())
-                }
-                PsiOutput::Size(n) => (format!("intersection_size\n{n}\n").into_bytes(), *n),
-                PsiOutput::Nothing => {
-                    return Err(AgentError::new("bad_role", "role 0 got nothing"))
+                    Err(e) => return Err(e.into()),
                 }
             };
-            let mut salt = [0u8; 32];
-            rand::thread_rng().fill_bytes(&mut salt);
-            let commitment = results::result_commitment(self.suite, &tag, &salt, &bytes);
-            let transcript = H256(ran.transcript);
-            let digest = completion_digest(self.chain_id, j.id, &commitment, &transcript);
-            let mine = self.key.sign(&digest);
             wire::put(
-                s,
-                &Finish {
-                    result_commitment: commitment.0,
-                    signature: mine.clone(),
+                &mut s,
+                &Request::Run {
+                    role: role as u32,
+                    to: to as u32,
                 },
             )
             .await?;
-            let theirs: Countersign = wire::get(s).await?;
-            let (out, record) = results::paths(&self.cfg.home, j.id);
-            std::fs::write(&out, &bytes)?;
+            peers.insert(to, s);
+        }
+        let mut calls = self.take_slot(j.id, role);
+        for _ in role + 1..n {
+            let left = wait.saturating_sub(started.elapsed());
+            let (from, s) = tokio::time::timeout(left, calls.recv())
+                .await
+                .map_err(|_| PrivacyError::Timeout(wait))?
+                .ok_or_else(|| AgentError::new("peer_timeout", "no session came"))?;
+            peers.insert(from, s);
+        }
+
+        let (out, bytes_sent) =
+            compute::run(j, &assets, role, &mut peers, &params, &table, tag).await?;
+        // Each session's transcript as the protocol left it (what follows
+        // is the completion's own talk).
+        let seen: BTreeMap<usize, [u8; 32]> = (0..n)
+            .filter(|r| *r != role)
+            .map(|r| Ok((r, peers.with(r)?.transcript())))
+            .collect::<Result<_, PrivacyError>>()?;
+
+        if role == 0 {
+            // Every pair's transcript: ours, and what the others report of
+            // theirs (both ends of a pair must agree).
+            let mut pairs: BTreeMap<(u32, u32), [u8; 32]> = BTreeMap::new();
+            for r in 1..n {
+                pairs.insert((0, r as u32), seen[&r]);
+            }
+            for r in 1..n {
+                let rep: Report = wire::get(peers.with(r)?).await?;
+                for (a, b, t) in rep.pairs {
+                    if a == 0 || b as usize >= n || a >= b || (a != r as u32 && b != r as u32) {
+                        return Err(AgentError::new(
+                            "bad_report",
+                            format!("role {r} reported pair {a},{b}"),
+                        ));
+                    }
+                    if let Some(seen) = pairs.insert((a, b), t) {
+                        if seen != t {
+                            return Err(AgentError::new(
+                                "transcripts_differ",
+                                format!("roles {a} and {b} saw different sessions"),
+                            ));
+                        }
+                    }
+                }
+            }
+            let list: Vec<(u32, u32, [u8; 32])> =
+                pairs.iter().map(|((a, b), t)| (*a, *b, *t)).collect();
+            let transcript = H256(wire::job_transcript(&list));
+            let out = out.ok_or_else(|| AgentError::new("bad_role", "role 0 got no output"))?;
+            let mut salt = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut salt);
+            let commitment = results::result_commitment(self.suite, &tag, &salt, &out.bytes);
+            let digest = completion_digest(self.chain_id, j.id, &commitment, &transcript);
+            let mut signatures = vec![PartySignature {
+                public_key: self.key.public_key().to_vec(),
+                signature: self.key.sign(&digest),
+            }];
+            for r in 1..n {
+                let s = peers.with(r)?;
+                wire::put(
+                    s,
+                    &Finish {
+                        result_commitment: commitment.0,
+                        transcripts: list.clone(),
+                    },
+                )
+                .await?;
+            }
+            for r in 1..n {
+                let s = peers.with(r)?;
+                let theirs: Countersign = wire::get(s).await?;
+                signatures.push(PartySignature {
+                    public_key: s.peer().to_vec(),
+                    signature: theirs.signature,
+                });
+            }
+            let (file, record) = results::paths(&self.cfg.home, j.id, out.ext);
+            std::fs::write(&file, &out.bytes)?;
             let rec = results::ResultRecord {
                 job: j.id,
                 protocol: j.protocol.clone(),
-                file: out.clone(),
+                file: file.clone(),
                 salt: hex::encode(salt),
                 result_commitment: commitment,
                 transcript_hash: transcript,
-                intersection_size: Some(size),
+                intersection_size: out.intersection_size,
             };
             std::fs::write(
                 &record,
@@ -582,58 +649,48 @@ impl Inner {
                 job: j.id,
                 result_commitment: commitment,
                 transcript_hash: transcript,
-                signatures: vec![
-                    PartySignature {
-                        public_key: self.key.public_key().to_vec(),
-                        signature: mine,
-                    },
-                    PartySignature {
-                        public_key: s.peer().to_vec(),
-                        signature: theirs.signature,
-                    },
-                ],
+                signatures,
             })
             .await?;
             tracing::info!(
                 job = j.id,
-                intersection_size = size,
+                protocol = %j.protocol,
+                intersection_size = ?out.intersection_size,
                 seconds = started.elapsed().as_secs_f64(),
-                bytes_sent = ran.bytes_sent,
+                bytes_sent,
                 "completed"
             );
-            Ok(())
         } else {
-            let hub = self.asset(j.assets[0]).await?;
-            let mut s = loop {
-                match Session::connect(&hub.agent, &self.key, &hub.agent_key, tag, self.cfg.session)
-                    .await
+            let mine: Vec<(u32, u32, [u8; 32])> = (1..n)
+                .filter(|r| *r != role)
+                .map(|r| (role.min(r) as u32, role.max(r) as u32, seen[&r]))
+                .collect();
+            wire::put(peers.with(0)?, &Report { pairs: mine }).await?;
+            let fin: Finish = wire::get(peers.with(0)?).await?;
+            // The list must hold our own sessions as we saw them.
+            for r in (0..n).filter(|r| *r != role) {
+                let (a, b) = (role.min(r) as u32, role.max(r) as u32);
+                let ours = seen[&r];
+                if !fin
+                    .transcripts
+                    .iter()
+                    .any(|(x, y, t)| (*x, *y, *t) == (a, b, ours))
                 {
-                    Ok(s) => break s,
-                    Err(e) if started.elapsed() < wait => {
-                        tracing::debug!(job = j.id, "dialling role 0: {e}");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    Err(e) => return Err(e.into()),
+                    return Err(AgentError::new(
+                        "transcripts_differ",
+                        format!("role 0 listed another session of roles {a} and {b}"),
+                    ));
                 }
-            };
-            wire::put(&mut s, &Request::Run { role: role as u32 }).await?;
-            let mut peers = Peers::new(role, 2);
-            peers.insert(0, s);
-            let ran = protocol(&j.protocol)?
-                .run(role, &mut peers, &psi, PsiInput { keys })
-                .await?;
-            let s = peers.with(0)?;
-            let fin: Finish = wire::get(s).await?;
+            }
+            let transcript = H256(wire::job_transcript(&fin.transcripts));
             let digest = completion_digest(
                 self.chain_id,
                 j.id,
                 &H256(fin.result_commitment),
-                &H256(ran.transcript),
+                &transcript,
             );
-            // Role 0 signed the same transcript we saw, or the chain will
-            // refuse the completion; our signature vouches for ours only.
             wire::put(
-                s,
+                peers.with(0)?,
                 &Countersign {
                     signature: self.key.sign(&digest),
                 },
@@ -643,29 +700,10 @@ impl Inner {
                 job = j.id,
                 role,
                 seconds = started.elapsed().as_secs_f64(),
-                bytes_sent = ran.bytes_sent,
+                bytes_sent,
                 "our part done"
             );
-            Ok(())
         }
-    }
-}
-
-/// The protocol a job names, if this agent runs it.
-fn protocol(id: &str) -> Result<&'static tongtian_privacy::Psi, AgentError> {
-    tongtian_privacy::psi_protocol(id).ok_or_else(|| {
-        AgentError::new(
-            "unsupported_protocol",
-            format!("this agent runs {SUPPORTED:?}, not {id}"),
-        )
-    })
-}
-
-/// A CSV field, quoted when it must be.
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
+        Ok(())
     }
 }

@@ -22,14 +22,15 @@ pub fn result_commitment(s: SuiteId, tag: &[u8; 32], salt: &[u8; 32], bytes: &[u
 }
 
 /// What an agent keeps of a job it produced the output of, beside the
-/// output file (`results/job-N.json`).
+/// output file (`results/job-N.record.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ResultRecord {
     /// The job.
     pub job: u64,
     /// The protocol.
     pub protocol: String,
-    /// The output file (`results/job-N.csv`).
+    /// The output file (`results/job-N.csv` for PSI, `job-N.json` for
+    /// statistics).
     pub file: PathBuf,
     /// The commitment's salt (hex).
     pub salt: String,
@@ -41,13 +42,18 @@ pub struct ResultRecord {
     pub intersection_size: Option<usize>,
 }
 
-/// Where job `job`'s output and record go under `home`.
-pub fn paths(home: &Path, job: u64) -> (PathBuf, PathBuf) {
-    let dir = home.join("results");
+/// Where job `job`'s output (with extension `ext`) and record go under
+/// `home`.
+pub fn paths(home: &Path, job: u64, ext: &str) -> (PathBuf, PathBuf) {
     (
-        dir.join(format!("job-{job}.csv")),
-        dir.join(format!("job-{job}.json")),
+        home.join("results").join(format!("job-{job}.{ext}")),
+        record_path(home, job),
     )
+}
+
+/// Where job `job`'s record is kept under `home`.
+pub fn record_path(home: &Path, job: u64) -> PathBuf {
+    home.join("results").join(format!("job-{job}.record.json"))
 }
 
 /// A fetched output, checked against the commitment on chain.

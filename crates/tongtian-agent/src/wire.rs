@@ -29,23 +29,50 @@ pub fn untag(tag: &[u8; 32]) -> Option<(u64, u64)> {
 /// The first message of a session to an agent.
 #[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
 pub enum Request {
-    /// Run the job with the agent's seat 0, as role `role`.
+    /// Run the job: the dialling party's role `role` with the agent's
+    /// role `to` (lower).
     Run {
         /// The dialling party's role.
         role: u32,
+        /// The role it calls.
+        to: u32,
     },
     /// Send the job's output (the job's output account only).
     Fetch,
 }
 
-/// After a run, role 0 to every other role: the result's commitment and
-/// its own signature of the completion.
+/// After a run, every other role to role 0: the transcripts of its
+/// sessions with the roles other than 0, as `(lower role, higher role,
+/// transcript)`.
+#[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
+pub struct Report {
+    /// The sessions.
+    pub pairs: Vec<(u32, u32, [u8; 32])>,
+}
+
+/// Then role 0 to every other role: the result's commitment and every
+/// pair's session transcript, from which all derive the job's transcript
+/// hash ([`job_transcript`]) and sign the completion.
 #[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
 pub struct Finish {
     /// The result's commitment.
     pub result_commitment: [u8; 32],
-    /// Role 0's signature of the completion.
-    pub signature: Vec<u8>,
+    /// Every pair's transcript, in pair order.
+    pub transcripts: Vec<(u32, u32, [u8; 32])>,
+}
+
+/// The job's transcript hash: every pair of roles' session transcript, in
+/// pair order.
+pub fn job_transcript(pairs: &[(u32, u32, [u8; 32])]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"tongtian/job-transcript/v1");
+    for (a, b, t) in pairs {
+        h.update(a.to_le_bytes());
+        h.update(b.to_le_bytes());
+        h.update(t);
+    }
+    h.finalize().into()
 }
 
 /// The other roles' answer to [`Finish`]: their signature of the same

@@ -82,48 +82,52 @@ async fn job_view(ctx: &Ctx, id: u64) -> Result<Value> {
     Ok(v)
 }
 
-/// Run a `compute` command.
-pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
-    let ComputeCommand::Psi {
-        assets,
-        protocol,
-        key_column,
-        output_to,
-        cardinality,
-        pay,
-        timeout_blocks,
-        wait,
-        out,
-        signer,
-    } = cmd;
-    if assets.len() != 2 {
-        return Err(usage(
-            "bad_args",
-            "PSI takes two assets: the receiver's, then the sender's",
-        ));
-    }
+/// A job to file.
+struct Filing {
+    protocol: String,
+    assets: Vec<u64>,
+    columns: Vec<String>,
+    params: JobParams,
+    output_to: Option<String>,
+    pay: u128,
+    timeout_blocks: u64,
+}
+
+/// How a filed job ended, with its output when the signer receives it.
+struct Followed {
+    id: u64,
+    job: Value,
+    seconds: f64,
+    output: Option<Vec<u8>>,
+}
+
+/// File `f`, and with `wait` follow it (progress on stderr, aborting it
+/// once past its timeout) and fetch its output when the signer is the
+/// output account; `None` without `wait`.
+async fn file_and_follow(
+    ctx: &Ctx,
+    signer: &crate::SignerArgs,
+    f: Filing,
+    wait: bool,
+) -> Result<(u64, Option<Followed>)> {
     let key = util::load_key(&signer.key, signer.password.as_deref())?;
     let me = Address::from_public_key(key.suite(), key.public_key());
-    let output_to = match output_to {
-        Some(a) => parse_address(&a)?,
+    let output_to = match &f.output_to {
+        Some(a) => parse_address(a)?,
         None => me,
     };
     let started = Instant::now();
     let r = send(
         ctx,
-        &signer,
+        signer,
         JobMsg::Create {
-            protocol: protocol.clone(),
-            assets: assets.clone(),
-            columns: vec![key_column.clone()],
-            params: JobParams {
-                key_column,
-                cardinality,
-            }
-            .encode(),
+            protocol: f.protocol.clone(),
+            assets: f.assets.clone(),
+            columns: f.columns.clone(),
+            params: f.params.encode(),
             output_to,
-            payment: pay,
-            timeout_blocks,
+            payment: f.pay,
+            timeout_blocks: f.timeout_blocks,
         },
     )
     .await?;
@@ -132,10 +136,9 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             .try_into()
             .context("the chain answered no job id")?,
     );
-    eprintln!("job {id}: filed at block {}, {pay} in escrow", r.height);
+    eprintln!("job {id}: filed at block {}, {} in escrow", r.height, f.pay);
     if !wait {
-        let v = json!({ "job": id, "status": "open" });
-        return print(ctx.json, &v, || format!("job {id} filed"));
+        return Ok((id, None));
     }
     let mut last = String::new();
     let mut abort_sent = false;
@@ -150,7 +153,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                 "job {id}: {status} after {:.1} s ({} of {} accepted)",
                 started.elapsed().as_secs_f64(),
                 j["accepted"].as_array().map_or(0, Vec::len),
-                assets.len()
+                f.assets.len()
             );
             last = status.clone();
         }
@@ -162,54 +165,182 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             // Nobody finished it in time: take the escrow back.
             abort_sent = true;
             eprintln!("job {id}: past its timeout block, aborting");
-            if let Err(e) = send(ctx, &signer, JobMsg::Abort { job: id }).await {
+            if let Err(e) = send(ctx, signer, JobMsg::Abort { job: id }).await {
                 eprintln!("job {id}: abort: {e}");
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
-    let status = job["status"].as_str().unwrap_or("").to_string();
-    let commitment = job["result_commitment"].as_str().map(str::to_string);
-    let mut size = Value::Null;
-    let mut location = Value::Null;
-    if status == "completed" && output_to == me {
-        let on_chain = util::parse_hash(commitment.as_deref().unwrap_or(""))?;
-        let size_and_file = fetch_output(ctx, &key, id, &assets, &on_chain).await?;
-        size = size_and_file.0.into();
-        if let Some(path) = out {
-            std::fs::write(&path, &size_and_file.1)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            location = path.display().to_string().into();
+    let mut output = None;
+    if job["status"] == "completed" && output_to == me {
+        let on_chain = util::parse_hash(job["result_commitment"].as_str().unwrap_or(""))?;
+        output = Some(fetch_output(ctx, &key, id, &f.assets, &on_chain).await?);
+    }
+    Ok((
+        id,
+        Some(Followed {
+            id,
+            job,
+            seconds,
+            output,
+        }),
+    ))
+}
+
+/// Run a `compute` command.
+pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
+    match cmd {
+        ComputeCommand::Psi {
+            assets,
+            protocol,
+            key_column,
+            output_to,
+            cardinality,
+            pay,
+            timeout_blocks,
+            wait,
+            out,
+            signer,
+        } => {
+            if assets.len() != 2 {
+                return Err(usage(
+                    "bad_args",
+                    "PSI takes two assets: the receiver's, then the sender's",
+                ));
+            }
+            let filing = Filing {
+                protocol,
+                assets,
+                columns: vec![key_column.clone()],
+                params: JobParams {
+                    key_column,
+                    cardinality,
+                    ops: vec![],
+                },
+                output_to,
+                pay,
+                timeout_blocks,
+            };
+            let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
+            let Some(f) = followed else {
+                let v = json!({ "job": id, "status": "open" });
+                return print(ctx.json, &v, || format!("job {id} filed"));
+            };
+            let mut size = Value::Null;
+            let mut location = Value::Null;
+            if let Some(bytes) = &f.output {
+                size = psi_size(bytes).into();
+                if let Some(path) = out {
+                    std::fs::write(&path, bytes)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    location = path.display().to_string().into();
+                }
+            }
+            let status = f.job["status"].as_str().unwrap_or("").to_string();
+            let v = json!({
+                "job": f.id,
+                "status": status,
+                "intersection_size": size,
+                "transcript_hash": f.job["transcript_hash"],
+                "result_commitment": f.job["result_commitment"],
+                "seconds": f.seconds,
+                "output": location,
+                "payments": f.job["payments"],
+            });
+            print(ctx.json, &v, || {
+                format!(
+                    "job {id} {status} in {:.1} s; intersection size {size}; result commitment {}",
+                    f.seconds,
+                    f.job["result_commitment"].as_str().unwrap_or("-")
+                )
+            })
+        }
+        ComputeCommand::Stats {
+            assets,
+            key_column,
+            columns,
+            ops,
+            output_to,
+            pay,
+            timeout_blocks,
+            wait,
+            signer,
+        } => {
+            if assets.len() != 3 {
+                return Err(usage(
+                    "bad_args",
+                    "stats runs among three parties (the engine is three-party): name three assets",
+                ));
+            }
+            let mut all = vec![key_column.clone()];
+            all.extend(columns.iter().cloned());
+            let filing = Filing {
+                protocol: "stats".into(),
+                assets,
+                columns: all,
+                params: JobParams {
+                    key_column,
+                    cardinality: false,
+                    ops,
+                },
+                output_to,
+                pay,
+                timeout_blocks,
+            };
+            let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
+            let Some(f) = followed else {
+                let v = json!({ "job": id, "status": "open" });
+                return print(ctx.json, &v, || format!("job {id} filed"));
+            };
+            let result: Value = match &f.output {
+                Some(b) => serde_json::from_slice(b).context("the output is not JSON")?,
+                None => Value::Null,
+            };
+            let status = f.job["status"].as_str().unwrap_or("").to_string();
+            let v = json!({
+                "job": f.id,
+                "status": status,
+                "result": result,
+                "transcript_hash": f.job["transcript_hash"],
+                "result_commitment": f.job["result_commitment"],
+                "seconds": f.seconds,
+                "payments": f.job["payments"],
+            });
+            print(ctx.json, &v, || {
+                format!(
+                    "job {id} {status} in {:.1} s: {}",
+                    f.seconds,
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                )
+            })
         }
     }
-    let v = json!({
-        "job": id,
-        "status": status,
-        "intersection_size": size,
-        "transcript_hash": job["transcript_hash"],
-        "result_commitment": job["result_commitment"],
-        "seconds": seconds,
-        "output": location,
-        "payments": job["payments"],
-    });
-    print(ctx.json, &v, || {
-        format!(
-            "job {id} {status} in {seconds:.1} s; intersection size {size}; result commitment {}",
-            commitment.as_deref().unwrap_or("-")
-        )
-    })
+}
+
+/// The intersection's size in a PSI output file.
+fn psi_size(bytes: &[u8]) -> usize {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.lines();
+    if lines.next() == Some("intersection_size") {
+        lines
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
+    } else {
+        lines.count()
+    }
 }
 
 /// Fetch job `id`'s output from its receiving agent (the first asset's)
-/// and check it against the chain: the intersection's size and the file.
+/// and check it against the chain.
 async fn fetch_output(
     ctx: &Ctx,
     key: &tongtian_crypto::Keypair,
     id: u64,
     assets: &[u64],
     on_chain: &H256,
-) -> Result<(usize, Vec<u8>)> {
+) -> Result<Vec<u8>> {
     let a = ctx
         .client
         .module_query("data", &format!("assets/{}", assets[0]))
@@ -230,18 +361,7 @@ async fn fetch_output(
     )
     .await
     .with_context(|| format!("fetching job {id}'s output from {agent}"))?;
-    let text = String::from_utf8_lossy(&got.bytes);
-    let mut lines = text.lines();
-    let header = lines.next().unwrap_or("");
-    let size = if header == "intersection_size" {
-        lines
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(0)
-    } else {
-        lines.count()
-    };
-    Ok((size, got.bytes))
+    Ok(got.bytes)
 }
 
 /// Run a `job` command.

@@ -560,6 +560,43 @@ pub enum ComputeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Joint statistics of columns held by three assets' owners, on the
+    /// secret-sharing engine: rows matched on the key column, only the
+    /// job's output account learns the result (fetched from the first
+    /// asset's agent).
+    #[command(
+        after_help = "Example:\n  tongtian compute stats --assets 1,2,3 --key-column id --columns age,income,spend --ops mean,variance,corr --pay 30 --key dev-3.key --wait --json"
+    )]
+    Stats {
+        /// The three assets (the first one's agent receives the output).
+        #[arg(long, value_delimiter = ',', required = true)]
+        assets: Vec<u64>,
+        /// The column the rows are matched on.
+        #[arg(long)]
+        key_column: String,
+        /// The numeric columns (each one asset's).
+        #[arg(long, value_delimiter = ',', required = true)]
+        columns: Vec<String>,
+        /// Which statistics: `count`, `sum`, `mean`, `variance`, `corr`
+        /// (every pair of the columns); default all.
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
+        /// Who receives the output (default: the signer).
+        #[arg(long)]
+        output_to: Option<String>,
+        /// The payment held in escrow.
+        #[arg(long)]
+        pay: u128,
+        /// Blocks until the job may be aborted.
+        #[arg(long, default_value_t = 120)]
+        timeout_blocks: u64,
+        /// Follow the job until it ends, and fetch the result.
+        #[arg(long)]
+        wait: bool,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
 }
 
 /// `tongtian job ...`.

@@ -273,6 +273,7 @@ async fn on_chain(protocol: &str, x: &[String], y: &[String], want: usize) -> Re
             params: tongtian_agent::JobParams {
                 key_column: "id".into(),
                 cardinality: false,
+                ops: vec![],
             }
             .encode(),
             output_to: payer,

@@ -11,11 +11,11 @@
 
 mod common;
 
-use common::{bin, free_port, DevNode};
+use common::{bin, free_port, AgentProc, DevNode};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn ok_json(out: std::process::Output) -> Value {
@@ -42,77 +42,6 @@ fn contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// A `party serve` process, killed on drop.
-struct AgentProc {
-    child: Option<Child>,
-    home: PathBuf,
-    port: u16,
-    key: PathBuf,
-    node: String,
-}
-
-impl AgentProc {
-    fn start(node: &DevNode, home: &Path, key: &Path, port: u16) -> AgentProc {
-        let mut a = AgentProc {
-            child: None,
-            home: home.to_path_buf(),
-            port,
-            key: key.to_path_buf(),
-            node: node.url(),
-        };
-        a.launch();
-        a
-    }
-
-    fn launch(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.home.with_extension("log"))
-            .unwrap();
-        let child = Command::new(bin())
-            .args([
-                "--node", &self.node, "--log", "info", "party", "serve", "--home",
-            ])
-            .arg(&self.home)
-            .arg("--key")
-            .arg(&self.key)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-                "--session-timeout",
-                "10",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "agent did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.with_extension("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for AgentProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 fn write_csv(path: &Path, tag: &str, keys: &[String]) {

@@ -291,6 +291,18 @@ impl Module for JobModule {
                     price = price.saturating_add(a.price);
                     parties.push(hex_of(&a.agent_key));
                 }
+                // Every column is some asset's.
+                let mut schemas = Vec::new();
+                for id in &assets {
+                    schemas.extend(asset(ctx, *id)?.schema.into_iter().map(|c| c.name));
+                }
+                if let Some(c) = columns.iter().find(|c| !schemas.contains(c)) {
+                    return Err(refuse(
+                        "unknown_column",
+                        format!("no asset of the job has a column {c:?}"),
+                    )
+                    .into());
+                }
                 if payment < price {
                     return Err(refuse(
                         "payment_short",

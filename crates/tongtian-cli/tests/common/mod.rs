@@ -209,3 +209,75 @@ pub fn python_venv(dir: &Path) -> PathBuf {
     }
     python
 }
+
+/// A `party serve` process, killed on drop.
+pub struct AgentProc {
+    child: Option<Child>,
+    /// Its home.
+    pub home: PathBuf,
+    port: u16,
+    key: PathBuf,
+    node: String,
+}
+
+impl AgentProc {
+    pub fn start(node: &DevNode, home: &Path, key: &Path, port: u16) -> AgentProc {
+        let mut a = AgentProc {
+            child: None,
+            home: home.to_path_buf(),
+            port,
+            key: key.to_path_buf(),
+            node: node.url(),
+        };
+        a.launch();
+        a
+    }
+
+    pub fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.with_extension("log"))
+            .unwrap();
+        let child = Command::new(bin())
+            .args([
+                "--node", &self.node, "--log", "info", "party", "serve", "--home",
+            ])
+            .arg(&self.home)
+            .arg("--key")
+            .arg(&self.key)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--session-timeout",
+                "10",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "agent did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

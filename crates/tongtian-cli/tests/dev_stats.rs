@@ -1,0 +1,229 @@
+//! A `stats` job end to end: a dev node, three `party serve` processes
+//! each holding one column of the same customers (in its own row order),
+//! and a fourth account that files `compute stats`, pays, and receives
+//! the means, variances and correlations, which equal the plaintext ones
+//! on the pooled data; the job is completed with all three signatures and
+//! each owner is paid; no owner's values reach the node or another agent.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{free_port, AgentProc, DevNode};
+use serde_json::Value;
+use std::path::Path;
+
+fn ok_json(out: std::process::Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn mean_var(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    (m, v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n)
+}
+
+fn corr(a: &[f64], b: &[f64]) -> f64 {
+    let ((ma, va), (mb, vb)) = (mean_var(a), mean_var(b));
+    let cov = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - ma) * (y - mb))
+        .sum::<f64>()
+        / a.len() as f64;
+    cov / (va * vb).sqrt()
+}
+
+#[test]
+fn three_agents_compute_joint_statistics_paid_on_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = DevNode::start(&tmp.path().join("dev"), "standard");
+    let keys = node.data_dir.join("dev-keys");
+    let addr_of = |k: &Path| {
+        ok_json(node.cli(&["key", "show", k.to_str().unwrap(), "--json"]))["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let payer = keys.join("dev-3.key");
+    let payer_addr = addr_of(&payer);
+
+    // 301 customers; each owner holds one column, rows in its own order.
+    let n = 301usize;
+    let age: Vec<f64> = (0..n).map(|i| 20.0 + (i * 7 % 50) as f64).collect();
+    let income: Vec<f64> = age
+        .iter()
+        .enumerate()
+        .map(|(i, a)| a * 1_000.0 + (i * 37 % 500) as f64 - 250.0)
+        .collect();
+    let spend: Vec<f64> = (0..n).map(|i| -((i * 13 % 97) as f64) / 4.0).collect();
+    let mut agents = Vec::new();
+    let mut assets = Vec::new();
+    let mut owners = Vec::new();
+    for (k, (name, col)) in [("age", &age), ("income", &income), ("spend", &spend)]
+        .into_iter()
+        .enumerate()
+    {
+        let home = tmp.path().join(format!("agent-{k}"));
+        std::fs::create_dir_all(home.join("data")).unwrap();
+        let file = home.join(format!("data/{name}.csv"));
+        let mut text = format!("id,{name}\n");
+        for j in 0..n {
+            let i = (j * (k * 2 + 1) + k * 11) % n;
+            text.push_str(&format!("cust-{i:04},{}\n", col[i]));
+        }
+        std::fs::write(&file, text).unwrap();
+        let owner = keys.join(format!("dev-{k}.key"));
+        let port = free_port();
+        let asset = ok_json(node.cli(&[
+            "data",
+            "register",
+            "--name",
+            name,
+            "--file",
+            file.to_str().unwrap(),
+            "--key-column",
+            "id",
+            "--price",
+            "10",
+            "--agent",
+            &format!("127.0.0.1:{port}"),
+            "--key",
+            owner.to_str().unwrap(),
+            "--json",
+        ]))["asset"]
+            .as_u64()
+            .unwrap();
+        ok_json(node.cli(&[
+            "data",
+            "grant",
+            &asset.to_string(),
+            "--to",
+            &payer_addr,
+            "--protocols",
+            "stats",
+            "--key",
+            owner.to_str().unwrap(),
+            "--json",
+        ]));
+        agents.push(AgentProc::start(&node, &home, &owner, port));
+        assets.push(asset.to_string());
+        owners.push(addr_of(&owner));
+    }
+
+    let j = ok_json(node.cli(&[
+        "compute",
+        "stats",
+        "--assets",
+        &assets.join(","),
+        "--key-column",
+        "id",
+        "--columns",
+        "age,income,spend",
+        "--ops",
+        "mean,variance,corr",
+        "--pay",
+        "35",
+        "--timeout-blocks",
+        "40",
+        "--key",
+        payer.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(
+        j["status"],
+        "completed",
+        "{j}\n{}",
+        agents
+            .iter()
+            .map(|a| a.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    let r = &j["result"];
+    for (name, col) in [("age", &age), ("income", &income), ("spend", &spend)] {
+        let (m, v) = mean_var(col);
+        let (gm, gv) = (
+            r["mean"][name].as_f64().unwrap(),
+            r["variance"][name].as_f64().unwrap(),
+        );
+        assert!(
+            (gm - m).abs() < 1e-4 * m.abs().max(1.0),
+            "mean {name}: {gm} vs {m}"
+        );
+        assert!(
+            (gv - v).abs() < 1e-4 * v.max(1.0),
+            "variance {name}: {gv} vs {v}"
+        );
+    }
+    let want = corr(&age, &income);
+    assert!(
+        (r["corr"]["age,income"].as_f64().unwrap() - want).abs() < 1e-6,
+        "{r}"
+    );
+    assert!((r["corr"]["age,spend"].as_f64().unwrap() - corr(&age, &spend)).abs() < 1e-6);
+    assert!((r["corr"]["income,spend"].as_f64().unwrap() - corr(&income, &spend)).abs() < 1e-6);
+    assert!(r.get("sum").is_none(), "only the statistics asked for");
+
+    let id = j["job"].to_string();
+    let shown = ok_json(node.cli(&["job", "show", &id, "--json"]));
+    assert_eq!(shown["status"], "completed");
+    assert_eq!(shown["parties"].as_array().unwrap().len(), 3);
+    let paid: Vec<(String, String)> = shown["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["to"].as_str().unwrap().into(),
+                p["amount"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut want_paid: Vec<(String, String)> = owners
+        .iter()
+        .map(|o| (o.clone(), "10".to_string()))
+        .collect();
+    want_paid.push((payer_addr.clone(), "5".into()));
+    assert_eq!(paid, want_paid);
+    // The output is in the first agent's results only.
+    assert!(agents[0]
+        .home
+        .join(format!("results/job-{id}.json"))
+        .exists());
+    assert!(!agents[1]
+        .home
+        .join(format!("results/job-{id}.json"))
+        .exists());
+
+    // Owner 1's incomes appear nowhere else.
+    let needle = format!(",{}\n", income[17]);
+    let found = |dir: &Path| -> bool {
+        walk(dir)
+            .iter()
+            .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&needle)))
+    };
+    assert!(!found(&node.data_dir));
+    assert!(!found(&agents[0].home) && !found(&agents[2].home));
+    assert!(found(&agents[1].home));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
