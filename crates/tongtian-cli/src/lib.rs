@@ -16,6 +16,7 @@ mod data;
 mod dev_agents;
 mod evm_link;
 mod gov;
+pub mod lr_bench;
 pub mod psi_bench;
 mod relay;
 pub mod stats_bench;
@@ -1358,6 +1359,9 @@ pub enum BenchCommand {
     /// Mean, variance and correlations of columns held by three parties,
     /// on the secret-sharing engine over real sessions on 127.0.0.1.
     Stats(stats_bench::StatsBenchArgs),
+    /// Vertical logistic regression among three parties on the
+    /// secret-sharing engine, beside central training.
+    Lr(lr_bench::LrBenchArgs),
 }
 
 /// Set up `tracing` output on stderr.

@@ -11,8 +11,11 @@
 //! - [`psi_ot`]: PSI from an OPRF on OT extension (KKRT), for large sets;
 //! - [`mpc`]: the three-party replicated secret-sharing engine (fixed point
 //!   over Z_2^64 or Z_2^128);
-//! - [`stats`]: joint statistics of columns held by three parties.
+//! - [`stats`]: joint statistics of columns held by three parties;
+//! - [`lr`]: logistic regression on features held by three parties.
 
+pub mod align;
+pub mod lr;
 pub mod mpc;
 pub mod protocol;
 pub mod psi_ecdh;

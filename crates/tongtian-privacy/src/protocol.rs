@@ -89,6 +89,16 @@ impl Peers {
         self.me
     }
 
+    /// How many roles the job has.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether it has no roles.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
     /// Add the session with `role`.
     pub fn insert(&mut self, role: usize, s: Session) {
         if role < self.sessions.len() {

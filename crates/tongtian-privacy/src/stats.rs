@@ -27,7 +27,6 @@ use crate::protocol::{Peers, PrivacyProtocol, Ran};
 use crate::PrivacyError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// A `stats` job's parameters (the same for every party).
@@ -73,29 +72,6 @@ pub struct Stats;
 
 fn bad(m: impl Into<String>) -> PrivacyError {
     PrivacyError::BadMessage(m.into())
-}
-
-/// The row order: indices sorted by trimmed key; duplicates refused.
-fn order(keys: &[String]) -> Result<Vec<usize>, PrivacyError> {
-    let trimmed: Vec<&str> = keys.iter().map(|k| k.trim()).collect();
-    let mut idx: Vec<usize> = (0..keys.len()).collect();
-    idx.sort_unstable_by(|a, b| trimmed[*a].cmp(trimmed[*b]));
-    if idx.windows(2).any(|w| trimmed[w[0]] == trimmed[w[1]]) {
-        return Err(bad("a key appears twice in one party's rows"));
-    }
-    Ok(idx)
-}
-
-fn keys_digest(job: &[u8; 32], keys: &[String], idx: &[usize]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"tongtian/stats-keys/v1");
-    h.update(job);
-    for &i in idx {
-        let k = keys[i].trim();
-        h.update((k.len() as u64).to_le_bytes());
-        h.update(k.as_bytes());
-    }
-    h.finalize().into()
 }
 
 /// The statistics from the sums, in the clear.
@@ -170,36 +146,7 @@ impl PrivacyProtocol for Stats {
             )));
         }
         // 1. The same entities everywhere, in the same order.
-        let keys = input.keys;
-        let idx = tokio::task::spawn_blocking(move || {
-            let idx = order(&keys);
-            (keys, idx)
-        })
-        .await
-        .map_err(|e| bad(format!("worker: {e}")))?;
-        let (keys, idx) = (idx.0, idx.1?);
-        let mine = keys_digest(&p.job, &keys, &idx);
-        let mut msg = mine.to_vec();
-        msg.extend_from_slice(&(keys.len() as u64).to_le_bytes());
-        let (a, b) = ((role + 1) % 3, (role + 2) % 3);
-        {
-            let (sa, sb) = peers.pair(a, b)?;
-            let (x, y) = tokio::join!(
-                async {
-                    sa.send(&msg).await?;
-                    sa.recv().await
-                },
-                async {
-                    sb.send(&msg).await?;
-                    sb.recv().await
-                }
-            );
-            for theirs in [x?, y?] {
-                if theirs != msg {
-                    return Err(bad("the parties' key sets differ"));
-                }
-            }
-        }
+        let (keys, idx) = crate::align::align(peers, p.job, input.keys).await?;
         let n = keys.len();
         let f = p.frac;
 
