@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use tongtian_data::data::Asset;
 use tongtian_data::job::Job;
 use tongtian_data::rows::Table;
+use tongtian_privacy::lr::{LogisticRegression, LrInput, LrParams, Sigmoid};
 use tongtian_privacy::protocol::PsiParams;
 use tongtian_privacy::stats::{Stats, StatsInput, StatsParams};
 use tongtian_privacy::{Peers, PrivacyProtocol, PsiInput, PsiOutput};
 
 /// The protocols this agent runs.
-pub const SUPPORTED: [&str; 3] = ["psi-ecdh", "psi-ot", "stats"];
+pub const SUPPORTED: [&str; 4] = ["psi-ecdh", "psi-ot", "stats", "lr-vertical"];
 
 /// Role 0's output: the file it keeps in `results/` and serves to the
 /// job's output account, and a summary for its log and record.
@@ -28,7 +29,7 @@ pub struct Output {
 pub fn parties(protocol: &str) -> Result<usize, AgentError> {
     match protocol {
         "psi-ecdh" | "psi-ot" => Ok(2),
-        "stats" => Ok(3),
+        "stats" | "lr-vertical" => Ok(3),
         p => Err(AgentError::new(
             "unsupported_protocol",
             format!("this agent runs {SUPPORTED:?}, not {p}"),
@@ -44,7 +45,7 @@ fn rows(e: tongtian_data::rows::RowsError) -> AgentError {
 /// `table`.
 pub fn check(j: &Job, params: &JobParams, table: &Table) -> Result<(), AgentError> {
     table.column(&params.key_column).map_err(rows)?;
-    if j.protocol == "stats" {
+    if j.protocol == "stats" || j.protocol == "lr-vertical" {
         for c in &j.columns {
             if let Ok(i) = table.column(c) {
                 if *c != params.key_column {
@@ -180,6 +181,73 @@ pub async fn run(
                     ext: "json",
                     intersection_size: None,
                 }
+            });
+            Ok((out, ran.bytes_sent))
+        }
+        "lr-vertical" => {
+            let label = params
+                .label
+                .clone()
+                .ok_or_else(|| AgentError::new("bad_params", "lr-vertical needs a label"))?;
+            if !assets[0].schema.iter().any(|c| c.name == label) {
+                return Err(AgentError::new(
+                    "bad_params",
+                    format!("the label {label} must be in the first asset"),
+                ));
+            }
+            let mut features = Vec::new();
+            for c in j
+                .columns
+                .iter()
+                .filter(|c| **c != params.key_column && **c != label)
+            {
+                let owner = assets
+                    .iter()
+                    .position(|a| a.schema.iter().any(|s| &s.name == c))
+                    .ok_or_else(|| AgentError::new("unknown_column", c.clone()))?;
+                features.push((c.clone(), owner));
+            }
+            let mut mine: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+            for (c, owner) in &features {
+                if *owner == role {
+                    mine.insert(
+                        c.clone(),
+                        numbers(table, table.column(c).map_err(rows)?, c)?,
+                    );
+                }
+            }
+            if role == 0 {
+                mine.insert(
+                    label.clone(),
+                    numbers(table, table.column(&label).map_err(rows)?, &label)?,
+                );
+            }
+            let lp = LrParams {
+                job: tag,
+                frac: 16,
+                features,
+                label,
+                epochs: params.epochs.unwrap_or(10).clamp(1, 10_000),
+                learning_rate: params.learning_rate.unwrap_or(0.5),
+                batch: 1024,
+                holdout: params.holdout.unwrap_or(0.2),
+                sigmoid: Sigmoid::Linear,
+            };
+            let ran = LogisticRegression
+                .run(
+                    role,
+                    peers,
+                    &lp,
+                    LrInput {
+                        keys,
+                        columns: mine,
+                    },
+                )
+                .await?;
+            let out = ran.output.map(|m| Output {
+                bytes: serde_json::to_vec_pretty(&m).unwrap_or_default(),
+                ext: "json",
+                intersection_size: None,
             });
             Ok((out, ran.bytes_sent))
         }

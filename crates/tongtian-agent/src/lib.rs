@@ -86,7 +86,7 @@ impl AgentError {
 }
 
 /// A job's parameters as agents read them (JSON in the job's `params`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct JobParams {
     /// The column the parties join on.
     pub key_column: String,
@@ -97,6 +97,18 @@ pub struct JobParams {
     /// `corr`; empty: all).
     #[serde(default)]
     pub ops: Vec<String>,
+    /// `lr-vertical`: the label column (in the first asset).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `lr-vertical`: epochs.
+    #[serde(default)]
+    pub epochs: Option<u32>,
+    /// `lr-vertical`: the step size.
+    #[serde(default)]
+    pub learning_rate: Option<f64>,
+    /// `lr-vertical`: the held-out fraction.
+    #[serde(default)]
+    pub holdout: Option<f64>,
 }
 
 impl JobParams {

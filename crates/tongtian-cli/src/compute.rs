@@ -191,6 +191,37 @@ async fn file_and_follow(
 /// Run a `compute` command.
 pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
     match cmd {
+        ComputeCommand::Lr {
+            assets,
+            key_column,
+            label,
+            columns,
+            epochs,
+            learning_rate,
+            holdout,
+            output_to,
+            pay,
+            timeout_blocks,
+            wait,
+            signer,
+        } => {
+            compute_lr(
+                ctx,
+                assets,
+                key_column,
+                label,
+                columns,
+                epochs,
+                learning_rate,
+                holdout,
+                output_to,
+                pay,
+                timeout_blocks,
+                wait,
+                signer,
+            )
+            .await
+        }
         ComputeCommand::Psi {
             assets,
             protocol,
@@ -216,7 +247,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                 params: JobParams {
                     key_column,
                     cardinality,
-                    ops: vec![],
+                    ..Default::default()
                 },
                 output_to,
                 pay,
@@ -281,8 +312,8 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                 columns: all,
                 params: JobParams {
                     key_column,
-                    cardinality: false,
                     ops,
+                    ..Default::default()
                 },
                 output_to,
                 pay,
@@ -316,6 +347,93 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             })
         }
     }
+}
+
+/// `compute lr`: the features are the named columns, or every numeric
+/// column of the assets but the key and the label.
+#[allow(clippy::too_many_arguments)]
+async fn compute_lr(
+    ctx: &Ctx,
+    assets: Vec<u64>,
+    key_column: String,
+    label: String,
+    columns: Vec<String>,
+    epochs: u32,
+    learning_rate: f64,
+    holdout: f64,
+    output_to: Option<String>,
+    pay: u128,
+    timeout_blocks: u64,
+    wait: bool,
+    signer: crate::SignerArgs,
+) -> Result<()> {
+    if assets.len() != 3 {
+        return Err(usage(
+            "bad_args",
+            "lr runs among three parties (the engine is three-party): name three assets, the label's first",
+        ));
+    }
+    let mut features = columns;
+    if features.is_empty() {
+        for id in &assets {
+            let a = ctx
+                .client
+                .module_query("data", &format!("assets/{id}"))
+                .await?;
+            for c in a["schema"].as_array().into_iter().flatten() {
+                let name = c["name"].as_str().unwrap_or("").to_string();
+                let numeric = matches!(c["type"].as_str(), Some("int" | "float"));
+                if numeric && name != key_column && name != label && !features.contains(&name) {
+                    features.push(name);
+                }
+            }
+        }
+    }
+    let mut all = vec![key_column.clone(), label.clone()];
+    all.extend(features.iter().cloned());
+    let filing = Filing {
+        protocol: "lr-vertical".into(),
+        assets,
+        columns: all,
+        params: JobParams {
+            key_column,
+            label: Some(label),
+            epochs: Some(epochs),
+            learning_rate: Some(learning_rate),
+            holdout: Some(holdout),
+            ..Default::default()
+        },
+        output_to,
+        pay,
+        timeout_blocks,
+    };
+    let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
+    let Some(f) = followed else {
+        let v = json!({ "job": id, "status": "open" });
+        return print(ctx.json, &v, || format!("job {id} filed"));
+    };
+    let model: Value = match &f.output {
+        Some(b) => serde_json::from_slice(b).context("the model is not JSON")?,
+        None => Value::Null,
+    };
+    let status = f.job["status"].as_str().unwrap_or("").to_string();
+    let v = json!({
+        "job": f.id,
+        "status": status,
+        "accuracy": model["accuracy"],
+        "model": model,
+        "features": features,
+        "transcript_hash": f.job["transcript_hash"],
+        "result_commitment": f.job["result_commitment"],
+        "seconds": f.seconds,
+        "payments": f.job["payments"],
+    });
+    print(ctx.json, &v, || {
+        format!(
+            "job {id} {status} in {:.1} s; held-out accuracy {}; the model is in the first asset's agent's results/job-{id}.json",
+            f.seconds, model["accuracy"]
+        )
+    })
 }
 
 /// The intersection's size in a PSI output file.

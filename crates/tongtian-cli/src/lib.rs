@@ -561,6 +561,51 @@ pub enum ComputeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Vertical logistic regression: features in three assets, the label
+    /// in the first; the model and its held-out accuracy go to the output
+    /// account only (the model into the first asset's agent's results/).
+    #[command(
+        after_help = "Example:\n  tongtian compute lr --assets 1,2,3 --key-column id --label churned --epochs 20 --holdout 0.2 --pay 30 --key dev-3.key --wait --json"
+    )]
+    Lr {
+        /// The three assets (the label's first).
+        #[arg(long, value_delimiter = ',', required = true)]
+        assets: Vec<u64>,
+        /// The column the rows are matched on.
+        #[arg(long)]
+        key_column: String,
+        /// The label column (0 or 1).
+        #[arg(long)]
+        label: String,
+        /// The feature columns (default: every numeric column but the key
+        /// and the label).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// Passes over the training rows.
+        #[arg(long, default_value_t = 10)]
+        epochs: u32,
+        /// The step size.
+        #[arg(long, default_value_t = 0.5)]
+        learning_rate: f64,
+        /// The fraction of rows held out to measure accuracy.
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Who receives the model (default: the signer).
+        #[arg(long)]
+        output_to: Option<String>,
+        /// The payment held in escrow.
+        #[arg(long)]
+        pay: u128,
+        /// Blocks until the job may be aborted.
+        #[arg(long, default_value_t = 120)]
+        timeout_blocks: u64,
+        /// Follow the job until it ends, and fetch the model.
+        #[arg(long)]
+        wait: bool,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Joint statistics of columns held by three assets' owners, on the
     /// secret-sharing engine: rows matched on the key column, only the
     /// job's output account learns the result (fetched from the first

@@ -272,8 +272,7 @@ async fn on_chain(protocol: &str, x: &[String], y: &[String], want: usize) -> Re
             columns: vec!["id".into()],
             params: tongtian_agent::JobParams {
                 key_column: "id".into(),
-                cardinality: false,
-                ops: vec![],
+                ..Default::default()
             }
             .encode(),
             output_to: payer,

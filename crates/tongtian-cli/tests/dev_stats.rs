@@ -73,10 +73,20 @@ fn three_agents_compute_joint_statistics_paid_on_chain() {
         let home = tmp.path().join(format!("agent-{k}"));
         std::fs::create_dir_all(home.join("data")).unwrap();
         let file = home.join(format!("data/{name}.csv"));
-        let mut text = format!("id,{name}\n");
+        // The first owner also holds the label: whether income is high.
+        let mut text = if k == 0 {
+            format!("id,{name},churned\n")
+        } else {
+            format!("id,{name}\n")
+        };
         for j in 0..n {
             let i = (j * (k * 2 + 1) + k * 11) % n;
-            text.push_str(&format!("cust-{i:04},{}\n", col[i]));
+            if k == 0 {
+                let label = (income[i] > 45_000.0) as u8;
+                text.push_str(&format!("cust-{i:04},{},{label}\n", col[i]));
+            } else {
+                text.push_str(&format!("cust-{i:04},{}\n", col[i]));
+            }
         }
         std::fs::write(&file, text).unwrap();
         let owner = keys.join(format!("dev-{k}.key"));
@@ -107,7 +117,7 @@ fn three_agents_compute_joint_statistics_paid_on_chain() {
             "--to",
             &payer_addr,
             "--protocols",
-            "stats",
+            "stats,lr-vertical",
             "--key",
             owner.to_str().unwrap(),
             "--json",
@@ -202,6 +212,40 @@ fn three_agents_compute_joint_statistics_paid_on_chain() {
         .home
         .join(format!("results/job-{id}.json"))
         .exists());
+
+    // A model on the same three assets: features from all three, the
+    // label from the first; only the output account gets it.
+    let j = ok_json(node.cli(&[
+        "compute",
+        "lr",
+        "--assets",
+        &assets.join(","),
+        "--key-column",
+        "id",
+        "--label",
+        "churned",
+        "--epochs",
+        "40",
+        "--holdout",
+        "0.25",
+        "--pay",
+        "35",
+        "--key",
+        payer.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(j["status"], "completed", "{j}");
+    assert_eq!(j["features"], serde_json::json!(["age", "income", "spend"]));
+    let acc = j["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.85, "held-out accuracy {acc}");
+    let lr_id = j["job"].to_string();
+    let model: Value = serde_json::from_slice(
+        &std::fs::read(agents[0].home.join(format!("results/job-{lr_id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(model["accuracy"], j["accuracy"]);
+    assert_eq!(model["weights"].as_array().unwrap().len(), 3);
 
     // Owner 1's incomes appear nowhere else.
     let needle = format!(",{}\n", income[17]);
