@@ -203,6 +203,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let report = crate::psi_bench::run(args).await?;
             print(json, &report, || crate::psi_bench::summary(&report))
         }
+        Command::Bench(BenchCommand::Secagg(args)) => {
+            let report = crate::secagg_bench::run(args).await?;
+            print(json, &report, || crate::secagg_bench::summary(&report))
+        }
         Command::Bench(BenchCommand::Lr(args)) => {
             let report = crate::lr_bench::run(args).await?;
             print(json, &report, || crate::lr_bench::summary(&report))

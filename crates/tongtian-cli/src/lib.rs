@@ -19,6 +19,7 @@ mod gov;
 pub mod lr_bench;
 pub mod psi_bench;
 mod relay;
+pub mod secagg_bench;
 pub mod stats_bench;
 mod testnet;
 pub mod util;
@@ -1407,6 +1408,9 @@ pub enum BenchCommand {
     /// Vertical logistic regression among three parties on the
     /// secret-sharing engine, beside central training.
     Lr(lr_bench::LrBenchArgs),
+    /// A federated-averaging round with secure aggregation beside the same
+    /// round in the clear.
+    Secagg(secagg_bench::SecAggBenchArgs),
 }
 
 /// Set up `tracing` output on stderr.

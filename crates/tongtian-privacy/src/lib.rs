@@ -12,7 +12,8 @@
 //! - [`mpc`]: the three-party replicated secret-sharing engine (fixed point
 //!   over Z_2^64 or Z_2^128);
 //! - [`stats`]: joint statistics of columns held by three parties;
-//! - [`lr`]: logistic regression on features held by three parties.
+//! - [`lr`]: logistic regression on features held by three parties;
+//! - [`secagg`]: secure aggregation of federated updates, with dropouts.
 
 pub mod align;
 pub mod lr;
@@ -20,6 +21,7 @@ pub mod mpc;
 pub mod protocol;
 pub mod psi_ecdh;
 pub mod psi_ot;
+pub mod secagg;
 pub mod session;
 pub mod stats;
 
