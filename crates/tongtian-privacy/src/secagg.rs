@@ -108,15 +108,18 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
+/// Shares by dealer.
+pub type Shares = Vec<(u32, [u8; 32])>;
+
 /// Step 4: one survivor's shares for the aggregator.
 #[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
 pub struct Unmask {
     /// The survivor.
     pub id: u32,
     /// Its shares of survivors' self-mask seeds, by dealer.
-    pub seeds: Vec<(u32, [u8; 32])>,
+    pub seeds: Shares,
     /// Its shares of dropped clients' mask keys, by dealer.
-    pub keys: Vec<(u32, [u8; 32])>,
+    pub keys: Shares,
 }
 
 fn random_scalar() -> Scalar {
@@ -371,7 +374,7 @@ pub fn aggregate(
             *s = s.wrapping_add(*v);
         }
     }
-    let collect = |pick: &dyn Fn(&Unmask) -> &Vec<(u32, [u8; 32])>, dealer: u32| {
+    let collect = |pick: &dyn Fn(&Unmask) -> &Shares, dealer: u32| {
         let shares: Vec<(u32, Scalar)> = answers
             .iter()
             .filter_map(|a| {
