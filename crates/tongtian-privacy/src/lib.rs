@@ -13,9 +13,11 @@
 //!   over Z_2^64 or Z_2^128);
 //! - [`stats`]: joint statistics of columns held by three parties;
 //! - [`lr`]: logistic regression on features held by three parties;
-//! - [`secagg`]: secure aggregation of federated updates, with dropouts.
+//! - [`secagg`]: secure aggregation of federated updates, with dropouts;
+//! - [`fl`]: federated logistic regression over secure aggregation.
 
 pub mod align;
+pub mod fl;
 pub mod lr;
 pub mod mpc;
 pub mod protocol;
