@@ -58,10 +58,12 @@ fn inputs(n: usize) -> (FlParams, Vec<FlInput>) {
     (params, out)
 }
 
-/// Every party's rows as (x with bias, y), split as the protocol splits.
-fn pooled(p: &FlParams, ins: &[FlInput]) -> ((Vec<Vec<f64>>, Vec<f64>), (Vec<Vec<f64>>, Vec<f64>)) {
-    let (mut tr, mut te): ((Vec<Vec<f64>>, Vec<f64>), (Vec<Vec<f64>>, Vec<f64>)) =
-        Default::default();
+/// Rows (x with the bias) and labels.
+type Rows = (Vec<Vec<f64>>, Vec<f64>);
+
+/// Every party's rows, split as the protocol splits: (train, test).
+fn pooled(p: &FlParams, ins: &[FlInput]) -> (Rows, Rows) {
+    let (mut tr, mut te): (Rows, Rows) = Default::default();
     for i in ins {
         for (r, key) in i.keys.iter().enumerate() {
             let mut x: Vec<f64> = p.features.iter().map(|f| i.columns[f][r]).collect();
