@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use tongtian_data::data::Asset;
 use tongtian_data::job::Job;
 use tongtian_data::rows::Table;
+use tongtian_privacy::fl::{Federated, FlInput, FlParams};
 use tongtian_privacy::lr::{LogisticRegression, LrInput, LrParams, Sigmoid};
 use tongtian_privacy::protocol::PsiParams;
 use tongtian_privacy::stats::{Stats, StatsInput, StatsParams};
 use tongtian_privacy::{Peers, PrivacyProtocol, PsiInput, PsiOutput};
 
 /// The protocols this agent runs.
-pub const SUPPORTED: [&str; 4] = ["psi-ecdh", "psi-ot", "stats", "lr-vertical"];
+pub const SUPPORTED: [&str; 5] = ["psi-ecdh", "psi-ot", "stats", "lr-vertical", "fl"];
 
 /// Role 0's output: the file it keeps in `results/` and serves to the
 /// job's output account, and a summary for its log and record.
@@ -23,18 +24,38 @@ pub struct Output {
     pub ext: &'static str,
     /// PSI: the intersection's size.
     pub intersection_size: Option<usize>,
+    /// A multi-round job's rounds: number, participants, model commitment.
+    pub rounds: Vec<(u32, Vec<u32>, [u8; 32])>,
 }
 
-/// How many parties the job's protocol takes.
-pub fn parties(protocol: &str) -> Result<usize, AgentError> {
-    match protocol {
-        "psi-ecdh" | "psi-ot" => Ok(2),
-        "stats" | "lr-vertical" => Ok(3),
-        p => Err(AgentError::new(
-            "unsupported_protocol",
-            format!("this agent runs {SUPPORTED:?}, not {p}"),
-        )),
+/// How many parties a job of `protocol` over `assets` assets has, or why
+/// it cannot run.
+pub fn parties(protocol: &str, assets: usize) -> Result<usize, AgentError> {
+    let want = match protocol {
+        "psi-ecdh" | "psi-ot" => 2,
+        "stats" | "lr-vertical" => 3,
+        "fl" if assets >= 3 => return Ok(assets),
+        "fl" => 3,
+        p => {
+            return Err(AgentError::new(
+                "unsupported_protocol",
+                format!("this agent runs {SUPPORTED:?}, not {p}"),
+            ))
+        }
+    };
+    if assets != want {
+        return Err(AgentError::new(
+            "bad_job",
+            format!("{protocol} takes {want} assets, not {assets}"),
+        ));
     }
+    Ok(want)
+}
+
+/// Whether the protocol's sessions form a star around role 0 (every
+/// other role talks to role 0 only) rather than every pair.
+pub fn star(protocol: &str) -> bool {
+    protocol == "fl"
 }
 
 fn rows(e: tongtian_data::rows::RowsError) -> AgentError {
@@ -45,7 +66,7 @@ fn rows(e: tongtian_data::rows::RowsError) -> AgentError {
 /// `table`.
 pub fn check(j: &Job, params: &JobParams, table: &Table) -> Result<(), AgentError> {
     table.column(&params.key_column).map_err(rows)?;
-    if j.protocol == "stats" || j.protocol == "lr-vertical" {
+    if matches!(j.protocol.as_str(), "stats" | "lr-vertical" | "fl") {
         for c in &j.columns {
             if let Ok(i) = table.column(c) {
                 if *c != params.key_column {
@@ -106,12 +127,14 @@ pub async fn run(
                         bytes: out.into_bytes(),
                         ext: "csv",
                         intersection_size: Some(both.len()),
+                        rounds: vec![],
                     })
                 }
                 PsiOutput::Size(n) => Some(Output {
                     bytes: format!("intersection_size\n{n}\n").into_bytes(),
                     ext: "csv",
                     intersection_size: Some(n),
+                    rounds: vec![],
                 }),
                 PsiOutput::Nothing => None,
             };
@@ -180,6 +203,7 @@ pub async fn run(
                     bytes: serde_json::to_vec_pretty(&v).unwrap_or_default(),
                     ext: "json",
                     intersection_size: None,
+                    rounds: vec![],
                 }
             });
             Ok((out, ran.bytes_sent))
@@ -248,6 +272,51 @@ pub async fn run(
                 bytes: serde_json::to_vec_pretty(&m).unwrap_or_default(),
                 ext: "json",
                 intersection_size: None,
+                rounds: vec![],
+            });
+            Ok((out, ran.bytes_sent))
+        }
+        "fl" => {
+            let label = params
+                .label
+                .clone()
+                .ok_or_else(|| AgentError::new("bad_params", "fl needs a label"))?;
+            let features: Vec<String> = j
+                .columns
+                .iter()
+                .filter(|c| **c != params.key_column && **c != label)
+                .cloned()
+                .collect();
+            let mut columns = BTreeMap::new();
+            for c in features.iter().chain(std::iter::once(&label)) {
+                columns.insert(
+                    c.clone(),
+                    numbers(table, table.column(c).map_err(rows)?, c)?,
+                );
+            }
+            let fp = FlParams {
+                job: tag,
+                features,
+                label,
+                rounds: params.rounds.unwrap_or(10).clamp(1, 10_000),
+                min_clients: params.min_clients.unwrap_or(0),
+                local_epochs: params.epochs.unwrap_or(1).clamp(1, 1_000),
+                learning_rate: params.learning_rate.unwrap_or(0.1),
+                batch: 16,
+                holdout: params.holdout.unwrap_or(0.2),
+            };
+            let ran = Federated
+                .run(role, peers, &fp, FlInput { keys, columns })
+                .await?;
+            let out = ran.output.map(|m| Output {
+                bytes: serde_json::to_vec_pretty(&m).unwrap_or_default(),
+                ext: "json",
+                intersection_size: None,
+                rounds: m
+                    .rounds
+                    .iter()
+                    .map(|r| (r.round, r.participants.clone(), r.model_commitment))
+                    .collect(),
             });
             Ok((out, ran.bytes_sent))
         }

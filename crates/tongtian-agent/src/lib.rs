@@ -106,9 +106,15 @@ pub struct JobParams {
     /// `lr-vertical`: the step size.
     #[serde(default)]
     pub learning_rate: Option<f64>,
-    /// `lr-vertical`: the held-out fraction.
+    /// `lr-vertical`, `fl`: the held-out fraction.
     #[serde(default)]
     pub holdout: Option<f64>,
+    /// `fl`: rounds.
+    #[serde(default)]
+    pub rounds: Option<u32>,
+    /// `fl`: clients a round needs.
+    #[serde(default)]
+    pub min_clients: Option<usize>,
 }
 
 impl JobParams {
@@ -335,13 +341,7 @@ impl Inner {
                 )
                 .await?;
         }
-        let n = compute::parties(&j.protocol)?;
-        if j.assets.len() != n {
-            return Err(AgentError::new(
-                "bad_job",
-                format!("{} takes {n} assets", j.protocol),
-            ));
-        }
+        compute::parties(&j.protocol, j.assets.len())?;
         let params = JobParams::decode(&j.params)?;
         let file = self.held(&a)?;
         let t = Table::read(&file).map_err(|e| AgentError::new(e.code(), e.to_string()))?;
@@ -369,6 +369,37 @@ impl Inner {
                 ),
             )
         })
+    }
+
+    /// Sign `msgs` with consecutive nonces, submit them all, then wait
+    /// for every one to be committed (a job's rounds land in a block or
+    /// two instead of one block each).
+    async fn send_all(&self, msgs: Vec<JobMsg>) -> Result<(), AgentError> {
+        let _one_at_a_time = self.txs.lock().await;
+        let from = Address::from_public_key(self.suite, self.key.public_key());
+        let nonce = self.client.account(&from).await?.pending_nonce;
+        let mut hashes = Vec::new();
+        for (k, msg) in msgs.iter().enumerate() {
+            let tx = Transaction {
+                chain_id: self.chain_id,
+                nonce: nonce + k as u64,
+                gas_limit: 1_000_000,
+                gas_price: 1,
+                action: msg.action(),
+            }
+            .sign(&self.key);
+            hashes.push(self.client.submit(&tx).await?);
+        }
+        for h in hashes {
+            let r = self
+                .client
+                .wait_receipt(&h, Duration::from_secs(60))
+                .await?;
+            if let tongtian_types::TxStatus::Failed { code, message } = r.status {
+                return Err(AgentError::Refused { code, message });
+            }
+        }
+        Ok(())
     }
 
     /// Sign and send a `job` message as this agent's account, and wait for
@@ -537,13 +568,15 @@ impl Inner {
         let file = self.held(&assets[role])?;
         let table = Table::read(&file).map_err(|e| AgentError::new(e.code(), e.to_string()))?;
         let tag = wire::job_tag(self.chain_id, j.id);
-        let n = compute::parties(&j.protocol)?;
+        let n = compute::parties(&j.protocol, j.assets.len())?;
+        let star = compute::star(&j.protocol);
         let wait = self.cfg.session.timeout;
         let started = std::time::Instant::now();
 
         // Every pair of roles gets one session.
         let mut peers = Peers::new(role, n);
-        for (to, a) in assets.iter().enumerate().take(role) {
+        let dial = if star { role.min(1) } else { role };
+        for (to, a) in assets.iter().enumerate().take(dial) {
             let mut s = loop {
                 match Session::connect(&a.agent, &self.key, &a.agent_key, tag, self.cfg.session)
                     .await
@@ -567,32 +600,49 @@ impl Inner {
             peers.insert(to, s);
         }
         let mut calls = self.take_slot(j.id, role);
-        for _ in role + 1..n {
+        let callers = if star && role > 0 { 0 } else { n - 1 - role };
+        for _ in 0..callers {
             let left = wait.saturating_sub(started.elapsed());
-            let (from, s) = tokio::time::timeout(left, calls.recv())
-                .await
-                .map_err(|_| PrivacyError::Timeout(wait))?
-                .ok_or_else(|| AgentError::new("peer_timeout", "no session came"))?;
-            peers.insert(from, s);
+            match tokio::time::timeout(left, calls.recv()).await {
+                Ok(Some((from, s))) => peers.insert(from, s),
+                // A star's hub goes on with whoever came.
+                Err(_) if star => break,
+                Err(_) => return Err(PrivacyError::Timeout(wait).into()),
+                Ok(None) => return Err(AgentError::new("peer_timeout", "no session came")),
+            }
         }
 
         let (out, bytes_sent) =
             compute::run(j, &assets, role, &mut peers, &params, &table, tag).await?;
         // Each session's transcript as the protocol left it (what follows
         // is the completion's own talk).
-        let seen: BTreeMap<usize, [u8; 32]> = (0..n)
-            .filter(|r| *r != role)
-            .map(|r| Ok((r, peers.with(r)?.transcript())))
-            .collect::<Result<_, PrivacyError>>()?;
+        let others: Vec<usize> = (0..n).filter(|r| *r != role && peers.has(*r)).collect();
+        let mut seen: BTreeMap<usize, [u8; 32]> = BTreeMap::new();
+        for r in others {
+            seen.insert(r, peers.with(r)?.transcript());
+        }
 
         if role == 0 {
+            let out = out.ok_or_else(|| AgentError::new("bad_role", "role 0 got no output"))?;
+            // Who signs: every role, or a multi-round job's last round.
+            let signers: Vec<usize> = match out.rounds.last() {
+                Some((_, parts, _)) => parts
+                    .iter()
+                    .map(|p| *p as usize)
+                    .filter(|r| *r != 0)
+                    .collect(),
+                None => (1..n).collect(),
+            };
             // Every pair's transcript: ours, and what the others report of
             // theirs (both ends of a pair must agree).
             let mut pairs: BTreeMap<(u32, u32), [u8; 32]> = BTreeMap::new();
-            for r in 1..n {
-                pairs.insert((0, r as u32), seen[&r]);
+            for r in &signers {
+                let t = seen.get(r).ok_or_else(|| {
+                    AgentError::new("bad_round", format!("no session with role {r}"))
+                })?;
+                pairs.insert((0, *r as u32), *t);
             }
-            for r in 1..n {
+            for r in signers.iter().copied() {
                 let rep: Report = wire::get(peers.with(r)?).await?;
                 for (a, b, t) in rep.pairs {
                     if a == 0 || b as usize >= n || a >= b || (a != r as u32 && b != r as u32) {
@@ -614,7 +664,6 @@ impl Inner {
             let list: Vec<(u32, u32, [u8; 32])> =
                 pairs.iter().map(|((a, b), t)| (*a, *b, *t)).collect();
             let transcript = H256(wire::job_transcript(&list));
-            let out = out.ok_or_else(|| AgentError::new("bad_role", "role 0 got no output"))?;
             let mut salt = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut salt);
             let commitment = results::result_commitment(self.suite, &tag, &salt, &out.bytes);
@@ -623,7 +672,7 @@ impl Inner {
                 public_key: self.key.public_key().to_vec(),
                 signature: self.key.sign(&digest),
             }];
-            for r in 1..n {
+            for r in signers.iter().copied() {
                 let s = peers.with(r)?;
                 wire::put(
                     s,
@@ -634,7 +683,7 @@ impl Inner {
                 )
                 .await?;
             }
-            for r in 1..n {
+            for r in signers.iter().copied() {
                 let s = peers.with(r)?;
                 let theirs: Countersign = wire::get(s).await?;
                 signatures.push(PartySignature {
@@ -657,6 +706,20 @@ impl Inner {
                 &record,
                 serde_json::to_vec_pretty(&rec).expect("records encode"),
             )?;
+            // A multi-round job's rounds first: the chain then knows who
+            // must sign the completion.
+            self.send_all(
+                out.rounds
+                    .iter()
+                    .map(|(round, participants, commitment)| JobMsg::Round {
+                        job: j.id,
+                        round: *round,
+                        participants: participants.clone(),
+                        model_commitment: H256(*commitment),
+                    })
+                    .collect(),
+            )
+            .await?;
             self.send(JobMsg::Complete {
                 job: j.id,
                 result_commitment: commitment,
@@ -674,13 +737,13 @@ impl Inner {
             );
         } else {
             let mine: Vec<(u32, u32, [u8; 32])> = (1..n)
-                .filter(|r| *r != role)
+                .filter(|r| *r != role && seen.contains_key(r))
                 .map(|r| (role.min(r) as u32, role.max(r) as u32, seen[&r]))
                 .collect();
             wire::put(peers.with(0)?, &Report { pairs: mine }).await?;
             let fin: Finish = wire::get(peers.with(0)?).await?;
             // The list must hold our own sessions as we saw them.
-            for r in (0..n).filter(|r| *r != role) {
+            for r in (0..n).filter(|r| *r != role && seen.contains_key(r)) {
                 let (a, b) = (role.min(r) as u32, role.max(r) as u32);
                 let ours = seen[&r];
                 if !fin

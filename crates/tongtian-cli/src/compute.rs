@@ -191,6 +191,106 @@ async fn file_and_follow(
 /// Run a `compute` command.
 pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
     match cmd {
+        ComputeCommand::Fl {
+            assets,
+            key_column,
+            label,
+            columns,
+            model,
+            rounds,
+            min_clients,
+            epochs,
+            learning_rate,
+            holdout,
+            output_to,
+            pay,
+            timeout_blocks,
+            wait,
+            signer,
+        } => {
+            if model != "logistic" {
+                return Err(usage(
+                    "bad_args",
+                    format!("model {model:?} is not built yet: fl trains `logistic`"),
+                ));
+            }
+            if assets.len() < 3 {
+                return Err(usage("bad_args", "fl takes three assets or more"));
+            }
+            let mut features = columns;
+            if features.is_empty() {
+                let a = ctx
+                    .client
+                    .module_query("data", &format!("assets/{}", assets[0]))
+                    .await?;
+                for c in a["schema"].as_array().into_iter().flatten() {
+                    let name = c["name"].as_str().unwrap_or("").to_string();
+                    if matches!(c["type"].as_str(), Some("int" | "float"))
+                        && name != key_column
+                        && name != label
+                    {
+                        features.push(name);
+                    }
+                }
+            }
+            let mut all = vec![key_column.clone(), label.clone()];
+            all.extend(features.iter().cloned());
+            let filing = Filing {
+                protocol: "fl".into(),
+                assets,
+                columns: all,
+                params: JobParams {
+                    key_column,
+                    label: Some(label),
+                    epochs: Some(epochs),
+                    learning_rate: Some(learning_rate),
+                    holdout: Some(holdout),
+                    rounds: Some(rounds),
+                    min_clients: Some(min_clients),
+                    ..Default::default()
+                },
+                output_to,
+                pay,
+                timeout_blocks,
+            };
+            let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
+            let Some(f) = followed else {
+                let v = json!({ "job": id, "status": "open" });
+                return print(ctx.json, &v, || format!("job {id} filed"));
+            };
+            let model: Value = match &f.output {
+                Some(b) => serde_json::from_slice(b).context("the model is not JSON")?,
+                None => Value::Null,
+            };
+            for r in f.job["rounds"].as_array().into_iter().flatten() {
+                eprintln!(
+                    "round {}: clients {}, model {}",
+                    r["round"],
+                    r["participants"],
+                    r["model_commitment"].as_str().unwrap_or("")
+                );
+            }
+            let status = f.job["status"].as_str().unwrap_or("").to_string();
+            let v = json!({
+                "job": f.id,
+                "status": status,
+                "accuracy": model["accuracy"],
+                "rounds": f.job["rounds"],
+                "model": model,
+                "transcript_hash": f.job["transcript_hash"],
+                "result_commitment": f.job["result_commitment"],
+                "seconds": f.seconds,
+                "payments": f.job["payments"],
+            });
+            print(ctx.json, &v, || {
+                format!(
+                    "job {id} {status} in {:.1} s; {} rounds; accuracy {}",
+                    f.seconds,
+                    f.job["rounds"].as_array().map_or(0, Vec::len),
+                    model["accuracy"]
+                )
+            })
+        }
         ComputeCommand::Lr {
             assets,
             key_column,

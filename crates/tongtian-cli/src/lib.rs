@@ -607,6 +607,62 @@ pub enum ComputeCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Horizontal federated learning: every asset has the same columns;
+    /// each owner's agent trains locally and the first asset's agent
+    /// aggregates by secure aggregation; every round's participants and
+    /// model commitment go on chain; the model to the output account.
+    #[command(
+        after_help = "Example:\n  tongtian compute fl --assets 1,2,3,4,5 --key-column id --label y --model logistic --rounds 10 --min-clients 3 --pay 50 --key dev-9.key --wait --json"
+    )]
+    Fl {
+        /// The assets (three or more; the first one's agent aggregates).
+        #[arg(long, value_delimiter = ',', required = true)]
+        assets: Vec<u64>,
+        /// The row key (for each party's holdout split).
+        #[arg(long)]
+        key_column: String,
+        /// The label column (0 or 1).
+        #[arg(long)]
+        label: String,
+        /// The feature columns (default: every numeric column of the first
+        /// asset but the key and the label).
+        #[arg(long, value_delimiter = ',')]
+        columns: Vec<String>,
+        /// The model (`logistic`; `mlp` is not built yet).
+        #[arg(long, default_value = "logistic")]
+        model: String,
+        /// Rounds.
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        /// Clients a round needs (at least a majority).
+        #[arg(long, default_value_t = 0)]
+        min_clients: usize,
+        /// Local epochs per round.
+        #[arg(long, default_value_t = 1)]
+        epochs: u32,
+        /// The local step size.
+        #[arg(long, default_value_t = 0.1)]
+        learning_rate: f64,
+        /// The fraction of each party's rows held out (the aggregator
+        /// measures accuracy on its own).
+        #[arg(long, default_value_t = 0.2)]
+        holdout: f64,
+        /// Who receives the model (default: the signer).
+        #[arg(long)]
+        output_to: Option<String>,
+        /// The payment held in escrow.
+        #[arg(long)]
+        pay: u128,
+        /// Blocks until the job may be aborted.
+        #[arg(long, default_value_t = 120)]
+        timeout_blocks: u64,
+        /// Follow the job until it ends, and fetch the model.
+        #[arg(long)]
+        wait: bool,
+        /// Signer and gas.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
     /// Joint statistics of columns held by three assets' owners, on the
     /// secret-sharing engine: rows matched on the key column, only the
     /// job's output account learns the result (fetched from the first

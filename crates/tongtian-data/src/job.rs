@@ -141,6 +141,42 @@ pub enum JobMsg {
         /// The job.
         job: u64,
     },
+    /// Record one round of a running multi-round job (`fl`): who took
+    /// part and a commitment to the round's model; only the first
+    /// asset's agent (the aggregator), rounds in order from 1. A job with
+    /// rounds completes with the signatures of the aggregator and the
+    /// last round's participants, and pays their owners.
+    Round {
+        /// The job.
+        job: u64,
+        /// Its number (the next one).
+        round: u32,
+        /// The roles whose updates it used.
+        participants: Vec<u32>,
+        /// The round's model commitment.
+        model_commitment: H256,
+    },
+}
+
+/// One recorded round of a job.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct JobRound {
+    /// Its number.
+    pub round: u32,
+    /// The roles whose updates it used.
+    pub participants: Vec<u32>,
+    /// The round's model commitment.
+    pub model_commitment: H256,
+    /// The block it was recorded in.
+    pub height: u64,
+}
+
+fn rkey(job: u64, round: u32) -> Vec<u8> {
+    format!("r/{job:020}/{round:010}").into_bytes()
+}
+
+fn rounds(state: &ModuleState<'_, '_>, job: u64) -> ModuleResult<Vec<JobRound>> {
+    data::scan_typed(state, format!("r/{job:020}/").as_bytes())
 }
 
 impl JobMsg {
@@ -407,7 +443,22 @@ impl Module for JobModule {
                     &transcript_hash,
                 );
                 let s = tongtian_crypto::suite(ctx.chain.suite);
-                for party in &j.parties {
+                // A job with rounds: the aggregator and the last round's
+                // participants; else every party.
+                let recorded = rounds(&ctx.state, job)?;
+                let roles: Vec<usize> = match recorded.last() {
+                    Some(r) => {
+                        let mut v: Vec<usize> =
+                            r.participants.iter().map(|p| *p as usize).collect();
+                        if !v.contains(&0) {
+                            v.push(0);
+                        }
+                        v.sort_unstable();
+                        v
+                    }
+                    None => (0..j.parties.len()).collect(),
+                };
+                for party in roles.iter().filter_map(|r| j.parties.get(*r)) {
                     let ok = signatures.iter().any(|sig| {
                         hex_of(&sig.public_key) == *party
                             && s.verify(&sig.public_key, &digest, &sig.signature).is_ok()
@@ -421,7 +472,7 @@ impl Module for JobModule {
                     }
                 }
                 let mut left = j.escrow;
-                for id in j.assets.clone() {
+                for id in roles.iter().filter_map(|r| j.assets.get(*r).copied()) {
                     let a = asset(ctx, id)?;
                     ctx.pay_out(a.owner, a.price)?;
                     left -= a.price;
@@ -449,6 +500,63 @@ impl Module for JobModule {
                     vec![
                         ("result_commitment", result_commitment.to_string()),
                         ("transcript_hash", transcript_hash.to_string()),
+                    ],
+                );
+                Ok(Vec::new())
+            }
+            JobMsg::Round {
+                job,
+                round,
+                participants,
+                model_commitment,
+            } => {
+                let j = load(&ctx.state, job)?;
+                if j.status != JobStatus::Running {
+                    return Err(
+                        refuse("job_not_running", format!("job {job} is not running")).into(),
+                    );
+                }
+                let a = asset(ctx, j.assets[0])?;
+                let agent = Address::from_public_key(ctx.chain.suite, &a.agent_key);
+                if ctx.caller != agent && ctx.caller != a.owner {
+                    return Err(refuse(
+                        "not_aggregator",
+                        format!("only asset {}'s agent records job {job}'s rounds", a.id),
+                    )
+                    .into());
+                }
+                let next = rounds(&ctx.state, job)?.len() as u32 + 1;
+                if round != next {
+                    return Err(refuse(
+                        "round_out_of_order",
+                        format!("job {job}'s next round is {next}, not {round}"),
+                    )
+                    .into());
+                }
+                if participants.is_empty()
+                    || participants.iter().any(|p| *p as usize >= j.parties.len())
+                    || participants.windows(2).any(|w| w[0] >= w[1])
+                {
+                    return Err(refuse(
+                        "bad_round",
+                        "participants are the job's roles, in order, each once",
+                    )
+                    .into());
+                }
+                let r = JobRound {
+                    round,
+                    participants,
+                    model_commitment,
+                    height: ctx.block.height,
+                };
+                ctx.state.set_typed(&rkey(job, round), &r);
+                Self::emit(
+                    ctx,
+                    "job_round",
+                    &j,
+                    vec![
+                        ("round", round.to_string()),
+                        ("model_commitment", model_commitment.to_string()),
                     ],
                 );
                 Ok(Vec::new())
@@ -527,7 +635,9 @@ impl Module for JobModule {
             let id: u64 = id
                 .parse()
                 .map_err(|_| refuse("bad_job", format!("{id:?} is not a job id")))?;
-            return Ok(json(&load(state, id)?));
+            let mut v = json(&load(state, id)?);
+            v["rounds"] = serde_json::to_value(rounds(state, id)?).unwrap_or_default();
+            return Ok(v);
         }
         Err(refuse(
             "unknown_query",

@@ -246,7 +246,10 @@ impl Federated {
         let n = peers.len();
         let k = p.features.len() + 1;
         let mut w = vec![0.0; k];
-        let mut alive: Vec<u32> = (0..n as u32).collect();
+        // Only the clients that came are in.
+        let mut alive: Vec<u32> = (0..n as u32)
+            .filter(|r| *r == 0 || peers.has(*r as usize))
+            .collect();
         let mut rounds = Vec::new();
         for round in 1..=p.rounds {
             let sp = SecAggParams {

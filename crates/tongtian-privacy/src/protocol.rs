@@ -89,6 +89,11 @@ impl Peers {
         self.me
     }
 
+    /// Whether there is a session with `role`.
+    pub fn has(&self, role: usize) -> bool {
+        self.sessions.get(role).is_some_and(Option::is_some)
+    }
+
     /// How many roles the job has.
     pub fn len(&self) -> usize {
         self.sessions.len()
