@@ -347,3 +347,94 @@ fn bad_jobs_are_refused_and_nothing_is_escrowed() {
         0
     );
 }
+
+#[test]
+fn rounds_are_recorded_in_order_by_the_aggregator_and_decide_who_signs() {
+    let mut c = chain();
+    let (a0, a1, a2) = (
+        register(&mut c, 0, 10),
+        register(&mut c, 1, 10),
+        register(&mut c, 2, 10),
+    );
+    let req = c.address(0);
+    grant(&mut c, 1, a1, req, 0);
+    grant(&mut c, 2, a2, req, 0);
+    let (ok, id) = create(&mut c, 0, vec![a0, a1, a2], 30);
+    assert_eq!(ok, "success");
+    let round = |c: &mut TestChain, k: usize, n: u32, parts: Vec<u32>| {
+        code(
+            &c.run(
+                k,
+                JobMsg::Round {
+                    job: id,
+                    round: n,
+                    participants: parts,
+                    model_commitment: H256([n as u8; 32]),
+                }
+                .action(),
+                1_000_000,
+            ),
+        )
+    };
+    // Not before it runs.
+    assert_eq!(round(&mut c, 0, 1, vec![0, 1]), "job_not_running");
+    for (k, a) in [(0, a0), (1, a1), (2, a2)] {
+        let r = c.run(k, JobMsg::Accept { job: id, asset: a }.action(), 1_000_000);
+        assert_eq!(code(&r), "success");
+    }
+    assert_eq!(round(&mut c, 1, 1, vec![0, 1]), "not_aggregator");
+    assert_eq!(round(&mut c, 0, 2, vec![0, 1]), "round_out_of_order");
+    assert_eq!(round(&mut c, 0, 1, vec![1, 0]), "bad_round");
+    assert_eq!(round(&mut c, 0, 1, vec![0, 7]), "bad_round");
+    assert_eq!(round(&mut c, 0, 1, vec![]), "bad_round");
+    assert_eq!(round(&mut c, 0, 1, vec![0, 1, 2]), "success");
+    assert_eq!(round(&mut c, 0, 2, vec![0, 1]), "success");
+    let j = job(&c, id);
+    assert_eq!(j["rounds"].as_array().unwrap().len(), 2);
+    assert_eq!(j["rounds"][1]["participants"], serde_json::json!([0, 1]));
+
+    // The last round had 0 and 1: their signatures complete it, and only
+    // their owners are paid.
+    let (res, tr) = (H256([5; 32]), H256([6; 32]));
+    let complete = |c: &mut TestChain, sigs: Vec<PartySignature>| {
+        code(
+            &c.run(
+                3,
+                JobMsg::Complete {
+                    job: id,
+                    result_commitment: res,
+                    transcript_hash: tr,
+                    signatures: sigs,
+                }
+                .action(),
+                1_000_000,
+            ),
+        )
+    };
+    let s0 = sign(&c, 0, id, res, tr);
+    let s1 = sign(&c, 1, id, res, tr);
+    assert_eq!(complete(&mut c, vec![s0.clone()]), "incomplete_signatures");
+    assert_eq!(complete(&mut c, vec![s0, s1]), "success");
+    let j = job(&c, id);
+    assert_eq!(j["status"], "completed");
+    let paid: Vec<(String, String)> = j["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["to"].as_str().unwrap().into(),
+                p["amount"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        paid,
+        vec![
+            (c.address(0).to_string(), "10".into()),
+            (c.address(1).to_string(), "10".into()),
+            (c.address(0).to_string(), "10".into()),
+        ]
+    );
+    assert_eq!(round(&mut c, 0, 3, vec![0, 1]), "job_not_running");
+}
