@@ -255,7 +255,7 @@ pub async fn run(
                 learning_rate: params.learning_rate.unwrap_or(0.5),
                 batch: 1024,
                 holdout: params.holdout.unwrap_or(0.2),
-                sigmoid: Sigmoid::Linear,
+                sigmoid: Sigmoid::Clipped,
             };
             let ran = LogisticRegression
                 .run(

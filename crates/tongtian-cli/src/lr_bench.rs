@@ -101,7 +101,7 @@ pub async fn run(args: LrBenchArgs) -> Result<LrBenchReport> {
         learning_rate: 0.5,
         batch: args.batch,
         holdout: 0.2,
-        sigmoid: Sigmoid::Linear,
+        sigmoid: Sigmoid::Clipped,
     };
     let keys: Vec<String> = (0..n).map(|i| format!("row-{i:08}")).collect();
     let mut inputs: Vec<LrInput> = (0..3).map(|_| LrInput::default()).collect();

@@ -11,8 +11,8 @@
 //!    the label are secret-shared.
 //! 4. **Training.** Mini-batch gradient descent, the batches in an order
 //!    every party derives from the job and the epoch: `z = X_b w`,
-//!    `p = sigmoid(z)` (by default its first-order approximation
-//!    `0.5 + z/8`, see [`Sigmoid`]), `w -= (rate / |b|) X_bᵀ (p - y_b)`,
+//!    `p = sigmoid(z)` (by default SecureML's clipped line, by secure
+//!    comparison; see [`Sigmoid`]), `w -= (rate / |b|) X_bᵀ (p - y_b)`,
 //!    each product one round.
 //! 5. **Outputs, to role 0 only:** the weights, each owner's scaling, and
 //!    the accuracy on the held-out rows. For that, the held-out logits are
@@ -63,12 +63,15 @@ pub struct LrParams {
 pub enum Sigmoid {
     /// `0.5 + z / 8`, its first-order Taylor expansion: no saturation, but
     /// no reversal either, so training stays convex and stable; one
-    /// division (SecretFlow's SS-LR default is the same).
-    #[default]
+    /// division, no comparison (cheapest; less accurate).
     Linear,
     /// The engine's cubic (closer on [-8, 8], but it turns back beyond, so
     /// large logits push the wrong way: for short training only).
     Cubic,
+    /// SecureML's clipped line: 0 below -1/2, `z + 1/2` between, 1 above
+    /// (two secure comparisons per row and step). The default.
+    #[default]
+    Clipped,
 }
 
 /// What one party brings.
@@ -311,6 +314,10 @@ impl PrivacyProtocol for LogisticRegression {
                     Sigmoid::Cubic => {
                         let z = e.trunc(&z).await?;
                         e.sigmoid(&z).await?
+                    }
+                    Sigmoid::Clipped => {
+                        let z = e.trunc(&z).await?;
+                        e.sigmoid_clipped(&z).await?
                     }
                 };
                 let err = pr.sub(&yb);

@@ -63,6 +63,18 @@ pub trait Ring: Copy + Default + PartialEq + Send + Sync + std::fmt::Debug + 'st
     fn encode(v: f64, frac: u32) -> Self;
     /// The value of a fixed-point element with `frac` fractional bits.
     fn decode(self, frac: u32) -> f64;
+    /// Bits per element.
+    const BITS: u32;
+    /// Bitwise XOR.
+    fn xor(self, o: Self) -> Self;
+    /// Bitwise AND.
+    fn and(self, o: Self) -> Self;
+    /// Shift left by `d` bits.
+    fn shl(self, d: u32) -> Self;
+    /// Bit `i` (0 or 1, as a ring element).
+    fn bit(self, i: u32) -> Self;
+    /// The ring's 1.
+    fn one() -> Self;
 }
 
 impl Ring for u64 {
@@ -91,6 +103,22 @@ impl Ring for u64 {
     fn decode(self, frac: u32) -> f64 {
         self as i64 as f64 / (frac as f64).exp2()
     }
+    const BITS: u32 = 64;
+    fn xor(self, o: Self) -> Self {
+        self ^ o
+    }
+    fn and(self, o: Self) -> Self {
+        self & o
+    }
+    fn shl(self, d: u32) -> Self {
+        self << d
+    }
+    fn bit(self, i: u32) -> Self {
+        (self >> i) & 1
+    }
+    fn one() -> Self {
+        1
+    }
 }
 
 impl Ring for u128 {
@@ -118,6 +146,22 @@ impl Ring for u128 {
     }
     fn decode(self, frac: u32) -> f64 {
         self as i128 as f64 / (frac as f64).exp2()
+    }
+    const BITS: u32 = 128;
+    fn xor(self, o: Self) -> Self {
+        self ^ o
+    }
+    fn and(self, o: Self) -> Self {
+        self & o
+    }
+    fn shl(self, d: u32) -> Self {
+        self << d
+    }
+    fn bit(self, i: u32) -> Self {
+        (self >> i) & 1
+    }
+    fn one() -> Self {
+        1
     }
 }
 
@@ -560,6 +604,228 @@ impl<'p> Rss3<'p> {
             .sub(&x3.scale(R::encode(0.001_593, f + 8)));
         let t = self.div_public(&lin, 1u64 << (f + 8)).await?;
         Ok(t.add(&self.constant(0.5, x.len())))
+    }
+
+    /// Boolean AND of XOR-shared 64-bit words, elementwise: one word per
+    /// element, one round (the XOR twin of [`Rss3::mul`]).
+    pub async fn and<R: Ring>(
+        &mut self,
+        x: &Shared<R>,
+        y: &Shared<R>,
+    ) -> Result<Shared<R>, PrivacyError> {
+        let c = self.tick();
+        let n = x.len();
+        let mine: Vec<R> = Self::prf(&self.with_next, c, n);
+        let theirs: Vec<R> = Self::prf(&self.with_prev, c, n);
+        let z: Vec<R> = (0..n)
+            .map(|k| {
+                x.a[k]
+                    .and(y.a[k])
+                    .xor(x.a[k].and(y.b[k]))
+                    .xor(x.b[k].and(y.a[k]))
+                    .xor(mine[k])
+                    .xor(theirs[k])
+            })
+            .collect();
+        let next = self.pass_back(&z).await?;
+        Ok(Shared { a: z, b: next })
+    }
+
+    /// The sign bit of each element of `x`, as an arithmetic
+    /// share of 0 or 1: 1 where `x` is negative. The three arithmetic
+    /// summands become XOR-shared words (each known to two parties), a
+    /// carry-save adder makes them two, and a Kogge-Stone prefix finds
+    /// the carry into the top bit: 1 + log2(bits) AND rounds (7 in
+    /// Z_2^64, 8 in Z_2^128), then two rounds to turn the bit arithmetic.
+    pub async fn msb<R: Ring>(&mut self, x: &Shared<R>) -> Result<Shared<R>, PrivacyError> {
+        let n = x.len();
+        let z = vec![R::default(); n];
+        // x0, x1, x2 as XOR sharings (s0, s1, s2), party i holding (s_i, s_{i+1}).
+        let (a, b, c) = match self.me {
+            0 => (
+                Shared {
+                    a: x.a.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: x.b.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: z.clone(),
+                },
+            ),
+            1 => (
+                Shared {
+                    a: z.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: x.a.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: x.b.clone(),
+                },
+            ),
+            _ => (
+                Shared {
+                    a: z.clone(),
+                    b: x.b.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: x.a.clone(),
+                    b: z.clone(),
+                },
+            ),
+        };
+        let xor = |p: &Shared<R>, q: &Shared<R>| Shared {
+            a: p.a.iter().zip(&q.a).map(|(u, v)| u.xor(*v)).collect(),
+            b: p.b.iter().zip(&q.b).map(|(u, v)| u.xor(*v)).collect(),
+        };
+        let shl = |p: &Shared<R>, d: u32| Shared {
+            a: p.a.iter().map(|u| u.shl(d)).collect(),
+            b: p.b.iter().map(|u| u.shl(d)).collect(),
+        };
+        // Carry-save: a + b + c = s + 2 maj(a, b, c).
+        let ab = xor(&a, &b);
+        let s = xor(&ab, &c);
+        let both = self
+            .and(&Shared::concat(&[&a, &c]), &Shared::concat(&[&b, &ab]))
+            .await?;
+        let maj = xor(&both.slice(0..n), &both.slice(n..2 * n));
+        let t = shl(&maj, 1);
+        // s + t: generate and propagate, prefix over the low 63 bits.
+        let mut g = self.and(&s, &t).await?;
+        let mut p = xor(&s, &t);
+        let top = p.clone();
+        let mut d = 1u32;
+        while d < R::BITS {
+            let r = self
+                .and(
+                    &Shared::concat(&[&p, &p]),
+                    &Shared::concat(&[&shl(&g, d), &shl(&p, d)]),
+                )
+                .await?;
+            g = xor(&g, &r.slice(0..n));
+            p = r.slice(n..2 * n);
+            d *= 2;
+        }
+        // The top bit of the sum: its s ^ t and the carry into it (the
+        // prefix's generate one bit below).
+        let (hi, lo) = (R::BITS - 1, R::BITS - 2);
+        let bit = Shared {
+            a: (0..n)
+                .map(|k| top.a[k].bit(hi).xor(g.a[k].bit(lo)))
+                .collect(),
+            b: (0..n)
+                .map(|k| top.b[k].bit(hi).xor(g.b[k].bit(lo)))
+                .collect(),
+        };
+        self.b2a(&bit).await
+    }
+
+    /// XOR-shared bits (in bit 0) as arithmetic shares of 0 or 1: the
+    /// three summands' XOR by `u ^ v = u + v - 2uv`, two rounds.
+    async fn b2a<R: Ring>(&mut self, bit: &Shared<R>) -> Result<Shared<R>, PrivacyError> {
+        let n = bit.len();
+        let z = vec![R::default(); n];
+        // The XOR summands s0, s1, s2 as arithmetic sharings.
+        let (s0, s1, s2) = match self.me {
+            0 => (
+                Shared {
+                    a: bit.a.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: bit.b.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: z.clone(),
+                },
+            ),
+            1 => (
+                Shared {
+                    a: z.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: bit.a.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: bit.b.clone(),
+                },
+            ),
+            _ => (
+                Shared {
+                    a: z.clone(),
+                    b: bit.b.clone(),
+                },
+                Shared {
+                    a: z.clone(),
+                    b: z.clone(),
+                },
+                Shared {
+                    a: bit.a.clone(),
+                    b: z.clone(),
+                },
+            ),
+        };
+        let two = R::one().add(R::one());
+        let m = self.mul(&s0, &s1).await?;
+        let u = s0.add(&s1).sub(&m.scale(two));
+        let m = self.mul(&u, &s2).await?;
+        Ok(u.add(&s2).sub(&m.scale(two)))
+    }
+
+    /// 1 where `x >= 0`, else 0 (arithmetic shares, integers).
+    pub async fn non_negative<R: Ring>(
+        &mut self,
+        x: &Shared<R>,
+    ) -> Result<Shared<R>, PrivacyError> {
+        let m = self.msb(x).await?;
+        // 1 - msb, the 1 an integer (not fixed point): party 0's first
+        // share, party 2's second.
+        let n = x.len();
+        let (z, one) = (vec![R::default(); n], vec![R::one(); n]);
+        let ones = match self.me {
+            0 => Shared { a: one, b: z },
+            1 => Shared { a: z.clone(), b: z },
+            _ => Shared { a: z, b: one },
+        };
+        Ok(ones.sub(&m))
+    }
+
+    /// `max(x, 0)`, elementwise (fixed point): a comparison and a product.
+    pub async fn relu<R: Ring>(&mut self, x: &Shared<R>) -> Result<Shared<R>, PrivacyError> {
+        let s = self.non_negative(x).await?;
+        self.mul(x, &s).await
+    }
+
+    /// The clipped-linear sigmoid (SecureML): 0 below -1/2, `x + 1/2`
+    /// between, 1 above; `relu(x + 1/2) - relu(x - 1/2)`, one comparison
+    /// layer and one product layer for both halves.
+    pub async fn sigmoid_clipped<R: Ring>(
+        &mut self,
+        x: &Shared<R>,
+    ) -> Result<Shared<R>, PrivacyError> {
+        let n = x.len();
+        let half = self.constant::<R>(0.5, n);
+        let up = x.add(&half);
+        let down = x.sub(&half);
+        let both = Shared::concat(&[&up, &down]);
+        let r = self.relu(&both).await?;
+        Ok(r.slice(0..n).sub(&r.slice(n..2 * n)))
     }
 
     /// Reveal `x` to party `to` only: `Some` there, `None` elsewhere.

@@ -223,3 +223,49 @@ async fn large_magnitudes_in_the_wide_ring_and_matrix_products() {
     let equal = shares.a.iter().zip(&xe).filter(|(s, v)| s == v).count();
     assert!(equal < 3, "shares equal to the values: {equal}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn comparisons_relu_and_the_clipped_sigmoid() {
+    const F: u32 = 16;
+    let mut x = randoms(3_000, 1e6);
+    x.extend([
+        0.0,
+        -0.0,
+        1e-4,
+        -1e-4,
+        -((1u64 << 40) as f64),
+        (1u64 << 40) as f64,
+        -0.5,
+        0.5,
+    ]);
+    let n = x.len();
+    let x2 = x.clone();
+    let outs = run(move |mut p| {
+        let x = x2.clone();
+        async move {
+            let mut e = Rss3::setup(&mut p, F).await.unwrap();
+            let me = e.me();
+            let enc: Vec<u64> = x.iter().map(|v| u64::encode(*v, F)).collect();
+            let xs = e.input(1, (me == 1).then_some(&enc[..]), n).await.unwrap();
+            let neg = e.msb(&xs).await.unwrap();
+            let relu = e.relu(&xs).await.unwrap();
+            let small = xs.scale(1).slice(0..n);
+            let scaled = e.div_public(&small, 1 << 20).await.unwrap();
+            let sig = e.sigmoid_clipped(&scaled).await.unwrap();
+            e.reveal(&Shared::concat(&[&neg, &relu, &scaled, &sig]))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let r = &outs[0];
+    let q = (F as f64).exp2().recip();
+    for k in 0..n {
+        let enc = u64::encode(x[k], F) as i64;
+        assert_eq!(r[k], (enc < 0) as u64, "sign of {}", x[k]);
+        close(r[n + k].decode(F), x[k].max(0.0), q, "relu");
+        let v = r[2 * n + k].decode(F);
+        let want = (v + 0.5).clamp(0.0, 1.0);
+        close(r[3 * n + k].decode(F), want, 2.0 * q, "clipped sigmoid");
+    }
+}
