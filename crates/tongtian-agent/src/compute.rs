@@ -174,6 +174,12 @@ pub async fn run(
                 frac: 20,
                 columns,
                 corr,
+                extremes: want("min") || want("max"),
+                edges: if want("histogram") {
+                    params.bins.clone()
+                } else {
+                    vec![]
+                },
             };
             let ran = Stats
                 .run(
@@ -194,10 +200,18 @@ pub async fn run(
                     ("mean", &r.mean),
                     ("variance", &r.variance),
                     ("corr", &r.corr),
+                    ("min", &r.min),
+                    ("max", &r.max),
                 ] {
                     if want(op) {
                         v.insert(op.into(), serde_json::to_value(m).unwrap_or_default());
                     }
+                }
+                if !r.histogram.is_empty() {
+                    v.insert(
+                        "histogram".into(),
+                        serde_json::json!({ "edges": params.bins, "counts": r.histogram }),
+                    );
                 }
                 Output {
                     bytes: serde_json::to_vec_pretty(&v).unwrap_or_default(),

@@ -392,6 +392,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             key_column,
             columns,
             ops,
+            bins,
             output_to,
             pay,
             timeout_blocks,
@@ -413,6 +414,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                 params: JobParams {
                     key_column,
                     ops,
+                    bins,
                     ..Default::default()
                 },
                 output_to,

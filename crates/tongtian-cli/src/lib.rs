@@ -681,9 +681,13 @@ pub enum ComputeCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         columns: Vec<String>,
         /// Which statistics: `count`, `sum`, `mean`, `variance`, `corr`
-        /// (every pair of the columns); default all.
+        /// (every pair of the columns), `min`, `max`, `histogram` (with
+        /// `--bins`); default: all.
         #[arg(long, value_delimiter = ',')]
         ops: Vec<String>,
+        /// Histogram bin edges, ascending (`--ops histogram`).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+        bins: Vec<f64>,
         /// Who receives the output (default: the signer).
         #[arg(long)]
         output_to: Option<String>,

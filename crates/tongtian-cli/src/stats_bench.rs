@@ -129,6 +129,8 @@ pub async fn run(args: StatsBenchArgs) -> Result<StatsBenchReport> {
             ("b".into(), "c".into()),
             ("a".into(), "c".into()),
         ],
+        extremes: false,
+        edges: vec![],
     };
     let want = Stats.reference(&params, inputs.clone())[0]
         .clone()

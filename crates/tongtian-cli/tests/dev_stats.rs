@@ -137,7 +137,9 @@ fn three_agents_compute_joint_statistics_paid_on_chain() {
         "--columns",
         "age,income,spend",
         "--ops",
-        "mean,variance,corr",
+        "mean,variance,corr,min,max,histogram",
+        "--bins",
+        "20,40,60,80",
         "--pay",
         "35",
         "--timeout-blocks",
@@ -181,6 +183,21 @@ fn three_agents_compute_joint_statistics_paid_on_chain() {
     assert!((r["corr"]["age,spend"].as_f64().unwrap() - corr(&age, &spend)).abs() < 1e-6);
     assert!((r["corr"]["income,spend"].as_f64().unwrap() - corr(&income, &spend)).abs() < 1e-6);
     assert!(r.get("sum").is_none(), "only the statistics asked for");
+    // By secure comparison: extremes and a histogram.
+    assert!(
+        (r["min"]["age"].as_f64().unwrap() - 20.0).abs() < 1e-4,
+        "{r}"
+    );
+    assert!((r["max"]["age"].as_f64().unwrap() - 69.0).abs() < 1e-4);
+    let spend_min = spend.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!((r["min"]["spend"].as_f64().unwrap() - spend_min).abs() < 1e-4);
+    let hist: Vec<u64> = (0..3)
+        .map(|b| {
+            let (lo, hi) = (20.0 + 20.0 * b as f64, 40.0 + 20.0 * b as f64);
+            age.iter().filter(|a| **a >= lo && **a < hi).count() as u64
+        })
+        .collect();
+    assert_eq!(r["histogram"]["counts"]["age"], serde_json::json!(hist));
 
     let id = j["job"].to_string();
     let shown = ok_json(node.cli(&["job", "show", &id, "--json"]));

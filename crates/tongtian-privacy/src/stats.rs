@@ -40,6 +40,12 @@ pub struct StatsParams {
     pub columns: Vec<(String, usize)>,
     /// The pairs whose correlation is wanted.
     pub corr: Vec<(String, String)>,
+    /// Also each column's minimum and maximum (a tournament of secure
+    /// comparisons, log2(rows) layers).
+    pub extremes: bool,
+    /// Also a histogram of each column over these bin edges (ascending):
+    /// the rows in `[e_i, e_{i+1})`, by secure comparison with each edge.
+    pub edges: Vec<f64>,
 }
 
 /// What one party brings: its rows' keys and its columns' values.
@@ -64,6 +70,15 @@ pub struct StatsResult {
     pub variance: BTreeMap<String, f64>,
     /// Pearson correlation per pair, keyed `A,B`.
     pub corr: BTreeMap<String, f64>,
+    /// Minimum per column (with `extremes`).
+    #[serde(default)]
+    pub min: BTreeMap<String, f64>,
+    /// Maximum per column (with `extremes`).
+    #[serde(default)]
+    pub max: BTreeMap<String, f64>,
+    /// Rows per bin per column (with `edges`).
+    #[serde(default)]
+    pub histogram: BTreeMap<String, Vec<u64>>,
 }
 
 /// The protocol.
@@ -107,6 +122,9 @@ impl Stats {
                     return Err(bad(format!("correlation of an unknown column {c}")));
                 }
             }
+        }
+        if p.edges.windows(2).any(|w| w[0] >= w[1]) || p.edges.len() == 1 {
+            return Err(bad("bin edges ascend, two at least"));
         }
         if p.columns.iter().any(|(_, r)| *r > 2) || p.frac > 40 {
             return Err(bad(
@@ -189,16 +207,106 @@ impl PrivacyProtocol for Stats {
         }
         let dots = e.dots(&pairs).await?;
 
+        // Extremes: a tournament per column, all columns at once.
+        let k = p.columns.len();
+        let mut extremes = Shared {
+            a: vec![],
+            b: vec![],
+        };
+        if p.extremes && n > 0 {
+            let (mut lo, mut hi): (Vec<Shared<u128>>, Vec<Shared<u128>>) = p
+                .columns
+                .iter()
+                .map(|(c, _)| (cols[c].clone(), cols[c].clone()))
+                .unzip();
+            let mut len = n;
+            while len > 1 {
+                let h = len / 2;
+                // Pairs (i, h + i) of every column's lows and highs at once.
+                let firsts: Vec<Shared<u128>> =
+                    lo.iter().chain(&hi).map(|v| v.slice(0..h)).collect();
+                let seconds: Vec<Shared<u128>> =
+                    lo.iter().chain(&hi).map(|v| v.slice(h..2 * h)).collect();
+                let a = Shared::concat(&firsts.iter().collect::<Vec<_>>());
+                let b = Shared::concat(&seconds.iter().collect::<Vec<_>>());
+                let d = a.sub(&b);
+                let ge = e.non_negative(&d).await?;
+                let sd = e.mul(&ge, &d).await?;
+                for (j, v) in lo.iter_mut().chain(hi.iter_mut()).enumerate() {
+                    let part = sd.slice(j * h..(j + 1) * h);
+                    let picked = if j < k {
+                        // min = a - [a >= b] (a - b)
+                        firsts[j].sub(&part)
+                    } else {
+                        // max = b + [a >= b] (a - b)
+                        seconds[j].add(&part)
+                    };
+                    let rest = v.slice(2 * h..len);
+                    *v = Shared::concat(&[&picked, &rest]);
+                }
+                len = h + (len - 2 * h);
+            }
+            let all: Vec<&Shared<u128>> = lo.iter().chain(&hi).collect();
+            extremes = Shared::concat(&all);
+        }
+        // Histograms: [x >= e] for every edge, counted per edge.
+        let mut counts = Shared {
+            a: vec![],
+            b: vec![],
+        };
+        if !p.edges.is_empty() && n > 0 {
+            let mut diffs = Vec::new();
+            for (c, _) in &p.columns {
+                for edge in &p.edges {
+                    diffs.push(cols[c].sub(&e.constant::<u128>(*edge, n)));
+                }
+            }
+            let ge = e
+                .non_negative(&Shared::concat(&diffs.iter().collect::<Vec<_>>()))
+                .await?;
+            let sums: Vec<Shared<u128>> = (0..diffs.len())
+                .map(|i| ge.slice(i * n..(i + 1) * n).sum())
+                .collect();
+            counts = Shared::concat(&sums.iter().collect::<Vec<_>>());
+        }
+
         // 4. The sums to role 0 only.
         let mut all: Vec<&Shared<u128>> = s1.iter().collect();
         all.push(&dots);
+        all.push(&extremes);
+        all.push(&counts);
         let revealed = e.reveal_to(0, &Shared::concat(&all)).await?;
         let out = revealed.map(|v| {
-            let k = p.columns.len();
+            let pairs = p.corr.len();
             let s1: Vec<f64> = v[..k].iter().map(|x| x.decode(f)).collect();
             let s2: Vec<f64> = v[k..2 * k].iter().map(|x| x.decode(2 * f)).collect();
-            let sab: Vec<f64> = v[2 * k..].iter().map(|x| x.decode(2 * f)).collect();
-            finish(p, n as u64, &s1, &s2, &sab)
+            let sab: Vec<f64> = v[2 * k..2 * k + pairs]
+                .iter()
+                .map(|x| x.decode(2 * f))
+                .collect();
+            let mut r = finish(p, n as u64, &s1, &s2, &sab);
+            let mut at = 2 * k + pairs;
+            if p.extremes && n > 0 {
+                for (i, (c, _)) in p.columns.iter().enumerate() {
+                    r.min.insert(c.clone(), v[at + i].decode(f));
+                    r.max.insert(c.clone(), v[at + k + i].decode(f));
+                }
+                at += 2 * k;
+            }
+            if !p.edges.is_empty() && n > 0 {
+                let m = p.edges.len();
+                for (i, (c, _)) in p.columns.iter().enumerate() {
+                    let ge: Vec<u64> = v[at + i * m..at + (i + 1) * m]
+                        .iter()
+                        .map(|x| *x as u64)
+                        .collect();
+                    r.histogram.insert(
+                        c.clone(),
+                        ge.windows(2).map(|w| w[0].saturating_sub(w[1])).collect(),
+                    );
+                }
+            }
+            r
         });
         Ok(Ran::of(out, peers))
     }
@@ -234,8 +342,29 @@ impl PrivacyProtocol for Stats {
             .iter()
             .map(|(a, b)| col(a).iter().zip(col(b)).map(|(x, y)| x * y).sum())
             .collect();
+        let mut r = finish(p, keys.len() as u64, &s1, &s2, &sab);
+        for (c, _) in &p.columns {
+            let v = col(c);
+            if p.extremes && !v.is_empty() {
+                r.min
+                    .insert(c.clone(), v.iter().copied().fold(f64::INFINITY, f64::min));
+                r.max.insert(
+                    c.clone(),
+                    v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                );
+            }
+            if !p.edges.is_empty() && !v.is_empty() {
+                r.histogram.insert(
+                    c.clone(),
+                    p.edges
+                        .windows(2)
+                        .map(|w| v.iter().filter(|x| **x >= w[0] && **x < w[1]).count() as u64)
+                        .collect(),
+                );
+            }
+        }
         let mut out = vec![None; inputs.len()];
-        out[0] = Some(finish(p, keys.len() as u64, &s1, &s2, &sab));
+        out[0] = Some(r);
         out
     }
 }

@@ -30,6 +30,8 @@ fn params() -> StatsParams {
             ("b".into(), "c".into()),
             ("a".into(), "d".into()),
         ],
+        extremes: true,
+        edges: vec![-1e6, -1e3, -1.0, 0.0, 1.0, 1e3, 1e6],
     }
 }
 
@@ -123,6 +125,17 @@ async fn stats_equal_the_plaintext_reference() {
         );
     }
     assert!(got.corr["a,b"] > 0.9 && (got.corr["a,d"] + 1.0).abs() < 1e-6);
+    // Minimum, maximum and histograms by secure comparison.
+    for (c, m) in &want.min {
+        assert!(
+            (got.min[c] - m).abs() < 1e-5,
+            "min {c}: {} vs {m}",
+            got.min[c]
+        );
+        assert!((got.max[c] - want.max[c]).abs() < 1e-5, "max {c}");
+    }
+    assert_eq!(got.histogram, want.histogram);
+    assert_eq!(got.histogram["c"].iter().sum::<u64>(), 5_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
