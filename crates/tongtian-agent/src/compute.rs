@@ -318,6 +318,7 @@ pub async fn run(
                 learning_rate: params.learning_rate.unwrap_or(0.1),
                 batch: 16,
                 holdout: params.holdout.unwrap_or(0.2),
+                hidden: params.hidden.unwrap_or(0),
             };
             let ran = Federated
                 .run(role, peers, &fp, FlInput { keys, columns })

@@ -115,6 +115,9 @@ pub struct JobParams {
     /// `fl`: clients a round needs.
     #[serde(default)]
     pub min_clients: Option<usize>,
+    /// `fl`: hidden units of a perceptron (none: logistic regression).
+    #[serde(default)]
+    pub hidden: Option<usize>,
     /// `stats`: histogram bin edges (ascending).
     #[serde(default)]
     pub bins: Vec<f64>,

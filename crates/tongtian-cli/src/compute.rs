@@ -197,6 +197,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             label,
             columns,
             model,
+            hidden,
             rounds,
             min_clients,
             epochs,
@@ -208,12 +209,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             wait,
             signer,
         } => {
-            if model != "logistic" {
-                return Err(usage(
-                    "bad_args",
-                    format!("model {model:?} is not built yet: fl trains `logistic`"),
-                ));
-            }
+            let hidden = if model == "mlp" { hidden.max(1) } else { 0 };
             if assets.len() < 3 {
                 return Err(usage("bad_args", "fl takes three assets or more"));
             }
@@ -247,6 +243,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                     holdout: Some(holdout),
                     rounds: Some(rounds),
                     min_clients: Some(min_clients),
+                    hidden: Some(hidden),
                     ..Default::default()
                 },
                 output_to,

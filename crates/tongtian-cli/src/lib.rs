@@ -628,9 +628,13 @@ pub enum ComputeCommand {
         /// asset but the key and the label).
         #[arg(long, value_delimiter = ',')]
         columns: Vec<String>,
-        /// The model (`logistic`; `mlp` is not built yet).
-        #[arg(long, default_value = "logistic")]
+        /// The model: `logistic` regression, or `mlp`, a perceptron with
+        /// one hidden layer of `--hidden` tanh units.
+        #[arg(long, default_value = "logistic", value_parser = ["logistic", "mlp"])]
         model: String,
+        /// Hidden units of the `mlp`.
+        #[arg(long, default_value_t = 16)]
+        hidden: usize,
         /// Rounds.
         #[arg(long, default_value_t = 10)]
         rounds: u32,

@@ -193,6 +193,38 @@ fn five_agents_train_a_model_and_one_dies_on_the_way() {
         .collect();
     want.push((payer_addr, "20".into()));
     assert_eq!(paid, want);
+    // The four left train a small perceptron.
+    let m = ok_json(node.cli(&[
+        "compute",
+        "fl",
+        "--assets",
+        &assets[..4].join(","),
+        "--key-column",
+        "id",
+        "--label",
+        "y",
+        "--model",
+        "mlp",
+        "--hidden",
+        "4",
+        "--rounds",
+        "30",
+        "--learning-rate",
+        "0.5",
+        "--pay",
+        "40",
+        "--key",
+        payer.to_str().unwrap(),
+        "--wait",
+        "--json",
+    ]));
+    assert_eq!(m["status"], "completed", "{m}");
+    assert_eq!(m["model"]["model"], "mlp");
+    assert_eq!(
+        m["model"]["weights"].as_array().unwrap().len(),
+        4 * 4 + 4 + 1
+    );
+    assert!(m["accuracy"].as_f64().unwrap() > 0.85, "{}", m["accuracy"]);
     let shown = ok_json(node.cli(&["job", "show", &j["job"].to_string(), "--json"]));
     assert_eq!(shown["rounds"].as_array().unwrap().len(), 600);
     assert!(shown["events"]

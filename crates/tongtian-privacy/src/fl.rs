@@ -3,7 +3,8 @@
 //!
 //! Each round: role 0 sends the global model to every client still in;
 //! each client (role 0 too) trains locally on its own training rows
-//! (logistic regression, a few epochs of mini-batch gradient descent) and
+//! (logistic regression or a one-hidden-layer perceptron, a few epochs of
+//! mini-batch gradient descent) and
 //! contributes `n_i · (w_i - w)` and `n_i` through [`crate::secagg`], so
 //! role 0 learns only the sum; the new model is `w + Σ n_i (w_i - w) /
 //! Σ n_i` (FedAvg). A client whose session fails is dropped for the rest
@@ -53,6 +54,9 @@ pub struct FlParams {
     pub batch: usize,
     /// The fraction of each party's rows held out.
     pub holdout: f64,
+    /// Hidden units: 0 for logistic regression, else a one-hidden-layer
+    /// perceptron (tanh units, a sigmoid output).
+    pub hidden: usize,
 }
 
 /// One party's rows.
@@ -78,11 +82,17 @@ pub struct FlRound {
 /// The trained model and the rounds, as role 0 learns them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FlModel {
+    /// `logistic` or `mlp`.
+    pub model: String,
+    /// Hidden units (`mlp`).
+    pub hidden: usize,
     /// Feature names, in weight order.
     pub features: Vec<String>,
-    /// Weights.
+    /// Logistic: a weight per feature. MLP: every parameter, flattened
+    /// (hidden × (features + 1) input weights with their biases, then
+    /// hidden output weights, then the output bias).
     pub weights: Vec<f64>,
-    /// The bias.
+    /// The bias (logistic).
     pub bias: f64,
     /// Every round.
     pub rounds: Vec<FlRound>,
@@ -171,6 +181,118 @@ pub fn accuracy(w: &[f64], data: &Rows) -> Option<f64> {
     Some(right as f64 / x.len() as f64)
 }
 
+/// Parameters of the model `p` names, for `k` inputs (the bias column
+/// included).
+fn size(p: &FlParams, k: usize) -> usize {
+    if p.hidden == 0 {
+        k
+    } else {
+        p.hidden * k + p.hidden + 1
+    }
+}
+
+/// The starting model: zeros for logistic regression; small weights drawn
+/// from the job's tag for a perceptron (zeros would keep its units alike).
+pub fn initial_model(p: &FlParams, k: usize) -> Vec<f64> {
+    let mut w = vec![0.0; size(p, k)];
+    if p.hidden > 0 {
+        let mut x = u64::from_le_bytes(p.job[..8].try_into().expect("8 bytes")) | 1;
+        let scale = 1.0 / (k as f64).sqrt();
+        for v in w.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *v = ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale;
+        }
+    }
+    w
+}
+
+/// The model's logit for `x` (with its bias column), and its hidden units.
+fn forward(p: &FlParams, w: &[f64], x: &[f64], h: &mut Vec<f64>) -> f64 {
+    if p.hidden == 0 {
+        return x.iter().zip(w).map(|(a, b)| a * b).sum();
+    }
+    let k = x.len();
+    h.clear();
+    for u in 0..p.hidden {
+        let z: f64 = w[u * k..(u + 1) * k]
+            .iter()
+            .zip(x)
+            .map(|(a, b)| a * b)
+            .sum();
+        h.push(z.tanh());
+    }
+    let out = &w[p.hidden * k..];
+    h.iter().zip(out).map(|(a, b)| a * b).sum::<f64>() + out[p.hidden]
+}
+
+/// Local training of the model `p` names from `w`.
+pub fn train_model(p: &FlParams, w: &[f64], data: &Rows) -> Vec<f64> {
+    if p.hidden == 0 {
+        return train_local(w, data, p.local_epochs, p.learning_rate, p.batch);
+    }
+    let mut w = w.to_vec();
+    let (x, y) = data;
+    let k = x.first().map_or(0, Vec::len);
+    let mut h = Vec::with_capacity(p.hidden);
+    for _ in 0..p.local_epochs {
+        for (xb, yb) in x.chunks(p.batch.max(1)).zip(y.chunks(p.batch.max(1))) {
+            let mut g = vec![0.0; w.len()];
+            for (xi, yi) in xb.iter().zip(yb) {
+                let e = sigmoid(forward(p, &w, xi, &mut h)) - yi;
+                let out = p.hidden * k;
+                for u in 0..p.hidden {
+                    g[out + u] += e * h[u];
+                    let dh = e * w[out + u] * (1.0 - h[u] * h[u]);
+                    for (j, xj) in xi.iter().enumerate() {
+                        g[u * k + j] += dh * xj;
+                    }
+                }
+                g[out + p.hidden] += e;
+            }
+            for (wj, gj) in w.iter_mut().zip(&g) {
+                *wj -= p.learning_rate * gj / xb.len() as f64;
+            }
+        }
+    }
+    w
+}
+
+/// The share of `data` the model `p` names classifies right.
+pub fn model_accuracy(p: &FlParams, w: &[f64], data: &Rows) -> Option<f64> {
+    let (x, y) = data;
+    if x.is_empty() {
+        return None;
+    }
+    let mut h = Vec::new();
+    let right = x
+        .iter()
+        .zip(y)
+        .filter(|(xi, yi)| ((forward(p, w, xi, &mut h) > 0.0) as u8 as f64) == **yi)
+        .count();
+    Some(right as f64 / x.len() as f64)
+}
+
+/// The model as role 0 reports it.
+fn model_of(p: &FlParams, w: Vec<f64>, rounds: Vec<FlRound>, acc: Option<f64>) -> FlModel {
+    let (weights, bias) = if p.hidden == 0 {
+        let k = w.len();
+        (w[..k - 1].to_vec(), w[k - 1])
+    } else {
+        (w, 0.0)
+    };
+    FlModel {
+        model: if p.hidden == 0 { "logistic" } else { "mlp" }.into(),
+        hidden: p.hidden,
+        features: p.features.clone(),
+        weights,
+        bias,
+        rounds,
+        accuracy: acc,
+    }
+}
+
 fn commit(w: &[f64]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"tongtian/fl-model/v1");
@@ -245,7 +367,8 @@ impl Federated {
     ) -> Result<Option<FlModel>, PrivacyError> {
         let n = peers.len();
         let k = p.features.len() + 1;
-        let mut w = vec![0.0; k];
+        let mut w = initial_model(p, k);
+        let dim = w.len();
         // Only the clients that came are in.
         let mut alive: Vec<u32> = (0..n as u32)
             .filter(|r| *r == 0 || peers.has(*r as usize))
@@ -257,7 +380,7 @@ impl Federated {
                 clients: n,
                 threshold: p.min_clients.max(n / 2 + 1),
                 neighbours: 2 * (n as f64).log2().ceil() as usize,
-                dim: k + 1,
+                dim: dim + 1,
             };
             // Who is still in; a client whose session fails drops out.
             let out = |alive: &mut Vec<u32>, r: u32, e: &PrivacyError| {
@@ -310,7 +433,7 @@ impl Federated {
                 }
             }
             // Our own update, then the others'.
-            let local = train_local(&w, train, p.local_epochs, p.learning_rate, p.batch);
+            let local = train_model(p, &w, train);
             let own: Vec<Sealed> = sealed.iter().filter(|s| s.to == 0).cloned().collect();
             let mut masked = BTreeMap::new();
             masked.insert(
@@ -342,11 +465,11 @@ impl Federated {
                 }
             }
             let sum = aggregate(&sp, &keys, &masked, &answers)?;
-            let total = sum[k].decode(FRAC);
+            let total = sum[dim].decode(FRAC);
             if total <= 0.0 {
                 return Err(bad("a round without training rows"));
             }
-            for (wj, s) in w.iter_mut().zip(&sum[..k]) {
+            for (wj, s) in w.iter_mut().zip(&sum[..dim]) {
                 *wj += s.decode(FRAC) / total;
             }
             rounds.push(FlRound {
@@ -358,23 +481,18 @@ impl Federated {
         for r in alive.into_iter().filter(|r| *r != 0) {
             let _ = send(peers.with(r as usize)?, &Down::Done).await;
         }
-        Ok(Some(FlModel {
-            features: p.features.clone(),
-            weights: w[..k - 1].to_vec(),
-            bias: w[k - 1],
-            rounds,
-            accuracy: accuracy(&w, test),
-        }))
+        let acc = model_accuracy(p, &w, test);
+        Ok(Some(model_of(p, w, rounds, acc)))
     }
 
     async fn client(peers: &mut Peers, p: &FlParams, train: &Rows) -> Result<(), PrivacyError> {
         let me = peers.me();
         let n = peers.len();
-        let k = p.features.len() + 1;
+        let dim = size(p, p.features.len() + 1);
         let s = peers.with(0)?;
         loop {
             let (round, w) = match recv::<Down>(s).await? {
-                Down::Model { round, weights, .. } if weights.len() == k => (round, weights),
+                Down::Model { round, weights, .. } if weights.len() == dim => (round, weights),
                 Down::Done => return Ok(()),
                 _ => return Err(bad("out of turn")),
             };
@@ -383,7 +501,7 @@ impl Federated {
                 clients: n,
                 threshold: p.min_clients.max(n / 2 + 1),
                 neighbours: 2 * (n as f64).log2().ceil() as usize,
-                dim: k + 1,
+                dim: dim + 1,
             };
             let (mut c, keys) = Client::new(sp, me)?;
             send(s, &Up::Keys(keys)).await?;
@@ -449,13 +567,13 @@ impl PrivacyProtocol for Federated {
     fn reference(&self, p: &FlParams, inputs: Vec<FlInput>) -> Vec<Option<FlModel>> {
         let data: Vec<(Rows, Rows)> = inputs.iter().filter_map(|i| rows(p, i).ok()).collect();
         let k = p.features.len() + 1;
-        let mut w = vec![0.0; k];
+        let mut w = initial_model(p, k);
         let mut rounds = Vec::new();
         for round in 1..=p.rounds {
-            let mut sum = vec![0.0; k];
+            let mut sum = vec![0.0; w.len()];
             let mut total = 0.0;
             for (train, _) in &data {
-                let local = train_local(&w, train, p.local_epochs, p.learning_rate, p.batch);
+                let local = train_model(p, &w, train);
                 for (s, (a, b)) in sum.iter_mut().zip(local.iter().zip(&w)) {
                     *s += (a - b) * train.0.len() as f64;
                 }
@@ -471,13 +589,8 @@ impl PrivacyProtocol for Federated {
             });
         }
         let mut out = vec![None; inputs.len()];
-        out[0] = Some(FlModel {
-            features: p.features.clone(),
-            weights: w[..k - 1].to_vec(),
-            bias: w[k - 1],
-            rounds,
-            accuracy: data.first().and_then(|d| accuracy(&w, &d.1)),
-        });
+        let acc = data.first().and_then(|d| model_accuracy(p, &w, &d.1));
+        out[0] = Some(model_of(p, w, rounds, acc));
         out
     }
 }

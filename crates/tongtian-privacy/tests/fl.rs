@@ -7,7 +7,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use tongtian_privacy::fl::{accuracy, train_local, Federated, FlInput, FlParams};
+use tongtian_privacy::fl::{
+    accuracy, initial_model, model_accuracy, train_local, train_model, Federated, FlInput, FlParams,
+};
 use tongtian_privacy::protocol::loopback_mesh;
 use tongtian_privacy::{PrivacyProtocol, SessionConfig};
 
@@ -54,6 +56,7 @@ fn inputs(n: usize) -> (FlParams, Vec<FlInput>) {
         learning_rate: 0.1,
         batch: 16,
         holdout: 0.25,
+        hidden: 0,
     };
     (params, out)
 }
@@ -161,5 +164,28 @@ async fn federated_training_matches_central_and_survives_a_dropout() {
     let mut w = model.weights.clone();
     w.push(model.bias);
     assert!(accuracy(&w, &test).unwrap() > 0.9);
+
+    // A small perceptron the same way, against the same network trained
+    // centrally from the same start.
+    let (mut p, ins) = inputs(5);
+    p.hidden = 8;
+    p.rounds = 15;
+    let got = run(&p, ins.clone(), None).await;
+    let model = got[0].clone().unwrap().unwrap();
+    assert_eq!(model.model, "mlp");
+    assert_eq!(model.weights.len(), 8 * 31 + 8 + 1);
+    let fl_acc = model_accuracy(&p, &model.weights, &test).unwrap();
+    let mut central_p = p.clone();
+    central_p.local_epochs = p.rounds * p.local_epochs;
+    let _ = ins;
+    let start = initial_model(&p, p.features.len() + 1);
+    let central = train_model(&central_p, &start, &train);
+    let central_acc = model_accuracy(&p, &central, &test).unwrap();
+    eprintln!("mlp federated {fl_acc:.4}, central {central_acc:.4}");
+    assert!(central_acc > 0.9);
+    assert!(
+        (fl_acc - central_acc).abs() <= 0.01 + 1e-9,
+        "{fl_acc} vs {central_acc}"
+    );
     let _ = BTreeMap::<u8, u8>::new();
 }
