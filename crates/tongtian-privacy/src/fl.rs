@@ -338,15 +338,24 @@ async fn recv<T: BorshDeserialize>(s: &mut crate::Session) -> Result<T, PrivacyE
     borsh::from_slice(&s.recv().await?).map_err(|e| bad(format!("fl message: {e}")))
 }
 
-/// The update a client contributes: `n (w_i - w)` and `n`, fixed point.
-fn contribution(w: &[f64], local: &[f64], n: usize) -> Vec<u64> {
+/// The update a client contributes: `n (w_i - w)` and `n`, fixed point;
+/// refused when it is not finite or would wrap the ring.
+fn contribution(w: &[f64], local: &[f64], n: usize) -> Result<Vec<u64>, PrivacyError> {
+    let limit = (62 - FRAC) as f64;
+    if local.iter().zip(w).any(|(a, b)| {
+        !((a - b) * n as f64).is_finite() || ((a - b) * n as f64).abs() >= limit.exp2()
+    }) {
+        return Err(bad(
+            "value_out_of_range: a local update that is not finite or too large",
+        ));
+    }
     let mut v: Vec<u64> = local
         .iter()
         .zip(w)
         .map(|(a, b)| u64::encode((a - b) * n as f64, FRAC))
         .collect();
     v.push(u64::encode(n as f64, FRAC));
-    v
+    Ok(v)
 }
 
 fn round_tag(job: &[u8; 32], round: u32) -> [u8; 32] {
@@ -438,7 +447,7 @@ impl Federated {
             let mut masked = BTreeMap::new();
             masked.insert(
                 0u32,
-                me.masked(&own, &contribution(&w, &local, train.0.len()))?,
+                me.masked(&own, &contribution(&w, &local, train.0.len())?)?,
             );
             for r in alive.clone().into_iter().filter(|r| *r != 0) {
                 match recv::<Up>(peers.with(r as usize)?).await {
@@ -515,7 +524,7 @@ impl Federated {
             let local = train_local(&w, train, p.local_epochs, p.learning_rate, p.batch);
             send(
                 s,
-                &Up::Masked(c.masked(&mine, &contribution(&w, &local, train.0.len()))?),
+                &Up::Masked(c.masked(&mine, &contribution(&w, &local, train.0.len())?)?),
             )
             .await?;
             let Down::Survivors(alive) = recv::<Down>(s).await? else {

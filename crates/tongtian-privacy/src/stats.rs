@@ -183,6 +183,14 @@ impl PrivacyProtocol for Stats {
                         v.len()
                     )));
                 }
+                // Refuse what would wrap: the sum of squares must stay
+                // below 2^126 at 2f fractional bits.
+                let bound = (126.0 - 2.0 * f as f64 - (n.max(1) as f64).log2()) / 2.0;
+                if let Some(x) = v.iter().find(|x| !x.is_finite() || x.abs() >= bound.exp2()) {
+                    return Err(bad(format!(
+                        "value_out_of_range: {x} in column {name} (|x| must be finite and below 2^{bound:.1})"
+                    )));
+                }
                 Some(
                     idx.iter()
                         .map(|&i| u128::encode(v[i], f))

@@ -165,6 +165,15 @@ async fn federated_training_matches_central_and_survives_a_dropout() {
     w.push(model.bias);
     assert!(accuracy(&w, &test).unwrap() > 0.9);
 
+    // A client whose update is not a number leaves; the others go on.
+    let (p2, mut bad_ins) = inputs(5);
+    bad_ins[2].columns.get_mut("f0").unwrap()[0] = f64::NAN;
+    let got = run(&p2, bad_ins, None).await;
+    let model = got[0].clone().unwrap().unwrap();
+    assert!(got[2].as_ref().unwrap_err().contains("value_out_of_range"));
+    assert!(model.rounds.iter().all(|r| !r.participants.contains(&2)));
+    assert_eq!(model.rounds.len(), 10);
+
     // A small perceptron the same way, against the same network trained
     // centrally from the same start.
     let (mut p, ins) = inputs(5);

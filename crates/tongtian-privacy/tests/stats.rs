@@ -153,6 +153,17 @@ async fn different_key_sets_or_duplicates_stop_the_run() {
     ins[1].keys[3] = ins[1].keys[4].clone();
     let got = run(params(), ins).await;
     assert!(matches!(&got[1], Err(PrivacyError::BadMessage(m)) if m.contains("twice")));
+    // A value that would wrap the ring, or is not a number: refused.
+    for badv in [1e30, f64::NAN] {
+        let mut ins = inputs(50);
+        ins[2].columns.get_mut("c").unwrap()[5] = badv;
+        let got = run(params(), ins).await;
+        assert!(
+            matches!(&got[2], Err(PrivacyError::BadMessage(m)) if m.contains("value_out_of_range")),
+            "{:?}",
+            got[2]
+        );
+    }
     // A column its owner does not hold.
     let mut p = params();
     p.columns.push(("zz".into(), 2));
