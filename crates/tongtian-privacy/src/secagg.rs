@@ -15,7 +15,7 @@
 //!    them.
 //! 3. **Masked update.** Client `i` sends `x_i + G(b_i) + Σ± G(s_ij)` in
 //!    Z_2^64 (fixed point), the pairwise masks `s_ij` agreed by X25519 with
-//!    each neighbour `j` on a ring of `k` neighbours (SecAgg+: `k` grows
+//!    each neighbour `j` that dealt it shares, on a ring of `k` neighbours (SecAgg+: `k` grows
 //!    with log n, not n), `+` for `j > i`, `-` for `j < i`; `G` is AES-CTR.
 //!    The pairwise masks cancel in the sum; the self-mask hides `x_i` even
 //!    when a neighbour's key is later reconstructed.
@@ -313,7 +313,11 @@ impl Client {
         let mut y = update.to_vec();
         apply_mask(&self.p.round, &self.seed.to_bytes(), 1, &mut y);
         for j in self.p.neighbours_of(self.id) {
-            // A neighbour that sent no keys is not in this round.
+            // A neighbour is in this round once it dealt us its shares
+            // (else nobody could unmask its half of the pair).
+            if !self.held.contains_key(&(j as u32)) {
+                continue;
+            }
             let Some(k) = self.peers.get(&(j as u32)) else {
                 continue;
             };
@@ -396,9 +400,13 @@ pub fn aggregate(
         let seed = collect(&|a: &Unmask| &a.seeds, *id)?;
         apply_mask(&p.round, &seed.to_bytes(), -1, &mut sum);
     }
-    // Dropped clients' half-pairs off.
+    // Dropped clients' half-pairs off (those that dealt shares: the
+    // others were masked with by nobody).
     for j in 0..p.clients as u32 {
         if masked.contains_key(&j) || !keys.contains_key(&j) {
+            continue;
+        }
+        if !answers.iter().any(|a| a.keys.iter().any(|(d, _)| *d == j)) {
             continue;
         }
         let sk = collect(&|a: &Unmask| &a.keys, j)?;

@@ -27,15 +27,33 @@ fn round(
     updates: &[Vec<u64>],
     drop: &[usize],
 ) -> (Result<Vec<u64>, String>, BTreeMap<u32, Vec<u64>>) {
+    round_with(p, updates, drop, &[])
+}
+
+/// The same, and the clients in `silent` vanish after sending their keys,
+/// before dealing shares.
+fn round_with(
+    p: &SecAggParams,
+    updates: &[Vec<u64>],
+    drop: &[usize],
+    silent: &[usize],
+) -> (Result<Vec<u64>, String>, BTreeMap<u32, Vec<u64>>) {
     let (mut clients, keys): (Vec<Client>, Vec<_>) = (0..p.clients)
         .map(|i| Client::new(p.clone(), i).unwrap())
         .unzip();
     let sealed: Vec<_> = clients
         .iter_mut()
-        .flat_map(|c| c.share(&keys).unwrap())
+        .enumerate()
+        .filter(|(i, _)| !silent.contains(i))
+        .flat_map(|(_, c)| c.share(&keys).unwrap())
         .collect();
+    let drop: Vec<usize> = drop.iter().chain(silent).copied().collect();
+    let drop = &drop[..];
     let mut masked = BTreeMap::new();
     for (i, c) in clients.iter_mut().enumerate() {
+        if silent.contains(&i) {
+            continue;
+        }
         let mine: Vec<_> = sealed
             .iter()
             .filter(|s| s.to as usize == i)
@@ -95,6 +113,14 @@ fn the_sum_is_exact_with_and_without_dropouts() {
             sum.unwrap(),
             plain_sum(&u, &drop),
             "n={n} dropping {drop:?}"
+        );
+        // Silent after their keys, before their shares: masked by nobody.
+        let silent: Vec<usize> = vec![n - 1];
+        let (sum, _) = round_with(&p, &u, &[0], &silent);
+        assert_eq!(
+            sum.unwrap(),
+            plain_sum(&u, &[0, n - 1]),
+            "n={n} silent {silent:?}"
         );
         // One more is too many.
         let drop: Vec<usize> = (0..=n - t).collect();
