@@ -101,6 +101,66 @@ struct Followed {
     output: Option<Vec<u8>>,
 }
 
+impl Followed {
+    /// What every `compute` command prints of a followed job (job, status,
+    /// transcript hash, result commitment, seconds, payments), with the
+    /// command's own fields in `extra`.
+    fn report(&self, extra: Value) -> Value {
+        let mut v = json!({
+            "job": self.id,
+            "status": self.job["status"],
+            "transcript_hash": self.job["transcript_hash"],
+            "result_commitment": self.job["result_commitment"],
+            "seconds": self.seconds,
+            "payments": self.job["payments"],
+        });
+        if let (Some(v), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            v.extend(extra);
+        }
+        v
+    }
+
+    /// Its status.
+    fn status(&self) -> &str {
+        self.job["status"].as_str().unwrap_or("")
+    }
+
+    /// The fetched output as JSON (`null` when there is none).
+    fn json_output(&self, what: &str) -> Result<Value> {
+        match &self.output {
+            Some(b) => serde_json::from_slice(b).with_context(|| format!("the {what} is not JSON")),
+            None => Ok(Value::Null),
+        }
+    }
+}
+
+/// What a `compute` command prints of a job filed without `--wait`.
+fn filed(ctx: &Ctx, id: u64) -> Result<()> {
+    let v = json!({ "job": id, "status": "open" });
+    print(ctx.json, &v, || format!("job {id} filed"))
+}
+
+/// The numeric columns of `assets` (in order, each once), but `except`.
+async fn numeric_columns(ctx: &Ctx, assets: &[u64], except: &[&str]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for id in assets {
+        let a = ctx
+            .client
+            .module_query("data", &format!("assets/{id}"))
+            .await?;
+        for c in a["schema"].as_array().into_iter().flatten() {
+            let name = c["name"].as_str().unwrap_or("").to_string();
+            if matches!(c["type"].as_str(), Some("int" | "float"))
+                && !except.contains(&name.as_str())
+                && !out.contains(&name)
+            {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// File `f`, and with `wait` follow it (progress on stderr, aborting it
 /// once past its timeout) and fetch its output when the signer is the
 /// output account; `None` without `wait`.
@@ -215,19 +275,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             }
             let mut features = columns;
             if features.is_empty() {
-                let a = ctx
-                    .client
-                    .module_query("data", &format!("assets/{}", assets[0]))
-                    .await?;
-                for c in a["schema"].as_array().into_iter().flatten() {
-                    let name = c["name"].as_str().unwrap_or("").to_string();
-                    if matches!(c["type"].as_str(), Some("int" | "float"))
-                        && name != key_column
-                        && name != label
-                    {
-                        features.push(name);
-                    }
-                }
+                features = numeric_columns(ctx, &assets[..1], &[&key_column, &label]).await?;
             }
             let mut all = vec![key_column.clone(), label.clone()];
             all.extend(features.iter().cloned());
@@ -252,13 +300,9 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             };
             let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
             let Some(f) = followed else {
-                let v = json!({ "job": id, "status": "open" });
-                return print(ctx.json, &v, || format!("job {id} filed"));
+                return filed(ctx, id);
             };
-            let model: Value = match &f.output {
-                Some(b) => serde_json::from_slice(b).context("the model is not JSON")?,
-                None => Value::Null,
-            };
+            let model = f.json_output("model")?;
             for r in f.job["rounds"].as_array().into_iter().flatten() {
                 eprintln!(
                     "round {}: clients {}, model {}",
@@ -267,21 +311,15 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                     r["model_commitment"].as_str().unwrap_or("")
                 );
             }
-            let status = f.job["status"].as_str().unwrap_or("").to_string();
-            let v = json!({
-                "job": f.id,
-                "status": status,
+            let v = f.report(json!({
                 "accuracy": model["accuracy"],
                 "rounds": f.job["rounds"],
                 "model": model,
-                "transcript_hash": f.job["transcript_hash"],
-                "result_commitment": f.job["result_commitment"],
-                "seconds": f.seconds,
-                "payments": f.job["payments"],
-            });
+            }));
             print(ctx.json, &v, || {
                 format!(
-                    "job {id} {status} in {:.1} s; {} rounds; accuracy {}",
+                    "job {id} {} in {:.1} s; {} rounds; accuracy {}",
+                    f.status(),
                     f.seconds,
                     f.job["rounds"].as_array().map_or(0, Vec::len),
                     model["accuracy"]
@@ -352,8 +390,7 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             };
             let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
             let Some(f) = followed else {
-                let v = json!({ "job": id, "status": "open" });
-                return print(ctx.json, &v, || format!("job {id} filed"));
+                return filed(ctx, id);
             };
             let mut size = Value::Null;
             let mut location = Value::Null;
@@ -365,20 +402,14 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
                     location = path.display().to_string().into();
                 }
             }
-            let status = f.job["status"].as_str().unwrap_or("").to_string();
-            let v = json!({
-                "job": f.id,
-                "status": status,
+            let v = f.report(json!({
                 "intersection_size": size,
-                "transcript_hash": f.job["transcript_hash"],
-                "result_commitment": f.job["result_commitment"],
-                "seconds": f.seconds,
                 "output": location,
-                "payments": f.job["payments"],
-            });
+            }));
             print(ctx.json, &v, || {
                 format!(
-                    "job {id} {status} in {:.1} s; intersection size {size}; result commitment {}",
+                    "job {id} {} in {:.1} s; intersection size {size}; result commitment {}",
+                    f.status(),
                     f.seconds,
                     f.job["result_commitment"].as_str().unwrap_or("-")
                 )
@@ -420,26 +451,14 @@ pub async fn compute(ctx: &Ctx, cmd: ComputeCommand) -> Result<()> {
             };
             let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
             let Some(f) = followed else {
-                let v = json!({ "job": id, "status": "open" });
-                return print(ctx.json, &v, || format!("job {id} filed"));
+                return filed(ctx, id);
             };
-            let result: Value = match &f.output {
-                Some(b) => serde_json::from_slice(b).context("the output is not JSON")?,
-                None => Value::Null,
-            };
-            let status = f.job["status"].as_str().unwrap_or("").to_string();
-            let v = json!({
-                "job": f.id,
-                "status": status,
-                "result": result,
-                "transcript_hash": f.job["transcript_hash"],
-                "result_commitment": f.job["result_commitment"],
-                "seconds": f.seconds,
-                "payments": f.job["payments"],
-            });
+            let result = f.json_output("output")?;
+            let v = f.report(json!({ "result": result }));
             print(ctx.json, &v, || {
                 format!(
-                    "job {id} {status} in {:.1} s: {}",
+                    "job {id} {} in {:.1} s: {}",
+                    f.status(),
                     f.seconds,
                     serde_json::to_string_pretty(&result).unwrap_or_default()
                 )
@@ -474,19 +493,7 @@ async fn compute_lr(
     }
     let mut features = columns;
     if features.is_empty() {
-        for id in &assets {
-            let a = ctx
-                .client
-                .module_query("data", &format!("assets/{id}"))
-                .await?;
-            for c in a["schema"].as_array().into_iter().flatten() {
-                let name = c["name"].as_str().unwrap_or("").to_string();
-                let numeric = matches!(c["type"].as_str(), Some("int" | "float"));
-                if numeric && name != key_column && name != label && !features.contains(&name) {
-                    features.push(name);
-                }
-            }
-        }
+        features = numeric_columns(ctx, &assets, &[&key_column, &label]).await?;
     }
     let mut all = vec![key_column.clone(), label.clone()];
     all.extend(features.iter().cloned());
@@ -508,29 +515,18 @@ async fn compute_lr(
     };
     let (id, followed) = file_and_follow(ctx, &signer, filing, wait).await?;
     let Some(f) = followed else {
-        let v = json!({ "job": id, "status": "open" });
-        return print(ctx.json, &v, || format!("job {id} filed"));
+        return filed(ctx, id);
     };
-    let model: Value = match &f.output {
-        Some(b) => serde_json::from_slice(b).context("the model is not JSON")?,
-        None => Value::Null,
-    };
-    let status = f.job["status"].as_str().unwrap_or("").to_string();
-    let v = json!({
-        "job": f.id,
-        "status": status,
+    let model = f.json_output("model")?;
+    let v = f.report(json!({
         "accuracy": model["accuracy"],
         "model": model,
         "features": features,
-        "transcript_hash": f.job["transcript_hash"],
-        "result_commitment": f.job["result_commitment"],
-        "seconds": f.seconds,
-        "payments": f.job["payments"],
-    });
+    }));
     print(ctx.json, &v, || {
         format!(
-            "job {id} {status} in {:.1} s; held-out accuracy {}; the model is in the first asset's agent's results/job-{id}.json",
-            f.seconds, model["accuracy"]
+            "job {id} {} in {:.1} s; held-out accuracy {}; the model is in the first asset's agent's results/job-{id}.json",
+            f.status(), f.seconds, model["accuracy"]
         )
     })
 }
