@@ -77,93 +77,58 @@ pub trait Ring: Copy + Default + PartialEq + Send + Sync + std::fmt::Debug + 'st
     fn one() -> Self;
 }
 
-impl Ring for u64 {
-    const BYTES: usize = 8;
-    fn add(self, o: Self) -> Self {
-        self.wrapping_add(o)
-    }
-    fn sub(self, o: Self) -> Self {
-        self.wrapping_sub(o)
-    }
-    fn mul(self, o: Self) -> Self {
-        self.wrapping_mul(o)
-    }
-    fn div_floor(self, d: u64) -> Self {
-        self / d
-    }
-    fn from_le(b: &[u8]) -> Self {
-        u64::from_le_bytes(b.try_into().expect("8 bytes"))
-    }
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn encode(v: f64, frac: u32) -> Self {
-        (v * (frac as f64).exp2()).round() as i64 as u64
-    }
-    fn decode(self, frac: u32) -> f64 {
-        self as i64 as f64 / (frac as f64).exp2()
-    }
-    const BITS: u32 = 64;
-    fn xor(self, o: Self) -> Self {
-        self ^ o
-    }
-    fn and(self, o: Self) -> Self {
-        self & o
-    }
-    fn shl(self, d: u32) -> Self {
-        self << d
-    }
-    fn bit(self, i: u32) -> Self {
-        (self >> i) & 1
-    }
-    fn one() -> Self {
-        1
-    }
+/// `Ring` for an unsigned integer type `$t`, with `$s` its signed twin
+/// (fixed point is two's complement).
+macro_rules! ring {
+    ($t:ty, $s:ty) => {
+        impl Ring for $t {
+            const BYTES: usize = std::mem::size_of::<$t>();
+            const BITS: u32 = <$t>::BITS;
+            fn add(self, o: Self) -> Self {
+                self.wrapping_add(o)
+            }
+            fn sub(self, o: Self) -> Self {
+                self.wrapping_sub(o)
+            }
+            fn mul(self, o: Self) -> Self {
+                self.wrapping_mul(o)
+            }
+            fn div_floor(self, d: u64) -> Self {
+                self / d as $t
+            }
+            fn from_le(b: &[u8]) -> Self {
+                <$t>::from_le_bytes(b.try_into().expect("an element's bytes"))
+            }
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn encode(v: f64, frac: u32) -> Self {
+                (v * (frac as f64).exp2()).round() as $s as $t
+            }
+            fn decode(self, frac: u32) -> f64 {
+                self as $s as f64 / (frac as f64).exp2()
+            }
+            fn xor(self, o: Self) -> Self {
+                self ^ o
+            }
+            fn and(self, o: Self) -> Self {
+                self & o
+            }
+            fn shl(self, d: u32) -> Self {
+                self << d
+            }
+            fn bit(self, i: u32) -> Self {
+                (self >> i) & 1
+            }
+            fn one() -> Self {
+                1
+            }
+        }
+    };
 }
 
-impl Ring for u128 {
-    const BYTES: usize = 16;
-    fn add(self, o: Self) -> Self {
-        self.wrapping_add(o)
-    }
-    fn sub(self, o: Self) -> Self {
-        self.wrapping_sub(o)
-    }
-    fn mul(self, o: Self) -> Self {
-        self.wrapping_mul(o)
-    }
-    fn div_floor(self, d: u64) -> Self {
-        self / d as u128
-    }
-    fn from_le(b: &[u8]) -> Self {
-        u128::from_le_bytes(b.try_into().expect("16 bytes"))
-    }
-    fn put(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_le_bytes());
-    }
-    fn encode(v: f64, frac: u32) -> Self {
-        (v * (frac as f64).exp2()).round() as i128 as u128
-    }
-    fn decode(self, frac: u32) -> f64 {
-        self as i128 as f64 / (frac as f64).exp2()
-    }
-    const BITS: u32 = 128;
-    fn xor(self, o: Self) -> Self {
-        self ^ o
-    }
-    fn and(self, o: Self) -> Self {
-        self & o
-    }
-    fn shl(self, d: u32) -> Self {
-        self << d
-    }
-    fn bit(self, i: u32) -> Self {
-        (self >> i) & 1
-    }
-    fn one() -> Self {
-        1
-    }
-}
+ring!(u64, i64);
+ring!(u128, i128);
 
 /// One party's shares of a vector: `(x_i, x_{i+1})` for each element.
 #[derive(Clone, Debug, PartialEq)]
@@ -606,6 +571,38 @@ impl<'p> Rss3<'p> {
         Ok(t.add(&self.constant(0.5, x.len())))
     }
 
+    /// The three summands of `x` (`x_0`, `x_1`, `x_2`, each known to two
+    /// parties) as three sharings of their own, party `i` holding `x_j`
+    /// in sharing `j` where it knows it and 0 elsewhere: their sum (or
+    /// XOR) is `x`, and no party needs to send anything.
+    fn summands<R: Ring>(&self, x: &Shared<R>) -> [Shared<R>; 3] {
+        let z = vec![R::default(); x.len()];
+        let only = |a: &Vec<R>, first: bool| {
+            if first {
+                Shared {
+                    a: a.clone(),
+                    b: z.clone(),
+                }
+            } else {
+                Shared {
+                    a: z.clone(),
+                    b: a.clone(),
+                }
+            }
+        };
+        let none = Shared {
+            a: z.clone(),
+            b: z.clone(),
+        };
+        // Party i holds (x_i, x_{i+1}): x_i is the first share of sharing
+        // i, x_{i+1} the second share of sharing i + 1.
+        match self.me {
+            0 => [only(&x.a, true), only(&x.b, false), none],
+            1 => [none, only(&x.a, true), only(&x.b, false)],
+            _ => [only(&x.b, false), none, only(&x.a, true)],
+        }
+    }
+
     /// Boolean AND of XOR-shared 64-bit words, elementwise: one word per
     /// element, one round (the XOR twin of [`Rss3::mul`]).
     pub async fn and<R: Ring>(
@@ -639,52 +636,8 @@ impl<'p> Rss3<'p> {
     /// Z_2^64, 8 in Z_2^128), then two rounds to turn the bit arithmetic.
     pub async fn msb<R: Ring>(&mut self, x: &Shared<R>) -> Result<Shared<R>, PrivacyError> {
         let n = x.len();
-        let z = vec![R::default(); n];
-        // x0, x1, x2 as XOR sharings (s0, s1, s2), party i holding (s_i, s_{i+1}).
-        let (a, b, c) = match self.me {
-            0 => (
-                Shared {
-                    a: x.a.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: x.b.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: z.clone(),
-                },
-            ),
-            1 => (
-                Shared {
-                    a: z.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: x.a.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: x.b.clone(),
-                },
-            ),
-            _ => (
-                Shared {
-                    a: z.clone(),
-                    b: x.b.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: x.a.clone(),
-                    b: z.clone(),
-                },
-            ),
-        };
+        // x0, x1, x2 as XOR sharings of their own.
+        let [a, b, c] = self.summands(x);
         let xor = |p: &Shared<R>, q: &Shared<R>| Shared {
             a: p.a.iter().zip(&q.a).map(|(u, v)| u.xor(*v)).collect(),
             b: p.b.iter().zip(&q.b).map(|(u, v)| u.xor(*v)).collect(),
@@ -734,53 +687,8 @@ impl<'p> Rss3<'p> {
     /// XOR-shared bits (in bit 0) as arithmetic shares of 0 or 1: the
     /// three summands' XOR by `u ^ v = u + v - 2uv`, two rounds.
     async fn b2a<R: Ring>(&mut self, bit: &Shared<R>) -> Result<Shared<R>, PrivacyError> {
-        let n = bit.len();
-        let z = vec![R::default(); n];
         // The XOR summands s0, s1, s2 as arithmetic sharings.
-        let (s0, s1, s2) = match self.me {
-            0 => (
-                Shared {
-                    a: bit.a.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: bit.b.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: z.clone(),
-                },
-            ),
-            1 => (
-                Shared {
-                    a: z.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: bit.a.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: bit.b.clone(),
-                },
-            ),
-            _ => (
-                Shared {
-                    a: z.clone(),
-                    b: bit.b.clone(),
-                },
-                Shared {
-                    a: z.clone(),
-                    b: z.clone(),
-                },
-                Shared {
-                    a: bit.a.clone(),
-                    b: z.clone(),
-                },
-            ),
-        };
+        let [s0, s1, s2] = self.summands(bit);
         let two = R::one().add(R::one());
         let m = self.mul(&s0, &s1).await?;
         let u = s0.add(&s1).sub(&m.scale(two));

@@ -89,6 +89,18 @@ impl Peers {
         self.me
     }
 
+    /// That these are the sessions of `role` (a protocol run as one role
+    /// over another's sessions would talk to the wrong parties).
+    pub fn check_role(&self, role: usize) -> Result<(), PrivacyError> {
+        if self.me != role {
+            return Err(PrivacyError::BadMessage(format!(
+                "sessions of role {}, run as role {role}",
+                self.me
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether there is a session with `role`.
     pub fn has(&self, role: usize) -> bool {
         self.sessions.get(role).is_some_and(Option::is_some)
@@ -256,6 +268,16 @@ pub fn normalise(keys: &[String]) -> Vec<String> {
         .map(|k| k.trim().to_string())
         .filter(|k| seen.insert(k.clone()))
         .collect()
+}
+
+/// Every role's output of a two-party PSI, in the clear: the receiver's
+/// intersection (or its size), nothing for the sender.
+pub fn psi_reference(params: &PsiParams, inputs: &[PsiInput]) -> Vec<PsiOutput> {
+    let (r, s) = (&inputs[0].keys, &inputs[1].keys);
+    vec![
+        plain_intersection(r, s, params.cardinality),
+        PsiOutput::Nothing,
+    ]
 }
 
 /// The plaintext intersection (a hash join): the receiver's output.

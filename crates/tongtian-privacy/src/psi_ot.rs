@@ -39,7 +39,7 @@
 
 use crate::protocol::Peers;
 use crate::protocol::{
-    normalise, plain_intersection, PrivacyProtocol, PsiInput, PsiOutput, PsiParams, Ran,
+    normalise, psi_reference, PrivacyProtocol, PsiInput, PsiOutput, PsiParams, Ran,
 };
 use crate::PrivacyError;
 use aes::cipher::{BlockEncrypt, KeyInit, KeyIvInit, StreamCipher};
@@ -612,12 +612,7 @@ impl PrivacyProtocol for PsiOt {
         params: &PsiParams,
         input: PsiInput,
     ) -> Result<Ran<PsiOutput>, PrivacyError> {
-        if peers.me() != role {
-            return Err(PrivacyError::BadMessage(format!(
-                "sessions of role {}, run as role {role}",
-                peers.me()
-            )));
-        }
+        peers.check_role(role)?;
         let keys = normalise(&input.keys);
         match role {
             0 => Self::receiver(peers, params, keys).await,
@@ -627,11 +622,7 @@ impl PrivacyProtocol for PsiOt {
     }
 
     fn reference(&self, params: &PsiParams, inputs: Vec<PsiInput>) -> Vec<PsiOutput> {
-        let (r, s) = (&inputs[0].keys, &inputs[1].keys);
-        vec![
-            plain_intersection(r, s, params.cardinality),
-            PsiOutput::Nothing,
-        ]
+        psi_reference(params, &inputs)
     }
 }
 

@@ -157,12 +157,7 @@ impl PrivacyProtocol for Stats {
         input: StatsInput,
     ) -> Result<Ran<Option<StatsResult>>, PrivacyError> {
         Self::check(p)?;
-        if peers.me() != role {
-            return Err(bad(format!(
-                "sessions of role {}, run as {role}",
-                peers.me()
-            )));
-        }
+        peers.check_role(role)?;
         // 1. The same entities everywhere, in the same order.
         let (keys, idx) = crate::align::align(peers, p.job, input.keys).await?;
         let n = keys.len();
