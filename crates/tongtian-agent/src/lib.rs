@@ -380,7 +380,7 @@ impl Inner {
     /// Sign `msgs` with consecutive nonces, submit them all, then wait
     /// for every one to be committed (a job's rounds land in a block or
     /// two instead of one block each).
-    async fn send_all(&self, msgs: Vec<JobMsg>) -> Result<(), AgentError> {
+    async fn send_all(&self, msgs: Vec<JobMsg>, within: Duration) -> Result<(), AgentError> {
         let _one_at_a_time = self.txs.lock().await;
         let from = Address::from_public_key(self.suite, self.key.public_key());
         let nonce = self.client.account(&from).await?.pending_nonce;
@@ -397,10 +397,7 @@ impl Inner {
             hashes.push(self.client.submit(&tx).await?);
         }
         for h in hashes {
-            let r = self
-                .client
-                .wait_receipt(&h, Duration::from_secs(60))
-                .await?;
+            let r = self.client.wait_receipt(&h, within).await?;
             if let tongtian_types::TxStatus::Failed { code, message } = r.status {
                 return Err(AgentError::Refused { code, message });
             }
@@ -411,28 +408,7 @@ impl Inner {
     /// Sign and send a `job` message as this agent's account, and wait for
     /// it to be committed.
     async fn send(&self, msg: JobMsg) -> Result<(), AgentError> {
-        let _one_at_a_time = self.txs.lock().await;
-        let from = Address::from_public_key(self.suite, self.key.public_key());
-        let nonce = self.client.account(&from).await?.pending_nonce;
-        let tx = Transaction {
-            chain_id: self.chain_id,
-            nonce,
-            gas_limit: 1_000_000,
-            gas_price: 1,
-            action: msg.action(),
-        }
-        .sign(&self.key);
-        let hash = self.client.submit(&tx).await?;
-        let r = self
-            .client
-            .wait_receipt(&hash, Duration::from_secs(30))
-            .await?;
-        match r.status {
-            tongtian_types::TxStatus::Success => Ok(()),
-            tongtian_types::TxStatus::Failed { code, message } => {
-                Err(AgentError::Refused { code, message })
-            }
-        }
+        self.send_all(vec![msg], Duration::from_secs(30)).await
     }
 
     /// Where calls to our seat `role` of `job` wait for it.
@@ -724,6 +700,7 @@ impl Inner {
                         model_commitment: H256(*commitment),
                     })
                     .collect(),
+                Duration::from_secs(60),
             )
             .await?;
             self.send(JobMsg::Complete {
