@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{address, bin, transfer};
+use common::{address, bin, ok_json, transfer};
+
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -1122,16 +1123,6 @@ fn cli_at(t: &Testnet, i: usize, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Four organisations, one node each, on a BFT main chain. A vote creates

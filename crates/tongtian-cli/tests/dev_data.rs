@@ -7,34 +7,9 @@
 
 mod common;
 
-use common::DevNode;
+use common::{contains, ok_json, DevNode};
+
 use serde_json::Value;
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn contains(dir: &std::path::Path, needle: &[u8]) -> Option<std::path::PathBuf> {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            if let Some(f) = contains(&p, needle) {
-                return Some(f);
-            }
-        } else if let Ok(b) = std::fs::read(&p) {
-            if b.windows(needle.len()).any(|w| w == needle) {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
 
 #[test]
 fn a_csv_becomes_an_asset_whose_rows_stay_with_their_owner() {

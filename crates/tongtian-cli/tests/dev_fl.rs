@@ -9,21 +9,11 @@
 
 mod common;
 
-use common::{free_port, AgentProc, DevNode};
-use serde_json::Value;
+use common::{free_port, ok_json, AgentProc, DevNode};
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn five_agents_train_a_model_and_one_dies_on_the_way() {

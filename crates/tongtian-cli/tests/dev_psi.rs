@@ -11,38 +11,13 @@
 
 mod common;
 
-use common::{bin, free_port, AgentProc, DevNode};
+use common::{bin, contains, free_port, ok_json, AgentProc, DevNode};
+
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            if let Some(f) = contains(&p, needle) {
-                return Some(f);
-            }
-        } else if let Ok(b) = std::fs::read(&p) {
-            if b.windows(needle.len()).any(|w| w == needle) {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
 
 fn write_csv(path: &Path, tag: &str, keys: &[String]) {
     let mut text = String::from("id,secret\n");

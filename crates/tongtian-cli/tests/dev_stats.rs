@@ -9,19 +9,10 @@
 
 mod common;
 
-use common::{free_port, AgentProc, DevNode};
+use common::{contains, free_port, ok_json, AgentProc, DevNode};
+
 use serde_json::Value;
 use std::path::Path;
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn mean_var(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -266,25 +257,8 @@ fn three_agents_compute_joint_statistics_paid_on_chain() {
 
     // Owner 1's incomes appear nowhere else.
     let needle = format!(",{}\n", income[17]);
-    let found = |dir: &Path| -> bool {
-        walk(dir)
-            .iter()
-            .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains(&needle)))
-    };
+    let found = |dir: &Path| contains(dir, needle.as_bytes()).is_some();
     assert!(!found(&node.data_dir));
     assert!(!found(&agents[0].home) && !found(&agents[2].home));
     assert!(found(&agents[1].home));
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }

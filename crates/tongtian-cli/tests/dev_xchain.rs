@@ -6,19 +6,10 @@
 
 mod common;
 
-use common::DevNode;
+use common::{ok_json, DevNode};
+
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn balance(node: &DevNode, chain: &str, address: &str, denom: &str) -> u128 {
     let b = ok_json(node.cli(&["--chain", chain, "xchain", "balances", address, "--json"]));

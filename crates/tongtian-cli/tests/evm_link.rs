@@ -8,9 +8,10 @@
 
 mod common;
 
+use common::{ok_json, DevNode};
+
 use alloy_primitives::{Address as EthAddress, FixedBytes, U256};
 use alloy_sol_types::{sol, SolCall, SolValue};
-use common::DevNode;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -36,16 +37,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-fn ok_json(out: std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "stdout {}\nstderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn rpc(url: &str, method: &str, params: Value) -> Value {

@@ -281,3 +281,32 @@ impl Drop for AgentProc {
         self.kill();
     }
 }
+
+/// A CLI run's stdout as JSON, after asserting it succeeded (both
+/// streams in the message when it did not).
+pub fn ok_json(out: Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "stdout {}\nstderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The first file under `dir` (recursively) whose bytes contain `needle`.
+pub fn contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if let Some(f) = contains(&p, needle) {
+                return Some(f);
+            }
+        } else if let Ok(b) = std::fs::read(&p) {
+            if b.windows(needle.len()).any(|w| w == needle) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
