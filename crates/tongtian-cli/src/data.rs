@@ -27,6 +27,36 @@ async fn send(
     Ok(r)
 }
 
+/// The CSV file under `dir` (at most `depth` levels down, with its salt
+/// beside it) whose salted root is `root`.
+fn find_committed(
+    dir: &std::path::Path,
+    suite: tongtian_crypto::SuiteId,
+    root: &tongtian_types::H256,
+    depth: usize,
+) -> Option<std::path::PathBuf> {
+    let mut dirs = Vec::new();
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            dirs.push(p);
+        } else if p.extension().is_some_and(|x| x == "csv") && rows::salt_path(&p).exists() {
+            let committed = Table::read(&p)
+                .ok()
+                .zip(rows::read_salt(&p).ok())
+                .map(|(t, salt)| t.commit(suite, &salt).root);
+            if committed.as_ref() == Some(root) {
+                return Some(p);
+            }
+        }
+    }
+    if depth == 0 {
+        return None;
+    }
+    dirs.into_iter()
+        .find_map(|d| find_committed(&d, suite, root, depth - 1))
+}
+
 /// A file's problem as a usage error with its code.
 pub fn rows_error(e: rows::RowsError) -> anyhow::Error {
     usage(e.code(), e.to_string())
@@ -187,6 +217,18 @@ pub async fn run(ctx: &Ctx, cmd: DataCommand) -> Result<()> {
                 .module_query("data", &format!("assets/{id}"))
                 .await?;
             let on_chain = util::parse_hash(a["commitment"].as_str().unwrap_or(""))?;
+            let file = match file {
+                Some(f) => f,
+                None => find_committed(std::path::Path::new("."), suite, &on_chain, 5)
+                    .ok_or_else(|| {
+                        usage(
+                            "asset_not_held",
+                            format!(
+                                "no CSV file with its salt under this directory commits to asset {id}; name it with --file"
+                            ),
+                        )
+                    })?,
+            };
             let table = Table::read(&file).map_err(rows_error)?;
             let salt = rows::read_salt(&file).map_err(rows_error)?;
             let p = rows::prove(&table, suite, &salt, row).map_err(rows_error)?;

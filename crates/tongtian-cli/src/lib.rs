@@ -483,9 +483,11 @@ pub enum DataCommand {
         /// The row (from 0).
         #[arg(long)]
         row: u64,
-        /// The asset's file (its salt is read from FILE.salt).
+        /// The asset's file (its salt is read from FILE.salt); default: the
+        /// CSV file under the current directory (five levels deep, with a
+        /// salt beside it) whose salted root is the asset's commitment.
         #[arg(long)]
-        file: std::path::PathBuf,
+        file: Option<std::path::PathBuf>,
     },
 }
 

@@ -175,6 +175,25 @@ fn a_csv_becomes_an_asset_whose_rows_stay_with_their_owner() {
     assert_eq!(p["root"], commitment.as_str());
     assert_eq!(p["fields"][0], "zq-secret-row-2");
     assert!(!p["path"].as_array().unwrap().is_empty());
+    // Without --file, from the owner's directory: the file is found by its
+    // commitment.
+    let found = std::process::Command::new(common::bin())
+        .current_dir(tmp.path())
+        .args([
+            "--node",
+            &node.url(),
+            "data",
+            "prove",
+            "1",
+            "--row",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let found = ok_json(found);
+    assert_eq!(found["fields"], p["fields"]);
+    assert_eq!(found["valid"], true);
     let past = node.cli(&[
         "data",
         "prove",
